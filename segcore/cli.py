@@ -1,0 +1,48 @@
+"""``python -m segcore``: the command line, usable without the dashboard.
+
+Each stage owns its subcommands in its own ``cli`` module, which exposes
+``register(subparsers)``; this module only gathers them. Stage modules are
+imported lazily so that ``--help`` and the data commands start fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# (module, description) in the order they appear in --help.
+_STAGES = (
+    "segcore.data.cli",
+    "segcore.models.cli",
+    "segcore.training.cli",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m segcore", description="segcore: U-Net segmentation workbench")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module_name in _STAGES:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError, FileExistsError, KeyError) as exc:
+        # Errors for users: one line naming what was wrong, no stack trace.
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"error: {message}", file=sys.stderr)
+        return 1
