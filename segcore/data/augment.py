@@ -1,0 +1,145 @@
+"""Joint image and mask augmentation with OpenCV, seeded and deterministic.
+
+One random affine transform (rotation, zoom in or out, shift) and random flips
+are drawn per sample and applied to the image and to its mask alike: the image
+with bilinear interpolation, the mask with nearest-neighbour interpolation so
+that class indices are never blended. Pixels that the transform brings in from
+outside the image are void in the mask (``ignore_index``, 255), so no loss or
+metric is computed on made-up content. Brightness and contrast change the image
+only.
+
+The same ``rng`` state always gives the same result: seed it from (run seed,
+epoch, sample index) and an epoch is reproducible in any process.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from segcore.config import AugmentConfig
+
+VOID = 255
+
+
+@dataclass(frozen=True)
+class AugmentParams:
+    """One draw of the random transform (kept so that tests and previews can show it)."""
+
+    hflip: bool
+    vflip: bool
+    angle: float  # degrees, counter-clockwise
+    scale: float  # > 1 zooms in
+    shift_x: float  # pixels
+    shift_y: float
+    brightness: float  # added, as a fraction of 255
+    contrast: float  # multiplier around the image mean
+
+
+def draw_params(config: AugmentConfig, size: tuple[int, int], rng: np.random.Generator) -> AugmentParams:
+    """Draw one random transform from ``config`` for an image of ``size`` (height, width).
+
+    Every random number is drawn whether or not its effect is enabled, so that
+    turning one effect off leaves the others' draws unchanged.
+    """
+    h, w = size
+    u = rng.uniform(-1.0, 1.0, size=6)
+    flips = rng.uniform(0.0, 1.0, size=2)
+    return AugmentParams(
+        hflip=bool(config.hflip and flips[0] < 0.5),
+        vflip=bool(config.vflip and flips[1] < 0.5),
+        angle=float(config.rotate_degrees * u[0]),
+        scale=float(1.0 + config.zoom * u[1]),
+        shift_x=float(config.shift * w * u[2]),
+        shift_y=float(config.shift * h * u[3]),
+        brightness=float(config.brightness * u[4]),
+        contrast=float(1.0 + config.contrast * u[5]),
+    )
+
+
+def _warp(array: np.ndarray, matrix: np.ndarray, interpolation: int, fill: int) -> np.ndarray:
+    h, w = array.shape[:2]
+    if array.ndim == 3 and array.shape[2] > 4:
+        # OpenCV warps at most 4 channels at once; many label planes go one by one.
+        return np.stack([_warp(array[..., c], matrix, interpolation, fill) for c in range(array.shape[2])], axis=-1)
+    out = cv2.warpAffine(
+        array,
+        matrix,
+        (w, h),
+        flags=interpolation,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=(fill,) * 4,
+    )
+    if array.ndim == 3 and out.ndim == 2:  # OpenCV drops a trailing channel axis of 1
+        out = out[..., None]
+    return out
+
+
+def apply_params(
+    image: np.ndarray, mask: np.ndarray, params: AugmentParams, void: int = VOID
+) -> tuple[np.ndarray, np.ndarray]:
+    """Apply one drawn transform to an image and its mask.
+
+    Args:
+        image: uint8 (H, W) or (H, W, C).
+        mask: uint8 (H, W) index mask or (H, W, P) label planes, same H, W.
+        params: the transform, from ``draw_params``.
+        void: the mask value for pixels brought in from outside the image.
+
+    Returns:
+        (image, mask) with the input shapes and dtypes.
+    """
+    if image.shape[:2] != mask.shape[:2]:
+        raise ValueError(f"image {image.shape} and mask {mask.shape} differ in size; cannot augment them together")
+    h, w = image.shape[:2]
+    if params.hflip:
+        image, mask = image[:, ::-1], mask[:, ::-1]
+    if params.vflip:
+        image, mask = image[::-1], mask[::-1]
+    image, mask = np.ascontiguousarray(image), np.ascontiguousarray(mask)
+    if params.angle != 0.0 or params.scale != 1.0 or params.shift_x != 0.0 or params.shift_y != 0.0:
+        matrix = cv2.getRotationMatrix2D(((w - 1) / 2.0, (h - 1) / 2.0), params.angle, params.scale)
+        matrix[0, 2] += params.shift_x
+        matrix[1, 2] += params.shift_y
+        image = _warp(image, matrix, cv2.INTER_LINEAR, 0)
+        mask = _warp(mask, matrix, cv2.INTER_NEAREST, void)
+    if params.brightness != 0.0 or params.contrast != 1.0:
+        img = image.astype(np.float32)
+        axes = (0, 1)
+        mean = img.mean(axis=axes, keepdims=True)
+        img = (img - mean) * params.contrast + mean + params.brightness * 255.0
+        image = np.clip(np.rint(img), 0, 255).astype(np.uint8)
+    return image, mask
+
+
+def augment_pair(
+    image: np.ndarray,
+    mask: np.ndarray,
+    config: AugmentConfig,
+    rng: np.random.Generator,
+    void: int = VOID,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Augment an image and its mask jointly.
+
+    Args:
+        image: uint8 (H, W) or (H, W, C).
+        mask: uint8 (H, W) index mask or (H, W, P) label planes.
+        config: which effects and how strong.
+        rng: the random generator; the same state gives the same output.
+        void: mask value for pixels from outside the image (255).
+
+    Returns:
+        (image, mask), same shapes and dtypes as given. With
+        ``config.enabled`` false, the inputs unchanged.
+    """
+    if not config.enabled:
+        return image, mask
+    params = draw_params(config, image.shape[:2], rng)
+    return apply_params(image, mask, params, void)
+
+
+def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
+    """The generator for sample ``index`` in ``epoch`` of a run seeded with ``seed``."""
+    return np.random.default_rng([int(seed), int(epoch), int(index)])

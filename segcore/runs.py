@@ -1,0 +1,560 @@
+"""Run folders: how they are named, what they hold, and their true state.
+
+One function names run folders (``new_run_id``) and one class reads and writes
+them (``RunFolder``). A run folder under ``<workspace>/runs/<run_id>/`` holds::
+
+    config.json         RunConfig, dataset name + content hash, split ids,
+                        package versions, backend and device
+    status.json         state, epoch/batch progress, pid, heartbeat, message,
+                        warnings, best and test metrics
+    history.csv         one row per finished epoch (loss, val_loss, val_dice, lr, ...)
+    train.log           the training process's log
+    checkpoints/        best.keras (by validation Dice), last.keras, state.json
+                        (epoch, best metric, early-stopping counters)
+    tensorboard/        TensorBoard logs
+    evaluation.json     test split: per class, macro, micro, per image
+    predictions/        test probabilities, one compressed .npz per image
+                        (uint8-quantised at training size) + index.json
+    notes.json          notes and tags written by people
+    transfer.json       what was copied when the model started from another run
+    STOP                present while a stop has been requested
+
+Every file is written atomically (see ``segcore.fsutil``), so the dashboard,
+the CLI and a teammate on the same folder always read whole files. The folder
+is the truth: ``list_runs`` reports a "running" run whose process is gone or
+whose heartbeat is stale as ``interrupted``.
+"""
+
+from __future__ import annotations
+
+import csv
+import fcntl
+import io
+import os
+import secrets
+import shutil
+import socket
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+from segcore.config import RunConfig
+from segcore.fsutil import read_json, write_json_atomic, write_text_atomic
+from segcore.workspace import Workspace, get_workspace
+
+STATES = ("queued", "running", "finished", "failed", "stopped", "interrupted")
+ACTIVE_STATES = ("queued", "running")
+# A running process refreshes its heartbeat every few seconds from a thread;
+# a minute of silence means the process is gone or hung.
+HEARTBEAT_STALE_S = 60.0
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def iso(ts: float | None = None) -> str:
+    """An ISO-8601 UTC timestamp for ``ts`` (seconds since the epoch; now if None)."""
+    moment = _utcnow() if ts is None else datetime.fromtimestamp(ts, timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def model_tag(cfg: RunConfig) -> str:
+    """A short readable description of the model: ``unet-d4f32``, ``vgg16-frozen``, ``resnet50``."""
+    m = cfg.model
+    if m.encoder == "none":
+        return f"unet-d{m.depth}f{m.filters}"
+    tag = m.encoder
+    if m.freeze == "frozen":
+        tag += "-frozen"
+    elif m.freeze == "fine_tune":
+        tag += f"-ft{m.fine_tune_after}"
+    return tag
+
+
+def new_run_id(cfg: RunConfig, now: datetime | None = None) -> str:
+    """Name a run folder: readable, sortable by time, and unique.
+
+    ``<UTC yyyymmdd-HHMMSS>-<model>-<dataset>-<4 hex>``, for example
+    ``20261122-203045-unet-d4f32-demo-1a2b``. The random suffix keeps two runs
+    started in the same second apart; ``create_run`` retries on the rare clash.
+
+    Args:
+        cfg: the run's settings (model and dataset go into the name).
+        now: the time to use (UTC now when None).
+
+    Returns:
+        A valid run id (at most 64 characters).
+    """
+    now = now or _utcnow()
+    stamp = now.strftime("%Y%m%d-%H%M%S")
+    dataset = "".join(ch if ch.isalnum() or ch in "._-" else "-" for ch in cfg.train.dataset)[:20].strip("-.") or "data"
+    return f"{stamp}-{model_tag(cfg)}-{dataset}-{secrets.token_hex(2)}"[:64]
+
+
+def pid_alive(pid: int | None) -> bool:
+    """Whether process ``pid`` exists on this machine and is not a zombie."""
+    if not pid or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            state = handle.read().rsplit(b")", 1)[1].split()[0]
+        return state not in (b"Z", b"X")
+    except (OSError, IndexError):
+        return True
+
+
+@dataclass
+class RunSummary:
+    """One row of the runs table: what a list of runs shows, in the true state."""
+
+    run_id: str
+    state: str
+    name: str = ""
+    dataset: str = ""
+    mode: str = ""
+    model: str = ""
+    encoder: str = "none"
+    created_at: str = ""
+    started_at: str | None = None
+    finished_at: str | None = None
+    epoch: int = 0
+    epochs: int = 0
+    message: str = ""
+    warnings: list[str] = field(default_factory=list)
+    best_val_dice: float | None = None
+    best_epoch: int | None = None
+    test: dict[str, float] = field(default_factory=dict)
+    tags: list[str] = field(default_factory=list)
+    notes: str = ""
+    path: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class RunFolder:
+    """Reads and writes everything in one run folder, atomically."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    # -- paths ---------------------------------------------------------------
+    @property
+    def run_id(self) -> str:
+        return self.path.name
+
+    config_path = property(lambda self: self.path / "config.json")
+    status_path = property(lambda self: self.path / "status.json")
+    history_path = property(lambda self: self.path / "history.csv")
+    log_path = property(lambda self: self.path / "train.log")
+    checkpoints_dir = property(lambda self: self.path / "checkpoints")
+    best_model_path = property(lambda self: self.path / "checkpoints" / "best.keras")
+    last_model_path = property(lambda self: self.path / "checkpoints" / "last.keras")
+    train_state_path = property(lambda self: self.path / "checkpoints" / "state.json")
+    tensorboard_dir = property(lambda self: self.path / "tensorboard")
+    evaluation_path = property(lambda self: self.path / "evaluation.json")
+    predictions_dir = property(lambda self: self.path / "predictions")
+    notes_path = property(lambda self: self.path / "notes.json")
+    transfer_path = property(lambda self: self.path / "transfer.json")
+    stop_path = property(lambda self: self.path / "STOP")
+
+    def exists(self) -> bool:
+        return self.config_path.is_file()
+
+    # -- config --------------------------------------------------------------
+    def read_meta(self) -> dict[str, Any]:
+        """The whole ``config.json``: ``config`` (RunConfig dict), ``dataset``, ``split``, ``environment``."""
+        if not self.config_path.is_file():
+            raise FileNotFoundError(f"{self.path} is not a run folder: {self.config_path} is missing")
+        return read_json(self.config_path)
+
+    def read_config(self) -> RunConfig:
+        return RunConfig.from_dict(self.read_meta()["config"])
+
+    def write_meta(self, meta: dict[str, Any]) -> None:
+        write_json_atomic(self.config_path, meta)
+
+    def update_meta(self, **fields: Any) -> dict[str, Any]:
+        with self._lock():
+            meta = self.read_meta()
+            meta.update(fields)
+            self.write_meta(meta)
+            return meta
+
+    # -- status --------------------------------------------------------------
+    @contextmanager
+    def _lock(self) -> Iterator[None]:
+        # Several processes update status.json (the trainer, the queue worker,
+        # stop/resume from the CLI or dashboard): read-modify-write under a lock.
+        self.path.mkdir(parents=True, exist_ok=True)
+        with open(self.path / ".lock", "a+") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def read_status(self) -> dict[str, Any]:
+        """``status.json`` as written (not corrected for dead processes; see ``true_status``)."""
+        try:
+            return read_json(self.status_path)
+        except FileNotFoundError:
+            return {"state": "queued", "warnings": []}
+
+    def write_status(self, status: dict[str, Any]) -> None:
+        status = dict(status)
+        status["updated_at"] = iso()
+        write_json_atomic(self.status_path, status)
+
+    def update_status(self, **fields: Any) -> dict[str, Any]:
+        """Merge ``fields`` into ``status.json`` under the folder lock; returns the new status."""
+        if "state" in fields and fields["state"] not in STATES:
+            raise ValueError(f"run state {fields['state']!r} is not one of {STATES}")
+        with self._lock():
+            status = self.read_status()
+            status.update(fields)
+            self.write_status(status)
+            return status
+
+    def transition(self, allowed_from: tuple[str, ...], **fields: Any) -> dict[str, Any] | None:
+        """Update the status only if its current true state is in ``allowed_from``.
+
+        Returns:
+            The new status, or None when the state was something else.
+        """
+        with self._lock():
+            status = self.true_status()
+            if status.get("state") not in allowed_from:
+                return None
+            status.update(fields)
+            self.write_status(status)
+            return status
+
+    def add_warning(self, text: str) -> None:
+        with self._lock():
+            status = self.read_status()
+            warnings = list(status.get("warnings", []))
+            if text not in warnings:
+                warnings.append(text)
+            status["warnings"] = warnings
+            self.write_status(status)
+
+    def heartbeat(self, **fields: Any) -> None:
+        """Record that the training process is alive (plus any progress fields)."""
+        self.update_status(heartbeat=time.time(), **fields)
+
+    def true_status(self, now: float | None = None) -> dict[str, Any]:
+        """The status with ``state`` corrected: a "running" run whose process is dead
+        (same machine) or whose heartbeat is older than ``HEARTBEAT_STALE_S`` is
+        ``interrupted``."""
+        status = self.read_status()
+        if status.get("state") != "running":
+            return status
+        now = time.time() if now is None else now
+        beat = status.get("heartbeat")
+        reason = None
+        if status.get("host") in (None, socket.gethostname()) and status.get("pid") and not pid_alive(status.get("pid")):
+            reason = f"the training process (pid {status.get('pid')}) is no longer running"
+        elif beat is not None and now - float(beat) > HEARTBEAT_STALE_S:
+            reason = f"no heartbeat for {int(now - float(beat))} s"
+        if reason:
+            status = dict(status)
+            status["state"] = "interrupted"
+            status["message"] = f"interrupted: {reason}; resume continues from the last checkpoint"
+        return status
+
+    # -- stop requests -----------------------------------------------------------
+    def request_stop(self) -> None:
+        write_text_atomic(self.stop_path, iso() + "\n")
+
+    def stop_requested(self) -> bool:
+        return self.stop_path.exists()
+
+    def clear_stop(self) -> None:
+        try:
+            self.stop_path.unlink()
+        except FileNotFoundError:
+            pass
+
+    # -- history -------------------------------------------------------------
+    def read_history(self) -> list[dict[str, Any]]:
+        """``history.csv`` rows as dicts with float values (``epoch`` as int)."""
+        if not self.history_path.is_file():
+            return []
+        rows = []
+        with open(self.history_path, newline="", encoding="utf-8") as handle:
+            for row in csv.DictReader(handle):
+                parsed: dict[str, Any] = {}
+                for key, value in row.items():
+                    if value in (None, ""):
+                        parsed[key] = None
+                    elif key == "epoch":
+                        parsed[key] = int(float(value))
+                    else:
+                        try:
+                            parsed[key] = float(value)
+                        except ValueError:
+                            parsed[key] = value
+                rows.append(parsed)
+        return rows
+
+    def write_history(self, rows: list[dict[str, Any]]) -> None:
+        keys: list[str] = []
+        for row in rows:
+            keys.extend(k for k in row if k not in keys)
+        if "epoch" in keys:
+            keys.remove("epoch")
+            keys.insert(0, "epoch")
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=keys, lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: row.get(k, "") for k in keys})
+        write_text_atomic(self.history_path, buffer.getvalue())
+
+    # -- training state --------------------------------------------------------
+    def read_train_state(self) -> dict[str, Any] | None:
+        try:
+            return read_json(self.train_state_path)
+        except FileNotFoundError:
+            return None
+
+    def write_train_state(self, state: dict[str, Any]) -> None:
+        write_json_atomic(self.train_state_path, state)
+
+    # -- results -------------------------------------------------------------
+    def read_evaluation(self) -> dict[str, Any] | None:
+        try:
+            return read_json(self.evaluation_path)
+        except FileNotFoundError:
+            return None
+
+    def write_evaluation(self, report: dict[str, Any]) -> None:
+        write_json_atomic(self.evaluation_path, report)
+
+    def read_notes(self) -> dict[str, Any]:
+        try:
+            notes = read_json(self.notes_path)
+        except FileNotFoundError:
+            notes = {}
+        notes.setdefault("notes", "")
+        notes.setdefault("tags", [])
+        return notes
+
+    def write_notes(self, notes: str | None = None, tags: list[str] | None = None) -> dict[str, Any]:
+        with self._lock():
+            current = self.read_notes()
+            if notes is not None:
+                current["notes"] = str(notes)
+            if tags is not None:
+                clean = []
+                for tag in tags:
+                    tag = str(tag).strip()
+                    if tag and tag not in clean:
+                        clean.append(tag)
+                current["tags"] = clean
+            current["updated_at"] = iso()
+            write_json_atomic(self.notes_path, current)
+            return current
+
+    # -- summary ---------------------------------------------------------------
+    def summary(self) -> RunSummary:
+        """The runs-table row for this folder (true state, best and test metrics, notes)."""
+        meta = self.read_meta()
+        cfg = meta.get("config", {})
+        model = cfg.get("model", {})
+        train = cfg.get("train", {})
+        status = self.true_status()
+        notes = self.read_notes()
+        best = status.get("best") or {}
+        tags = list(dict.fromkeys(list(cfg.get("tags", [])) + list(notes.get("tags", []))))
+        try:
+            tag = model_tag(RunConfig.from_dict(cfg))
+        except (ValueError, TypeError):
+            tag = model.get("encoder", "")
+        return RunSummary(
+            run_id=self.run_id,
+            state=status.get("state", "queued"),
+            name=cfg.get("name", ""),
+            dataset=train.get("dataset", ""),
+            mode=(meta.get("dataset") or {}).get("mode", ""),
+            model=tag,
+            encoder=model.get("encoder", "none"),
+            created_at=meta.get("created_at", ""),
+            started_at=status.get("started_at"),
+            finished_at=status.get("finished_at"),
+            epoch=int(status.get("epoch", 0) or 0),
+            epochs=int(status.get("epochs", train.get("epochs", 0)) or 0),
+            message=status.get("message", ""),
+            warnings=list(status.get("warnings", [])),
+            best_val_dice=best.get("val_dice"),
+            best_epoch=best.get("epoch"),
+            test=dict(status.get("test") or {}),
+            tags=tags,
+            notes=notes.get("notes", ""),
+            path=str(self.path),
+        )
+
+
+# -- the workspace's runs ------------------------------------------------------
+
+
+def create_run(
+    ws: Workspace,
+    cfg: RunConfig,
+    *,
+    dataset: dict[str, Any],
+    split: dict[str, list[str]],
+    now: datetime | None = None,
+    extra: dict[str, Any] | None = None,
+) -> RunFolder:
+    """Create a new run folder, queued, with its ``config.json`` and ``status.json``.
+
+    Args:
+        ws: the workspace.
+        cfg: the run's settings.
+        dataset: name, content_hash, mode, classes, channels of the dataset.
+        split: ``{"train": ids, "val": ids, "test": ids}``.
+        now: creation time (UTC now when None).
+        extra: more fields for ``config.json`` (e.g. ``sweep``).
+
+    Returns:
+        The new ``RunFolder``.
+    """
+    ws.runs_dir.mkdir(parents=True, exist_ok=True)
+    for _ in range(20):
+        run_id = new_run_id(cfg, now)
+        path = ws.run_dir(run_id)
+        try:
+            path.mkdir()
+            break
+        except FileExistsError:
+            continue
+    else:  # pragma: no cover - 20 clashes of 16 random bits in one second
+        raise FileExistsError(f"could not find a free run folder name in {ws.runs_dir}")
+    run = RunFolder(path)
+    meta = {
+        "run_id": run_id,
+        "created_at": iso(),
+        "config": cfg.to_dict(),
+        "dataset": dataset,
+        "split": split,
+        "environment": {},
+    }
+    meta.update(extra or {})
+    run.write_meta(meta)
+    run.write_status(
+        {
+            "state": "queued",
+            "queued_at": time.time(),
+            "epoch": 0,
+            "epochs": cfg.train.epochs,
+            "message": "waiting in the queue",
+            "warnings": [],
+        }
+    )
+    if cfg.tags:
+        run.write_notes(tags=list(cfg.tags))
+    return run
+
+
+def open_run(run_id: str, ws: Workspace | None = None) -> RunFolder:
+    """The run folder called ``run_id``; FileNotFoundError naming recent runs if absent.
+
+    A unique prefix of a run id is accepted too (``20261122-2030``).
+    """
+    ws = ws or get_workspace()
+    run = RunFolder(ws.runs_dir / run_id) if "/" not in run_id and run_id not in ("", ".", "..") else None
+    if run is not None and run.exists():
+        return run
+    known = sorted(p.parent.name for p in ws.runs_dir.glob("*/config.json"))
+    matches = [name for name in known if run_id and name.startswith(run_id)]
+    if len(matches) == 1:
+        return RunFolder(ws.runs_dir / matches[0])
+    known = known[-5:]
+    if len(matches) > 1:
+        raise FileNotFoundError(f"run id {run_id!r} matches several runs: {matches[:5]}; give more of it")
+    raise FileNotFoundError(f"no run {run_id!r} in {ws.runs_dir}; latest runs are {known}")
+
+
+def iter_run_folders(ws: Workspace | None = None) -> list[RunFolder]:
+    """Every run folder in the workspace, oldest first."""
+    ws = ws or get_workspace()
+    if not ws.runs_dir.is_dir():
+        return []
+    return [RunFolder(p.parent) for p in sorted(ws.runs_dir.glob("*/config.json"))]
+
+
+def list_runs(ws: Workspace | None = None) -> list[RunSummary]:
+    """Every run in the workspace with its true state, newest first.
+
+    A folder that cannot be read (half-deleted, hand-edited) is skipped.
+    """
+    out = []
+    for run in iter_run_folders(ws):
+        try:
+            out.append(run.summary())
+        except (ValueError, KeyError, OSError):
+            continue
+    out.sort(key=lambda s: (s.created_at, s.run_id), reverse=True)
+    return out
+
+
+def queued_runs(ws: Workspace) -> list[RunFolder]:
+    """Runs waiting in the queue, in the order they were queued."""
+    waiting = []
+    for run in iter_run_folders(ws):
+        try:
+            status = run.read_status()
+        except ValueError:
+            continue
+        if status.get("state") == "queued":
+            waiting.append((float(status.get("queued_at", 0.0)), run.run_id, run))
+    return [run for _, _, run in sorted(waiting, key=lambda t: (t[0], t[1]))]
+
+
+def delete_run(run_id: str, ws: Workspace | None = None, *, force: bool = False) -> None:
+    """Delete a run folder. A queued or running run is refused unless ``force``.
+
+    Raises:
+        ValueError: if the run is active and ``force`` is false.
+    """
+    run = open_run(run_id, ws)
+    state = run.true_status().get("state")
+    if state in ACTIVE_STATES and not force:
+        raise ValueError(f"run {run.run_id} is {state}; stop it first (or pass force=True)")
+    # Rename first so that a reader never sees a half-deleted run folder.
+    ws = ws or get_workspace()
+    ws.tmp_dir.mkdir(parents=True, exist_ok=True)
+    trash = ws.tmp_dir / f"deleted-{run.run_id}-{secrets.token_hex(2)}"
+    os.replace(run.path, trash)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def set_notes(run_id: str, notes: str, ws: Workspace | None = None) -> dict[str, Any]:
+    """Replace the notes of a run; returns ``notes.json``'s content."""
+    return open_run(run_id, ws).write_notes(notes=notes)
+
+
+def set_tags(run_id: str, tags: list[str], ws: Workspace | None = None) -> dict[str, Any]:
+    """Replace the tags of a run; returns ``notes.json``'s content."""
+    return open_run(run_id, ws).write_notes(tags=list(tags))
+
+
+def rerun(run_id: str, ws: Workspace | None = None) -> str:
+    """Queue a new run with the same settings and split as ``run_id``; returns the new id."""
+    from segcore.training.launcher import launch
+
+    run = open_run(run_id, ws)
+    meta = run.read_meta()
+    return launch(run.read_config(), ws, split=meta.get("split"))
