@@ -1,0 +1,265 @@
+"""Data: import a dataset, browse samples with mask overlays, class frequencies, problems, augmentation, split."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from pages import _ui
+from segcore import visualize as viz
+from segcore.config import AugmentConfig, SplitConfig
+
+ws = _ui.workspace()
+st.title("Data")
+
+
+# --------------------------------------------------------------------------- import
+
+
+def _progress_callback(bar):
+    """Adapt the importer's progress reports (done/total, a fraction, and/or a message) to a progress bar."""
+
+    def report(*args, **kwargs) -> None:
+        nums = [a for a in args if isinstance(a, (int, float)) and not isinstance(a, bool)]
+        texts = [a for a in args if isinstance(a, str)] + [v for v in kwargs.values() if isinstance(v, str)]
+        done = kwargs.get("done", nums[0] if nums else None)
+        total = kwargs.get("total", nums[1] if len(nums) > 1 else None)
+        if done is None:
+            return
+        fraction = done / total if total else float(done)
+        label = texts[0] if texts else (f"{done} of {total} files" if total else "")
+        bar.progress(min(max(fraction, 0.0), 1.0), text=label)
+
+    return report
+
+
+def _save_upload(upload) -> Path:
+    """Write an uploaded zip into the workspace's scratch folder (the importer reads it from there)."""
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", Path(upload.name).name)[:80] or "upload.zip"
+    folder = ws.tmp_dir / f"upload-{uuid.uuid4().hex[:8]}"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / safe
+    path.write_bytes(upload.getbuffer())
+    return path
+
+
+def import_section(expanded: bool) -> None:
+    imports = _ui.optional_module("segcore.data.imports")
+    with st.expander("Import a dataset", expanded=expanded, icon=":material/upload:"):
+        if imports is None:
+            st.info("Dataset import is not available in this installation.")
+            return
+        source_kind = st.radio("Source", ["Upload a .zip", "A folder on the server"], horizontal=True, key="import_source")
+        upload, folder = None, ""
+        if source_kind == "Upload a .zip":
+            upload = st.file_uploader("Zip of images and masks", type=["zip"], key="import_zip")
+        else:
+            folder = st.text_input("Folder path on the server", key="import_folder", placeholder="/data/my_dataset")
+        layouts = dict(getattr(imports, "LAYOUTS", {}))
+        layout_names = ["auto"] + [n for n in layouts if n != "auto"]
+        cols = st.columns([2, 2, 1])
+        default_name = Path(upload.name).stem if upload is not None else (Path(folder).name if folder else "")
+        name = cols[0].text_input("Dataset name", value=re.sub(r"[^A-Za-z0-9._-]", "_", default_name)[:64], key=f"import_name_{default_name}")
+        layout = cols[1].selectbox(
+            "Layout", layout_names, key="import_layout",
+            format_func=lambda n: "detect automatically" if n == "auto" else f"{n}: {layouts.get(n, '')}"[:90],
+        )
+        strict = cols[2].checkbox("Strict", key="import_strict", help="Refuse the whole import if any file has a problem.")
+        if folder and hasattr(imports, "detect_layout"):
+            with _ui.friendly_errors("detect the layout"):
+                detected = imports.detect_layout(folder)
+                st.caption(f"Detected layout: **{getattr(detected, 'layout', detected)}**")
+        options_text = st.text_area(
+            "Layout options (JSON, optional)", key="import_options", height=80,
+            placeholder='{"ignore_index": 255, "classes": ["background", "cell"]}',
+            help="Class names, colour table, ignore value, class merges... see docs/data.md for each layout's options.",
+        )
+        if st.button("Import", type="primary", key="import_go", disabled=not ((upload or folder) and name)):
+            try:
+                options = json.loads(options_text) if options_text.strip() else None
+            except json.JSONDecodeError as exc:
+                st.error(f"Layout options are not valid JSON: {exc}")
+                return
+            bar = st.progress(0.0, text="Importing…")
+            source = None
+            try:
+                source = _save_upload(upload) if upload is not None else Path(folder)
+                with _ui.friendly_errors(f"import {getattr(upload, 'name', folder)}"):
+                    report = imports.import_dataset(
+                        str(source), name, layout=layout, options=options, strict=strict,
+                        workspace=ws, progress=_progress_callback(bar),
+                    )
+                    st.session_state["import_report"] = report.to_dict()
+                    if report.ok:
+                        st.session_state["dataset"] = report.dataset.name if hasattr(report.dataset, "name") else name
+            finally:
+                bar.empty()
+                if upload is not None and source is not None:
+                    shutil.rmtree(source.parent, ignore_errors=True)
+        last = st.session_state.get("import_report")
+        if last:
+            if last.get("ok"):
+                st.success(f"Imported **{last.get('name') or st.session_state.get('dataset')}**; {len(last.get('problems') or [])} problem(s) noted below.")
+            else:
+                st.error(f"Import failed: {last.get('error') or 'see the problems below'}")
+            problems = last.get("problems") or []
+            if problems:
+                st.dataframe(_problems_frame(problems), hide_index=True)
+
+
+def _problems_frame(problems) -> pd.DataFrame:
+    rows = []
+    for p in problems:
+        d = p.to_dict() if hasattr(p, "to_dict") else dict(p)
+        files = list(d.get("files") or [])
+        rows.append({
+            "severity": d.get("severity", "warning"), "kind": d.get("kind", ""), "message": d.get("message", ""),
+            "files": len(files), "examples": ", ".join(files[:3]) + (" …" if len(files) > 3 else ""),
+        })
+    return pd.DataFrame(rows, columns=["severity", "kind", "message", "files", "examples"])
+
+
+infos = _ui.datasets(ws)
+import_section(expanded=not infos)
+if not infos:
+    st.info("No datasets yet. Import one above (a zip or a server folder), or create the demo with `python -m segcore demo`.")
+    st.stop()
+
+info = _ui.select_dataset(ws)
+key = _ui.dataset_key(info)
+root = str(ws.root)
+ds = _ui.open_dataset(root, info.name, key)
+colors = viz.class_colors(info.classes)
+
+stats = info.image_size_stats or {}
+m = st.columns([1, 1, 2, 1])
+m[0].metric("Samples", len(info.samples))
+m[1].metric("Classes", info.num_classes - 1, help="Foreground classes (the background is class 0).")
+m[2].metric("Mode", info.mode, help="binary: one class; multiclass: exclusive classes; multilabel: classes may overlap.")
+m[3].metric("Problems", len(info.problems))
+src = info.source or {}
+st.caption(
+    f"{ {1: 'Grey', 3: 'RGB'}.get(info.channels, info.channels)} images · source: {src.get('layout', '?')} layout from `{src.get('path', '?')}`"
+    + (f" · sizes {stats}" if stats and len(str(stats)) < 160 else "")
+    + (f" · content hash {info.content_hash[:12]}" if info.content_hash else "")
+)
+
+tabs = st.tabs(
+    ["Samples", "Class frequencies", f"Problems ({len(info.problems)})", "Augmentation", "Split"],
+    key="data_tab", on_change="rerun",
+)
+
+# --------------------------------------------------------------------------- samples
+with tabs[0]:
+    if tabs[0].open is not False:
+        st.markdown(_ui.class_legend(info), unsafe_allow_html=True)
+        c = st.columns([2, 1, 1])
+        opacity = c[0].slider("Mask opacity", 0.0, 1.0, 0.5, 0.05, key="opacity")
+        per_page = 12
+        pages = max(1, -(-len(ds.ids) // per_page))
+        page_no = c[1].number_input(f"Page (of {pages})", 1, pages, 1, key="sample_page")
+        outline = c[2].toggle("Outlines", key="outline", help="Draw class boundaries at full strength.")
+        ids = ds.ids[(page_no - 1) * per_page : page_no * per_page]
+        grid = st.columns(4)
+        for i, sid in enumerate(ids):
+            image, mask = _ui.sample_pair(root, info.name, key, sid)
+            grid[i % 4].image(viz.overlay(image, mask, colors, opacity, info.ignore_index, outline), caption=sid, width="stretch")
+        st.divider()
+        sid = st.selectbox("Look closer at one sample", ds.ids, index=ds.ids.index(ids[0]) if ids else 0, key="closer")
+        image, mask = _ui.sample_pair(root, info.name, key, sid, 512)
+        c = st.columns(3)
+        c[0].image(image, caption=f"{sid}: image", width="stretch")
+        c[1].image(viz.colorize_mask(mask, colors, info.ignore_index), caption="mask", width="stretch")
+        c[2].image(viz.overlay(image, mask, colors, opacity, info.ignore_index, outline), caption=f"overlay at {opacity:.0%}", width="stretch")
+
+# --------------------------------------------------------------------------- class frequencies
+with tabs[1]:
+    if tabs[1].open:
+        if len(info.class_pixel_fraction) != info.num_classes:
+            st.info("This dataset's record has no class pixel counts (it was imported by an older version).")
+        else:
+            df = viz.class_frequency_frame(info.class_names, info.class_pixel_fraction, colors)
+            warning = viz.imbalance_warning(info.class_names, info.class_pixel_fraction)
+            if warning:
+                st.warning(warning)
+            else:
+                st.success("Classes are reasonably balanced.")
+            st.plotly_chart(viz.class_frequency_figure(df), key="freq_chart")
+            st.dataframe(df[["class", "percent"]], hide_index=True, column_config={"percent": st.column_config.NumberColumn("% of pixels", format="%.3f")})
+
+# --------------------------------------------------------------------------- problems
+with tabs[2]:
+    if tabs[2].open:
+        if not info.problems:
+            st.success("The importer found no problems in this dataset.")
+        else:
+            errors = sum(p.severity == "error" for p in info.problems)
+            st.markdown(
+                f"The importer found **{len(info.problems)}** problem(s): {errors} made it skip samples, "
+                f"{len(info.problems) - errors} were noted and the samples kept."
+            )
+            st.dataframe(_problems_frame(info.problems), hide_index=True)
+            for i, p in enumerate(info.problems):
+                if p.files:
+                    with st.expander(f"{p.kind}: {len(p.files)} file(s) — {p.message[:90]}"):
+                        st.code("\n".join(p.files), language=None)
+
+# --------------------------------------------------------------------------- augmentation
+with tabs[3]:
+    if tabs[3].open:
+        augment = _ui.optional_module("segcore.data.augment")
+        if augment is None:
+            st.info("Augmentation is not available in this installation.")
+        else:
+            st.caption("What training batches look like: image and mask are transformed together. Void (grey) marks pixels from outside the image.")
+            d = AugmentConfig()
+            c = st.columns(4)
+            sid = c[0].selectbox("Sample", ds.ids, key="aug_sample")
+            rotate = c[1].slider("Rotation (°)", 0.0, 90.0, float(d.rotate_degrees), 5.0, key="aug_rotate")
+            zoom = c[2].slider("Zoom", 0.0, 0.5, float(d.zoom), 0.05, key="aug_zoom")
+            shift = c[3].slider("Shift", 0.0, 0.3, float(d.shift), 0.05, key="aug_shift")
+            c = st.columns(4)
+            hflip = c[0].checkbox("Horizontal flip", d.hflip, key="aug_hflip")
+            vflip = c[1].checkbox("Vertical flip", d.vflip, key="aug_vflip")
+            brightness = c[2].slider("Brightness", 0.0, 0.5, float(d.brightness), 0.05, key="aug_bright")
+            contrast = c[3].slider("Contrast", 0.0, 0.5, float(d.contrast), 0.05, key="aug_contrast")
+            cfg = AugmentConfig(True, hflip, vflip, rotate, zoom, shift, brightness, contrast)
+            image, mask = _ui.sample_pair(root, info.name, key, sid)
+            cols = st.columns(4)
+            cols[0].image(viz.overlay(image, mask, colors, 0.5, info.ignore_index), caption="original", width="stretch")
+            with _ui.friendly_errors("augment this sample"):
+                for i in range(7):
+                    img_a, mask_a = augment.augment_pair(image, mask, cfg, augment.sample_rng(0, i, 0))
+                    cols[(i + 1) % 4].image(viz.overlay(img_a, mask_a, colors, 0.5, info.ignore_index), caption=f"draw {i + 1}", width="stretch")
+
+# --------------------------------------------------------------------------- split
+with tabs[4]:
+    if tabs[4].open:
+        split_mod = _ui.optional_module("segcore.data.split")
+        if split_mod is None:
+            st.info("Splitting is not available in this installation.")
+        else:
+            d = SplitConfig()
+            subsets = {s.id: s.subset for s in info.samples}
+            has_subsets = any(subsets.values())
+            methods = ["random", "subset"] if has_subsets else ["random"]
+            c = st.columns(4)
+            method = c[0].selectbox("Method", methods, key="split_method", help="'subset' keeps the dataset's own train/test folders.")
+            val = c[1].slider("Validation fraction", 0.0, 0.5, d.val_fraction, 0.05, key="split_val")
+            test = c[2].slider("Test fraction", 0.0, 0.5, d.test_fraction, 0.05, key="split_test")
+            seed = c[3].number_input("Seed", 0, 2**31 - 1, d.seed, key="split_seed")
+            with _ui.friendly_errors("split this dataset"):
+                split = split_mod.split_ids(ds.ids, SplitConfig(method=method, val_fraction=val, test_fraction=test, seed=int(seed)), subsets)
+                parts = split.to_dict()
+                c = st.columns(3)
+                for col, (part, ids) in zip(c, parts.items()):
+                    col.metric(part, len(ids), f"{len(ids) / len(ds.ids):.0%}", delta_color="off")
+                    col.dataframe(pd.DataFrame({"id": ids}), hide_index=True, height=220)
+                st.caption("The Train page uses these same settings; the same settings always give the same split.")

@@ -1,0 +1,93 @@
+"""Home: what segcore is, a quick start on the demo data, recent runs, backend and devices."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from pages import _ui
+from segcore import visualize as viz
+from segcore.config import ModelConfig, RunConfig, TrainConfig
+
+# A U-Net small enough to learn the demo shapes on a CPU in a few minutes.
+QUICK_START = RunConfig(
+    model=ModelConfig(depth=3, filters=16),
+    train=TrainConfig(dataset="demo", image_size=64, epochs=8, batch_size=16, learning_rate=1e-3, early_stopping_patience=3),
+    name="quick-start",
+    tags=("quick-start",),
+)
+
+ws = _ui.workspace()
+st.title("segcore")
+st.markdown(
+    "A U-Net segmentation workbench: import image + mask datasets, train Keras U-Nets (plain or with "
+    "pretrained encoders) and watch them learn.  \n"
+    "Then compare several models' predictions side by side, with probability heatmaps and per-class metric tables."
+)
+
+st.subheader("Quick start")
+infos = {i.name: i for i in _ui.datasets(ws)}
+demo = infos.get("demo")
+col_data, col_train = st.columns(2)
+with col_data:
+    if demo is None:
+        st.info("The demo dataset is not there yet. Import your own data on the **Data** page.")
+    else:
+        fg = ", ".join(c.name for c in demo.classes[1:])
+        st.markdown(
+            f"**1. The demo dataset is ready:** {len(demo.samples)} images, {demo.mode}, "
+            f"{demo.num_classes - 1} classes ({fg})."
+        )
+        st.page_link("pages/data.py", label="Browse it on the Data page", icon=":material/photo_library:")
+with col_train:
+    st.markdown(
+        f"**2. Train a small U-Net on it:** depth {QUICK_START.model.depth}, {QUICK_START.model.filters} filters, "
+        f"{QUICK_START.train.image_size}x{QUICK_START.train.image_size} px, {QUICK_START.train.epochs} epochs "
+        "(a few minutes on a CPU)."
+    )
+    training = _ui.optional_module("segcore.training")
+    launch = getattr(training, "launch", None)
+    if st.button("Train a small model on the demo data", type="primary", disabled=demo is None or launch is None, key="quick_start"):
+        with _ui.friendly_errors("start the run"):
+            run_id = launch(QUICK_START, ws)
+            st.session_state["last_launched"] = run_id
+    if launch is None:
+        st.caption("Training is not available in this installation.")
+    if st.session_state.get("last_launched"):
+        st.success(f"Run `{st.session_state['last_launched']}` is queued; it trains in its own process.")
+        st.page_link("pages/train.py", label="Watch it learn on the Train page", icon=":material/model_training:")
+
+st.subheader("Recent runs")
+
+
+@st.fragment(run_every=3)
+def recent_runs() -> None:
+    runs = _ui.optional_module("segcore.runs")
+    if runs is None:
+        st.info("Run tracking is not available in this installation.")
+        return
+    with _ui.friendly_errors("read the runs"):
+        summaries = runs.list_runs(ws)
+        if not summaries:
+            st.info("No runs yet. Start one with the button above, or set one up on the **Train** page.")
+            return
+        df = viz.runs_frame(summaries)
+        df = df.sort_values("created", ascending=False, kind="stable").head(8)
+        st.dataframe(
+            df[["run", "status", "dataset", "model", "best val Dice", "epochs", "duration"]],
+            hide_index=True,
+            column_config={"best val Dice": st.column_config.NumberColumn(format="%.3f")},
+        )
+        st.page_link("pages/runs.py", label="All runs", icon=":material/table_chart:")
+
+
+recent_runs()
+
+st.subheader("Backend and devices")
+env = viz.backend_summary()
+gpus = ", ".join(env["gpus"]) if env["gpus"] else "none found (training runs on the CPU)"
+st.markdown(
+    f"- Keras backend: **{env['backend']}** (from {env['backend_source']}; set `KERAS_BACKEND` to change it)\n"
+    f"- GPUs: {gpus}\n"
+    f"- CPU cores: {env['cpus']}\n"
+    f"- Workspace: `{ws.root}` (`SEGCORE_WORKSPACE`)"
+)

@@ -1,0 +1,210 @@
+"""Golden-value tests for segcore.visualize (pure numpy / pandas / plotly helpers)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from segcore import visualize as viz
+
+COLORS = np.array([[0, 0, 0], [255, 0, 0], [0, 255, 0], [0, 0, 255]], dtype=np.uint8)
+
+
+def test_to_rgb_grey_float_and_16bit():
+    grey = np.array([[0, 255]], dtype=np.uint8)
+    assert viz.to_rgb(grey).tolist() == [[[0, 0, 0], [255, 255, 255]]]
+    assert viz.to_rgb(np.array([[0.0, 0.5, 1.0]])).tolist() == [[[0] * 3, [127] * 3, [255] * 3]]
+    # 16-bit data is stretched min..max, not cut at 255
+    u16 = np.array([[1000, 3000]], dtype=np.uint16)
+    assert viz.to_rgb(u16)[0, :, 0].tolist() == [0, 255]
+    rgba = np.zeros((2, 2, 4), np.uint8)
+    assert viz.to_rgb(rgba).shape == (2, 2, 3)
+    with pytest.raises(ValueError, match=r"\(2, 2, 5\)"):
+        viz.to_rgb(np.zeros((2, 2, 5), np.uint8))
+
+
+def test_class_colors_from_objects_dicts_and_names():
+    class C:
+        def __init__(self, color):
+            self.color = color
+
+    assert viz.class_colors([C((1, 2, 3)), C([4, 5, 6])]).tolist() == [[1, 2, 3], [4, 5, 6]]
+    assert viz.class_colors([{"color": [7, 8, 9]}]).tolist() == [[7, 8, 9]]
+    names = viz.class_colors(["bg", "a", "b"])
+    assert names.shape == (3, 3) and len({tuple(c) for c in names.tolist()}) == 3
+
+
+def test_colorize_index_mask_with_void():
+    mask = np.array([[0, 1], [2, 255]], dtype=np.uint8)
+    out = viz.colorize_mask(mask, COLORS, ignore_index=255)
+    assert out.tolist() == [[[0, 0, 0], [255, 0, 0]], [[0, 255, 0], list(viz.IGNORE_COLOR)]]
+
+
+def test_colorize_multilabel_planes_average_overlaps():
+    planes = np.zeros((1, 3, 3), np.uint8)
+    planes[0, 1, 0] = 1  # class 1 only
+    planes[0, 2, 0] = 1  # classes 1 and 2 overlap
+    planes[0, 2, 1] = 1
+    out = viz.colorize_mask(planes, COLORS)
+    assert out[0, 0].tolist() == [0, 0, 0]
+    assert out[0, 1].tolist() == [255, 0, 0]
+    assert out[0, 2].tolist() == [127, 127, 0]
+
+
+def test_overlay_blends_foreground_only():
+    image = np.full((1, 3), 100, np.uint8)
+    mask = np.array([[0, 1, 255]], np.uint8)
+    out = viz.overlay(image, mask, COLORS, opacity=0.5)
+    assert out[0, 0].tolist() == [100, 100, 100]  # background untouched
+    assert out[0, 1].tolist() == [178, 50, 50]  # 0.5 * 100 + 0.5 * (255, 0, 0), rounded
+    assert out[0, 2].tolist() == [114, 114, 114]  # void blended with grey 128
+    assert viz.overlay(image, mask, COLORS, opacity=0.0)[0, 1].tolist() == [100, 100, 100]
+    assert viz.overlay(image, mask, COLORS, opacity=1.0)[0, 1].tolist() == [255, 0, 0]
+    with pytest.raises(ValueError, match="opacity"):
+        viz.overlay(image, mask, COLORS, opacity=1.5)
+    with pytest.raises(ValueError, match="3x1 but mask is 2x1"):
+        viz.overlay(image, mask[:, :2], COLORS)
+
+
+def test_overlay_outline_marks_boundaries():
+    mask = np.zeros((5, 5), np.uint8)
+    mask[1:4, 1:4] = 2
+    out = viz.overlay(np.zeros((5, 5), np.uint8), mask, COLORS, opacity=0.2, outline=True)
+    assert out[1, 1].tolist() == [0, 255, 0]  # boundary at full colour
+    assert out[2, 2].tolist() == [0, 51, 0]  # interior at 20 %
+
+
+def test_class_probability_for_each_mode():
+    p = np.array([[[0.2]]], np.float32)
+    assert viz.class_probability(p, "binary", 1)[0, 0] == pytest.approx(0.2)
+    assert viz.class_probability(p, "binary", 0)[0, 0] == pytest.approx(0.8)
+    soft = np.array([[[0.1, 0.6, 0.3]]], np.float32)
+    assert viz.class_probability(soft, "multiclass", 2)[0, 0] == pytest.approx(0.3)
+    ml = np.array([[[0.5, 0.2]]], np.float32)
+    assert viz.class_probability(ml, "multilabel", 2)[0, 0] == pytest.approx(0.2)
+    assert viz.class_probability(ml, "multilabel", 0)[0, 0] == pytest.approx(0.4)  # (1-0.5)(1-0.2)
+    with pytest.raises(ValueError, match="3 classes; got class 3"):
+        viz.class_probability(soft, "multiclass", 3)
+
+
+def test_heatmap_fixed_scale_and_colorbar():
+    prob = np.array([[0.0, 1.0, np.nan, 2.0]], np.float32)
+    hm = viz.heatmap(prob)
+    # viridis: 0 is dark purple, 1 is bright yellow; NaN -> 0, values above 1 clipped
+    assert hm[0, 0].tolist() == hm[0, 2].tolist()
+    assert hm[0, 1].tolist() == hm[0, 3].tolist()
+    assert hm[0, 0, 2] > hm[0, 0, 1] and hm[0, 0].sum() < 250  # purple, dark
+    assert hm[0, 1, 0] > 200 and hm[0, 1, 1] > 200 and hm[0, 1, 2] < 80  # yellow
+    both = viz.heatmap_with_colorbar(np.zeros((64, 64), np.float32))
+    assert both.shape == (64, 64 + 56, 3)
+    bar = viz.colorbar(100)
+    top, bottom = bar[6, 4], bar[93, 4]
+    assert top.tolist() == viz.heatmap(np.ones((1, 1)))[0, 0].tolist()  # 1 at the top
+    assert bottom.tolist() == viz.heatmap(np.zeros((1, 1)))[0, 0].tolist()
+
+
+def test_heatmap_figure_has_colorbar_fixed_to_unit_range():
+    fig = viz.heatmap_figure(np.random.default_rng(0).random((8, 8)), "cat")
+    trace = fig.data[0]
+    assert (trace.zmin, trace.zmax) == (0.0, 1.0)
+    assert trace.colorbar.title.text == "p"
+
+
+def test_class_frequency_and_imbalance():
+    df = viz.class_frequency_frame(["bg", "a", "b"], [0.9, 0.099, 0.001], COLORS[:3])
+    assert df["percent"].round(3).tolist() == [90.0, 9.9, 0.1]
+    assert df["color"].tolist() == ["#000000", "#ff0000", "#00ff00"]
+    warning = viz.imbalance_warning(["bg", "a", "b"], [0.9, 0.099, 0.001])
+    assert "b (0.10%)" in warning and "900x" in warning
+    assert viz.imbalance_warning(["bg", "a", "b"], [0.5, 0.25, 0.25]) is None
+    assert "no pixels at all for b" in viz.imbalance_warning(["bg", "a", "b"], [0.5, 0.5, 0.0])
+    fig = viz.class_frequency_figure(df)
+    assert list(fig.data[0].x) == ["bg", "a", "b"]
+    with pytest.raises(ValueError, match="3 classes but 2"):
+        viz.class_frequency_frame(["bg", "a", "b"], [0.5, 0.5])
+
+
+def test_mask_areas_index_and_planes():
+    mask = np.array([[0, 1], [1, 2]], np.uint8)
+    df = viz.mask_areas(mask, ["bg", "a", "b"])
+    assert df["pixels"].tolist() == [1, 2, 1]
+    assert df["percent"].tolist() == [25.0, 50.0, 25.0]
+    planes = np.zeros((2, 2, 2), np.uint8)
+    planes[0, 0] = 1
+    planes[1, 1, 1] = 1
+    assert viz.mask_areas(planes, ["bg", "a", "b"])["pixels"].tolist() == [2, 1, 2]
+
+
+REPORT_A = {
+    "per_class": [{"name": "bg", "dice": 0.9, "iou": 0.8}, {"name": "cat", "dice": 0.5, "iou": 0.4}],
+    "macro": {"dice": 0.7, "iou": 0.6},
+    "micro": {"dice": 0.85, "iou": 0.75},
+    "per_image": [{"id": "1", "dice": 0.2}, {"id": "2", "dice": 0.9}, {"id": "3", "dice": float("nan")}],
+}
+REPORT_B = {
+    "per_class": {"bg": {"dice": 0.95, "iou": 0.9}, "cat": {"dice": 0.3, "iou": 0.2}},
+    "macro": {"dice": 0.625, "iou": 0.55},
+    "micro": {"dice": 0.88, "iou": 0.8},
+    "per_image": [{"id": "1", "dice": 0.6}, {"id": "2", "dice": 0.8}, {"id": "3", "dice": 0.5}],
+}
+
+
+def test_per_class_and_compare_tables():
+    t = viz.per_class_table(REPORT_A)
+    assert list(t.index) == ["bg", "cat", "macro", "micro"]
+    assert list(t.columns) == ["dice", "iou"]  # precision/recall absent: dropped
+    c = viz.compare_table({"A": REPORT_A, "B": REPORT_B}, "dice")
+    assert c.loc["cat"].tolist() == [0.5, 0.3]
+    assert c.loc["micro"].tolist() == [0.85, 0.88]
+    best = viz.best_mask(c)
+    assert best.loc["bg"].tolist() == [False, True]
+    assert best.loc["macro"].tolist() == [True, False]
+    low = viz.best_mask(pd.DataFrame({"loss": [0.3, 0.1]}), axis=0, higher_is_better={"loss": False})
+    assert low["loss"].tolist() == [False, True]
+    html = viz.highlight_best(c).to_html()
+    assert html.count("font-weight: bold") >= 1 and "0.880" in html
+
+
+def test_worst_images_and_differences():
+    assert viz.worst_images(REPORT_A["per_image"], n=2) == ["1", "2"]  # NaN skipped
+    diff = viz.per_image_differences({"A": REPORT_A, "B": REPORT_B})
+    assert diff.index.tolist()[0] == "1"  # spread 0.4, the largest
+    assert diff.loc["1", "spread"] == pytest.approx(0.4)
+
+
+def test_history_curves_and_metric_names():
+    hist = [{"epoch": 1, "loss": 1.0, "val_loss": 1.2, "val_dice": 0.3, "lr": 1e-3}, {"epoch": 2, "loss": 0.5, "val_loss": 0.7, "val_dice": 0.6, "lr": 1e-3}]
+    assert viz.curve_metrics({"r": hist}) == ["loss", "dice"]
+    fig = viz.curves_figure({"r1": hist, "r2": hist}, "loss")
+    assert [t.name for t in fig.data] == ["r1 · train", "r1 · validation", "r2 · train", "r2 · validation"]
+    assert fig.data[1].line.dash == "dash" and list(fig.data[1].y) == [1.2, 0.7]
+    assert viz.history_frame([{"loss": 1}])["epoch"].tolist() == [1]
+
+
+def test_runs_frame_from_summaries():
+    rows = [
+        {"run_id": "r1", "state": "finished", "dataset": "demo", "model": "unet-d3f16", "encoder": "none",
+         "epoch": 5, "epochs": 8, "best_val_dice": 0.81, "test": {"dice": 0.79}, "warnings": ["NaN loss"],
+         "tags": ["a", "b"], "started_at": "2026-01-01T00:00:00Z", "finished_at": "2026-01-01T00:01:15Z"},
+        {"run_id": "r2", "state": "running", "started_at": "2026-01-01T00:00:00Z"},
+    ]
+    df = viz.runs_frame(rows, now=pd.Timestamp("2026-01-01T02:00:00Z").timestamp())
+    assert df.loc[0, "status"] == "finished" and df.loc[0, "epochs"] == "5/8"
+    assert df.loc[0, "duration"] == "1m 15s" and df.loc[1, "duration"] == "2h 00m"
+    assert df.loc[0, "best val Dice"] == 0.81 and df.loc[0, "test Dice"] == 0.79
+    assert df.loc[0, "warnings"] == "NaN loss" and df.loc[0, "tags"] == "a, b"
+
+
+def test_format_duration_and_markdown():
+    assert [viz.format_duration(s) for s in (None, 5, 75, 3725)] == ["", "5s", "1m 15s", "1h 02m"]
+    md = viz.table_markdown(pd.DataFrame({"model": ["u|net"], "dice": [0.12345]}))
+    assert md == "| model | dice |\n|---|---|\n| u\\|net | 0.123 |\n"
+
+
+def test_backend_summary_reads_env_then_keras_json(tmp_path):
+    assert viz.backend_summary({"KERAS_BACKEND": "jax"}, tmp_path)["backend"] == "jax"
+    (tmp_path / "keras.json").write_text('{"backend": "torch"}')
+    info = viz.backend_summary({}, tmp_path)
+    assert info["backend"] == "torch" and info["backend_source"].endswith("keras.json")
+    assert viz.backend_summary({}, tmp_path / "missing")["backend"] == "tensorflow"
