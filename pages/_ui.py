@@ -100,3 +100,16 @@ def class_legend(info: DatasetInfo) -> str:
 def page_path(name: str) -> str:
     """Path of a page file, for st.page_link / st.switch_page."""
     return str(Path("pages") / f"{name}.py")
+
+
+def run_action(fn, run_id: str, ws: Workspace) -> Any:
+    """Call a run action (stop, resume, delete...) with the workspace when the function takes one."""
+    import inspect
+
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        params = {}
+    if "ws" in params or "workspace" in params or len(params) >= 2:
+        return fn(run_id, ws)
+    return fn(run_id)

@@ -1,6 +1,214 @@
-"""Train page."""
+"""Train: set up a run (or the encoder study), queue it, and watch the queue and the running run live."""
+
+from __future__ import annotations
 
 import streamlit as st
 
+from pages import _ui
+from segcore import visualize as viz
+from segcore.config import ENCODERS, FREEZE_MODES, AugmentConfig, ModelConfig, RunConfig, SplitConfig, TrainConfig
+
+# Loss names as registered in segcore.losses (kept here so this page does not import Keras;
+# tests/test_pages.py checks the two lists agree).
+LOSSES = ("auto", "dice", "bce", "cce", "weighted_cce", "focal", "dice_ce", "jaccard")
+LOSS_HELP = {
+    "auto": "Dice + cross-entropy of the head (a good default)",
+    "dice": "soft Dice: robust to class imbalance",
+    "bce": "binary cross-entropy per channel",
+    "cce": "categorical cross-entropy (exclusive classes)",
+    "weighted_cce": "cross-entropy weighted by inverse class frequency",
+    "focal": "focal loss: down-weights easy pixels",
+    "dice_ce": "Dice + cross-entropy",
+    "jaccard": "soft IoU",
+}
+OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
+STUDY = "The paper's encoder study: plain U-Net, VGG16 frozen, VGG16 fine-tuned, DenseNet121, ResNet50, MobileNetV2"
+
+ws = _ui.workspace()
 st.title("Train")
-st.info("This page is not ready yet.")
+training = _ui.optional_module("segcore.training")
+runs_mod = _ui.optional_module("segcore.runs")
+launch = getattr(training, "launch", None)
+launch_study = next((getattr(training, n) for n in ("launch_study", "study", "launch_sweep") if training and hasattr(training, n)), None)
+
+infos = _ui.datasets(ws)
+if not infos:
+    st.info("There is no dataset to train on yet. Import one on the **Data** page first.")
+    st.page_link("pages/data.py", label="Go to Data", icon=":material/photo_library:")
+    st.stop()
+
+# --------------------------------------------------------------------------- the form
+
+with st.container(border=True):
+    st.subheader("New run")
+    c = st.columns([2, 2, 2])
+    info = next(i for i in infos if i.name == c[0].selectbox("Dataset", [i.name for i in infos], key="train_dataset",
+                index=[i.name for i in infos].index(st.session_state.get("dataset", infos[0].name)) if st.session_state.get("dataset") in [i.name for i in infos] else 0))
+    name = c[1].text_input("Run name (optional)", key="train_name", placeholder="e.g. baseline")
+    tags = c[2].text_input("Tags (comma separated)", key="train_tags", placeholder="e.g. depth-study")
+    kind = st.segmented_control("What to train", ["One model", "Encoder study"], default="One model", key="train_kind",
+                                help=STUDY)
+    study = kind == "Encoder study"
+    st.caption(f"{info.name}: {len(info.samples)} images, {info.mode}, classes {', '.join(info.class_names[1:])}.")
+
+    st.markdown("**Model**")
+    if study:
+        st.info(STUDY + ". Every model trains on the same data and split, one after the other; the Runs page lists them as one study.")
+        encoder = "none"
+        weights = st.selectbox("Encoder weights", ["imagenet", "none"], key="train_study_weights",
+                               help="ImageNet weights must be in ~/.keras/models on a machine without internet access.")
+        depth, filters, dropout, activation, batch_norm, upsampling, freeze, fine_tune_after = 4, 32, 0.0, "relu", True, "transpose", "trainable", 0
+    else:
+        c = st.columns(4)
+        encoder = c[0].selectbox("Encoder", ENCODERS, key="train_encoder",
+                                 format_func=lambda e: "plain U-Net" if e == "none" else e)
+        if encoder == "none":
+            depth = c[1].select_slider("Depth", [3, 4, 5], 4, key="train_depth")
+            filters = c[2].select_slider("Base filters", [8, 16, 32, 64], 32, key="train_filters")
+            dropout = c[3].slider("Dropout", 0.0, 0.5, 0.0, 0.05, key="train_dropout")
+            c = st.columns(3)
+            activation = c[0].selectbox("Activation", ["relu", "elu"], key="train_activation")
+            upsampling = c[1].selectbox("Decoder upsampling", ["transpose", "upsample"], key="train_upsampling",
+                                        format_func={"transpose": "transposed convolution", "upsample": "upsampling + convolution"}.get)
+            batch_norm = c[2].toggle("Batch normalisation", True, key="train_bn")
+            weights, freeze, fine_tune_after = "none", "trainable", 0
+        else:
+            weights = c[1].selectbox("Weights", ["imagenet", "none", "a file…"], key="train_weights")
+            if weights == "a file…":
+                weights = st.text_input("Weights file on the server (.h5 of the encoder without top)", key="train_weights_file")
+            freeze = c[2].selectbox("Encoder layers", FREEZE_MODES, key="train_freeze",
+                                    format_func={"trainable": "trainable", "frozen": "frozen", "fine_tune": "frozen, then fine-tuned"}.get)
+            fine_tune_after = c[3].number_input("Fine-tune after epoch", 0, 500, 5, key="train_ft_after", disabled=freeze != "fine_tune")
+            depth, filters, dropout, activation, batch_norm, upsampling = 4, 32, 0.0, "relu", True, "transpose"
+    init_from = None
+    if runs_mod is not None and not study:
+        finished = [s.run_id for s in runs_mod.list_runs(ws) if s.state == "finished"]
+        if finished:
+            init_from = st.selectbox("Start from the weights of an earlier run (layers matched by name and shape; the head is new)",
+                                     [None] + finished, key="train_init_from", format_func=lambda r: "no: random initialisation" if r is None else r)
+
+    st.markdown("**Training**")
+    c = st.columns(4)
+    loss = c[0].selectbox("Loss", LOSSES, key="train_loss", format_func=lambda n: f"{n}: {LOSS_HELP.get(n, '')}")
+    optimizer = c[1].selectbox("Optimiser", OPTIMIZERS, key="train_optimizer")
+    learning_rate = c[2].select_slider("Learning rate", [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2], 1e-4, key="train_lr", format_func=lambda v: f"{v:g}")
+    class_weighting = c[3].toggle("Class weighting", False, key="train_class_weights", help="Weight the loss by inverse class frequency.")
+    c = st.columns(5)
+    epochs = c[0].number_input("Epochs", 1, 1000, 30, key="train_epochs")
+    batch_size = c[1].number_input("Batch size", 1, 256, 8, key="train_batch")
+    image_size = c[2].select_slider("Image size", [32, 64, 96, 128, 160, 192, 224, 256, 384, 512], 128, key="train_size")
+    patience = c[3].number_input("Early stopping patience", 0, 200, 5, key="train_patience", help="Epochs without a better validation Dice before stopping; 0 = never stop early.")
+    seed = c[4].number_input("Seed", 0, 2**31 - 1, 0, key="train_seed")
+
+    with st.expander("Augmentation and split"):
+        d = AugmentConfig()
+        c = st.columns(4)
+        aug_on = c[0].toggle("Augment training images", d.enabled, key="train_aug")
+        hflip = c[1].checkbox("Horizontal flips", d.hflip, key="train_hflip", disabled=not aug_on)
+        vflip = c[2].checkbox("Vertical flips", d.vflip, key="train_vflip", disabled=not aug_on)
+        rotate = c[3].slider("Rotation (°)", 0.0, 90.0, d.rotate_degrees, 5.0, key="train_rotate", disabled=not aug_on)
+        c = st.columns(4)
+        zoom = c[0].slider("Zoom", 0.0, 0.5, d.zoom, 0.05, key="train_zoom", disabled=not aug_on)
+        shift = c[1].slider("Shift", 0.0, 0.3, d.shift, 0.05, key="train_shift", disabled=not aug_on)
+        brightness = c[2].slider("Brightness", 0.0, 0.5, d.brightness, 0.05, key="train_brightness", disabled=not aug_on)
+        contrast = c[3].slider("Contrast", 0.0, 0.5, d.contrast, 0.05, key="train_contrast", disabled=not aug_on)
+        s = SplitConfig()
+        c = st.columns(3)
+        has_subsets = any(x.subset for x in info.samples)
+        split_method = c[0].selectbox("Split", ["random", "subset"] if has_subsets else ["random"], key="train_split",
+                                      help="'subset' keeps the dataset's own train/test folders.")
+        val_fraction = c[1].slider("Validation fraction", 0.05, 0.5, s.val_fraction, 0.05, key="train_val")
+        test_fraction = c[2].slider("Test fraction", 0.0, 0.5, s.test_fraction, 0.05, key="train_test")
+
+    cfg = RunConfig(
+        model=ModelConfig(
+            encoder=encoder, depth=int(depth), filters=int(filters), dropout=float(dropout), activation=activation,
+            batch_norm=bool(batch_norm), upsampling=upsampling, weights=weights or "none", freeze=freeze,
+            fine_tune_after=int(fine_tune_after), init_from_run=init_from,
+        ),
+        train=TrainConfig(
+            dataset=info.name, image_size=int(image_size), epochs=int(epochs), batch_size=int(batch_size),
+            optimizer=optimizer, learning_rate=float(learning_rate), loss=loss, class_weighting=bool(class_weighting),
+            early_stopping_patience=int(patience), seed=int(seed),
+            augment=AugmentConfig(aug_on, hflip, vflip, rotate, zoom, shift, brightness, contrast),
+            split=SplitConfig(method=split_method, val_fraction=val_fraction, test_fraction=test_fraction, seed=int(seed)),
+        ),
+        name=name.strip(),
+        tags=tuple(t.strip() for t in tags.split(",") if t.strip()),
+    )
+    label = "Queue the study" if study else "Queue this run"
+    available = launch_study if study else launch
+    if st.button(label, type="primary", key="train_launch", disabled=available is None):
+        with _ui.friendly_errors("queue the run"):
+            launched = available(cfg, ws)
+            ids = list(launched) if isinstance(launched, (list, tuple)) else [launched]
+            st.session_state["train_launched"] = ids
+    if available is None:
+        st.caption("Training is not available in this installation.")
+    if st.session_state.get("train_launched"):
+        ids = st.session_state["train_launched"]
+        st.success(f"Queued {len(ids)} run(s): {', '.join(f'`{i}`' for i in ids)}. Training runs in its own process; you can leave this page.")
+    with st.expander("The settings as saved in the run's config.json"):
+        st.json(cfg.to_dict(), expanded=False)
+
+# --------------------------------------------------------------------------- live progress
+
+st.subheader("Queue and progress")
+
+
+@st.fragment(run_every=2)
+def live() -> None:
+    if runs_mod is None:
+        st.info("Run tracking is not available in this installation.")
+        return
+    summaries = runs_mod.list_runs(ws)
+    active = [s for s in summaries if s.state in ("queued", "running")]
+    recent = [s for s in summaries if s.state not in ("queued", "running")][:3]
+    if not active and not recent:
+        st.info("Nothing queued. Set up a run above and press **Queue this run**; its progress appears here by itself.")
+        return
+    if active:
+        queued = [s for s in active if s.state == "queued"]
+        if queued:
+            st.caption(f"{len(queued)} run(s) waiting: " + ", ".join(s.run_id for s in reversed(queued)))
+    for s in [x for x in active if x.state == "running"] + recent:
+        run_panel(s)
+
+
+def run_panel(s) -> None:
+    run = runs_mod.RunFolder(s.path)
+    status = run.true_status()
+    with st.container(border=True):
+        c = st.columns([4, 1])
+        c[0].markdown(f"**{s.run_id}** · {s.model} on {s.dataset} · **{s.state}**")
+        if s.state == "running" and c[1].button("Stop", key=f"stop_{s.run_id}", help="Stops after the current batch; resume continues from the last checkpoint."):
+            with _ui.friendly_errors("stop the run"):
+                _ui.run_action(training.stop, s.run_id, ws)
+                st.toast(f"Stop requested for {s.run_id}")
+        if s.state in ("stopped", "interrupted", "failed") and hasattr(training, "resume"):
+            if c[1].button("Resume", key=f"resume_{s.run_id}"):
+                with _ui.friendly_errors("resume the run"):
+                    _ui.run_action(training.resume, s.run_id, ws)
+                    st.toast(f"{s.run_id} queued again")
+        epochs = max(int(status.get("epochs") or s.epochs or 1), 1)
+        epoch = int(status.get("epoch") or 0)
+        batch, batches = status.get("batch"), status.get("batches")
+        frac = epoch / epochs
+        if batch is not None and batches and s.state == "running":
+            frac = min(1.0, (epoch + float(batch) / float(batches)) / epochs)
+        text = f"epoch {epoch}/{epochs}" + (f", batch {batch}/{batches}" if batch is not None and batches else "")
+        st.progress(min(max(frac, 0.0), 1.0), text=text + (f" · {status.get('message')}" if status.get("message") else ""))
+        for w in status.get("warnings") or []:
+            st.warning(w)
+        history = run.read_history()
+        if history:
+            metrics = viz.curve_metrics({s.run_id: history})
+            cols = st.columns(2)
+            for i, metric in enumerate(m for m in metrics if m in ("loss", "dice") or m.endswith("dice")):
+                if i < 2:
+                    cols[i].plotly_chart(viz.curves_figure({s.run_id: history}, metric), key=f"curve_{s.run_id}_{metric}")
+        elif s.state == "running":
+            st.caption("The first epoch is under way; curves appear when it ends.")
+
+
+live()

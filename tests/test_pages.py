@@ -171,3 +171,124 @@ def test_data_page_augmentation_preview(demo_ws):
     assert not at.exception
     captions = captions_of(at)
     assert sorted(captions) == sorted(["original"] + [f"draw {i}" for i in range(1, 8)])
+
+
+# --------------------------------------------------------------------------- runs for the Train / Runs / Compare pages
+
+import os
+import time
+
+from segcore import runs as runs_mod
+from segcore.config import ModelConfig, RunConfig, TrainConfig
+
+
+def make_run(ws, *, state="finished", epochs=5, done=None, name="", encoder="none", depth=3, val_dice=0.8, evaluation=None, dataset="demo"):
+    """A run folder written through segcore.runs, with a history and (optionally) an evaluation."""
+    cfg = RunConfig(model=ModelConfig(encoder=encoder, depth=depth, filters=8), train=TrainConfig(dataset=dataset, image_size=32, epochs=epochs), name=name)
+    ids = [f"s{i:03d}" for i in range(20)]
+    run = runs_mod.create_run(
+        ws, cfg,
+        dataset={"name": dataset, "content_hash": f"hash-{dataset}-20", "mode": "multiclass", "classes": [c.name for c in CLASSES], "channels": 3},
+        split={"train": ids[:14], "val": ids[14:17], "test": ids[17:]},
+    )
+    done = epochs if done is None else done
+    history = [{"epoch": e, "loss": 1.0 / e, "val_loss": 1.2 / e, "val_dice": val_dice * e / epochs} for e in range(1, done + 1)]
+    run.write_history(history)
+    fields = dict(state=state, epoch=done, epochs=epochs, started_at="2026-01-01T00:00:00Z", best={"val_dice": val_dice * done / epochs, "epoch": done})
+    if state == "running":
+        fields.update(pid=os.getpid(), heartbeat=time.time(), message="training")
+    else:
+        fields.update(finished_at="2026-01-01T00:02:05Z")
+    run.update_status(**fields)
+    if evaluation is not None:
+        run.write_evaluation(evaluation)
+    time.sleep(1.01)  # run ids and created_at have one-second resolution: keep the order stable
+    return run
+
+
+@pytest.fixture
+def fake_training(monkeypatch):
+    """segcore.training.launch / stop / resume replaced by folder-only versions that record their calls."""
+    import segcore.training as training
+
+    calls = {"launch": [], "stop": [], "resume": []}
+
+    def launch(cfg, ws, **kwargs):
+        calls["launch"].append(cfg)
+        run = runs_mod.create_run(ws, cfg, dataset={"name": cfg.train.dataset}, split={"train": [], "val": [], "test": []})
+        return run.run_id
+
+    def stop(run_id, ws=None):
+        calls["stop"].append(run_id)
+        runs_mod.open_run(run_id, ws).request_stop()
+
+    def resume(run_id, ws=None):
+        calls["resume"].append(run_id)
+        runs_mod.open_run(run_id, ws).update_status(state="queued")
+
+    monkeypatch.setattr(training, "launch", launch, raising=False)
+    monkeypatch.setattr(training, "stop", stop, raising=False)
+    monkeypatch.setattr(training, "resume", resume, raising=False)
+    return calls
+
+
+def test_train_form_queues_the_config_it_shows(demo_ws, fake_training):
+    at = app().run()
+    at.switch_page("pages/train.py").run()
+    assert not at.exception
+    assert "Nothing queued" in texts(at)
+    at.select_slider(key="train_depth").set_value(3)
+    at.select_slider(key="train_filters").set_value(16)
+    at.number_input(key="train_epochs").set_value(4)
+    at.select_slider(key="train_size").set_value(64)
+    at.selectbox(key="train_loss").set_value("dice")
+    at.text_input(key="train_name").input("baseline")
+    at.text_input(key="train_tags").input("a, b")
+    at.run()
+    at.button(key="train_launch").click().run()
+    assert not at.exception
+    cfg = fake_training["launch"][-1]
+    assert (cfg.model.encoder, cfg.model.depth, cfg.model.filters) == ("none", 3, 16)
+    assert (cfg.train.dataset, cfg.train.epochs, cfg.train.image_size, cfg.train.loss) == ("demo", 4, 64, "dice")
+    assert cfg.name == "baseline" and cfg.tags == ("a", "b")
+    run_id = at.session_state["train_launched"][0]
+    assert f"`{run_id}`" in texts(at)
+    assert runs_mod.open_run(run_id, demo_ws).read_config() == cfg  # saved exactly as shown
+
+
+def test_train_encoder_settings(demo_ws, fake_training):
+    at = app().run()
+    at.switch_page("pages/train.py").run()
+    at.selectbox(key="train_encoder").set_value("vgg16").run()
+    at.selectbox(key="train_weights").set_value("none")
+    at.selectbox(key="train_freeze").set_value("fine_tune").run()
+    at.number_input(key="train_ft_after").set_value(3).run()
+    at.button(key="train_launch").click().run()
+    assert not at.exception
+    m = fake_training["launch"][-1].model
+    assert (m.encoder, m.weights, m.freeze, m.fine_tune_after) == ("vgg16", "none", "fine_tune", 3)
+
+
+def test_train_live_progress_and_stop(demo_ws, fake_training):
+    running = make_run(demo_ws, state="running", epochs=5, done=2)
+    at = app().run()
+    at.switch_page("pages/train.py").run()
+    assert not at.exception
+    bars = at.get("progress")
+    assert bars and "epoch 2/5" in bars[0].proto.text
+    assert len(at.get("plotly_chart")) >= 1  # loss curve of the running run
+    at.button(key=f"stop_{running.run_id}").click().run()
+    assert fake_training["stop"] == [running.run_id]
+    assert running.stop_requested()
+
+
+@pytest.mark.slow
+def test_train_loss_names_match_the_registry():
+    import ast
+
+    from segcore import losses
+
+    # Read the constant from the page's source: importing the page would run it.
+    tree = ast.parse((Path(APP).parent / "pages" / "train.py").read_text())
+    value = next(n.value for n in tree.body if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "LOSSES")
+    assert set(ast.literal_eval(value)) == set(losses.names())
