@@ -1,0 +1,147 @@
+"""Backend, device, precision and distribution: what a run runs on.
+
+Mixed precision and compiled (XLA / ``torch.compile``-style) steps are used on
+a GPU only: on a CPU they slow training down. Several GPUs are used through
+the engines that exist for it, chosen by ``TrainConfig.distribution``:
+
+- ``"none"``: one device (the default).
+- ``"mirrored"``: ``tf.distribute.MirroredStrategy`` on the TensorFlow backend
+  (synchronous data parallelism over every visible GPU, or the CPU).
+- ``"data_parallel"``: ``keras.distribution.DataParallel`` on the JAX backend.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import os
+import platform
+from typing import Any, Iterator
+
+DISTRIBUTIONS = ("none", "mirrored", "data_parallel")
+PRECISIONS = ("auto", "off", "float32", "on", "mixed_float16", "bfloat16", "mixed_bfloat16")
+
+
+def backend() -> str:
+    import keras
+
+    return keras.backend.backend()
+
+
+def gpu_names() -> list[str]:
+    """Names of the GPUs the current Keras backend can use (empty on CPU)."""
+    name = backend()
+    try:
+        if name == "tensorflow":
+            import tensorflow as tf
+
+            gpus = tf.config.list_physical_devices("GPU")
+            out = []
+            for gpu in gpus:
+                details = tf.config.experimental.get_device_details(gpu)
+                out.append(details.get("device_name", gpu.name))
+            return out
+        if name == "torch":
+            import torch
+
+            return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+        if name == "jax":
+            import jax
+
+            return [d.device_kind for d in jax.devices() if d.platform == "gpu"]
+    except Exception:  # a broken driver is "no GPU", not a failed run
+        return []
+    return []
+
+
+def describe_device() -> dict[str, Any]:
+    """Backend and device of this process, for ``config.json`` and the Home page."""
+    gpus = gpu_names()
+    return {
+        "backend": backend(),
+        "device": "gpu" if gpus else "cpu",
+        "gpus": gpus,
+        "cpu_count": os.cpu_count(),
+    }
+
+
+def package_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for package in ("segcore", "keras", "tensorflow", "tensorflow-cpu", "torch", "jax", "numpy", "opencv-python-headless"):
+        try:
+            out[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def resolve_precision(setting: str, on_gpu: bool) -> tuple[str, str | None]:
+    """The Keras dtype policy for a ``mixed_precision`` setting.
+
+    Returns:
+        (policy name, warning or None). Mixed precision is used on a GPU only.
+    """
+    if setting not in PRECISIONS:
+        raise ValueError(f"mixed_precision {setting!r} is not one of {PRECISIONS}")
+    if setting in ("off", "float32"):
+        return "float32", None
+    wanted = "mixed_bfloat16" if "bfloat16" in setting else "mixed_float16"
+    if not on_gpu:
+        warning = None if setting == "auto" else f"mixed precision {setting!r} asked for, but there is no GPU: training in float32"
+        return "float32", warning
+    return wanted, None
+
+
+@contextlib.contextmanager
+def distribution_scope(setting: str) -> Iterator[Any]:
+    """A context in which to build and compile the model for ``setting``.
+
+    Yields:
+        The strategy or distribution object (None for ``"none"``).
+
+    Raises:
+        ValueError: for an unknown setting, or one the current backend cannot run.
+    """
+    if setting not in DISTRIBUTIONS:
+        raise ValueError(f"distribution {setting!r} is not one of {DISTRIBUTIONS}")
+    name = backend()
+    if setting == "none":
+        yield None
+        return
+    if setting == "mirrored":
+        if name != "tensorflow":
+            raise ValueError(
+                f"distribution 'mirrored' uses tf.distribute.MirroredStrategy and needs KERAS_BACKEND=tensorflow; "
+                f"the backend is {name!r} (use 'data_parallel' on JAX)"
+            )
+        import tensorflow as tf
+
+        strategy = tf.distribute.MirroredStrategy()
+        with strategy.scope():
+            yield strategy
+        return
+    if name != "jax":
+        raise ValueError(
+            f"distribution 'data_parallel' uses keras.distribution.DataParallel, which needs KERAS_BACKEND=jax; "
+            f"the backend is {name!r} (use 'mirrored' on TensorFlow)"
+        )
+    import keras
+
+    distribution = keras.distribution.DataParallel(devices=keras.distribution.list_devices())
+    previous = keras.distribution.distribution()
+    keras.distribution.set_distribution(distribution)
+    try:
+        yield distribution
+    finally:
+        keras.distribution.set_distribution(previous)
+
+
+def replicas(strategy: Any) -> int:
+    """How many devices a strategy or distribution spreads a batch over (1 without one)."""
+    if strategy is None:
+        return 1
+    count = getattr(strategy, "num_replicas_in_sync", None)
+    if count is not None:
+        return int(count)
+    mesh = getattr(strategy, "device_mesh", None)
+    return int(len(getattr(mesh, "devices", [None]).reshape(-1))) if mesh is not None else 1

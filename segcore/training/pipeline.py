@@ -1,0 +1,202 @@
+"""Training data: arrays in memory, targets in the shared convention, batches.
+
+Targets follow the convention every loss and metric in segcore expects:
+float32 ``(B, S, S, num_outputs)`` (binary: the foreground plane; multiclass:
+one-hot over K; multilabel: K-1 planes) and void pixels set to -1 in every
+channel.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import cv2
+import numpy as np
+
+from segcore.config import AugmentConfig
+from segcore.data.augment import augment_pair, sample_rng
+
+VOID = 255
+
+
+def load_arrays(dataset: Any, ids: Sequence[str], size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Images ``uint8 (N, S, S, C)`` and masks ``uint8 (N, S, S)`` or ``(N, S, S, K-1)`` at ``size``.
+
+    Uses ``segcore.data.arrays.load_arrays`` where it exists; otherwise resizes
+    here (images bilinear/area, masks nearest so class ids stay exact).
+    """
+    try:
+        from segcore.data.arrays import load_arrays as data_load_arrays
+    except ImportError:
+        data_load_arrays = None
+    if data_load_arrays is not None:
+        images, masks = data_load_arrays(dataset, list(ids), size)
+        images = np.asarray(images)
+        if images.ndim == 3:
+            images = images[..., None]
+        return images, np.asarray(masks)
+    channels = dataset.info.channels
+    images = np.zeros((len(ids), size, size, channels), np.uint8)
+    masks = None
+    for n, sample_id in enumerate(ids):
+        img = dataset.image(sample_id)
+        if img.ndim == 2:
+            img = img[..., None]
+        if img.shape[2] != channels:
+            img = img[..., :channels] if img.shape[2] > channels else np.repeat(img, channels, axis=2)
+        shrink = img.shape[0] > size or img.shape[1] > size
+        resized = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+        images[n] = resized.reshape(size, size, channels)
+        mask = dataset.mask(sample_id)
+        m = cv2.resize(mask, (size, size), interpolation=cv2.INTER_NEAREST)
+        if mask.ndim == 3 and m.ndim == 2:
+            m = m[..., None]
+        if masks is None:
+            masks = np.zeros((len(ids),) + m.shape, np.uint8)
+        masks[n] = m
+    if masks is None:
+        masks = np.zeros((0, size, size), np.uint8)
+    return images, masks
+
+
+def make_targets(masks: np.ndarray, mode: str, num_classes: int, ignore_index: int = VOID) -> np.ndarray:
+    """Masks to float32 targets ``(N, S, S, num_outputs)`` with void = -1 in every channel.
+
+    Args:
+        masks: uint8 ``(N, S, S)`` index masks, or ``(N, S, S, K-1)`` planes for multilabel.
+        mode: ``"binary"``, ``"multiclass"`` or ``"multilabel"``.
+        num_classes: K, background included.
+        ignore_index: the void value in masks.
+
+    Returns:
+        float32 targets.
+    """
+    masks = np.asarray(masks)
+    if mode == "multilabel":
+        if masks.ndim != 4 or masks.shape[-1] != num_classes - 1:
+            raise ValueError(
+                f"multilabel masks must be (N, S, S, {num_classes - 1}) planes for {num_classes} classes, "
+                f"got shape {masks.shape}"
+            )
+        void = np.any(masks == ignore_index, axis=-1, keepdims=True)
+        target = (masks > 0).astype(np.float32)
+        return np.where(void, np.float32(-1.0), target)
+    if masks.ndim == 4 and masks.shape[-1] == 1:
+        masks = masks[..., 0]
+    if masks.ndim != 3:
+        raise ValueError(f"{mode} masks must be (N, S, S) index masks, got shape {masks.shape}")
+    void = (masks == ignore_index)[..., None]
+    if mode == "binary":
+        target = (masks > 0)[..., None].astype(np.float32)
+    elif mode == "multiclass":
+        eye = np.eye(num_classes, dtype=np.float32)
+        target = eye[np.where(masks == ignore_index, 0, np.minimum(masks, num_classes - 1))]
+    else:
+        raise ValueError(f"unknown mode {mode!r}; expected binary, multiclass or multilabel")
+    return np.where(void, np.float32(-1.0), target)
+
+
+def check_masks(masks: np.ndarray, mode: str, num_classes: int, ignore_index: int = VOID, where: str = "") -> None:
+    """Refuse masks whose values the head cannot represent.
+
+    Raises:
+        ValueError: naming the values found and the classes expected.
+    """
+    values = np.unique(masks)
+    if mode == "multilabel":
+        bad = [int(v) for v in values if v not in (0, 1, ignore_index)]
+        if bad:
+            raise ValueError(
+                f"multilabel masks{where} hold values {bad}; planes must be 0/1 (or {ignore_index} for void)"
+            )
+        return
+    bad = [int(v) for v in values if v >= num_classes and v != ignore_index]
+    if bad:
+        raise ValueError(
+            f"{mode} masks{where} hold class values {bad}, but the dataset has {num_classes} classes "
+            f"(0..{num_classes - 1}, {ignore_index} = void); the head and loss cannot learn them"
+        )
+
+
+def class_frequencies(masks: np.ndarray, mode: str, num_classes: int, ignore_index: int = VOID) -> np.ndarray:
+    """Pixel fraction of each class (K values; multilabel: background = no label set)."""
+    if mode == "multilabel":
+        valid = ~np.any(masks == ignore_index, axis=-1)
+        n = max(int(valid.sum()), 1)
+        fg = [(masks[..., k][valid] > 0).sum() / n for k in range(num_classes - 1)]
+        bg = (~np.any(masks > 0, axis=-1) & valid).sum() / n
+        return np.asarray([bg, *fg], np.float64)
+    valid = masks != ignore_index
+    counts = np.bincount(np.minimum(masks[valid], num_classes - 1).ravel(), minlength=num_classes)
+    return counts / max(counts.sum(), 1)
+
+
+def _pydataset_base():
+    import keras
+
+    return keras.utils.PyDataset
+
+
+def make_batches(
+    images: np.ndarray,
+    masks: np.ndarray,
+    *,
+    batch_size: int,
+    mode: str,
+    num_classes: int,
+    augment: AugmentConfig | None = None,
+    seed: int = 0,
+    shuffle: bool = True,
+    epoch: int = 0,
+):
+    """A ``keras.utils.PyDataset`` of (float32 images in [0, 255], targets) batches.
+
+    The order and the augmentation of epoch ``e`` depend only on ``(seed, e)``,
+    so a resumed run sees the same batches it would have seen.
+
+    Args:
+        images: uint8 ``(N, S, S, C)``.
+        masks: uint8 masks, index or planes.
+        batch_size: samples per batch (the last batch may be smaller).
+        mode, num_classes: for the targets.
+        augment: joint augmentation settings, or None for none.
+        seed: the run seed.
+        shuffle: reshuffle every epoch.
+        epoch: the epoch the first pass counts as (the resume point).
+
+    Returns:
+        The dataset; its ``epoch`` attribute advances at every epoch end.
+    """
+    base = _pydataset_base()
+
+    class _Batches(base):
+        def __init__(self):
+            super().__init__(workers=1, use_multiprocessing=False)
+            self.epoch = int(epoch)
+
+        def __len__(self) -> int:
+            return max(1, math.ceil(len(images) / batch_size))
+
+        def _order(self) -> np.ndarray:
+            if not shuffle:
+                return np.arange(len(images))
+            return np.random.default_rng([int(seed), self.epoch, 7]).permutation(len(images))
+
+        def __getitem__(self, index: int):
+            idx = self._order()[index * batch_size : (index + 1) * batch_size]
+            xs, ms = [], []
+            for j in idx:
+                img, msk = images[j], masks[j]
+                if augment is not None and augment.enabled:
+                    img, msk = augment_pair(img, msk, augment, sample_rng(seed, self.epoch, int(j)))
+                xs.append(img)
+                ms.append(msk)
+            x = np.stack(xs).astype(np.float32)
+            y = make_targets(np.stack(ms), mode, num_classes)
+            return x, y
+
+        def on_epoch_end(self) -> None:
+            self.epoch += 1
+
+    return _Batches()

@@ -1,0 +1,559 @@
+"""The trainer: one run, from its folder's config to its evaluation.
+
+``train_run(run)`` is what the training process executes (see
+``segcore.training.run``). It is backend-agnostic Keras: ``model.fit`` over a
+``keras.utils.PyDataset`` of in-memory arrays with joint augmentation. It
+resumes from ``checkpoints/last.keras`` when the folder has one, so a run
+killed mid-epoch loses at most that epoch.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import math
+import os
+import time
+from typing import Any, Callable
+
+import numpy as np
+
+from segcore.config import RunConfig
+from segcore.data.dataset import load_dataset
+from segcore.fsutil import write_json_atomic
+from segcore.runs import RunFolder, iso
+from segcore.training import health
+from segcore.training.pipeline import check_masks, class_frequencies, load_arrays, make_batches, make_targets
+
+log = logging.getLogger("segcore.training")
+
+OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "nadam")
+LR_SCHEDULES = ("none", "cosine", "step", "exponential", "plateau")
+HEALTH_SAMPLES = 32  # validation images the per-epoch health check predicts
+STATUS_EVERY_S = 1.0  # batch progress is written at most this often
+
+
+class StopRun(Exception):
+    """Raised inside training to end the run with a given state and message."""
+
+    def __init__(self, state: str, message: str):
+        super().__init__(message)
+        self.state = state
+        self.message = message
+
+
+# -- settings to Keras objects ---------------------------------------------------
+
+
+def _call_with_accepted(fn: Callable, *args: Any, **kwargs: Any) -> Any:
+    """Call ``fn`` with only the keyword arguments its signature accepts."""
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return fn(*args, **kwargs)
+    if any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        return fn(*args, **kwargs)
+    return fn(*args, **{k: v for k, v in kwargs.items() if k in params})
+
+
+def make_optimizer(name: str, learning_rate: float):
+    """A Keras optimizer by name (``adam``, ``adamw``, ``sgd`` with momentum 0.9, ``rmsprop``, ``nadam``)."""
+    import keras
+
+    if not (isinstance(learning_rate, (int, float)) and learning_rate > 0):
+        raise ValueError(f"learning_rate must be a positive number, got {learning_rate!r}")
+    lr = float(learning_rate)
+    if name == "adam":
+        return keras.optimizers.Adam(lr)
+    if name == "adamw":
+        return keras.optimizers.AdamW(lr)
+    if name == "sgd":
+        return keras.optimizers.SGD(lr, momentum=0.9)
+    if name == "rmsprop":
+        return keras.optimizers.RMSprop(lr)
+    if name == "nadam":
+        return keras.optimizers.Nadam(lr)
+    raise ValueError(f"unknown optimizer {name!r}; valid ones are {list(OPTIMIZERS)}")
+
+
+def scheduled_lr(schedule: str, base_lr: float, epoch: int, epochs: int) -> float:
+    """Learning rate at (0-based) ``epoch`` for a schedule that depends on the epoch only.
+
+    ``cosine``: ``base * 0.5 * (1 + cos(pi * epoch / epochs))``; ``step``: halved
+    every 10 epochs; ``exponential``: ``base * 0.95 ** epoch``; ``none`` and
+    ``plateau`` (handled by the trainer on validation loss): ``base``.
+    """
+    if schedule not in LR_SCHEDULES:
+        raise ValueError(f"unknown lr_schedule {schedule!r}; valid ones are {list(LR_SCHEDULES)}")
+    if schedule == "cosine":
+        return base_lr * 0.5 * (1.0 + math.cos(math.pi * epoch / max(epochs, 1)))
+    if schedule == "step":
+        return base_lr * 0.5 ** (epoch // 10)
+    if schedule == "exponential":
+        return base_lr * 0.95**epoch
+    return base_lr
+
+
+def make_loss(name: str, mode: str, num_classes: int, class_weights: np.ndarray | None):
+    """The loss for ``name`` from ``segcore.losses`` (``"auto"`` picks Dice + cross-entropy).
+
+    With class weights (``TrainConfig.class_weighting``) on a softmax head, the
+    cross-entropy losses (``auto``, ``cce``, ``weighted_cce``) become
+    ``weighted_cce``; other pairings keep their loss and ``class_weight_note``
+    says so.
+    """
+    from segcore import losses
+
+    resolved = losses.resolve(name)
+    if class_weights is not None and mode == "multiclass" and (name == "auto" or resolved in ("cce", "weighted_cce", "dice_ce")):
+        return losses.get("weighted_cce", mode=mode, class_weights=[float(w) for w in class_weights])
+    if resolved == "weighted_cce":
+        if class_weights is None:
+            raise ValueError("loss 'weighted_cce' needs class weights: turn class_weighting on")
+        return losses.get("weighted_cce", mode=mode, class_weights=[float(w) for w in class_weights])
+    return losses.get(name, mode=mode)
+
+
+def class_weight_note(name: str, mode: str) -> str | None:
+    """Why class weighting has no effect for this loss and mode, or None when it applies."""
+    if mode != "multiclass":
+        return f"class weighting applies to softmax cross-entropy only; {mode} training with loss {name!r} is unweighted"
+    if name not in ("auto", "cce", "weighted_cce", "dice_ce"):
+        return f"class weighting applies to cross-entropy losses; loss {name!r} is unweighted"
+    return None
+
+
+def make_metrics(mode: str, num_classes: int) -> list:
+    """Keras metrics ``dice`` and ``iou`` (foreground mean, void excluded) and ``dice_<k>`` per class."""
+    from segcore import metrics
+
+    return metrics.segmentation_metrics(mode, num_classes)
+
+
+def compute_class_weights(masks: np.ndarray, mode: str, num_classes: int) -> np.ndarray:
+    """Class weights (K values) from the training masks' pixel frequencies (inverse frequency, capped at 50)."""
+    from segcore import losses
+
+    freqs = class_frequencies(masks, mode, num_classes)
+    return np.asarray(losses.class_weights_from_frequencies(freqs, max_weight=50.0), dtype=np.float64)
+
+
+# -- the per-run callback ----------------------------------------------------------
+
+
+def _callback_base():
+    import keras
+
+    return keras.callbacks.Callback
+
+
+def make_run_callback(trainer: "Trainer"):
+    """The Keras callback that reports progress, stops, checkpoints and checks health."""
+    base = _callback_base()
+
+    class RunCallback(base):
+        def __init__(self):
+            super().__init__()
+            self.t = trainer
+            self._last_status = 0.0
+            self._epoch_start = 0.0
+            self.partial_epoch = False
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.partial_epoch = False
+            self._epoch_start = time.time()
+            lr = self.t.lr_for_epoch(epoch)
+            _set_lr(self.model, lr)
+            self.t.run.update_status(epoch=epoch, batch=0, batches=self.t.steps_per_epoch, message=f"epoch {epoch + 1}/{self.t.epochs}")
+
+        def on_train_batch_end(self, batch, logs=None):
+            logs = logs or {}
+            loss = logs.get("loss")
+            if loss is not None and not health.is_finite(loss):
+                self.t.failure = health.nan_message(
+                    float(loss), self.t.current_epoch + 1, batch + 1, self.t.current_lr, self.t.cfg.train.loss
+                )
+                self.model.stop_training = True
+                self.partial_epoch = True
+                return
+            if self.t.run.stop_requested():
+                self.t.stopped = True
+                self.model.stop_training = True
+                self.partial_epoch = batch + 1 < self.t.steps_per_epoch
+                return
+            now = time.time()
+            if now - self._last_status >= STATUS_EVERY_S:
+                self._last_status = now
+                fields = {"batch": batch + 1, "heartbeat": now}
+                if loss is not None:
+                    fields["batch_loss"] = float(loss)
+                self.t.run.update_status(**fields)
+
+        def on_epoch_end(self, epoch, logs=None):
+            if self.partial_epoch:
+                return  # an interrupted epoch is not a finished one: nothing is saved
+            self.t.end_epoch(self.model, epoch, dict(logs or {}), time.time() - self._epoch_start)
+
+    return RunCallback()
+
+
+def _set_lr(model, lr: float) -> None:
+    opt = model.optimizer
+    inner = getattr(opt, "inner_optimizer", None) or opt  # LossScaleOptimizer under mixed float16
+    try:
+        inner.learning_rate.assign(lr)
+    except AttributeError:
+        inner.learning_rate = lr
+
+
+def _get_lr(model) -> float:
+    opt = model.optimizer
+    inner = getattr(opt, "inner_optimizer", None) or opt
+    try:
+        return float(np.asarray(inner.learning_rate))
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def save_model_atomic(model, path) -> None:
+    """Save a ``.keras`` file through a temporary name and a rename."""
+    path = os.fspath(path)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = os.path.join(os.path.dirname(path), f".tmp-{os.getpid()}-{os.path.basename(path)}")
+    model.save(tmp)
+    os.replace(tmp, path)
+
+
+# -- the trainer -----------------------------------------------------------------
+
+
+class Trainer:
+    """Trains one run in its folder. Use ``train_run(run)``."""
+
+    def __init__(self, run: RunFolder):
+        self.run = run
+        self.meta = run.read_meta()
+        self.cfg: RunConfig = RunConfig.from_dict(self.meta["config"])
+        self.epochs = int(self.cfg.train.epochs)
+        self.failure: str | None = None
+        self.stopped = False
+        self.state: dict[str, Any] = {}
+        self.current_epoch = 0
+        self.current_lr = float(self.cfg.train.learning_rate)
+        self.base_lr = float(self.cfg.train.learning_rate)
+        self.steps_per_epoch = 0
+        self.history: list[dict[str, Any]] = []
+        self.health_missing: dict[str, int] = {}
+        self.setup_warnings: list[str] = []
+
+    # -- data ----------------------------------------------------------------
+    def load_data(self) -> None:
+        t = self.cfg.train
+        ws_root = self.run.path.parent.parent
+        from segcore.workspace import get_workspace
+
+        self.dataset = load_dataset(t.dataset, get_workspace(ws_root))
+        info = self.dataset.info
+        recorded = (self.meta.get("dataset") or {}).get("content_hash")
+        if recorded and info.content_hash and recorded != info.content_hash:
+            self.setup_warnings.append(
+                f"dataset {t.dataset!r} changed since the run was created (content hash {info.content_hash[:12]}, "
+                f"was {recorded[:12]}); results may differ"
+            )
+        self.mode, self.class_names = info.mode, info.class_names
+        self.num_classes = info.num_classes
+        self.channels = info.channels
+        split = self.meta["split"]
+        if not split.get("train"):
+            raise ValueError(f"run {self.run.run_id} has no training samples in its split")
+        size = t.image_size
+        log.info("loading %d train, %d val, %d test samples at %dx%d", len(split["train"]), len(split["val"]), len(split["test"]), size, size)
+        self.train_x, self.train_m = load_arrays(self.dataset, split["train"], size)
+        self.val_x, self.val_m = load_arrays(self.dataset, split["val"], size) if split["val"] else (None, None)
+        self.test_ids = list(split["test"])
+        for name, masks in (("train", self.train_m), ("validation", self.val_m)):
+            if masks is not None:
+                check_masks(masks, self.mode, self.num_classes, where=f" of the {name} split")
+
+    # -- model ---------------------------------------------------------------
+    def build(self) -> Any:
+        from segcore.models import build_model
+
+        m = self.cfg.model
+        model = build_model(m, image_size=self.cfg.train.image_size, channels=self.channels, mode=self.mode, num_classes=self.num_classes)
+        if m.init_from_run:
+            from segcore.models.transfer import load_matching_weights
+            from segcore.runs import open_run
+            from segcore.workspace import get_workspace
+
+            source = open_run(m.init_from_run, get_workspace(self.run.path.parent.parent))
+            path = source.best_model_path if source.best_model_path.is_file() else source.last_model_path
+            if not path.is_file():
+                raise FileNotFoundError(f"init_from_run {m.init_from_run!r} has no checkpoint ({path} is missing)")
+            report = load_matching_weights(model, str(path))
+            data = report.to_dict() if hasattr(report, "to_dict") else dict(report)
+            data["source_run"] = source.run_id
+            write_json_atomic(self.run.transfer_path, data)
+            log.info("transferred weights from %s: %s", source.run_id, {k: v for k, v in data.items() if not isinstance(v, list)})
+        return model
+
+    def compile(self, model, lr: float) -> None:
+        t = self.cfg.train
+        weights = None
+        if t.class_weighting:
+            note = class_weight_note(t.loss, self.mode)
+            if note:
+                if note not in self.setup_warnings:
+                    self.setup_warnings.append(note)
+            else:
+                weights = compute_class_weights(self.train_m, self.mode, self.num_classes)
+                self.state["class_weights"] = [float(w) for w in weights]
+        model.compile(
+            optimizer=make_optimizer(t.optimizer, lr),
+            loss=make_loss(t.loss, self.mode, self.num_classes, weights),
+            metrics=make_metrics(self.mode, self.num_classes),
+            jit_compile=self.on_gpu,
+        )
+        self.current_lr = lr
+
+    def lr_for_epoch(self, epoch: int) -> float:
+        """The learning rate for 0-based ``epoch`` (schedule, plateau cuts, fine-tune factor)."""
+        t = self.cfg.train
+        base = self.base_lr * float(self.state.get("plateau_factor", 1.0))
+        if self.state.get("fine_tuned"):
+            base *= float(self.cfg.model.fine_tune_lr_factor)
+        self.current_lr = scheduled_lr(t.lr_schedule, base, epoch, self.epochs)
+        self.current_epoch = epoch
+        return self.current_lr
+
+    # -- epoch end: history, checkpoints, early stopping, health ------------------
+    def end_epoch(self, model, epoch: int, logs: dict[str, Any], seconds: float) -> None:
+        completed = epoch + 1
+        val_loss = logs.get("val_loss")
+        for key in ("loss", "val_loss"):
+            if key in logs and not health.is_finite(logs[key]):
+                self.failure = health.nan_message(float(logs[key]), completed, None, self.current_lr, self.cfg.train.loss)
+                model.stop_training = True
+                return
+        row: dict[str, Any] = {"epoch": completed}
+        row.update({k: float(v) for k, v in logs.items() if _is_number(v)})
+        row["lr"] = self.current_lr
+        row["seconds"] = round(seconds, 3)
+        warnings: list[str] = []
+        if self.val_x is not None:
+            probs = model.predict(self.val_x[:HEALTH_SAMPLES].astype(np.float32), batch_size=self.cfg.train.batch_size, verbose=0)
+            h = health.epoch_health(self.val_m[:HEALTH_SAMPLES], np.asarray(probs, np.float32), self.mode, self.class_names)
+            warnings = health.health_warnings(h, self.health_missing, completed)
+            row["val_pixel_accuracy"] = h["pixel_accuracy"]
+            if "val_dice" not in row and h["mean_foreground_dice"] is not None:
+                row["val_dice"] = h["mean_foreground_dice"]
+            self.last_health = h
+        else:
+            self.last_health = None
+        self.history = [r for r in self.history if int(r["epoch"]) < completed] + [row]
+        # Best checkpoint by validation Dice (training Dice when there is no validation split).
+        score = row.get("val_dice", row.get("dice"))
+        best = self.state.get("best_val_dice")
+        improved = score is not None and (best is None or score > best)
+        if improved:
+            save_model_atomic(model, self.run.best_model_path)
+            self.state["best_val_dice"] = float(score)
+            self.state["best_epoch"] = completed
+        # Early stopping on validation loss (patience counted in epochs, kept across resumes).
+        monitor = val_loss if val_loss is not None else logs.get("loss")
+        es_best = self.state.get("es_best_loss")
+        if monitor is not None and (es_best is None or monitor < es_best - 1e-6):
+            self.state["es_best_loss"] = float(monitor)
+            self.state["es_wait"] = 0
+        else:
+            self.state["es_wait"] = int(self.state.get("es_wait", 0)) + 1
+        if self.cfg.train.lr_schedule == "plateau" and self.state["es_wait"] > 0 and self.state["es_wait"] % 3 == 0:
+            self.state["plateau_factor"] = float(self.state.get("plateau_factor", 1.0)) * 0.5
+        patience = int(self.cfg.train.early_stopping_patience)
+        if patience > 0 and self.state["es_wait"] >= patience:
+            model.stop_training = True
+            self.state["early_stopped"] = completed
+        self.state["epoch"] = completed
+        self.state["health_missing"] = dict(self.health_missing)
+        save_model_atomic(model, self.run.last_model_path)
+        self.run.write_history(self.history)
+        self.run.write_train_state(self.state)  # the commit point: resume starts after this epoch
+        status = {
+            "epoch": completed,
+            "batch": self.steps_per_epoch,
+            "heartbeat": time.time(),
+            "best": {"val_dice": self.state.get("best_val_dice"), "epoch": self.state.get("best_epoch")},
+            "last": {k: v for k, v in row.items() if k != "epoch"},
+            "warnings": self.setup_warnings + warnings,
+            "message": f"epoch {completed}/{self.epochs} done",
+        }
+        if self.last_health is not None:
+            status["health"] = self.last_health
+        self.run.update_status(**status)
+        log.info("epoch %d/%d %s", completed, self.epochs, {k: round(v, 4) for k, v in row.items() if isinstance(v, float)})
+
+    # -- the whole run -----------------------------------------------------------
+    def run_training(self) -> dict[str, Any]:
+        import keras
+
+        from segcore.training import device
+
+        t = self.cfg.train
+        dev = device.describe_device()
+        self.on_gpu = dev["device"] == "gpu"
+        policy, warning = device.resolve_precision(t.mixed_precision, self.on_gpu)
+        if warning:
+            self.setup_warnings.append(warning)
+        keras.mixed_precision.set_global_policy(policy)
+        keras.utils.set_random_seed(int(t.seed))
+        env = dict(dev, precision=policy, jit_compile=self.on_gpu, versions=device.package_versions())
+        self.run.update_meta(environment=env)
+        self.run.update_status(message="loading data", backend=dev["backend"], device=dev["device"])
+        self.load_data()
+        self.setup_warnings += health.check_setup(self.mode, self.num_classes, t.loss)
+        resume_state = self.run.read_train_state() if self.run.last_model_path.is_file() else None
+        fine_tune_at = int(self.cfg.model.fine_tune_after) if self.cfg.model.freeze == "fine_tune" else 0
+        with device.distribution_scope(t.distribution) as strategy:
+            if resume_state:
+                self.state = dict(resume_state)
+                model = self._resume_model()
+                self.history = [r for r in self.run.read_history() if int(r["epoch"]) <= int(self.state["epoch"])]
+                self.health_missing = dict(self.state.get("health_missing", {}))
+                start = int(self.state["epoch"])
+                log.info("resuming from epoch %d (checkpoint %s)", start, self.run.last_model_path)
+                self.run.update_status(resumed_from=start)
+            else:
+                self.state = {"epoch": 0}
+                model = self.build()
+                self.compile(model, self.lr_for_epoch(0))
+                start = 0
+            health.check_setup(self.mode, self.num_classes, t.loss, int(model.output.shape[-1]))
+            self.run.update_status(
+                message="training", epoch=start, epochs=self.epochs, warnings=list(self.setup_warnings),
+                replicas=device.replicas(strategy), params=int(model.count_params()),
+            )
+            batch_size = int(t.batch_size) * device.replicas(strategy)
+            common = dict(batch_size=batch_size, mode=self.mode, num_classes=self.num_classes, seed=int(t.seed))
+            if self.state.get("early_stopped") or start >= self.epochs:
+                return self._finish(model)
+            train = make_batches(self.train_x, self.train_m, augment=t.augment, shuffle=True, epoch=start, **common)
+            val = None
+            if self.val_x is not None:
+                val = make_batches(self.val_x, self.val_m, augment=None, shuffle=False, **common)
+            self.steps_per_epoch = len(train)
+            callbacks = [make_run_callback(self)]
+            tb = _tensorboard(self.run)
+            if tb is not None:
+                callbacks.append(tb)
+            phases = []
+            if fine_tune_at and start < fine_tune_at < self.epochs and not self.state.get("fine_tuned"):
+                phases = [(start, fine_tune_at, False), (fine_tune_at, self.epochs, True)]
+            else:
+                phases = [(start, self.epochs, bool(fine_tune_at and start >= fine_tune_at))]
+            for first, last, unfreeze in phases:
+                if unfreeze and not self.state.get("fine_tuned"):
+                    from segcore.models import set_encoder_trainable
+
+                    set_encoder_trainable(model, True)
+                    self.state["fine_tuned"] = True
+                    self.compile(model, self.lr_for_epoch(first))
+                    log.info("fine-tuning the encoder from epoch %d at lr %g", first + 1, self.current_lr)
+                model.fit(train, validation_data=val, initial_epoch=first, epochs=last, callbacks=callbacks, verbose=0)
+                if self.failure:
+                    raise StopRun("failed", self.failure)
+                if self.stopped:
+                    done = int(self.state.get("epoch", 0))
+                    raise StopRun("stopped", f"stopped after {done} finished epoch(s); resume continues from epoch {done + 1}")
+                if self.state.get("early_stopped"):
+                    break
+            return self._finish(model)
+
+    def _resume_model(self):
+        import keras
+
+        try:
+            model = keras.models.load_model(self.run.last_model_path, compile=True)
+            if model.optimizer is None:
+                raise ValueError("checkpoint has no optimizer")
+        except Exception as exc:  # an unloadable optimizer state: rebuild and restore the weights only
+            log.warning("could not restore the optimizer from %s (%s); restoring the weights only", self.run.last_model_path, exc)
+            model = self.build()
+            if self.state.get("fine_tuned"):
+                from segcore.models import set_encoder_trainable
+
+                set_encoder_trainable(model, True)
+            model.load_weights(self.run.last_model_path)
+            self.compile(model, self.lr_for_epoch(int(self.state["epoch"])))
+            return model
+        return model
+
+    def _finish(self, model) -> dict[str, Any]:
+        """Evaluate the best model on the test split and cache its predictions."""
+        import keras
+
+        done = int(self.state.get("epoch", 0))
+        if self.state.get("early_stopped"):
+            message = f"early stopping after epoch {done}: validation loss did not improve for {self.cfg.train.early_stopping_patience} epochs"
+        else:
+            message = f"finished {done} epoch(s)"
+        best_path = self.run.best_model_path if self.run.best_model_path.is_file() else self.run.last_model_path
+        if self.test_ids:
+            self.run.update_status(message="evaluating the test split")
+            best = keras.models.load_model(best_path, compile=False)
+            from segcore.training.evaluate import evaluate_run_model
+
+            report = evaluate_run_model(self.run, best, self.dataset, self.test_ids, self.cfg.train.image_size, save_predictions=True)
+            test = summary_metrics(report)
+        else:
+            test = {}
+            message += "; no test split, so no evaluation"
+        return {"state": "finished", "message": message, "test": test}
+
+
+def summary_metrics(report: dict[str, Any]) -> dict[str, float]:
+    """The headline test numbers of an evaluation report (macro and micro Dice/IoU, accuracy)."""
+    out: dict[str, float] = {}
+    for avg in ("macro", "micro"):
+        block = report.get(avg) or {}
+        for key in ("dice", "iou", "accuracy", "precision", "recall"):
+            value = block.get(key)
+            if _is_number(value):
+                out[f"{avg}_{key}"] = float(value)
+    if "pixel_accuracy" in report and _is_number(report["pixel_accuracy"]):
+        out["pixel_accuracy"] = float(report["pixel_accuracy"])
+    return out
+
+
+def _tensorboard(run: RunFolder):
+    import importlib.util
+
+    if importlib.util.find_spec("tensorboard") is None:
+        log.warning("the tensorboard package is not installed: no TensorBoard logs for this run")
+        return None
+    try:
+        import keras
+
+        return keras.callbacks.TensorBoard(log_dir=str(run.tensorboard_dir), write_graph=False, update_freq="epoch")
+    except Exception:  # TensorBoard needs TensorFlow's summary ops; a run does not depend on it
+        return None
+
+
+def _is_number(value: Any) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return not isinstance(value, (str, bool))
+
+
+def train_run(run: RunFolder) -> dict[str, Any]:
+    """Train the run in ``run``'s folder to the end; returns the final status fields.
+
+    Returns:
+        ``{"state": "finished" | "failed" | "stopped", "message": ..., "test": {...}}``.
+    """
+    trainer = Trainer(run)
+    try:
+        return trainer.run_training()
+    except StopRun as stop:
+        return {"state": stop.state, "message": stop.message}
