@@ -1,0 +1,131 @@
+"""Safe extraction of uploaded ``.zip`` archives into the workspace.
+
+Every member is checked before anything is written: no absolute paths, no
+``..`` components, no symbolic links, at most ``max_files`` files and
+``max_bytes`` bytes uncompressed (a "zip bomb" is refused from its directory,
+and the bytes actually written are counted too, since the directory can lie).
+Extraction goes into a fresh folder under the workspace's ``tmp`` folder.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import tempfile
+import zipfile
+from pathlib import Path, PurePosixPath
+
+DEFAULT_MAX_BYTES = 4 * 1024**3  # 4 GiB uncompressed
+DEFAULT_MAX_FILES = 100_000
+_CHUNK = 1 << 20
+
+
+class UnsafeArchiveError(ValueError):
+    """An archive refused for safety; the message names the member and the rule."""
+
+
+def check_members(zf: zipfile.ZipFile, archive: str | Path, max_bytes: int, max_files: int) -> list[zipfile.ZipInfo]:
+    """Return the file members of ``zf`` after checking every member.
+
+    Raises:
+        UnsafeArchiveError: for a path escaping the folder, a link, or too much content.
+        ValueError: if the archive holds no files.
+    """
+    infos = zf.infolist()
+    files = []
+    total = 0
+    for info in infos:
+        name = info.filename
+        posix = PurePosixPath(name.replace("\\", "/"))
+        if name.startswith(("/", "\\")) or posix.is_absolute() or (len(name) > 1 and name[1] == ":"):
+            raise UnsafeArchiveError(f"{archive} member {name!r} has an absolute path; refusing the archive")
+        if ".." in posix.parts:
+            raise UnsafeArchiveError(f"{archive} member {name!r} contains '..'; refusing the archive")
+        unix_mode = info.external_attr >> 16
+        if stat.S_ISLNK(unix_mode):
+            raise UnsafeArchiveError(f"{archive} member {name!r} is a symbolic link; refusing the archive")
+        if info.is_dir():
+            continue
+        files.append(info)
+        total += info.file_size
+        if len(files) > max_files:
+            raise UnsafeArchiveError(f"{archive} holds more than {max_files:,} files; refusing it")
+        if total > max_bytes:
+            raise UnsafeArchiveError(
+                f"{archive} would expand to more than {max_bytes:,} bytes; refusing it (zip bomb guard)"
+            )
+    if not files:
+        raise ValueError(f"{archive} is empty: it contains no files")
+    return files
+
+
+def extract_zip(
+    archive: str | os.PathLike,
+    dest_parent: str | os.PathLike,
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_files: int = DEFAULT_MAX_FILES,
+) -> Path:
+    """Extract ``archive`` safely into a new folder under ``dest_parent``.
+
+    Args:
+        archive: the ``.zip`` file.
+        dest_parent: folder (inside the workspace) that receives a new extraction folder.
+        max_bytes: cap on the total uncompressed size.
+        max_files: cap on the number of files.
+
+    Returns:
+        The folder holding the extracted files (the caller removes it when done).
+
+    Raises:
+        UnsafeArchiveError: for unsafe members or too much content (nothing is left behind).
+        ValueError: if the file is not a zip archive or is empty.
+    """
+    archive = Path(archive)
+    if not zipfile.is_zipfile(archive):
+        raise ValueError(f"{archive} is not a zip archive")
+    dest_parent = Path(dest_parent)
+    dest_parent.mkdir(parents=True, exist_ok=True)
+    dest = Path(tempfile.mkdtemp(prefix="unzip-", dir=dest_parent))
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            members = check_members(zf, archive, max_bytes, max_files)
+            written = 0
+            root = dest.resolve()
+            for info in members:
+                rel = PurePosixPath(info.filename.replace("\\", "/"))
+                target = (dest / Path(*rel.parts)).resolve()
+                if root not in target.parents:
+                    raise UnsafeArchiveError(f"{archive} member {info.filename!r} would land outside {dest}")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with zf.open(info) as src, open(target, "wb") as out:
+                    while True:
+                        chunk = src.read(_CHUNK)
+                        if not chunk:
+                            break
+                        written += len(chunk)
+                        if written > max_bytes:
+                            raise UnsafeArchiveError(
+                                f"{archive} expands past {max_bytes:,} bytes while extracting "
+                                f"{info.filename!r}; refusing it (zip bomb guard)"
+                            )
+                        out.write(chunk)
+    except zipfile.BadZipFile as exc:
+        shutil.rmtree(dest, ignore_errors=True)
+        raise ValueError(f"{archive} is a damaged zip archive: {exc}") from None
+    except BaseException:
+        shutil.rmtree(dest, ignore_errors=True)
+        raise
+    return dest
+
+
+def content_root(folder: Path) -> Path:
+    """Descend through a chain of single sub-folders (``data.zip`` holding ``data/``)."""
+    folder = Path(folder)
+    while True:
+        entries = [e for e in folder.iterdir() if not e.name.startswith(".") and e.name != "__MACOSX"]
+        if len(entries) == 1 and entries[0].is_dir():
+            folder = entries[0]
+        else:
+            return folder

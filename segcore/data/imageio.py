@@ -1,0 +1,278 @@
+"""Reading image and mask files of any common format into numpy arrays.
+
+Formats: PNG, JPEG, TIFF (OpenCV, falling back to ``tifffile``), GIF (first
+frame), BMP; grey, grey + alpha, RGB, RGBA, palette, 1-bit and 16-bit.
+
+Two entry points:
+
+* :func:`read_image` gives what a model sees: uint8, ``(H, W)`` grey or
+  ``(H, W, 3)`` RGB. Alpha is dropped, 16-bit is stretched to 8-bit, and an
+  RGB image whose three channels are equal is returned as grey.
+* :func:`read_mask` gives the raw label values: palette PNGs as their palette
+  indices (not colours), 16-bit values kept, colour masks as RGB.
+
+The pixel count is read from the file header and checked against a cap before
+anything is decoded, so a small file claiming a huge size (an "image bomb")
+is refused without allocating its pixels.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".gif", ".bmp")
+LOSSY_EXTENSIONS = (".jpg", ".jpeg")
+# 100 megapixels: far above any segmentation image, far below what exhausts memory.
+DEFAULT_MAX_PIXELS = 100_000_000
+
+# Decoding is done by us after the header check, so PIL's own bomb guard is not needed.
+Image.MAX_IMAGE_PIXELS = None
+
+_CV2_MODES = {"L", "LA", "RGB", "RGBA", "I;16", "I;16B", "I;16L"}
+_CV2_FORMATS = {"PNG", "JPEG", "BMP", "TIFF"}
+
+
+class ImageReadError(ValueError):
+    """A file that cannot be read as an image; the message names the file."""
+
+
+@dataclass
+class Decoded:
+    """A decoded file: the pixels and what was done to them on the way."""
+
+    array: np.ndarray
+    mode: str  # PIL mode of the file, e.g. "L", "RGB", "P", "I;16"
+    format: str  # PIL format name, e.g. "PNG"
+    palette: np.ndarray | None = None  # (256, 3) RGB for palette images
+    notes: list[str] = field(default_factory=list)
+
+
+def is_image_file(path: str | os.PathLike) -> bool:
+    """True if the file name has an image extension (case-insensitive) and is not hidden."""
+    name = os.path.basename(str(path))
+    return not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def probe(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int, str, str]:
+    """Read only the header of an image file.
+
+    Args:
+        path: the file.
+        max_pixels: refuse images with more pixels than this.
+
+    Returns:
+        ``(height, width, mode, format)``.
+
+    Raises:
+        ImageReadError: if the file is not an image or is larger than ``max_pixels``.
+    """
+    with open(path, "rb") as handle:
+        data = handle.read()
+    pil = _open_header(data, path, max_pixels)
+    return pil.height, pil.width, pil.mode, pil.format or ""
+
+
+def _open_header(data: bytes, path, max_pixels: int) -> Image.Image:
+    if not data:
+        raise ImageReadError(f"{path} is empty (0 bytes), not an image")
+    try:
+        pil = Image.open(io.BytesIO(data))
+    except Exception as exc:  # PIL raises several unrelated types for junk input
+        raise ImageReadError(
+            f"{path} is not a readable image ({type(exc).__name__}: {exc}); "
+            f"expected one of {', '.join(IMAGE_EXTENSIONS)}"
+        ) from None
+    if pil.width * pil.height > max_pixels:
+        raise ImageReadError(
+            f"{path} claims {pil.width}x{pil.height} = {pil.width * pil.height:,} pixels, "
+            f"more than the cap of {max_pixels:,}; refusing to decode it"
+        )
+    return pil
+
+
+def decode(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decoded:
+    """Decode an image file as stored: no colour conversion beyond BGR to RGB.
+
+    Args:
+        path: the file.
+        max_pixels: the pixel cap checked from the header before decoding.
+
+    Returns:
+        A :class:`Decoded`; ``array`` is (H, W) or (H, W, C) in the file's own
+        dtype, channels in RGB(A) order, palette images as indices.
+
+    Raises:
+        ImageReadError: naming the file if it cannot be decoded.
+    """
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except OSError as exc:
+        raise ImageReadError(f"cannot open {path}: {exc.strerror}") from None
+    pil = _open_header(data, path, max_pixels)
+    fmt = pil.format or ""
+    mode = pil.mode
+    palette = None
+    arr = None
+    if fmt in _CV2_FORMATS and mode in _CV2_MODES:
+        # OpenCV decodes several times faster than PIL; it reads the same bytes.
+        arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        if arr is not None:
+            if arr.ndim == 3 and arr.shape[2] == 3:
+                arr = cv2.cvtColor(arr, cv2.COLOR_BGR2RGB)
+            elif arr.ndim == 3 and arr.shape[2] == 4:
+                arr = cv2.cvtColor(arr, cv2.COLOR_BGRA2RGBA)
+            if arr.shape[:2] != (pil.height, pil.width):
+                arr = None  # e.g. a multi-page TIFF decoded oddly: use the slow path
+    if arr is None:
+        arr, palette = _decode_slow(data, pil, path)
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    return Decoded(arr, mode, fmt, palette)
+
+
+def _decode_slow(data: bytes, pil: Image.Image, path) -> tuple[np.ndarray, np.ndarray | None]:
+    fmt = pil.format or ""
+    try:
+        if fmt == "TIFF":
+            try:
+                import tifffile
+
+                arr = tifffile.imread(io.BytesIO(data), key=0)
+                return np.asarray(arr), None
+            except Exception:
+                pass  # PIL below reads the TIFFs tifffile does not
+        pil.seek(0)  # first frame of a GIF or multi-page file
+        if pil.mode == "P":
+            palette = np.asarray(pil.getpalette() or [], np.uint8)
+            palette = np.pad(palette, (0, max(0, 768 - palette.size)))[:768].reshape(256, 3)
+            return np.asarray(pil), palette
+        if pil.mode == "1":
+            return np.asarray(pil, dtype=np.uint8) * 255, None
+        if pil.mode in ("LA", "PA"):
+            return np.asarray(pil.convert("LA"))[:, :, 0], None
+        if pil.mode in ("I", "F", "I;16", "I;16B", "I;16L"):
+            return np.asarray(pil), None
+        if pil.mode in ("RGB", "RGBA", "L"):
+            return np.asarray(pil), None
+        return np.asarray(pil.convert("RGB")), None
+    except ImageReadError:
+        raise
+    except Exception as exc:
+        raise ImageReadError(f"{path} could not be decoded as {fmt or 'an image'}: {exc}") from None
+
+
+def to_uint8(arr: np.ndarray, path="") -> tuple[np.ndarray, str | None]:
+    """Convert image pixels of any depth to uint8; return the array and a note if scaled.
+
+    16-bit and float images are stretched linearly from their own minimum and
+    maximum to 0..255 (a 12-bit microscope image would be almost black if
+    divided by 257); an image already within 0..255 is only cast.
+    """
+    if arr.dtype == np.uint8:
+        return arr, None
+    if arr.dtype == bool:
+        return arr.astype(np.uint8) * 255, None
+    a = arr.astype(np.float64)
+    lo, hi = float(np.nanmin(a)), float(np.nanmax(a))
+    if lo >= 0 and hi <= 255 and np.issubdtype(arr.dtype, np.integer):
+        return arr.astype(np.uint8), None
+    if hi <= lo:
+        out = np.zeros(arr.shape, np.uint8)
+    else:
+        out = np.clip((a - lo) * (255.0 / (hi - lo)) + 0.5, 0, 255).astype(np.uint8)
+    return out, f"{path}: {arr.dtype} pixels {lo:g}..{hi:g} stretched to 0..255"
+
+
+def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decoded:
+    """Read an image for a model: uint8, (H, W) grey or (H, W, 3) RGB.
+
+    Args:
+        path: the file (PNG, JPEG, TIFF, GIF, BMP).
+        max_pixels: the pixel cap checked from the header.
+
+    Returns:
+        A :class:`Decoded` whose ``array`` is uint8 grey or RGB; ``notes``
+        says what was converted (alpha dropped, 16-bit stretched, ...).
+    """
+    dec = decode(path, max_pixels)
+    arr = dec.array
+    if dec.palette is not None:
+        arr = dec.palette[arr]
+    arr, note = to_uint8(arr, path)
+    if note:
+        dec.notes.append(note)
+    if arr.ndim == 3:
+        if arr.shape[2] == 4:
+            if arr[:, :, 3].min() < 255:
+                dec.notes.append(f"{path}: alpha channel dropped")
+            arr = arr[:, :, :3]
+        elif arr.shape[2] == 2:
+            arr = arr[:, :, 0]
+        elif arr.shape[2] > 4:
+            raise ImageReadError(f"{path} has {arr.shape[2]} channels; expected grey, RGB or RGBA")
+    if arr.ndim == 3 and is_grey_rgb(arr):
+        arr = arr[:, :, 0]
+    dec.array = np.ascontiguousarray(arr)
+    return dec
+
+
+def read_mask(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decoded:
+    """Read a mask keeping its label values: palette indices, 16-bit ids, RGB colours.
+
+    Alpha is dropped; an RGB mask whose channels are equal becomes (H, W).
+
+    Args:
+        path: the file.
+        max_pixels: the pixel cap checked from the header.
+
+    Returns:
+        A :class:`Decoded` with ``array`` (H, W) integer values or (H, W, 3) colours.
+    """
+    dec = decode(path, max_pixels)
+    arr = dec.array
+    if arr.dtype == bool:
+        arr = arr.astype(np.uint8)
+    if arr.ndim == 3:
+        if arr.shape[2] == 2:
+            arr = arr[:, :, 0]
+        elif arr.shape[2] >= 3:
+            arr = arr[:, :, :3]
+            if is_grey_rgb(arr):
+                arr = arr[:, :, 0]
+    if np.issubdtype(arr.dtype, np.floating):
+        if np.all(np.mod(arr, 1) == 0):
+            arr = arr.astype(np.int64)
+        else:
+            # A probability map saved as float: values in [0, 1] thresholded at 0.5.
+            dec.notes.append(f"{path}: float mask thresholded at half its maximum")
+            arr = (arr >= float(arr.max()) / 2).astype(np.uint8)
+    dec.array = np.ascontiguousarray(arr)
+    return dec
+
+
+def is_grey_rgb(arr: np.ndarray) -> bool:
+    """True if a (H, W, 3) array has three equal channels."""
+    return bool(np.array_equal(arr[:, :, 0], arr[:, :, 1]) and np.array_equal(arr[:, :, 1], arr[:, :, 2]))
+
+
+def write_png(path: str | os.PathLike, arr: np.ndarray, compression: int = 1) -> None:
+    """Write a uint8 (H, W) or RGB (H, W, 3) array as PNG (fast compression)."""
+    if arr.ndim == 3:
+        arr = cv2.cvtColor(arr, cv2.COLOR_RGB2BGR)
+    ok, buf = cv2.imencode(".png", arr, [cv2.IMWRITE_PNG_COMPRESSION, compression])
+    if not ok:
+        raise ValueError(f"cannot encode {path} as PNG (shape {arr.shape}, dtype {arr.dtype})")
+    Path(path).write_bytes(buf.tobytes())
+
+
+def lossless_first(paths: list[Path]) -> list[Path]:
+    """Sort files so that lossless formats come before JPEG copies of the same stem."""
+    return sorted(paths, key=lambda p: (p.suffix.lower() in LOSSY_EXTENSIONS, p.name))

@@ -1,0 +1,315 @@
+"""Mask encodings: from the values stored in mask files to class indices.
+
+A :class:`MaskSpec` says how raw mask values map to classes. It is inferred
+from a probe of the dataset's masks (or stated with options) and then applied
+to every mask. Encodings:
+
+* ``binary``: two values (0/255, 0/1, 0/k); other values are noise, snapped
+  to the nearer of the two (JPEG-saved masks).
+* ``index``: class ids stored directly (palette PNGs, CamVid); a value named in
+  ``ignore`` becomes void (255). Grey-level coded masks (0/128/255) map their
+  sorted levels to 0, 1, 2, ...
+* ``trimap``: values 1/2/3 (foreground / background / boundary, as in the
+  Oxford-IIIT Pet trimaps): 2 -> background, 1 -> foreground, 3 -> boundary
+  (or void with option ``trimap_boundary="ignore"``).
+* ``color``: RGB masks with a colour-to-class table; other colours are snapped
+  to the nearest table colour when they are rare (noise), else made void.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from segcore.data.dataset import IGNORE_INDEX
+
+ENCODINGS = ("auto", "binary", "index", "trimap", "color")
+# Fewer distinct values than this: every value is a label. More: some are noise.
+MAX_CLEAN_VALUES = 64
+# A value not in the table is noise (snapped) when it is near a table value and rare.
+NOISE_DISTANCE = 48
+NOISE_FRACTION = 0.05
+
+# Distinct colours for classes 1.. (class 0, the background, is black).
+PALETTE = (
+    (0, 0, 0), (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
+    (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128), (220, 190, 255),
+    (170, 110, 40), (255, 250, 200), (128, 0, 0), (170, 255, 195), (128, 128, 0), (255, 215, 180),
+    (0, 0, 128), (128, 128, 128), (255, 255, 255),
+)  # fmt: skip
+
+
+def default_color(k: int) -> tuple[int, int, int]:
+    if k < len(PALETTE):
+        return PALETTE[k]
+    rng = np.random.default_rng(k)
+    return tuple(int(v) for v in rng.integers(40, 256, 3))
+
+
+@dataclass
+class MaskSpec:
+    """How raw mask values map to class indices."""
+
+    encoding: str
+    class_names: list[str]
+    class_colors: list[tuple[int, int, int]]
+    value_map: dict[int, int] = field(default_factory=dict)  # grey value -> class (255 = void)
+    color_table: list[tuple[tuple[int, int, int], int]] = field(default_factory=list)  # colour -> class
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        d = {"encoding": self.encoding}
+        if self.value_map:
+            d["value_map"] = {str(k): v for k, v in sorted(self.value_map.items())}
+        if self.color_table:
+            d["color_table"] = [[list(c), k] for c, k in self.color_table]
+        if self.notes:
+            d["notes"] = list(self.notes)
+        return d
+
+
+@dataclass
+class MaskResult:
+    index: np.ndarray  # (H, W) uint8
+    snapped: int = 0  # noise pixels snapped to the nearest table value
+    outside: dict = field(default_factory=dict)  # raw value -> pixel count made void
+
+
+def _as_list(v) -> list:
+    if v is None:
+        return []
+    if isinstance(v, (list, tuple)):
+        return list(v)
+    return [v]
+
+
+def parse_colors(colors) -> list[tuple[str, tuple[int, int, int]]]:
+    """Colour table from options: ``{name: [r, g, b]}``, ``[{name, color}]`` or ``[[r, g, b], ...]``."""
+    out = []
+    if isinstance(colors, dict):
+        items = list(colors.items())
+    else:
+        items = []
+        for i, c in enumerate(colors or []):
+            if isinstance(c, dict):
+                items.append((c.get("name", f"class_{i}"), c["color"]))
+            else:
+                items.append((f"class_{i}", c))
+    for name, c in items:
+        if isinstance(c, str):
+            c = c.lstrip("#")
+            c = [int(c[i : i + 2], 16) for i in (0, 2, 4)]
+        if len(c) != 3 or not all(0 <= int(v) <= 255 for v in c):
+            raise ValueError(f"colour {c!r} for class {name!r} is not [r, g, b] with values 0..255")
+        out.append((str(name), tuple(int(v) for v in c)))
+    return out
+
+
+def infer_spec(
+    grey_counts: dict[int, int],
+    color_counts: dict[tuple[int, int, int], int],
+    palette: np.ndarray | None,
+    options: dict,
+) -> MaskSpec:
+    """Choose the mask encoding from value counts over a probe of masks.
+
+    Args:
+        grey_counts: raw value -> pixel count over single-channel masks.
+        color_counts: (r, g, b) -> pixel count over colour masks.
+        palette: (256, 3) palette of the first palette PNG, or None.
+        options: import options (``mask_encoding``, ``classes``, ``colors``,
+            ``ignore``, ``trimap_boundary``).
+
+    Returns:
+        The :class:`MaskSpec`.
+    """
+    encoding = options.get("mask_encoding") or "auto"
+    if encoding not in ENCODINGS:
+        raise ValueError(f"mask_encoding {encoding!r} is not one of {ENCODINGS}")
+    names = [str(n) for n in _as_list(options.get("classes"))]
+    ignore = {int(v) for v in _as_list(options.get("ignore"))}
+    if options.get("colors") or (encoding == "auto" and color_counts and not grey_counts):
+        encoding = "color" if encoding == "auto" else encoding
+    if encoding == "color":
+        return _color_spec(color_counts, options, names)
+    if color_counts and encoding != "color":
+        # Colour masks with other encodings: read them through their first channel.
+        for (r, _g, _b), n in color_counts.items():
+            grey_counts[r] = grey_counts.get(r, 0) + n
+    values = sorted(v for v in grey_counts if v not in ignore)
+    total = max(1, sum(grey_counts.values()))
+    notes: list[str] = []
+    if encoding == "auto":
+        encoding = _guess_grey_encoding(values, grey_counts, total, names, palette)
+    if encoding == "binary":
+        clean = values if len(values) <= 2 else _dominant(grey_counts, total, ignore, 2)
+        hi = max(clean) if clean and max(clean) > 0 else 255
+        lo = min(clean) if len(clean) > 1 else 0
+        vmap = {lo: 0, hi: 1}
+        names = names if len(names) == 2 else ["background", names[-1] if len(names) == 1 else "foreground"]
+        notes.append(f"binary masks: value {lo} -> {names[0]}, {hi} -> {names[1]}")
+    elif encoding == "trimap":
+        boundary = options.get("trimap_boundary", "class")
+        if boundary not in ("class", "ignore", "foreground"):
+            raise ValueError(f"trimap_boundary {boundary!r} is not one of class, ignore, foreground")
+        vmap = {2: 0, 1: 1, 3: {"class": 2, "ignore": IGNORE_INDEX, "foreground": 1}[boundary]}
+        default = ["background", "foreground"] + (["boundary"] if boundary == "class" else [])
+        names = names if len(names) == len(default) else default
+        notes.append(f"trimap: 2 -> background, 1 -> foreground, 3 -> {boundary}")
+    else:  # index
+        if 255 in values and not ignore and len(values) > 2 and max(v for v in values if v != 255) < MAX_CLEAN_VALUES:
+            ignore.add(255)
+            values.remove(255)
+            notes.append("value 255 beside small class ids: read as void (VOC convention)")
+        clean = values if len(values) <= MAX_CLEAN_VALUES else _dominant(grey_counts, total, ignore, MAX_CLEAN_VALUES)
+        if names and max(clean, default=0) < len(names):
+            vmap = {v: v for v in range(len(names))}
+        elif max(clean, default=0) < MAX_CLEAN_VALUES:
+            k = max(clean, default=0) + 1
+            vmap = {v: v for v in range(max(k, len(names)))}
+        else:
+            vmap = {v: i for i, v in enumerate(sorted(set(clean) | {0}))}
+            notes.append(f"grey levels {sorted(vmap)} mapped to classes 0..{len(vmap) - 1}")
+        k = max(vmap.values()) + 1
+        if names and len(names) != k:
+            raise ValueError(f"{len(names)} class names given ({names}) but the masks hold {k} classes (values {clean})")
+        if not names:
+            names = ["background"] + [f"class_{v}" for v in range(1, k)]
+    for v in ignore:
+        vmap[v] = IGNORE_INDEX
+    k = len(names)
+    colors = [default_color(i) for i in range(k)]
+    if palette is not None and encoding == "index":
+        inv = {c: v for v, c in vmap.items() if c != IGNORE_INDEX}
+        colors = [tuple(int(x) for x in palette[inv[i]]) if i in inv and inv[i] < 256 else colors[i] for i in range(k)]
+    return MaskSpec(encoding, names, colors, value_map=vmap, notes=notes)
+
+
+def _guess_grey_encoding(values, counts, total, names, palette) -> str:
+    if palette is not None:
+        return "index"
+    if len(names) > 2:
+        return "index"
+    if len(values) <= 2 and (not values or min(values) == 0 or len(values) == 1):
+        return "binary"
+    if set(values) <= {1, 2, 3} and len(values) >= 2:
+        return "trimap"
+    if len(values) <= MAX_CLEAN_VALUES:
+        return "index"
+    dom = _dominant(counts, total, set(), MAX_CLEAN_VALUES)
+    return "binary" if len(dom) <= 2 else "index"
+
+
+def _dominant(counts: dict, total: int, ignore: set, at_most: int) -> list:
+    """The values holding a real share of the pixels (noise has a tiny share each)."""
+    ranked = sorted(((n, v) for v, n in counts.items() if v not in ignore), reverse=True)
+    keep = [v for n, v in ranked if n >= 0.005 * total][:at_most]
+    return sorted(keep) or [v for _, v in ranked[:1]]
+
+
+def _color_spec(color_counts, options, names) -> MaskSpec:
+    table = parse_colors(options.get("colors"))
+    ignore_colors = [tuple(int(x) for x in c) for c in options.get("ignore_colors") or []]
+    notes = []
+    if not table:
+        total = max(1, sum(color_counts.values()))
+        many = len(color_counts) > MAX_CLEAN_VALUES
+        found = [c for c, n in sorted(color_counts.items(), key=lambda kv: -kv[1]) if not many or n >= 0.002 * total]
+        found = [c for c in found if c not in ignore_colors]
+        bg = (0, 0, 0) if (0, 0, 0) in found else (found[0] if found else (0, 0, 0))
+        ordered = [bg] + sorted(c for c in found if c != bg)
+        if names and len(names) == len(ordered):
+            table = list(zip(names, ordered))
+        else:
+            table = [("background", bg)] + [(f"color_{r}_{g}_{b}", (r, g, b)) for r, g, b in ordered[1:]]
+        notes.append(f"{len(table)} colours found in the masks, {ordered[0]} read as background")
+    class_names = [n for n, _ in table]
+    colors = [c for _, c in table]
+    ctable = [(c, i) for i, c in enumerate(colors)] + [(c, IGNORE_INDEX) for c in ignore_colors]
+    return MaskSpec("color", class_names, colors, color_table=ctable, notes=notes)
+
+
+def apply_spec(raw: np.ndarray, spec: MaskSpec) -> MaskResult:
+    """Map a raw mask to a uint8 class-index mask (255 = void).
+
+    Args:
+        raw: (H, W) integer values or (H, W, 3) colours.
+        spec: the encoding.
+
+    Returns:
+        A :class:`MaskResult` with the index mask and counts of snapped and void pixels.
+    """
+    if spec.encoding == "color":
+        return _apply_color(raw, spec)
+    if raw.ndim == 3:
+        raw = raw[:, :, 0]
+    raw = raw.astype(np.int64, copy=False) if raw.dtype.kind not in "u" else raw
+    if raw.size and int(raw.min()) < 0:
+        raise ValueError(f"mask has negative values (min {int(raw.min())})")
+    top = int(raw.max()) if raw.size else 0
+    known = np.array(sorted(spec.value_map), np.int64)
+    lut = np.full(max(top, int(known.max())) + 1, -1, np.int16)
+    for v, k in spec.value_map.items():
+        lut[v] = k
+    present = np.flatnonzero(np.bincount(raw.ravel(), minlength=lut.size)) if raw.dtype.itemsize <= 2 else np.unique(raw)
+    unknown = [int(v) for v in present if lut[v] < 0]
+    snapped, outside = 0, {}
+    if unknown:
+        counts = np.bincount(raw.ravel(), minlength=lut.size)
+        total = raw.size
+        targets = known[known != IGNORE_INDEX] if spec.encoding == "binary" or IGNORE_INDEX not in spec.value_map else known
+        for v in unknown:
+            nearest = int(targets[np.argmin(np.abs(targets - v))])
+            n = int(counts[v])
+            if spec.encoding == "binary" or (abs(nearest - v) <= NOISE_DISTANCE and n <= NOISE_FRACTION * total):
+                lut[v] = spec.value_map[nearest]
+                snapped += n
+            else:
+                lut[v] = IGNORE_INDEX
+                outside[v] = n
+    index = lut[raw].astype(np.uint8)
+    return MaskResult(index, snapped, outside)
+
+
+def _apply_color(raw: np.ndarray, spec: MaskSpec) -> MaskResult:
+    if raw.ndim == 2:
+        raw = np.repeat(raw[:, :, None], 3, axis=2)
+    packed = (raw[:, :, 0].astype(np.int32) << 16) | (raw[:, :, 1].astype(np.int32) << 8) | raw[:, :, 2].astype(np.int32)
+    uniq, inverse = np.unique(packed.ravel(), return_inverse=True)
+    counts = np.bincount(inverse)
+    table = {(r << 16) | (g << 8) | b: k for (r, g, b), k in spec.color_table}
+    cols = np.array([c for c, _ in spec.color_table], np.int64)
+    out = np.empty(len(uniq), np.uint8)
+    snapped, outside = 0, {}
+    for i, u in enumerate(uniq.tolist()):
+        if u in table:
+            out[i] = table[u]
+            continue
+        rgb = np.array([(u >> 16) & 255, (u >> 8) & 255, u & 255])
+        d = np.sqrt(((cols - rgb) ** 2).sum(axis=1))
+        j = int(np.argmin(d))
+        if d[j] <= NOISE_DISTANCE and counts[i] <= NOISE_FRACTION * packed.size:
+            out[i] = spec.color_table[j][1]
+            snapped += int(counts[i])
+        else:
+            out[i] = IGNORE_INDEX
+            outside[tuple(int(x) for x in rgb)] = int(counts[i])
+    return MaskResult(out[inverse].reshape(packed.shape), snapped, outside)
+
+
+def binarize(raw: np.ndarray) -> tuple[np.ndarray, int]:
+    """A binary mask file as 0/1, and the number of pixels that were neither off nor fully on.
+
+    0/1 masks are read as they are; others are cut at half the full scale (128 for
+    8-bit), so JPEG ringing around 0 and 255 is snapped and counted.
+    """
+    if raw.ndim == 3:
+        raw = raw.max(axis=2)
+    top = int(raw.max()) if raw.size else 0
+    if top <= 1:
+        return (raw > 0).astype(np.uint8), 0
+    full = 255 if raw.dtype == np.uint8 or top <= 255 else (65535 if top <= 65535 else top)
+    plane = (raw >= (full + 1) // 2).astype(np.uint8)
+    noise = int(raw.size - np.count_nonzero((raw == 0) | (raw == full)))
+    return plane, noise
