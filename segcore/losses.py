@@ -285,12 +285,12 @@ class _SegLoss(keras.losses.Loss):
     default_name = "loss"
 
     def __init__(self, mode: str = "binary", name: str | None = None, reduction: str = "sum_over_batch_size",
-                 dtype=None, **settings):
+                 dtype=None, settings: dict[str, Any] | None = None):
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; valid modes are {list(MODES)}")
         super().__init__(name=name or self.default_name, reduction=reduction, dtype=dtype)
         self.mode = mode
-        self.settings = settings
+        self.settings = dict(settings or {})
 
     def call(self, y_true, y_pred):
         return type(self).fn(y_true, y_pred, mode=self.mode, **self.settings)
@@ -309,7 +309,7 @@ class Dice(_SegLoss):
     default_name = "dice"
 
     def __init__(self, mode: str = "binary", smooth: float = 1.0, **kwargs):
-        super().__init__(mode, smooth=float(smooth), **kwargs)
+        super().__init__(mode, settings={"smooth": float(smooth)}, **kwargs)
 
 
 @keras.saving.register_keras_serializable(package="segcore")
@@ -320,7 +320,7 @@ class Jaccard(_SegLoss):
     default_name = "jaccard"
 
     def __init__(self, mode: str = "binary", smooth: float = 1.0, **kwargs):
-        super().__init__(mode, smooth=float(smooth), **kwargs)
+        super().__init__(mode, settings={"smooth": float(smooth)}, **kwargs)
 
 
 @keras.saving.register_keras_serializable(package="segcore")
@@ -354,7 +354,7 @@ class WeightedCrossentropy(_SegLoss):
         if class_weights is None:
             raise ValueError("weighted_cce needs class_weights (K numbers, background first); compute them "
                              "with segcore.losses.class_weights_from_frequencies")
-        super().__init__(mode, class_weights=[float(w) for w in class_weights], **kwargs)
+        super().__init__(mode, settings={"class_weights": [float(w) for w in class_weights]}, **kwargs)
 
 
 @keras.saving.register_keras_serializable(package="segcore")
@@ -365,7 +365,8 @@ class Focal(_SegLoss):
     default_name = "focal"
 
     def __init__(self, mode: str = "binary", gamma: float = 2.0, alpha: float | None = None, **kwargs):
-        super().__init__(mode, gamma=float(gamma), alpha=None if alpha is None else float(alpha), **kwargs)
+        settings = {"gamma": float(gamma), "alpha": None if alpha is None else float(alpha)}
+        super().__init__(mode, settings=settings, **kwargs)
 
 
 @keras.saving.register_keras_serializable(package="segcore")
@@ -377,8 +378,8 @@ class DiceCrossentropy(_SegLoss):
 
     def __init__(self, mode: str = "binary", dice_weight: float = 1.0, ce_weight: float = 1.0,
                  smooth: float = 1.0, **kwargs):
-        super().__init__(mode, dice_weight=float(dice_weight), ce_weight=float(ce_weight), smooth=float(smooth),
-                         **kwargs)
+        settings = {"dice_weight": float(dice_weight), "ce_weight": float(ce_weight), "smooth": float(smooth)}
+        super().__init__(mode, settings=settings, **kwargs)
 
 
 _REGISTRY: dict[str, tuple[type[_SegLoss], Any]] = {
