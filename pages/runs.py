@@ -1,6 +1,191 @@
-"""Runs page."""
+"""Runs: the table of runs with filters, curves of several runs overlaid, notes and tags,
+actions (stop, resume, re-run, delete), downloads, and the study results table."""
 
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import pandas as pd
 import streamlit as st
 
+from pages import _ui
+from segcore import visualize as viz
+
+ws = _ui.workspace()
 st.title("Runs")
-st.info("This page is not ready yet.")
+runs_mod = _ui.optional_module("segcore.runs")
+training = _ui.optional_module("segcore.training")
+if runs_mod is None:
+    st.info("Run tracking is not available in this installation.")
+    st.stop()
+
+if not runs_mod.list_runs(ws):
+    st.info(
+        "No runs yet. Start one from **Home** (one click on the demo data) or set one up on the **Train** page; "
+        "runs started from the command line (`python -m segcore train ...`) appear here too."
+    )
+    st.page_link("pages/train.py", label="Go to Train", icon=":material/model_training:")
+    st.stop()
+
+
+# --------------------------------------------------------------------------- table
+
+
+@st.fragment(run_every=5)
+def runs_table() -> None:
+    summaries = runs_mod.list_runs(ws)
+    df = viz.runs_frame(summaries)
+    df["notes"] = [s.notes for s in summaries]
+    c = st.columns([2, 2, 3])
+    states = c[0].multiselect("Status", sorted(df["status"].unique()), key="runs_status", placeholder="any")
+    datasets = c[1].multiselect("Dataset", sorted(df["dataset"].unique()), key="runs_dataset", placeholder="any")
+    query = c[2].text_input("Search run, model, tags, notes", key="runs_query", placeholder="e.g. vgg16 or baseline")
+    shown = df
+    if states:
+        shown = shown[shown["status"].isin(states)]
+    if datasets:
+        shown = shown[shown["dataset"].isin(datasets)]
+    if query.strip():
+        q = query.strip().lower()
+        hay = shown[["run", "model", "encoder", "tags", "notes", "warnings"]].astype(str).agg(" ".join, axis=1).str.lower()
+        shown = shown[hay.str.contains(q, regex=False)]
+    st.caption(f"{len(shown)} of {len(df)} runs · updates every 5 s")
+    st.dataframe(
+        shown[["run", "status", "dataset", "model", "best val Dice", "test Dice", "epochs", "duration", "tags", "warnings"]],
+        hide_index=True, key="runs_df",
+        column_config={
+            "best val Dice": st.column_config.NumberColumn(format="%.3f"),
+            "test Dice": st.column_config.NumberColumn(format="%.3f", help="Macro Dice over the foreground classes, test split."),
+            "warnings": st.column_config.TextColumn(width="large"),
+        },
+    )
+    st.session_state["runs_visible"] = shown["run"].tolist()
+
+
+runs_table()
+summaries = runs_mod.list_runs(ws)
+by_id = {s.run_id: s for s in summaries}
+visible = [r for r in st.session_state.get("runs_visible", list(by_id)) if r in by_id] or list(by_id)
+
+# --------------------------------------------------------------------------- curves
+
+st.subheader("Curves")
+with_history = [r for r in visible if runs_mod.RunFolder(by_id[r].path).history_path.is_file()]
+if not with_history:
+    st.info("No run has finished an epoch yet; curves appear after the first one.")
+else:
+    c = st.columns([3, 1])
+    chosen = c[0].multiselect("Runs to overlay", with_history, default=with_history[:3], key="curve_runs")
+    histories = {r: runs_mod.RunFolder(by_id[r].path).read_history() for r in chosen}
+    metrics = viz.curve_metrics(histories) or ["loss"]
+    metric = c[1].selectbox("Metric", metrics, key="curve_metric")
+    if chosen:
+        st.plotly_chart(viz.curves_figure(histories, metric, f"{metric}: solid = train, dashed = validation"), key="runs_curves")
+
+# --------------------------------------------------------------------------- one run
+
+st.subheader("One run")
+run_id = st.selectbox("Run", visible, key="run_detail", format_func=lambda r: f"{r} · {by_id[r].state}")
+s = by_id[run_id]
+run = runs_mod.RunFolder(s.path)
+status = run.true_status()
+c = st.columns(4)
+c[0].metric("Status", s.state)
+c[1].metric("Epochs", f"{s.epoch}/{s.epochs}")
+c[2].metric("Best val Dice", "–" if s.best_val_dice is None else f"{s.best_val_dice:.3f}", help=f"epoch {s.best_epoch}" if s.best_epoch else None)
+test_dice = (s.test or {}).get("macro_dice")
+c[3].metric("Test Dice (macro)", "–" if test_dice is None else f"{test_dice:.3f}")
+if s.message:
+    st.caption(s.message)
+for w in s.warnings:
+    st.warning(w)
+
+notes = run.read_notes()
+c = st.columns([3, 2])
+new_notes = c[0].text_area("Notes (everyone using this workspace sees them)", notes.get("notes", ""), key=f"notes_{run_id}", height=100)
+new_tags = c[1].text_input("Tags (comma separated)", ", ".join(notes.get("tags", [])), key=f"tags_{run_id}")
+if c[1].button("Save notes and tags", key=f"save_notes_{run_id}"):
+    with _ui.friendly_errors("save the notes"):
+        runs_mod.set_notes(run_id, new_notes, ws)
+        runs_mod.set_tags(run_id, [t.strip() for t in new_tags.split(",") if t.strip()], ws)
+        st.toast("Saved")
+
+a = st.columns(5)
+if s.state in ("queued", "running") and hasattr(training, "stop"):
+    if a[0].button("Stop", key=f"runs_stop_{run_id}"):
+        with _ui.friendly_errors("stop the run"):
+            _ui.run_action(training.stop, run_id, ws)
+            st.toast(f"Stop requested for {run_id}")
+if s.state in ("stopped", "interrupted", "failed") and hasattr(training, "resume"):
+    if a[0].button("Resume", key=f"runs_resume_{run_id}"):
+        with _ui.friendly_errors("resume the run"):
+            _ui.run_action(training.resume, run_id, ws)
+            st.toast(f"{run_id} queued again")
+if a[1].button("Re-run with the same settings", key=f"rerun_{run_id}", help="Queues a new run with this config and split."):
+    with _ui.friendly_errors("re-run"):
+        new_id = runs_mod.rerun(run_id, ws)
+        st.session_state["rerun_of"] = (run_id, new_id)
+if st.session_state.get("rerun_of", (None,))[0] == run_id:
+    st.success(f"Queued `{st.session_state['rerun_of'][1]}` with the settings of `{run_id}`.")
+with a[2].popover("Delete", icon=":material/delete:"):
+    st.write(f"Delete **{run_id}** and everything in its folder? This cannot be undone.")
+    if st.button("Yes, delete it", type="primary", key=f"delete_{run_id}"):
+        with _ui.friendly_errors("delete the run"):
+            runs_mod.delete_run(run_id, ws)
+            st.session_state.pop("run_detail", None)
+            st.rerun()
+
+
+def _read(path: Path) -> bytes:
+    return path.read_bytes()
+
+
+d = st.columns(4)
+model_path = run.best_model_path if run.best_model_path.is_file() else run.last_model_path
+d[0].download_button("Model (.keras)", functools.partial(_read, model_path), f"{run_id}.keras", "application/octet-stream",
+                     key=f"dl_model_{run_id}", disabled=not model_path.is_file(), icon=":material/download:")
+d[1].download_button("Config (JSON)", run.config_path.read_bytes(), f"{run_id}-config.json", "application/json", key=f"dl_cfg_{run_id}", icon=":material/download:")
+d[2].download_button("History (CSV)", run.history_path.read_bytes() if run.history_path.is_file() else b"", f"{run_id}-history.csv", "text/csv",
+                     key=f"dl_hist_{run_id}", disabled=not run.history_path.is_file(), icon=":material/download:")
+evaluation = run.read_evaluation()
+d[3].download_button("Evaluation (JSON)", run.evaluation_path.read_bytes() if evaluation else b"", f"{run_id}-evaluation.json", "application/json",
+                     key=f"dl_eval_{run_id}", disabled=evaluation is None, icon=":material/download:")
+if evaluation:
+    st.markdown("**Test split, per class** (n/a: class absent from truth and prediction; macro and micro over the foreground classes)")
+    table = viz.per_class_table(evaluation)
+    st.dataframe(table.style.format("{:.3f}", na_rep="n/a"), key=f"eval_{run_id}")
+    for w in evaluation.get("warnings") or []:
+        st.caption(f"⚠ {w}")
+with st.expander("Settings"):
+    st.json(run.read_meta().get("config", {}), expanded=False)
+if run.log_path.is_file():
+    with st.expander("Log (last 40 lines)"):
+        st.code("\n".join(run.log_path.read_text(errors="replace").splitlines()[-40:]), language=None)
+
+# --------------------------------------------------------------------------- study table
+
+st.subheader("Results table")
+finished = [r for r in visible if by_id[r].state == "finished"]
+reports = {}
+meta_study = {}
+for r in finished:
+    folder = runs_mod.RunFolder(by_id[r].path)
+    rep = folder.read_evaluation()
+    if rep:
+        reports[r] = rep
+        meta = folder.read_meta()
+        meta_study[r] = meta.get("study") or meta.get("sweep") or ""
+if not reports:
+    st.info("No finished run has a test evaluation yet. The table of Dice, IoU and accuracy appears here when one has.")
+else:
+    studies = sorted({v if isinstance(v, str) else str(v.get("id", v.get("name", ""))) for v in meta_study.values() if v})
+    pick = st.selectbox("Study", ["all finished runs shown above"] + studies, key="study_pick") if studies else None
+    labels = [r for r in reports if pick in (None, "all finished runs shown above") or str(meta_study.get(r)) == pick or (isinstance(meta_study.get(r), dict) and pick in meta_study[r].values())]
+    info = {r: {"model": by_id[r].model, "dataset": by_id[r].dataset, "epochs": by_id[r].epoch} for r in labels}
+    table = viz.study_table({r: reports[r] for r in labels}, info)
+    st.dataframe(viz.highlight_best(table, axis=0, subset=list(viz.STUDY_COLUMNS)), key="study_table")
+    st.caption("Dice, IoU, precision and recall: macro means over the foreground classes on each run's test split; accuracy: pixel accuracy.")
+    e = st.columns(2)
+    e[0].download_button("Download CSV", table.to_csv().encode(), "results.csv", "text/csv", key="study_csv", icon=":material/download:")
+    e[1].download_button("Download Markdown", viz.table_markdown(table).encode(), "results.md", "text/markdown", key="study_md", icon=":material/download:")

@@ -21,7 +21,6 @@ LOSS_HELP = {
     "dice_ce": "Dice + cross-entropy",
     "jaccard": "soft IoU",
 }
-OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 STUDY = "The paper's encoder study: plain U-Net, VGG16 frozen, VGG16 fine-tuned, DenseNet121, ResNet50, MobileNetV2"
 
 ws = _ui.workspace()
@@ -29,6 +28,9 @@ st.title("Train")
 training = _ui.optional_module("segcore.training")
 runs_mod = _ui.optional_module("segcore.runs")
 launch = getattr(training, "launch", None)
+trainer_names = _ui.optional_module("segcore.training.trainer")  # option lists only; no Keras import
+OPTIMIZERS = getattr(trainer_names, "OPTIMIZERS", ("adam",))
+LR_SCHEDULES = getattr(trainer_names, "LR_SCHEDULES", ("none",))
 launch_study = next((getattr(training, n) for n in ("launch_study", "study", "launch_sweep") if training and hasattr(training, n)), None)
 
 infos = _ui.datasets(ws)
@@ -88,11 +90,12 @@ with st.container(border=True):
                                      [None] + finished, key="train_init_from", format_func=lambda r: "no: random initialisation" if r is None else r)
 
     st.markdown("**Training**")
-    c = st.columns(4)
+    c = st.columns([3, 1, 2, 1, 1])
     loss = c[0].selectbox("Loss", LOSSES, key="train_loss", format_func=lambda n: f"{n}: {LOSS_HELP.get(n, '')}")
     optimizer = c[1].selectbox("Optimiser", OPTIMIZERS, key="train_optimizer")
     learning_rate = c[2].select_slider("Learning rate", [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2], 1e-4, key="train_lr", format_func=lambda v: f"{v:g}")
-    class_weighting = c[3].toggle("Class weighting", False, key="train_class_weights", help="Weight the loss by inverse class frequency.")
+    lr_schedule = c[3].selectbox("LR schedule", LR_SCHEDULES, key="train_lr_schedule")
+    class_weighting = c[4].toggle("Class weighting", False, key="train_class_weights", help="Weight the loss by inverse class frequency.")
     c = st.columns(5)
     epochs = c[0].number_input("Epochs", 1, 1000, 30, key="train_epochs")
     batch_size = c[1].number_input("Batch size", 1, 256, 8, key="train_batch")
@@ -128,7 +131,7 @@ with st.container(border=True):
         ),
         train=TrainConfig(
             dataset=info.name, image_size=int(image_size), epochs=int(epochs), batch_size=int(batch_size),
-            optimizer=optimizer, learning_rate=float(learning_rate), loss=loss, class_weighting=bool(class_weighting),
+            optimizer=optimizer, learning_rate=float(learning_rate), lr_schedule=lr_schedule, loss=loss, class_weighting=bool(class_weighting),
             early_stopping_patience=int(patience), seed=int(seed),
             augment=AugmentConfig(aug_on, hflip, vflip, rotate, zoom, shift, brightness, contrast),
             split=SplitConfig(method=split_method, val_fraction=val_fraction, test_fraction=test_fraction, seed=int(seed)),

@@ -420,7 +420,7 @@ def mask_areas(mask: np.ndarray, class_names: Sequence[str], ignore_index: int |
 # --------------------------------------------------------------------------- metric tables
 
 
-def per_class_table(report: Mapping[str, Any], metrics: Sequence[str] = ("dice", "iou", "precision", "recall")) -> pd.DataFrame:
+def per_class_table(report: Mapping[str, Any], metrics: Sequence[str] = ("dice", "iou", "precision", "recall", "pixel_accuracy")) -> pd.DataFrame:
     """One run's evaluation as a table: a row per class, then ``macro`` and ``micro``.
 
     Args:
@@ -463,16 +463,19 @@ def compare_table(reports: Mapping[str, Mapping[str, Any]], metric: str = "dice"
     return df.loc[order]
 
 
-def best_mask(df: pd.DataFrame, axis: int = 1, higher_is_better: bool | Mapping[str, bool] = True) -> pd.DataFrame:
+def best_mask(df: pd.DataFrame, axis: int = 1, higher_is_better: bool | Mapping[str, bool] = True, subset: Sequence[Any] | None = None) -> pd.DataFrame:
     """Boolean frame marking the best value of each row (``axis=1``) or column (``axis=0``); ties all marked.
 
     ``higher_is_better`` may be a dict keyed by column (``axis=0``) or row
-    (``axis=1``) label, e.g. ``{"loss": False}``. NaN is never best.
+    (``axis=1``) label, e.g. ``{"loss": False}``. ``subset`` limits which rows
+    (``axis=1``) or columns (``axis=0``) are marked. NaN is never best.
     """
     num = df.apply(pd.to_numeric, errors="coerce")
     out = pd.DataFrame(False, index=df.index, columns=df.columns)
     labels = num.index if axis == 1 else num.columns
     for label in labels:
+        if subset is not None and label not in subset:
+            continue
         series = num.loc[label] if axis == 1 else num[label]
         if series.notna().sum() == 0:
             continue
@@ -486,26 +489,48 @@ def best_mask(df: pd.DataFrame, axis: int = 1, higher_is_better: bool | Mapping[
     return out
 
 
-def highlight_best(df: pd.DataFrame, axis: int = 1, higher_is_better: bool | Mapping[str, bool] = True, fmt: str = "{:.3f}"):
-    """A pandas ``Styler`` with the best value per row/column in bold on a green background."""
-    marks = best_mask(df, axis, higher_is_better)
+def highlight_best(df: pd.DataFrame, axis: int = 1, higher_is_better: bool | Mapping[str, bool] = True, fmt: str = "{:.3f}", subset: Sequence[Any] | None = None):
+    """A pandas ``Styler`` with the best value per row/column in bold on a green background (n/a for missing values)."""
+    marks = best_mask(df, axis, higher_is_better, subset)
     style = "font-weight: bold; background-color: rgba(46, 160, 67, 0.45)"
     styler = df.style.apply(lambda _: np.where(marks, style, ""), axis=None)
     numeric = [c for c in df.columns if pd.api.types.is_numeric_dtype(df[c])]
-    return styler.format(fmt, subset=numeric, na_rep="–")
+    return styler.format(fmt, subset=numeric, na_rep="n/a")
 
 
-def worst_images(per_image: Sequence[Mapping[str, Any]] | pd.DataFrame, n: int = 4, metric: str = "dice") -> list[str]:
-    """Ids of the ``n`` images with the lowest ``metric`` in a report's ``per_image`` list (NaN skipped)."""
+def _metric_series(df: pd.DataFrame, metric: str, class_index: int | None = None) -> pd.Series:
+    """A per-image metric as floats; list values (per class) are indexed by ``class_index``."""
+    if metric not in df.columns:
+        return pd.Series(np.nan, index=df.index, dtype=float)
+    col = df[metric]
+    if class_index is not None or col.map(lambda v: isinstance(v, (list, tuple))).any():
+        k = 0 if class_index is None else class_index
+        col = col.map(lambda v: v[k] if isinstance(v, (list, tuple)) and len(v) > k else v)
+    return pd.to_numeric(col, errors="coerce")
+
+
+def worst_images(per_image: Sequence[Mapping[str, Any]] | pd.DataFrame, n: int = 4, metric: str = "macro_dice", class_index: int | None = None) -> list[str]:
+    """Ids of the ``n`` images with the lowest ``metric`` in a report's ``per_image`` list.
+
+    Args:
+        per_image: ``EvaluationReport.to_dict()["per_image"]``.
+        n: how many ids.
+        metric: a per-image field: ``macro_dice`` (default), ``macro_iou``,
+            ``pixel_accuracy``, or a per-class list such as ``dice`` with ``class_index``.
+        class_index: the class to read from per-class lists.
+
+    Returns:
+        Image ids, worst first; images where the metric is n/a (NaN/None) are skipped.
+    """
     df = per_image_frame(per_image)
-    if df.empty or metric not in df.columns:
+    if df.empty or "id" not in df.columns:
         return []
-    vals = pd.to_numeric(df[metric], errors="coerce")
+    vals = _metric_series(df, metric, class_index)
     return df.assign(_v=vals).dropna(subset=["_v"]).sort_values("_v", kind="stable")["id"].head(n).tolist()
 
 
 def per_image_frame(per_image: Sequence[Mapping[str, Any]] | Mapping[str, Any] | pd.DataFrame) -> pd.DataFrame:
-    """A report's ``per_image`` entries as a DataFrame with an ``id`` column (one row per image)."""
+    """A report's ``per_image`` entries as a DataFrame with a string ``id`` column (one row per image)."""
     if isinstance(per_image, pd.DataFrame):
         return per_image
     if isinstance(per_image, Mapping):
@@ -513,17 +538,17 @@ def per_image_frame(per_image: Sequence[Mapping[str, Any]] | Mapping[str, Any] |
     else:
         rows = [dict(r) for r in per_image]
     df = pd.DataFrame(rows)
-    if not df.empty and "id" not in df.columns:
-        for alt in ("image", "sample", "image_id", "sample_id"):
+    if not df.empty and ("id" not in df.columns or df["id"].isna().all()):
+        for alt in ("image", "sample", "image_id", "sample_id", "index"):
             if alt in df.columns:
-                df = df.rename(columns={alt: "id"})
+                df["id"] = df[alt]
                 break
     if "id" in df.columns:
         df["id"] = df["id"].astype(str)
     return df
 
 
-def per_image_differences(reports: Mapping[str, Mapping[str, Any]], metric: str = "dice") -> pd.DataFrame:
+def per_image_differences(reports: Mapping[str, Mapping[str, Any]], metric: str = "macro_dice", class_index: int | None = None) -> pd.DataFrame:
     """Per-image ``metric`` of several runs side by side, with the spread between best and worst run.
 
     Returns:
@@ -535,12 +560,43 @@ def per_image_differences(reports: Mapping[str, Mapping[str, Any]], metric: str 
         df = per_image_frame(report.get("per_image", ()))
         if df.empty or metric not in df.columns or "id" not in df.columns:
             continue
-        cols[label] = pd.to_numeric(df.set_index("id")[metric], errors="coerce")
+        cols[label] = pd.Series(_metric_series(df, metric, class_index).to_numpy(), index=df["id"])
     out = pd.DataFrame(cols)
     if out.empty:
         return out
+    out.index.name = "image"
     out["spread"] = out.max(axis=1) - out.min(axis=1)
     return out.sort_values("spread", ascending=False, kind="stable")
+
+
+STUDY_COLUMNS = {"Dice": ("macro", "dice"), "IoU": ("macro", "iou"), "Accuracy": (None, "pixel_accuracy"),
+                 "Precision": ("macro", "precision"), "Recall": ("macro", "recall"), "micro Dice": ("micro", "dice")}
+
+
+def study_table(reports: Mapping[str, Mapping[str, Any]], info: Mapping[str, Mapping[str, Any]] | None = None) -> pd.DataFrame:
+    """The paper's results table: one row per run with test Dice, IoU and pixel accuracy.
+
+    Dice, IoU, precision and recall are macro averages over the foreground
+    classes; accuracy is the pixel accuracy over all pixels; ``micro Dice``
+    pools the foreground pixels of all classes.
+
+    Args:
+        reports: run label -> ``EvaluationReport.to_dict()``.
+        info: optional run label -> extra columns placed first (e.g. model, encoder, epochs).
+
+    Returns:
+        DataFrame indexed by run label.
+    """
+    rows = {}
+    for label, report in reports.items():
+        row = dict((info or {}).get(label, {}))
+        for col, (block, key) in STUDY_COLUMNS.items():
+            src = report if block is None else (report.get(block) or {})
+            row[col] = _num(src.get(key))
+        rows[label] = row
+    df = pd.DataFrame.from_dict(rows, orient="index")
+    df.index.name = "run"
+    return df
 
 
 # --------------------------------------------------------------------------- runs

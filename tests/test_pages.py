@@ -208,7 +208,8 @@ def make_run(ws, *, state="finished", epochs=5, done=None, name="", encoder="non
 
 @pytest.fixture
 def fake_training(monkeypatch):
-    """segcore.training.launch / stop / resume replaced by folder-only versions that record their calls."""
+    """segcore.training.launch / stop / resume replaced by folder-only versions that record their calls
+    (no training process is started)."""
     import segcore.training as training
 
     calls = {"launch": [], "stop": [], "resume": []}
@@ -226,9 +227,13 @@ def fake_training(monkeypatch):
         calls["resume"].append(run_id)
         runs_mod.open_run(run_id, ws).update_status(state="queued")
 
-    monkeypatch.setattr(training, "launch", launch, raising=False)
-    monkeypatch.setattr(training, "stop", stop, raising=False)
-    monkeypatch.setattr(training, "resume", resume, raising=False)
+    import segcore.training.launcher as launcher
+
+    for module in (training, launcher):  # runs.rerun calls launcher.launch directly
+        monkeypatch.setattr(module, "launch", launch)
+        monkeypatch.setattr(module, "stop", stop)
+        monkeypatch.setattr(module, "resume", resume)
+    monkeypatch.setattr(launcher, "ensure_worker", lambda ws=None: False)  # never start a real worker here
     return calls
 
 
@@ -292,3 +297,70 @@ def test_train_loss_names_match_the_registry():
     tree = ast.parse((Path(APP).parent / "pages" / "train.py").read_text())
     value = next(n.value for n in tree.body if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "LOSSES")
     assert set(ast.literal_eval(value)) == set(losses.names())
+
+
+def make_report(fg_dice, ids=("s017", "s018", "s019")):
+    """An evaluation report shaped like EvaluationReport.to_dict() with the given foreground Dice per class."""
+    names = [c.name for c in CLASSES]
+    dice = [0.99] + list(fg_dice)
+    macro = float(np.mean(fg_dice))
+    per_class = [{"class_id": k, "name": n, "dice": d, "iou": d / (2 - d), "precision": d, "recall": d, "pixel_accuracy": 0.99, "absent": False}
+                 for k, (n, d) in enumerate(zip(names, dice))]
+    per_image = [{"index": i, "id": sid, "dice": [0.99] + [max(0.0, d - 0.1 * i) for d in fg_dice], "macro_dice": macro - 0.1 * i, "macro_iou": None,
+                  "pixel_accuracy": 0.98} for i, sid in enumerate(ids)]
+    return {"mode": "multiclass", "class_names": names, "per_class": per_class, "pixel_accuracy": 0.97,
+            "macro": {"dice": macro, "iou": macro / (2 - macro), "precision": macro, "recall": macro, "pixel_accuracy": 0.99},
+            "micro": {"dice": macro + 0.01, "iou": 0.5}, "per_image": per_image, "warnings": ["class 'speck' is never predicted (3 true pixels missed)"]}
+
+
+def test_runs_page_empty_state(demo_ws):
+    at = app().run()
+    at.switch_page("pages/runs.py").run()
+    assert not at.exception
+    assert "No runs yet" in texts(at)
+
+
+def test_runs_page_table_filters_notes_and_study_table(demo_ws, fake_training):
+    a = make_run(demo_ws, name="a", val_dice=0.7, evaluation=make_report([0.6, 0.7, 0.2]))
+    b = make_run(demo_ws, name="b", encoder="vgg16", val_dice=0.9, evaluation=make_report([0.8, 0.9, 0.1]))
+    c = make_run(demo_ws, state="running", epochs=5, done=1)
+    at = app().run()
+    at.switch_page("pages/runs.py").run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert set(table["run"]) == {a.run_id, b.run_id, c.run_id}
+    assert table.set_index("run").loc[b.run_id, "model"] == "vgg16"
+    assert table.set_index("run").loc[a.run_id, "status"] == "finished"
+    assert table.set_index("run").loc[c.run_id, "status"] == "running"
+    at.multiselect(key="runs_status").select("finished").run()
+    assert set(at.dataframe[0].value["run"]) == {a.run_id, b.run_id}
+    at.text_input(key="runs_query").input("vgg").run()
+    assert list(at.dataframe[0].value["run"]) == [b.run_id]
+    # details of the one visible run: notes and tags are saved to the run folder
+    assert at.selectbox(key="run_detail").value == b.run_id
+    at.text_area(key=f"notes_{b.run_id}").input("best so far")
+    at.text_input(key=f"tags_{b.run_id}").input("keep, paper")
+    at.button(key=f"save_notes_{b.run_id}").click().run()
+    assert not at.exception
+    saved = runs_mod.open_run(b.run_id, demo_ws).read_notes()
+    assert saved["notes"] == "best so far" and saved["tags"] == ["keep", "paper"]
+    # results table over the finished runs, exportable
+    at.text_input(key="runs_query").input("").run()
+    study = at.dataframe[-1].value
+    assert study.loc[a.run_id, "Dice"] == pytest.approx(0.5) and study.loc[b.run_id, "Dice"] == pytest.approx(0.6)
+    assert study.loc[b.run_id, "Accuracy"] == pytest.approx(0.97)
+    assert at.get("download_button")  # CSV / Markdown / model / config buttons are there
+
+
+def test_runs_page_curves_and_rerun(demo_ws, fake_training):
+    a = make_run(demo_ws, name="a", epochs=4)
+    b = make_run(demo_ws, name="b", epochs=6)
+    at = app().run()
+    at.switch_page("pages/runs.py").run()
+    assert not at.exception
+    assert set(at.multiselect(key="curve_runs").value) == {a.run_id, b.run_id}
+    assert at.selectbox(key="curve_metric").options == ["loss", "dice"]
+    at.selectbox(key="run_detail").set_value(a.run_id).run()
+    at.button(key=f"rerun_{a.run_id}").click().run()
+    assert not at.exception
+    assert len(fake_training["launch"]) == 1 and fake_training["launch"][0] == runs_mod.open_run(a.run_id, demo_ws).read_config()

@@ -136,24 +136,31 @@ def test_mask_areas_index_and_planes():
     assert viz.mask_areas(planes, ["bg", "a", "b"])["pixels"].tolist() == [2, 1, 2]
 
 
+# Shaped like segcore.evaluation.EvaluationReport.to_dict(): per_image dice is per class, n/a is None.
 REPORT_A = {
-    "per_class": [{"name": "bg", "dice": 0.9, "iou": 0.8}, {"name": "cat", "dice": 0.5, "iou": 0.4}],
-    "macro": {"dice": 0.7, "iou": 0.6},
+    "per_class": [{"class_id": 0, "name": "bg", "dice": 0.9, "iou": 0.8}, {"class_id": 1, "name": "cat", "dice": 0.5, "iou": 0.4}],
+    "macro": {"dice": 0.7, "iou": 0.6, "precision": 0.7, "recall": 0.7},
     "micro": {"dice": 0.85, "iou": 0.75},
-    "per_image": [{"id": "1", "dice": 0.2}, {"id": "2", "dice": 0.9}, {"id": "3", "dice": float("nan")}],
+    "pixel_accuracy": 0.93,
+    "per_image": [
+        {"index": 0, "id": "1", "dice": [0.9, 0.1], "macro_dice": 0.2},
+        {"index": 1, "id": "2", "dice": [0.9, 0.8], "macro_dice": 0.9},
+        {"index": 2, "id": "3", "dice": [0.9, None], "macro_dice": None},
+    ],
 }
 REPORT_B = {
     "per_class": {"bg": {"dice": 0.95, "iou": 0.9}, "cat": {"dice": 0.3, "iou": 0.2}},
     "macro": {"dice": 0.625, "iou": 0.55},
     "micro": {"dice": 0.88, "iou": 0.8},
-    "per_image": [{"id": "1", "dice": 0.6}, {"id": "2", "dice": 0.8}, {"id": "3", "dice": 0.5}],
+    "per_image": [{"id": "1", "macro_dice": 0.6, "dice": [1, 0.2]}, {"id": "2", "macro_dice": 0.8, "dice": [1, 0.3]}, {"id": "3", "macro_dice": 0.5, "dice": [1, 0.4]}],
 }
 
 
 def test_per_class_and_compare_tables():
     t = viz.per_class_table(REPORT_A)
     assert list(t.index) == ["bg", "cat", "macro", "micro"]
-    assert list(t.columns) == ["dice", "iou"]  # precision/recall absent: dropped
+    assert list(t.columns) == ["dice", "iou", "precision", "recall"]  # pixel_accuracy absent: dropped
+    assert np.isnan(t.loc["bg", "precision"]) and t.loc["macro", "precision"] == 0.7
     c = viz.compare_table({"A": REPORT_A, "B": REPORT_B}, "dice")
     assert c.loc["cat"].tolist() == [0.5, 0.3]
     assert c.loc["micro"].tolist() == [0.85, 0.88]
@@ -167,10 +174,23 @@ def test_per_class_and_compare_tables():
 
 
 def test_worst_images_and_differences():
-    assert viz.worst_images(REPORT_A["per_image"], n=2) == ["1", "2"]  # NaN skipped
+    assert viz.worst_images(REPORT_A["per_image"], n=2) == ["1", "2"]  # n/a (None) skipped
+    assert viz.worst_images(REPORT_B["per_image"], n=1, metric="dice", class_index=1) == ["1"]
     diff = viz.per_image_differences({"A": REPORT_A, "B": REPORT_B})
     assert diff.index.tolist()[0] == "1"  # spread 0.4, the largest
     assert diff.loc["1", "spread"] == pytest.approx(0.4)
+    per_class = viz.per_image_differences({"A": REPORT_A, "B": REPORT_B}, "dice", class_index=1)
+    assert per_class.loc["2", "spread"] == pytest.approx(0.5)
+
+
+def test_study_table():
+    df = viz.study_table({"A": REPORT_A, "B": REPORT_B}, {"A": {"model": "unet"}, "B": {"model": "vgg16"}})
+    assert list(df.columns[:4]) == ["model", "Dice", "IoU", "Accuracy"]
+    assert df.loc["A", "Dice"] == 0.7 and df.loc["A", "Accuracy"] == 0.93
+    assert df.loc["B", "Accuracy"] is None or np.isnan(df.loc["B", "Accuracy"])
+    md = viz.table_markdown(df)
+    assert md.splitlines()[0] == "| run | model | Dice | IoU | Accuracy | Precision | Recall | micro Dice |"
+    assert "| A | unet | 0.700 | 0.600 | 0.930 |" in md
 
 
 def test_history_curves_and_metric_names():
