@@ -1,0 +1,424 @@
+"""Command line for runs: train, runs, eval, predict, stop, resume, sweep.
+
+``--json`` prints exactly one JSON object (or list) on stdout; progress and
+logs go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from segcore.config import ENCODERS, RunConfig
+from segcore.training.sweep import PAPER_SET
+
+
+def _print_json(obj: Any) -> None:
+    print(json.dumps(obj, default=_default), flush=True)
+
+
+def _default(obj: Any) -> Any:
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if hasattr(obj, "item"):
+        return obj.item()
+    return str(obj)
+
+
+def _err(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# -- settings from a config file and flags ---------------------------------------------
+
+
+def _add_settings(p: argparse.ArgumentParser, *, sweep: bool = False) -> None:
+    g = p.add_argument_group("data")
+    g.add_argument("--dataset", help="dataset name in the workspace")
+    g.add_argument("--image-size", type=int, help="training size in pixels (square)")
+    g.add_argument("--split", choices=("random", "ids", "subset"), help="split method (default random)")
+    g.add_argument("--val-fraction", type=float)
+    g.add_argument("--test-fraction", type=float)
+    g.add_argument("--train-ids", help="comma-separated ids or ranges, e.g. 1-27 (split ids)")
+    g.add_argument("--val-ids", help="comma-separated ids or ranges")
+    g.add_argument("--test-ids", help="comma-separated ids or ranges")
+    g.add_argument("--no-augment", action="store_true", help="train without augmentation")
+    m = p.add_argument_group("model")
+    if not sweep:
+        m.add_argument("--encoder", choices=ENCODERS, help="'none' is the plain U-Net")
+        m.add_argument("--freeze", action="store_true", help="keep the pretrained encoder frozen")
+        m.add_argument("--fine-tune-after", type=int, metavar="N", help="frozen for N epochs, then fine-tuned")
+        m.add_argument("--init-from-run", metavar="RUN", help="start from another run's weights (matched by name and shape)")
+    m.add_argument("--weights", help="none | imagenet | PATH to a weights file")
+    m.add_argument("--depth", type=int, choices=(3, 4, 5))
+    m.add_argument("--filters", type=int)
+    m.add_argument("--dropout", type=float)
+    t = p.add_argument_group("training")
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--batch-size", type=int)
+    t.add_argument("--lr", "--learning-rate", dest="learning_rate", type=float)
+    t.add_argument("--optimizer")
+    t.add_argument("--lr-schedule")
+    t.add_argument("--loss")
+    t.add_argument("--class-weighting", action="store_true")
+    t.add_argument("--patience", type=int, help="early stopping patience in epochs (0: off)")
+    t.add_argument("--seed", type=int)
+    t.add_argument("--mixed-precision")
+    t.add_argument("--distribution", choices=("none", "mirrored", "data_parallel"))
+    p.add_argument("--name", help="a name shown in the runs table")
+    p.add_argument("--tag", action="append", default=[], help="a tag (repeatable)")
+
+
+def _ids(text: str | None) -> tuple[str, ...] | None:
+    if text is None:
+        return None
+    return tuple(x.strip() for x in text.split(",") if x.strip())
+
+
+def settings_from_args(args: argparse.Namespace, base: RunConfig | None = None) -> RunConfig:
+    """A RunConfig from an optional config file (``args.config``) overridden by flags."""
+    cfg = base or RunConfig()
+    config_path = getattr(args, "config", None)
+    if config_path:
+        path = Path(config_path)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file {path} does not exist")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"config file {path} is not valid JSON: {exc}") from exc
+        if isinstance(data, dict) and "config" in data and "model" not in data:
+            data = data["config"]  # a run folder's config.json works too
+        cfg = RunConfig.from_dict(data)
+    m, t = cfg.model, cfg.train
+    model_kw: dict[str, Any] = {}
+    for flag, field in (("depth", "depth"), ("filters", "filters"), ("dropout", "dropout"), ("weights", "weights")):
+        value = getattr(args, flag, None)
+        if value is not None:
+            model_kw[field] = value
+    if getattr(args, "encoder", None) is not None:
+        model_kw["encoder"] = args.encoder
+    if getattr(args, "init_from_run", None):
+        model_kw["init_from_run"] = args.init_from_run
+    if getattr(args, "freeze", False):
+        model_kw["freeze"] = "frozen"
+    if getattr(args, "fine_tune_after", None) is not None:
+        model_kw["freeze"] = "fine_tune"
+        model_kw["fine_tune_after"] = args.fine_tune_after
+    train_kw: dict[str, Any] = {}
+    for flag in ("dataset", "image_size", "epochs", "batch_size", "learning_rate", "optimizer", "lr_schedule", "loss", "seed", "mixed_precision", "distribution"):
+        value = getattr(args, flag, None)
+        if value is not None:
+            train_kw[flag] = value
+    if getattr(args, "patience", None) is not None:
+        train_kw["early_stopping_patience"] = args.patience
+    if getattr(args, "class_weighting", False):
+        train_kw["class_weighting"] = True
+    if getattr(args, "no_augment", False):
+        train_kw["augment"] = replace(t.augment, enabled=False)
+    split_kw: dict[str, Any] = {}
+    if getattr(args, "split", None):
+        split_kw["method"] = args.split
+    for flag in ("val_fraction", "test_fraction"):
+        if getattr(args, flag, None) is not None:
+            split_kw[flag] = getattr(args, flag)
+    for flag in ("train_ids", "val_ids", "test_ids"):
+        ids = _ids(getattr(args, flag, None))
+        if ids is not None:
+            split_kw[flag] = ids
+            split_kw.setdefault("method", "ids")
+    if "seed" in train_kw:
+        split_kw.setdefault("seed", train_kw["seed"])
+    if split_kw:
+        train_kw["split"] = replace(t.split, **split_kw)
+    cfg = replace(cfg, model=replace(m, **model_kw), train=replace(t, **train_kw))
+    if getattr(args, "name", None):
+        cfg = replace(cfg, name=args.name)
+    if getattr(args, "tag", None):
+        cfg = replace(cfg, tags=tuple(dict.fromkeys([*cfg.tags, *args.tag])))
+    return cfg
+
+
+def _progress_printer():
+    last: dict[str, str] = {}
+
+    def show(statuses: dict[str, dict[str, Any]]) -> None:
+        for rid, s in statuses.items():
+            line = f"{rid}: {s.get('state')} epoch {s.get('epoch', 0)}/{s.get('epochs', '?')} batch {s.get('batch', 0)}/{s.get('batches', '?')} {s.get('message', '')}"
+            if last.get(rid) != line:
+                last[rid] = line
+                _err(line)
+
+    return show
+
+
+def run_result(run_id: str, ws) -> dict[str, Any]:
+    """The JSON a finished ``train --wait`` prints: id, final state, message, best and test metrics."""
+    from segcore.runs import open_run
+
+    run = open_run(run_id, ws)
+    s = run.true_status()
+    return {
+        "run_id": run_id,
+        "state": s.get("state"),
+        "message": s.get("message", ""),
+        "epochs_done": s.get("epoch", 0),
+        "best": s.get("best", {}),
+        "test": s.get("test", {}),
+        "warnings": s.get("warnings", []),
+        "path": str(run.path),
+    }
+
+
+# -- handlers ----------------------------------------------------------------------
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from segcore.training.launcher import launch, stop, wait_for
+    from segcore.workspace import get_workspace
+
+    ws = get_workspace()
+    cfg = settings_from_args(args)
+    run_id = launch(cfg, ws)
+    if not args.wait:
+        if args.json:
+            _print_json({"run_id": run_id, "state": "queued"})
+        else:
+            print(run_id)
+        return 0
+    _err(f"queued {run_id}; waiting (Ctrl-C stops the run)")
+    try:
+        wait_for([run_id], ws, on_progress=None if args.quiet else _progress_printer())
+    except KeyboardInterrupt:
+        _err(f"stopping {run_id} ...")
+        stop(run_id, ws, wait=60)
+    result = run_result(run_id, ws)
+    if args.json:
+        _print_json(result)
+    else:
+        print(f"{run_id} {result['state']}: {result['message']}")
+        for key, value in result["test"].items():
+            print(f"  test {key}: {value:.4f}")
+    return 0 if result["state"] == "finished" else 1
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from segcore.runs import list_runs
+
+    rows = list_runs()
+    if args.state:
+        rows = [r for r in rows if r.state == args.state]
+    if args.dataset:
+        rows = [r for r in rows if r.dataset == args.dataset]
+    if args.tag:
+        rows = [r for r in rows if args.tag in r.tags]
+    if args.json:
+        _print_json([r.to_dict() for r in rows])
+        return 0
+    if not rows:
+        print("no runs")
+        return 0
+    print(f"{'run id':44} {'state':11} {'epoch':>7} {'val dice':>8} {'test dice':>9}  name")
+    for r in rows:
+        vd = f"{r.best_val_dice:.4f}" if r.best_val_dice is not None else "-"
+        td = r.test.get("macro_dice")
+        td = f"{td:.4f}" if td is not None else "-"
+        print(f"{r.run_id:44} {r.state:11} {r.epoch:>3}/{r.epochs:<3} {vd:>8} {td:>9}  {r.name}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from segcore.runs import open_run
+
+    run = open_run(args.run)
+    if args.cached:
+        report = run.read_evaluation()
+        if report is None:
+            raise FileNotFoundError(f"run {run.run_id} has no evaluation.json yet (state {run.true_status().get('state')})")
+    else:
+        report = evaluate_run(run, write=args.write)
+    if args.json:
+        _print_json(report)
+    else:
+        for avg in ("macro", "micro"):
+            block = report.get(avg) or {}
+            print(f"{avg}: " + ", ".join(f"{k} {v:.4f}" for k, v in block.items() if isinstance(v, (int, float))))
+        for name, row in (report.get("per_class") or {}).items() if isinstance(report.get("per_class"), dict) else []:
+            print(f"  {name}: dice {row.get('dice')}, iou {row.get('iou')}")
+    return 0
+
+
+def evaluate_run(run, *, write: bool = False) -> dict[str, Any]:
+    """Evaluate a run's best checkpoint on its test split again (the numbers ``evaluation.json`` holds)."""
+    from segcore.data.dataset import load_dataset
+    from segcore.prediction import Predictor
+    from segcore.training.evaluate import evaluate_run_model
+    from segcore.workspace import get_workspace
+
+    meta = run.read_meta()
+    test_ids = meta["split"]["test"]
+    if not test_ids:
+        raise ValueError(f"run {run.run_id} has no test split to evaluate")
+    predictor = Predictor.from_folder(run)
+    dataset = load_dataset(meta["config"]["train"]["dataset"], get_workspace())
+    return evaluate_run_model(run, predictor.model, dataset, test_ids, predictor.image_size, save_predictions=write, write=write)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from segcore.prediction import Predictor, probs_to_mask, read_image, save_mask_png
+
+    predictor = Predictor.from_run(args.run)
+    image = read_image(args.image)
+    probs = predictor.predict_probs(image)
+    mask = probs_to_mask(probs, predictor.mode, args.threshold)
+    written = save_mask_png(mask, args.out, predictor.mode)
+    if args.probs:
+        import numpy as np
+
+        np.save(args.probs, probs.astype(np.float32))
+    result = {
+        "run_id": predictor.run_id,
+        "image": str(args.image),
+        "mask": [str(p) for p in written],
+        "size": list(mask.shape[:2]),
+        "mode": predictor.mode,
+        "classes": predictor.class_names,
+        "class_pixels": _class_pixels(mask, predictor.mode, predictor.class_names),
+    }
+    if args.json:
+        _print_json(result)
+    else:
+        print(", ".join(result["mask"]))
+    return 0
+
+
+def _class_pixels(mask, mode: str, names: list[str]) -> dict[str, int]:
+    import numpy as np
+
+    if mode == "multilabel":
+        return {names[k + 1] if k + 1 < len(names) else str(k + 1): int(mask[..., k].sum()) for k in range(mask.shape[-1])}
+    counts = np.bincount(mask.ravel(), minlength=max(len(names), 1))
+    return {(names[k] if k < len(names) else str(k)): int(c) for k, c in enumerate(counts)}
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    from segcore.training.launcher import stop
+
+    status = stop(args.run, wait=args.wait)
+    if args.json:
+        _print_json({"run_id": args.run, "state": status.get("state"), "message": status.get("message", "")})
+    else:
+        state = status.get("state")
+        print(f"{args.run}: {state}" + (" (stop requested; it stops after the current batch)" if state == "running" else ""))
+    return 0
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from segcore.training.launcher import resume, wait_for
+    from segcore.workspace import get_workspace
+
+    ws = get_workspace()
+    run_id = resume(args.run, ws)
+    if args.wait:
+        wait_for([run_id], ws, on_progress=_progress_printer())
+        result = run_result(run_id, ws)
+    else:
+        result = {"run_id": run_id, "state": "queued"}
+    if args.json:
+        _print_json(result)
+    else:
+        print(f"{run_id}: {result['state']}")
+    return 0 if result["state"] in ("queued", "finished") else 1
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from segcore.training.launcher import wait_for
+    from segcore.training.sweep import queue_sweep, write_table
+    from segcore.workspace import get_workspace
+
+    ws = get_workspace()
+    if args.table:
+        result = write_table(args.table, ws)
+        _print_json(result) if args.json else print(result["markdown"])
+        return 0
+    if not args.dataset and not args.config:
+        raise ValueError("sweep needs --dataset NAME (or a config file)")
+    base = settings_from_args(args, RunConfig())
+    models = tuple(args.models.split(",")) if args.models else None
+    sweep = queue_sweep(base, ws, weights=args.weights or "imagenet", fine_tune_after=args.fine_tune_after, models=models)
+    for note in sweep["notes"]:
+        _err(f"note: {note}")
+    _err(f"queued {len(sweep['runs'])} runs as {sweep['sweep_id']}: " + ", ".join(r["label"] for r in sweep["runs"]))
+    if not args.wait:
+        out = {"sweep_id": sweep["sweep_id"], "runs": sweep["runs"], "notes": sweep["notes"]}
+        _print_json(out) if args.json else print(sweep["sweep_id"])
+        return 0
+    wait_for([r["run_id"] for r in sweep["runs"]], ws, on_progress=_progress_printer())
+    result = write_table(sweep["sweep_id"], ws)
+    if args.json:
+        _print_json(result)
+    else:
+        print(Path(result["markdown"]).read_text())
+    return 0 if all(r["state"] == "finished" for r in result["rows"]) else 1
+
+
+def register(subparsers) -> None:
+    """Add the run commands to the ``python -m segcore`` parser."""
+    p = subparsers.add_parser("train", help="queue a training run (or train and wait with --wait)",
+                              description="Queue a training run from a config file and/or flags.")
+    p.add_argument("config", nargs="?", help="a RunConfig JSON file (flags override it)")
+    _add_settings(p)
+    p.add_argument("--wait", action="store_true", help="wait until the run ends and print its result")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr while waiting")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_train)
+
+    p = subparsers.add_parser("runs", help="list runs with their true state and metrics")
+    p.add_argument("--state", choices=("queued", "running", "finished", "failed", "stopped", "interrupted"))
+    p.add_argument("--dataset")
+    p.add_argument("--tag")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_runs)
+
+    p = subparsers.add_parser("eval", help="evaluate a run's best model on its test split")
+    p.add_argument("run")
+    p.add_argument("--cached", action="store_true", help="print evaluation.json instead of recomputing")
+    p.add_argument("--write", action="store_true", help="rewrite evaluation.json and the prediction cache")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_eval)
+
+    p = subparsers.add_parser("predict", help="predict a mask for an image with a run's model")
+    p.add_argument("run")
+    p.add_argument("image")
+    p.add_argument("--out", required=True, help="mask PNG to write (class ids; multilabel: one PNG per class)")
+    p.add_argument("--probs", help="also save the probabilities as a .npy file")
+    p.add_argument("--threshold", type=float, default=0.5)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_predict)
+
+    p = subparsers.add_parser("stop", help="stop a queued or running run")
+    p.add_argument("run")
+    p.add_argument("--wait", type=float, default=60.0, help="seconds to wait for it to stop (SIGTERM after 30 s)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_stop)
+
+    p = subparsers.add_parser("resume", help="resume a stopped, interrupted or failed run from its last checkpoint")
+    p.add_argument("run")
+    p.add_argument("--wait", action="store_true")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_resume)
+
+    p = subparsers.add_parser("sweep", help="queue the encoder study (U-Net, VGG16 frozen/fine-tuned, DenseNet121, ResNet50, MobileNetV2)")
+    p.add_argument("config", nargs="?", help="a RunConfig JSON file with the shared settings")
+    _add_settings(p, sweep=True)
+    p.add_argument("--fine-tune-after", type=int, metavar="N", help="frozen epochs of 'VGG16 fine-tuned' (default half)")
+    p.add_argument("--models", help="comma-separated subset of: " + ", ".join(label for label, _, _ in PAPER_SET))
+    p.add_argument("--table", metavar="SWEEP_ID", help="only (re)write the results table of a sweep")
+    p.add_argument("--wait", action="store_true", help="wait for every run and write the results table")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_sweep)
