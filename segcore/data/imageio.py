@@ -263,14 +263,19 @@ def is_grey_rgb(arr: np.ndarray) -> bool:
     return bool(np.array_equal(arr[:, :, 0], arr[:, :, 1]) and np.array_equal(arr[:, :, 1], arr[:, :, 2]))
 
 
-def write_png(path: str | os.PathLike, arr: np.ndarray, compression: int = 1) -> None:
-    """Write a uint8 (H, W) or RGB (H, W, 3) array as PNG (fast compression)."""
+def encode_png(arr: np.ndarray, compression: int = 1) -> bytes:
+    """PNG bytes of a uint8 (H, W) grey or (H, W, 3) RGB array (fast compression)."""
     if arr.ndim == 3:
         arr = cv2.cvtColor(arr, cv2.COLOR_RGB2BGR)
     ok, buf = cv2.imencode(".png", arr, [cv2.IMWRITE_PNG_COMPRESSION, compression])
     if not ok:
-        raise ValueError(f"cannot encode {path} as PNG (shape {arr.shape}, dtype {arr.dtype})")
-    Path(path).write_bytes(buf.tobytes())
+        raise ValueError(f"cannot encode an array of shape {arr.shape} and dtype {arr.dtype} as PNG")
+    return buf.tobytes()
+
+
+def write_png(path: str | os.PathLike, arr: np.ndarray, compression: int = 1) -> None:
+    """Write a uint8 (H, W) or RGB (H, W, 3) array as a PNG file."""
+    Path(path).write_bytes(encode_png(arr, compression))
 
 
 def lossless_first(paths: list[Path]) -> list[Path]:

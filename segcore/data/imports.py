@@ -488,13 +488,7 @@ def _process(raw, root, out, kind, spec, value_of, num_classes, max_pixels, chan
     return res
 
 
-def _encode(arr: np.ndarray) -> bytes:
-    if arr.ndim == 3:
-        arr = cv2.cvtColor(arr, cv2.COLOR_RGB2BGR)
-    ok, buf = cv2.imencode(".png", arr, [cv2.IMWRITE_PNG_COMPRESSION, 1])
-    if not ok:
-        raise ValueError(f"cannot encode an array of shape {arr.shape} as PNG")
-    return buf.tobytes()
+_encode = imageio.encode_png
 
 
 def _size_problem(raw, root, got, want, mask_file=None) -> _Result:
@@ -622,7 +616,7 @@ def _finish(results, discovery, root, out, name, class_names, class_colors, kind
         channels=channels,
         samples=samples,
         ignore_index=IGNORE_INDEX,
-        content_hash=_content_hash(out),
+        content_hash=content_hash(out),
         image_size_stats=stats,
         class_pixel_fraction=tuple(round(f, 6) for f in fractions),
         problems=tuple(problems),
@@ -669,7 +663,8 @@ def _merge_problems(problems: list[Problem]) -> list[Problem]:
     return merged
 
 
-def _content_hash(out: Path) -> str:
+def content_hash(out: Path) -> str:
+    """sha256 over the relative paths and bytes of every PNG under images/ and masks/."""
     digest = hashlib.sha256()
     for sub in ("images", "masks"):
         for p in sorted((out / sub).rglob("*.png")):

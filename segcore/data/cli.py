@@ -1,0 +1,167 @@
+"""Data commands: ``demo``, ``import`` and ``datasets``.
+
+With ``--json`` these print exactly one JSON object (``datasets``: one object
+per line) on stdout; progress and notes go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from segcore.fsutil import read_json
+
+
+def register(subparsers) -> None:
+    """Add the data subcommands to the ``python -m segcore`` parser."""
+    p = subparsers.add_parser("demo", help="create the built-in demo dataset (once)")
+    p.add_argument("--quiet", action="store_true", help="print nothing when the demo already exists")
+    p.add_argument("--force", action="store_true", help="regenerate it even if it exists")
+    p.add_argument("--json", action="store_true", help="print the dataset summary as JSON")
+    p.set_defaults(func=_demo)
+
+    from segcore.data.imports import LAYOUTS
+
+    p = subparsers.add_parser(
+        "import",
+        help="import a dataset (folder, .zip or COCO .json) into the workspace",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Layouts:\n" + "\n".join(f"  {k:14s} {v}" for k, v in LAYOUTS.items()),
+    )
+    p.add_argument("path", help="folder, .zip archive or COCO .json file")
+    p.add_argument("--name", required=True, help="dataset name (letters, digits, '.', '_', '-')")
+    p.add_argument("--layout", default="auto", help=f"one of {sorted(LAYOUTS)} (default: detect)")
+    p.add_argument("--classes", nargs="+", metavar="NAME", help="class names, background first")
+    p.add_argument("--classes-file", help="text file with one class name per line, background first")
+    p.add_argument("--colors-file", help="JSON colour table {name: [r, g, b]} for colour-coded masks")
+    p.add_argument("--ignore", type=int, action="append", metavar="V", help="mask value that is void (repeatable)")
+    p.add_argument("--merge", action="append", metavar="A=B", help="class folder A becomes class B (repeatable)")
+    p.add_argument("--mask-encoding", choices=["auto", "binary", "index", "trimap", "color"], default=None)
+    p.add_argument("--multilabel", choices=["auto", "yes", "no"], default="auto", help="for per-class folders")
+    p.add_argument("--option", action="append", metavar="KEY=JSON", help="any other import option (repeatable)")
+    p.add_argument("--strict", action="store_true", help="fail if any file had to be skipped")
+    p.add_argument("--version", dest="new_version", action="store_true", help="if NAME exists, import as NAME-2, ...")
+    p.add_argument("--json", action="store_true", help="print the import report as one JSON object")
+    p.set_defaults(func=_import)
+
+    p = subparsers.add_parser("datasets", help="list the datasets in the workspace")
+    p.add_argument("--json", action="store_true", help="one JSON object per dataset per line")
+    p.set_defaults(func=_datasets)
+
+
+def _demo(args) -> int:
+    from segcore.data.demo import DEMO_NAME, ensure_demo, make_demo
+    from segcore.workspace import get_workspace
+
+    ws = get_workspace()
+    existed = (ws.dataset_dir(DEMO_NAME) / "dataset.json").is_file()
+    info = make_demo(ws, force=True) if args.force else ensure_demo(ws)
+    summary = {
+        "name": info.name,
+        "created": args.force or not existed,
+        "mode": info.mode,
+        "classes": info.class_names,
+        "num_samples": len(info.samples),
+        "path": str(ws.dataset_dir(info.name)),
+    }
+    if args.json:
+        print(json.dumps(summary))
+    elif not (args.quiet and existed and not args.force):
+        verb = "created" if summary["created"] else "already exists"
+        print(f"demo dataset {verb}: {summary['num_samples']} samples, classes {summary['classes']} in {summary['path']}")
+    return 0
+
+
+def _options(args) -> dict:
+    opts: dict = {}
+    if args.classes:
+        opts["classes"] = args.classes
+    if args.classes_file:
+        opts["classes_file"] = args.classes_file
+    if args.colors_file:
+        opts["colors"] = read_json(Path(args.colors_file))
+    if args.ignore:
+        opts["ignore"] = args.ignore
+    if args.merge:
+        merge = {}
+        for item in args.merge:
+            if "=" not in item:
+                raise ValueError(f"--merge expects A=B (class folder A becomes class B), got {item!r}")
+            a, b = item.split("=", 1)
+            merge[a] = b
+        opts["merge"] = merge
+    if args.mask_encoding:
+        opts["mask_encoding"] = args.mask_encoding
+    if args.multilabel != "auto":
+        opts["multilabel"] = args.multilabel == "yes"
+    for item in args.option or []:
+        if "=" not in item:
+            raise ValueError(f"--option expects KEY=JSON, got {item!r}")
+        key, raw = item.split("=", 1)
+        try:
+            opts[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            opts[key] = raw
+    return opts
+
+
+def _import(args) -> int:
+    from segcore.data.imports import import_dataset
+
+    def progress(done: int, total: int, message: str) -> None:
+        print(f"[{done}/{total}] {message}" if total else message, file=sys.stderr)
+
+    try:
+        report = import_dataset(
+            args.path,
+            args.name,
+            layout=args.layout,
+            options=_options(args),
+            strict=args.strict,
+            progress=None if args.json else progress,
+            on_exists="version" if args.new_version else "error",
+        )
+    except (ValueError, FileNotFoundError, FileExistsError) as exc:
+        if not args.json:
+            raise
+        # --json promises one object on stdout, also when the request itself was refused.
+        print(json.dumps({"ok": False, "name": args.name, "error": str(exc), "problems": []}))
+        return 1
+    if args.json:
+        print(json.dumps(report.to_dict()))
+    else:
+        if report.ok:
+            info = report.dataset
+            print(
+                f"imported {len(info.samples)} samples as {report.name!r} "
+                f"(layout {report.layout}, {info.mode}, classes {info.class_names}, {info.channels} channels)"
+            )
+        for p in report.problems:
+            print(f"{p.severity}: [{p.kind}] {p.message}", file=sys.stderr)
+        if not report.ok:
+            print(f"error: import failed: {report.error}", file=sys.stderr)
+    return 0 if report.ok else 1
+
+
+def _datasets(args) -> int:
+    from segcore.data.dataset import list_datasets
+
+    infos = list_datasets()
+    for info in infos:
+        row = {
+            "name": info.name,
+            "mode": info.mode,
+            "classes": info.class_names,
+            "num_samples": len(info.samples),
+            "channels": info.channels,
+            "problems": [p.to_dict() for p in info.problems],
+        }
+        if args.json:
+            print(json.dumps(row))
+        else:
+            print(f"{info.name:24s} {info.mode:11s} {len(info.samples):6d} samples  classes {info.class_names}  problems {len(info.problems)}")
+    if not infos and not args.json:
+        print("no datasets; create the demo with: python -m segcore demo", file=sys.stderr)
+    return 0
