@@ -1,0 +1,141 @@
+"""Run folders: names, atomic files, the true state of dead runs, notes, delete."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+
+import pytest
+
+from segcore.config import ModelConfig, RunConfig, TrainConfig
+from segcore.runs import (
+    HEARTBEAT_STALE_S,
+    RunFolder,
+    create_run,
+    delete_run,
+    list_runs,
+    new_run_id,
+    open_run,
+    queued_runs,
+    set_notes,
+    set_tags,
+)
+
+CFG = RunConfig(model=ModelConfig(depth=4, filters=32), train=TrainConfig(dataset="demo", epochs=3))
+DATASET = {"name": "demo", "content_hash": "abc", "mode": "multiclass", "classes": ["bg", "a", "b"], "channels": 3}
+SPLIT = {"train": ["1", "2"], "val": ["3"], "test": ["4"]}
+
+
+def make(ws, cfg=CFG, now=None):
+    return create_run(ws, cfg, dataset=DATASET, split=SPLIT, now=now)
+
+
+def test_run_id_is_readable_and_unique():
+    now = datetime(2026, 11, 22, 20, 30, 45, tzinfo=timezone.utc)
+    rid = new_run_id(CFG, now)
+    assert re.fullmatch(r"20261122-203045-unet-d4f32-demo-[0-9a-f]{4}", rid)
+    enc = RunConfig(model=ModelConfig(encoder="vgg16", freeze="fine_tune", fine_tune_after=5))
+    assert "-vgg16-ft5-demo-" in new_run_id(enc, now)
+    assert len({new_run_id(CFG, now) for _ in range(50)}) > 40
+
+
+def test_create_writes_config_status_and_reads_back(workspace):
+    now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    run = make(workspace, now=now)
+    assert run.run_id.startswith("20260102-030405-unet-d4f32-demo-")
+    assert run.read_config() == CFG
+    meta = json.loads(run.config_path.read_text())
+    assert meta["split"] == SPLIT and meta["dataset"]["content_hash"] == "abc"
+    status = run.read_status()
+    assert status["state"] == "queued" and status["epochs"] == 3
+    # two runs created in the same second get different folders
+    assert make(workspace, now=now).run_id != run.run_id
+
+
+def test_history_round_trip_and_no_temp_files_left(workspace):
+    run = make(workspace)
+    rows = [{"epoch": 1, "loss": 0.5, "val_dice": 0.25}, {"epoch": 2, "loss": 0.25, "val_dice": 0.5, "lr": 1e-4}]
+    run.write_history(rows)
+    back = run.read_history()
+    assert back[0] == {"epoch": 1, "loss": 0.5, "val_dice": 0.25, "lr": None}
+    assert back[1]["lr"] == pytest.approx(1e-4) and back[1]["epoch"] == 2
+    assert not [p for p in run.path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_dead_pid_is_interrupted_live_pid_is_running(workspace):
+    run = make(workspace)
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    run.update_status(state="running", pid=proc.pid, heartbeat=time.time())
+    summary = {s.run_id: s for s in list_runs(workspace)}[run.run_id]
+    assert summary.state == "interrupted"
+    assert "no longer running" in summary.message
+    assert run.read_status()["state"] == "running"  # the file is not rewritten by a reader
+
+    run.update_status(state="running", pid=os.getpid(), heartbeat=time.time())
+    assert run.true_status()["state"] == "running"
+    old = time.time() - HEARTBEAT_STALE_S - 5
+    run.update_status(heartbeat=old)
+    assert run.true_status()["state"] == "interrupted"
+    assert "no heartbeat" in run.true_status()["message"]
+
+
+def test_transition_only_from_allowed_states(workspace):
+    run = make(workspace)
+    assert run.transition(("running",), state="stopped") is None
+    assert run.transition(("queued",), state="stopped")["state"] == "stopped"
+    with pytest.raises(ValueError, match="not one of"):
+        run.update_status(state="exploded")
+
+
+def test_notes_tags_and_summary(workspace):
+    run = make(workspace, cfg=RunConfig(train=TrainConfig(dataset="demo"), tags=("baseline",), name="first"))
+    set_notes(run.run_id, "looks good on cells", workspace)
+    set_tags(run.run_id, ["baseline", "review", "review", " "], workspace)
+    s = run.summary()
+    assert s.notes == "looks good on cells"
+    assert s.tags == ["baseline", "review"]
+    assert s.name == "first" and s.mode == "multiclass"
+    run.update_status(state="finished", best={"val_dice": 0.8, "epoch": 3}, test={"macro_dice": 0.7})
+    s = run.summary()
+    assert (s.state, s.best_val_dice, s.test["macro_dice"]) == ("finished", 0.8, 0.7)
+
+
+def test_open_by_prefix_and_errors(workspace):
+    run = make(workspace)
+    assert open_run(run.run_id[:-3], workspace).run_id == run.run_id
+    with pytest.raises(FileNotFoundError, match="no run 'nope'"):
+        open_run("nope", workspace)
+
+
+def test_delete_refuses_active_runs(workspace):
+    run = make(workspace)
+    run.update_status(state="running", pid=os.getpid(), heartbeat=time.time())
+    with pytest.raises(ValueError, match="stop it first"):
+        delete_run(run.run_id, workspace)
+    run.update_status(state="finished")
+    delete_run(run.run_id, workspace)
+    assert not run.path.exists()
+    assert list_runs(workspace) == []
+
+
+def test_queue_order_is_queue_time(workspace):
+    a, b, c = make(workspace), make(workspace), make(workspace)
+    a.update_status(queued_at=30.0)
+    b.update_status(queued_at=10.0)
+    c.update_status(queued_at=20.0, state="finished")
+    assert [r.run_id for r in queued_runs(workspace)] == [b.run_id, a.run_id]
+
+
+def test_stop_request_file(workspace):
+    run = make(workspace)
+    assert not run.stop_requested()
+    run.request_stop()
+    assert run.stop_requested()
+    run.clear_stop()
+    assert not RunFolder(run.path).stop_requested()
