@@ -1,6 +1,200 @@
-"""Compare page."""
+"""Compare: 2 to 6 finished runs on the same dataset and images: input, truth, per-run probability
+heatmap for a chosen class and thresholded overlay; metric tables side by side; per-image differences."""
 
+from __future__ import annotations
+
+import numpy as np
 import streamlit as st
 
+from pages import _ui
+from segcore import visualize as viz
+
+TILE = 160  # pixels per image tile in the grid
+MAX_RUNS = 6
+
+ws = _ui.workspace()
 st.title("Compare")
-st.info("This page is not ready yet.")
+runs_mod = _ui.optional_module("segcore.runs")
+if runs_mod is None:
+    st.info("Run tracking is not available in this installation.")
+    st.stop()
+
+summaries = [s for s in runs_mod.list_runs(ws) if s.state == "finished"]
+if len(summaries) < 2:
+    st.info(
+        f"Compare needs at least two finished runs on the same dataset; this workspace has {len(summaries)}. "
+        "Queue a second model on the **Train** page (the encoder study queues six at once)."
+    )
+    st.page_link("pages/train.py", label="Go to Train", icon=":material/model_training:")
+    st.stop()
+
+
+def label_of(s) -> str:
+    return f"{s.name or s.model} · {s.run_id[-4:]}"
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def run_report(path: str, mtime: float) -> dict | None:
+    return runs_mod.RunFolder(path).read_evaluation()
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def cache_index(path: str, mtime: float) -> dict:
+    from segcore.fsutil import read_json
+
+    try:
+        return read_json(runs_mod.RunFolder(path).predictions_dir / "index.json")
+    except FileNotFoundError:
+        return {}
+
+
+@st.cache_data(max_entries=384, show_spinner=False)
+def cached_probs(path: str, sample_id: str, mtime: float) -> np.ndarray | None:
+    from segcore.training.evaluate import load_cached_probs
+
+    return load_cached_probs(runs_mod.RunFolder(path), sample_id)
+
+
+@st.cache_resource(max_entries=6, show_spinner="Loading the model…")
+def predictor(path: str, mtime: float):
+    from segcore.prediction import Predictor
+
+    return Predictor.from_folder(runs_mod.RunFolder(path))
+
+
+def _mtime(path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+by_dataset: dict[str, list] = {}
+for s in summaries:
+    by_dataset.setdefault(s.dataset, []).append(s)
+eligible = {d: v for d, v in by_dataset.items() if len(v) >= 2}
+if not eligible:
+    st.info("No dataset has two finished runs yet; runs can only be compared on the same dataset.")
+    st.stop()
+
+c = st.columns([1, 3])
+dataset_name = c[0].selectbox("Dataset", sorted(eligible), key="cmp_dataset")
+candidates = {s.run_id: s for s in eligible[dataset_name]}
+chosen = c[1].multiselect(
+    f"Runs (2 to {MAX_RUNS})", list(candidates), default=list(candidates)[: min(4, len(candidates))],
+    max_selections=MAX_RUNS, key="cmp_runs", format_func=lambda r: label_of(candidates[r]),
+)
+if len(chosen) < 2:
+    st.info("Pick at least two runs.")
+    st.stop()
+runs = {r: runs_mod.RunFolder(candidates[r].path) for r in chosen}
+labels = {r: label_of(candidates[r]) for r in chosen}
+reports = {r: run_report(str(f.path), _mtime(f.evaluation_path)) for r, f in runs.items()}
+indexes = {r: cache_index(str(f.path), _mtime(f.predictions_dir / "index.json")) for r, f in runs.items()}
+
+try:
+    ds = _ui.open_dataset(str(ws.root), dataset_name, str(_mtime(ws.dataset_dir(dataset_name) / "dataset.json")))
+except (FileNotFoundError, ValueError) as exc:
+    st.error(f"The runs were trained on dataset {dataset_name!r}, which cannot be opened: {exc}")
+    st.stop()
+info = ds.info
+hashes = {(runs[r].read_meta().get("dataset") or {}).get("content_hash") for r in chosen} - {None, ""}
+if info.content_hash and hashes and hashes != {info.content_hash}:
+    st.warning(f"Dataset {dataset_name!r} has changed since some of these runs were trained; their scores refer to the older version.")
+
+# --------------------------------------------------------------------------- images
+
+shared = None
+for r in chosen:
+    ids = set(indexes[r].get("ids") or [])
+    shared = ids if shared is None else shared & ids
+shared_ids = [i for i in ds.ids if i in (shared or set())]
+c = st.columns([2, 2, 1, 1])
+pick_mode = c[0].segmented_control("Images", ["Test images", "Worst for each model"], default="Test images", key="cmp_pick_mode")
+class_names = info.class_names
+class_index = c[2].selectbox("Heatmap class", list(range(len(class_names))), index=1 if len(class_names) > 1 else 0,
+                             format_func=lambda k: class_names[k], key="cmp_class")
+threshold = c[3].slider("Threshold", 0.05, 0.95, 0.5, 0.05, key="cmp_threshold", help="For sigmoid heads (binary, multilabel).",
+                        disabled=info.mode == "multiclass")
+if pick_mode == "Worst for each model":
+    per_run = c[1].number_input("Images per model", 1, 4, 2, key="cmp_worst_n")
+    ids = []
+    for r in chosen:
+        for sid in viz.worst_images((reports[r] or {}).get("per_image", ()), n=int(per_run)):
+            if sid not in ids and sid in ds.ids:
+                ids.append(sid)
+    ids = ids[:8]
+    if not ids:
+        st.info("These runs have no per-image scores; pick test images instead.")
+else:
+    options = shared_ids or [i for i in ds.ids if i in set(indexes[chosen[0]].get("ids") or [])] or ds.ids
+    if not shared_ids:
+        st.caption("These runs were tested on different images; images without a cached prediction are predicted with the run's model.")
+    ids = c[1].multiselect("Pick images", options, default=options[: min(4, len(options))], max_selections=8, key="cmp_ids")
+
+st.image(viz.colorbar_horizontal(320, label=f"p({class_names[class_index]})"), caption="heatmap scale", width=320)
+
+
+def prediction(r: str, sid: str) -> np.ndarray:
+    """Probabilities for one image: from the run's test cache, else from its model."""
+    f = runs[r]
+    probs = cached_probs(str(f.path), sid, _mtime(f.predictions_dir / f"{sid}.npz"))
+    if probs is not None:
+        return probs
+    model = predictor(str(f.path), _mtime(f.best_model_path))
+    return model.predict_probs(ds.image(sid))
+
+
+def prediction_tiles(r: str, sid: str, image: np.ndarray, colors: np.ndarray) -> np.ndarray:
+    from segcore.prediction import probs_to_mask
+
+    probs = prediction(r, sid)
+    size = probs.shape[0]
+    shown = viz.resize_for_display(image, size) if image.shape[0] != size else image
+    mask = probs_to_mask(probs, info.mode, threshold)
+    hm = viz.heatmap(viz.class_probability(probs, info.mode, class_index))
+    return viz.stack_tiles([hm, viz.overlay(shown, mask, colors, 0.5, None)], TILE)
+
+
+colors = viz.class_colors(info.classes)
+if ids:
+    header = st.columns(1 + len(chosen))
+    header[0].markdown("**input / truth**")
+    for col, r in zip(header[1:], chosen):
+        col.markdown(f"**{labels[r]}**  \nheatmap / prediction")
+    for sid in ids:
+        row = st.columns(1 + len(chosen))
+        image = viz.to_rgb(ds.image(sid))
+        image_s = viz.resize_for_display(image, 2 * TILE)
+        truth = viz.resize_for_display(ds.mask(sid), 2 * TILE, nearest=True)
+        row[0].image(viz.stack_tiles([image_s, viz.overlay(image_s, truth, colors, 0.5, info.ignore_index)], TILE), caption=sid)
+        for col, r in zip(row[1:], chosen):
+            try:
+                tile = prediction_tiles(r, sid, image, colors)
+            except (FileNotFoundError, ValueError) as exc:
+                col.error(f"No prediction: {exc}")
+                continue
+            score = next((p.get("macro_dice") for p in (reports[r] or {}).get("per_image", ()) if str(p.get("id")) == sid), None)
+            col.image(tile, caption=f"Dice {score:.3f}" if isinstance(score, (int, float)) else "not in its test split")
+    st.markdown(_ui.class_legend(info), unsafe_allow_html=True)
+
+# --------------------------------------------------------------------------- tables
+
+st.subheader("Metrics on the test split")
+have = {labels[r]: reports[r] for r in chosen if reports[r]}
+if not have:
+    st.info("None of these runs has an evaluation yet.")
+else:
+    metric = st.segmented_control("Metric", ["dice", "iou", "precision", "recall", "pixel_accuracy"], default="dice", key="cmp_metric")
+    table = viz.compare_table(have, metric or "dice")
+    st.dataframe(viz.highlight_best(table, axis=1), key="cmp_table")
+    st.caption("Best run per row in bold. Macro: mean over the foreground classes present; micro: pooled pixels of the foreground classes. n/a: class absent from truth and prediction.")
+    st.markdown("**Per image** (macro Dice; images where the runs disagree most first)")
+    diff = viz.per_image_differences(have, "macro_dice")
+    if diff.empty:
+        st.info("No per-image scores in these evaluations.")
+    else:
+        st.dataframe(viz.highlight_best(diff.drop(columns="spread"), axis=1), key="cmp_diff")
+    for label, rep in have.items():
+        for w in rep.get("warnings") or []:
+            st.caption(f"⚠ {label}: {w}")

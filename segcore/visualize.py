@@ -210,6 +210,71 @@ def resize_for_display(image: np.ndarray, size: int, nearest: bool = False) -> n
     return cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=interp)
 
 
+def stack_tiles(tiles: Sequence[np.ndarray], size: int, gap: int = 4, axis: int = 0) -> np.ndarray:
+    """Resize RGB tiles to ``size`` x ``size`` and stack them (vertically by default) with a dark gap.
+
+    Masks and heatmaps should already be RGB; tiles are resized with nearest
+    neighbour when they are smaller than ``size`` (keeps label edges crisp).
+    """
+    parts = []
+    for i, tile in enumerate(tiles):
+        rgb = to_rgb(tile)
+        interp = cv2.INTER_NEAREST if rgb.shape[0] < size else cv2.INTER_AREA
+        parts.append(cv2.resize(rgb, (size, size), interpolation=interp))
+        if gap and i < len(tiles) - 1:
+            shape = (gap, size, 3) if axis == 0 else (size, gap, 3)
+            parts.append(np.full(shape, 14, np.uint8))
+    return np.concatenate(parts, axis=axis)
+
+
+def decode_image(data: bytes, name: str = "upload") -> np.ndarray:
+    """Decode image file bytes (PNG, JPEG, TIFF, BMP...) to uint8/uint16 grey or RGB(A).
+
+    Raises:
+        ValueError: naming the file when the bytes are not an image OpenCV can read.
+    """
+    buf = np.frombuffer(data, np.uint8)
+    img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if buf.size else None
+    if img is None:
+        raise ValueError(f"{name} is not an image that can be read (expected PNG, JPEG, TIFF, BMP or GIF)")
+    if img.ndim == 3 and img.shape[2] == 3:
+        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    elif img.ndim == 3 and img.shape[2] == 4:
+        img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGBA)
+    return img
+
+
+def encode_mask(mask: np.ndarray, mode: str, stem: str = "mask") -> tuple[bytes, str, str]:
+    """A predicted mask as a downloadable file in the canonical encoding.
+
+    Binary and multiclass: one PNG of class ids (0 = background). Multilabel:
+    a zip of one 0/1 PNG per foreground class, ``<stem>_<k>.png``.
+
+    Returns:
+        ``(data, file_name, mime_type)``.
+    """
+    mask = np.ascontiguousarray(np.asarray(mask).astype(np.uint8))
+    if mode == "multilabel" and mask.ndim == 3:
+        import io
+        import zipfile
+
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+            for k in range(mask.shape[2]):
+                zf.writestr(f"{stem}_{k + 1}.png", _png(mask[..., k]))
+        return buffer.getvalue(), f"{stem}_masks.zip", "application/zip"
+    if mask.ndim != 2:
+        raise ValueError(f"expected a (H, W) mask for mode {mode!r}; got shape {mask.shape}")
+    return _png(mask), f"{stem}_mask.png", "image/png"
+
+
+def _png(array: np.ndarray) -> bytes:
+    ok, data = cv2.imencode(".png", array)
+    if not ok:
+        raise ValueError(f"could not encode an array of shape {array.shape} as PNG")
+    return data.tobytes()
+
+
 # --------------------------------------------------------------------------- heatmaps
 
 
@@ -285,6 +350,22 @@ def colorbar(height: int, width: int = 56, colormap: str = HEATMAP_COLORMAP, tic
         y = int(round(pad + (1.0 - t) * (height - 2 * pad - 1)))
         cv2.line(out, (2 + bar_w, y), (5 + bar_w, y), (255, 255, 255), 1)
         cv2.putText(out, f"{t:g}", (8 + bar_w, min(height - 2, max(10, y + 4))), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
+    return out
+
+
+def colorbar_horizontal(width: int = 320, height: int = 34, colormap: str = HEATMAP_COLORMAP, label: str = "probability") -> np.ndarray:
+    """A horizontal colour bar legend for ``heatmap``: 0 on the left, 1 on the right, labelled."""
+    out = np.full((height, width, 3), 14, dtype=np.uint8)
+    pad = 10
+    ramp = np.linspace(0.0, 1.0, width - 2 * pad, dtype=np.float32)[None, :].repeat(height // 2 - 2, axis=0)
+    out[2 : 2 + ramp.shape[0], pad : width - pad] = heatmap(ramp, colormap)
+    y = height - 4
+    for t in (0.0, 0.5, 1.0):
+        x = int(round(pad + t * (width - 2 * pad - 1)))
+        text = f"{t:g}"
+        cv2.putText(out, text, (max(0, min(width - 10 * len(text), x - 4 * len(text))), y), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
+    if label:
+        cv2.putText(out, label, (width // 4, y), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (200, 200, 200), 1, cv2.LINE_AA)
     return out
 
 

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from segcore import visualize as viz
 from segcore.data.dataset import ClassInfo, DatasetInfo, Problem, SampleInfo
 from segcore.fsutil import write_json_atomic
 
@@ -364,3 +365,106 @@ def test_runs_page_curves_and_rerun(demo_ws, fake_training):
     at.button(key=f"rerun_{a.run_id}").click().run()
     assert not at.exception
     assert len(fake_training["launch"]) == 1 and fake_training["launch"][0] == runs_mod.open_run(a.run_id, demo_ws).read_config()
+
+
+def add_predictions(ws, run, quality, size=32):
+    """Write a run's test prediction cache (through segcore's own writer): softened one-hot truth."""
+    from segcore.data.dataset import load_dataset
+    from segcore.training.evaluate import save_prediction_cache
+
+    ds = load_dataset("demo", ws)
+    ids = run.read_meta()["split"]["test"]
+    probs = []
+    for sid in ids:
+        onehot = np.eye(len(CLASSES), dtype=np.float32)[ds.mask(sid)]
+        probs.append(quality * onehot + (1 - quality) / len(CLASSES))
+    save_prediction_cache(run, ids, np.stack(probs), "multiclass", [c.name for c in CLASSES], size)
+
+
+def test_compare_needs_two_runs(demo_ws):
+    make_run(demo_ws, name="only")
+    at = app().run()
+    at.switch_page("pages/compare.py").run()
+    assert not at.exception
+    assert "at least two finished runs" in texts(at) and "this workspace has 1" in texts(at)
+
+
+def test_compare_grid_heatmaps_and_tables(demo_ws):
+    a = make_run(demo_ws, name="a", evaluation=make_report([0.6, 0.7, 0.2]))
+    b = make_run(demo_ws, name="b", evaluation=make_report([0.8, 0.9, 0.1]))
+    add_predictions(demo_ws, a, 0.9)
+    add_predictions(demo_ws, b, 0.6)
+    at = app(60).run()
+    at.switch_page("pages/compare.py").run()
+    assert not at.exception
+    assert set(at.multiselect(key="cmp_runs").value) == {a.run_id, b.run_id}
+    assert at.multiselect(key="cmp_ids").value == ["s017", "s018", "s019"]
+    # legend + per image: input/truth tile and one heatmap/prediction tile per run
+    images = at.get("image")
+    assert len(images) == 1 + 3 * 3
+    caps = captions_of(at)
+    # newest run first; per-image macro Dice of s017 is 0.6 for b and 0.5 for a
+    assert caps[caps.index("s017") : caps.index("s017") + 3] == ["s017", "Dice 0.600", "Dice 0.500"]
+    table = at.dataframe[0].value
+    assert list(table.index) == ["background", "disc", "square", "speck", "macro", "micro"]
+    la, lb = f"a · {a.run_id[-4:]}", f"b · {b.run_id[-4:]}"
+    assert table.loc["macro", la] == pytest.approx(0.5) and table.loc["macro", lb] == pytest.approx(0.6)
+    at.segmented_control(key="cmp_metric").set_value("iou").run()
+    iou = at.dataframe[0].value
+    assert iou.loc["disc", la] == pytest.approx(0.6 / 1.4) and iou.loc["disc", lb] == pytest.approx(0.8 / 1.2)
+    diff = at.dataframe[1].value
+    assert set(diff.index) == {"s017", "s018", "s019"}
+    assert diff.loc["s017", la] == pytest.approx(0.5) and diff.loc["s017", lb] == pytest.approx(0.6)
+    # worst images per model come from the per-image scores
+    at.segmented_control(key="cmp_pick_mode").set_value("Worst for each model").run()
+    at.number_input(key="cmp_worst_n").set_value(1).run()
+    assert not at.exception
+    assert [c for c in captions_of(at) if c.startswith("s0")] == ["s019"]
+
+
+def test_compare_heatmap_shows_the_chosen_class(demo_ws, media):
+    """The heatmap tile is p(class): a perfect run's heatmap for 'square' is bright exactly on the square."""
+    a = make_run(demo_ws, name="a", evaluation=make_report([0.6, 0.7, 0.2]))
+    b = make_run(demo_ws, name="b", evaluation=make_report([0.8, 0.9, 0.1]))
+    add_predictions(demo_ws, a, 1.0)
+    add_predictions(demo_ws, b, 1.0)
+    at = app(60).run()
+    at.switch_page("pages/compare.py").run()
+    at.multiselect(key="cmp_ids").set_value(["s017"])
+    at.multiselect(key="cmp_runs").set_value([a.run_id, b.run_id])
+    at.selectbox(key="cmp_class").set_value(2).run()
+    assert not at.exception
+    urls = [img.value[0] for img in at.get("image")]
+    assert len(urls) == 1 + 3  # legend, input/truth, one tile per run
+    tile = image_array(urls[2], media)  # run a: heatmap on top, prediction overlay below
+    assert tile.shape == (160 + 4 + 160, 160, 3)
+    heat = tile[:160]
+    bright = viz.heatmap(np.ones((1, 1)))[0, 0]
+    dark = viz.heatmap(np.zeros((1, 1)))[0, 0]
+    # the square covers rows 18..27 and columns 16..25 of the 32-px image: 5x in the tile
+    assert np.abs(heat[115, 105].astype(int) - bright).max() <= 2  # inside the square: p = 1
+    assert np.abs(heat[20, 20].astype(int) - dark).max() <= 2  # elsewhere: p = 0
+
+
+def image_array(url: str, media: dict) -> np.ndarray:
+    """The RGB pixels of an image the page showed (from the bytes the ``media`` fixture recorded)."""
+    data = media[url.rsplit("/", 1)[-1].split(".")[0]]
+    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+@pytest.fixture
+def media(monkeypatch):
+    """Record the bytes of every image a page shows, by media file id (AppTest drops its store after a run)."""
+    from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+
+    seen: dict[str, bytes] = {}
+    original = MemoryMediaFileStorage.load_and_get_id
+
+    def load_and_get_id(self, path_or_data, mimetype, kind, filename=None):
+        file_id = original(self, path_or_data, mimetype, kind, filename)
+        seen[file_id] = self._files_by_id[file_id].content
+        return file_id
+
+    monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", load_and_get_id)
+    return seen

@@ -228,3 +228,40 @@ def test_backend_summary_reads_env_then_keras_json(tmp_path):
     info = viz.backend_summary({}, tmp_path)
     assert info["backend"] == "torch" and info["backend_source"].endswith("keras.json")
     assert viz.backend_summary({}, tmp_path / "missing")["backend"] == "tensorflow"
+
+
+def test_stack_tiles_and_colorbar_legend():
+    a = np.zeros((8, 8), np.uint8)
+    b = np.full((16, 16, 3), 200, np.uint8)
+    out = viz.stack_tiles([a, b], 32, gap=4)
+    assert out.shape == (32 + 4 + 32, 32, 3)
+    assert out[0, 0].tolist() == [0, 0, 0] and out[40, 0].tolist() == [200, 200, 200]
+    legend = viz.colorbar_horizontal(200)
+    assert legend.shape == (34, 200, 3)
+    assert legend[5, 10].tolist() == viz.heatmap(np.zeros((1, 1)))[0, 0].tolist()  # 0 on the left
+
+
+def test_decode_and_encode_mask_round_trip():
+    import io
+    import zipfile
+
+    import cv2
+
+    rgb = np.zeros((4, 5, 3), np.uint8)
+    rgb[..., 0] = 255  # red
+    ok, png = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    assert viz.decode_image(png.tobytes())[0, 0].tolist() == [255, 0, 0]
+    with pytest.raises(ValueError, match="notes.txt is not an image"):
+        viz.decode_image(b"hello", "notes.txt")
+    mask = np.array([[0, 1], [2, 3]], np.uint8)
+    data, name, mime = viz.encode_mask(mask, "multiclass", "cell")
+    assert (name, mime) == ("cell_mask.png", "image/png")
+    assert cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED).tolist() == mask.tolist()
+    planes = np.zeros((2, 2, 2), np.uint8)
+    planes[0, 0, 1] = 1
+    data, name, mime = viz.encode_mask(planes, "multilabel", "cell")
+    assert name == "cell_masks.zip"
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        assert sorted(zf.namelist()) == ["cell_1.png", "cell_2.png"]
+        second = cv2.imdecode(np.frombuffer(zf.read("cell_2.png"), np.uint8), cv2.IMREAD_UNCHANGED)
+    assert second.tolist() == [[1, 0], [0, 0]]
