@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from typing import Any
 
 import keras
@@ -162,13 +163,22 @@ def _load_whole_model_weights(model, path: str) -> None:
         raise FileNotFoundError(f"weights file {path} does not exist; expected a .weights.h5 file saved from "
                                 "a model with the same settings, or weights 'none'")
     try:
-        model.load_weights(path)
+        with warnings.catch_warnings():
+            # Keras warns once per layer before raising; the error below says it all.
+            warnings.simplefilter("ignore", UserWarning)
+            model.load_weights(path)
     except Exception as exc:  # Keras raises ValueError or KeyError depending on the mismatch
         raise ValueError(
             f"weights file {path} does not fit this model ({model.name}, {count_params(model):,} parameters, "
-            f"input {tuple(model.input.shape[1:])}): {exc}; to start from another run's model use "
+            f"input {tuple(model.input.shape[1:])}): {short_error(exc)}; to start from another run's model use "
             "segcore.models.transfer.load_matching_weights"
         ) from exc
+
+
+def short_error(exc: BaseException, limit: int = 300) -> str:
+    """A Keras error on one line, cut to ``limit`` characters (they can dump whole tensors)."""
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def set_encoder_trainable(model, trainable: bool, *, train_batchnorm: bool = False) -> None:

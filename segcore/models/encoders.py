@@ -11,6 +11,7 @@ Importing this module does not import Keras; ``EncoderSpec.build`` does.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,11 +87,14 @@ class EncoderSpec:
                     f"(e.g. {self.imagenet_file(image_size)}), or use weights 'imagenet' or 'none'"
                 )
             try:
-                app = constructor(weights=path, **kwargs)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", UserWarning)  # one per layer before the error
+                    app = constructor(weights=path, **kwargs)
             except Exception as exc:  # Keras raises ValueError, OSError or KeyError by file kind
+                detail = " ".join(str(exc).split())[:300]
                 raise ValueError(
                     f"weights file {path} does not fit encoder {self.name!r} ({self.application} without top, "
-                    f"input {image_size}x{image_size}x3): {exc}; expected a file such as "
+                    f"input {image_size}x{image_size}x3): {detail}; expected a file such as "
                     f"{self.imagenet_file(image_size)}"
                 ) from exc
         outputs = [app.get_layer(name).output for name in (*self.skips, self.bottleneck)]
