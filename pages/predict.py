@@ -1,6 +1,140 @@
-"""Predict page."""
+"""Predict: a finished run's model on uploaded images or dataset samples: overlay, per-class heatmaps,
+class areas, and the mask as a PNG to download."""
 
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
 import streamlit as st
 
+from pages import _ui
+from segcore import visualize as viz
+
+IMAGE_TYPES = ["png", "jpg", "jpeg", "tif", "tiff", "bmp", "gif"]
+MAX_IMAGES = 8
+
+ws = _ui.workspace()
 st.title("Predict")
-st.info("This page is not ready yet.")
+runs_mod = _ui.optional_module("segcore.runs")
+if runs_mod is None:
+    st.info("Run tracking is not available in this installation.")
+    st.stop()
+
+
+def has_model(s) -> bool:
+    folder = runs_mod.RunFolder(s.path)
+    return folder.best_model_path.is_file() or folder.last_model_path.is_file()
+
+
+summaries = [s for s in runs_mod.list_runs(ws) if s.state in ("finished", "stopped", "interrupted") and has_model(s)]
+if not summaries:
+    st.info(
+        "No run has a trained model yet. Train one on the **Train** page (or from **Home** with one click); "
+        "when it has finished at least one epoch its model can predict here."
+    )
+    st.page_link("pages/train.py", label="Go to Train", icon=":material/model_training:")
+    st.stop()
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+@st.cache_resource(max_entries=4, show_spinner="Loading the model (the first time takes a few seconds)…")
+def load_predictor(path: str, mtime: float):
+    from segcore.prediction import Predictor
+
+    return Predictor.from_folder(runs_mod.RunFolder(path))
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def predict(path: str, mtime: float, digest: str, _image: np.ndarray) -> np.ndarray:
+    """Probabilities at the image's size; cached by run, checkpoint time and image content."""
+    return load_predictor(path, mtime).predict_probs(_image)
+
+
+by_id = {s.run_id: s for s in summaries}
+c = st.columns([3, 2])
+run_id = c[0].selectbox("Run", list(by_id), key="pred_run",
+                        format_func=lambda r: f"{by_id[r].name or by_id[r].model} · {r} · val Dice {by_id[r].best_val_dice or 0:.3f}")
+source = c[1].radio("Images", ["Upload", "Dataset samples"], horizontal=True, key="pred_source")
+s = by_id[run_id]
+folder = runs_mod.RunFolder(s.path)
+model_file = folder.best_model_path if folder.best_model_path.is_file() else folder.last_model_path
+meta = folder.read_meta()
+record = meta.get("dataset") or {}
+
+images: list[tuple[str, np.ndarray]] = []
+if source == "Upload":
+    uploads = st.file_uploader("One or more images", type=IMAGE_TYPES, accept_multiple_files=True, key="pred_upload")
+    for up in (uploads or [])[:MAX_IMAGES]:
+        try:
+            images.append((Path(up.name).stem, viz.decode_image(up.getvalue(), up.name)))
+        except ValueError as exc:
+            st.error(str(exc))
+    if uploads and len(uploads) > MAX_IMAGES:
+        st.caption(f"Showing the first {MAX_IMAGES} images.")
+else:
+    try:
+        ds = _ui.open_dataset(str(ws.root), s.dataset, str(_mtime(ws.dataset_dir(s.dataset) / "dataset.json")))
+    except (FileNotFoundError, ValueError) as exc:
+        st.error(f"The run's dataset {s.dataset!r} cannot be opened: {exc}")
+        st.stop()
+    test_ids = [i for i in (meta.get("split") or {}).get("test", []) if i in set(ds.ids)]
+    options = test_ids + [i for i in ds.ids if i not in set(test_ids)]
+    picked = st.multiselect("Samples (the run's test images first)", options, default=options[:1], max_selections=MAX_IMAGES, key="pred_samples")
+    images = [(sid, ds.image(sid)) for sid in picked]
+
+if not images:
+    st.info("Upload an image (PNG, JPEG, TIFF, BMP or GIF) or pick a dataset sample to see the model's prediction.")
+    st.stop()
+
+class_names = list(record.get("classes") or [])
+mode = record.get("mode", "multiclass")
+try:
+    dataset_info = _ui.open_dataset(str(ws.root), s.dataset, str(_mtime(ws.dataset_dir(s.dataset) / "dataset.json"))).info
+    colors = viz.class_colors(dataset_info.classes)
+except (FileNotFoundError, ValueError):
+    dataset_info = None
+    colors = viz.class_colors(class_names)
+if not class_names:
+    class_names = [f"class {k}" for k in range(len(colors))]
+
+c = st.columns([2, 2, 1])
+class_index = c[0].selectbox("Heatmap class", list(range(len(class_names))), index=1 if len(class_names) > 1 else 0,
+                             format_func=lambda k: class_names[k], key="pred_class")
+opacity = c[1].slider("Overlay opacity", 0.0, 1.0, 0.5, 0.05, key="pred_opacity")
+threshold = c[2].slider("Threshold", 0.05, 0.95, 0.5, 0.05, key="pred_threshold", disabled=mode == "multiclass",
+                        help="For sigmoid heads (binary, multilabel).")
+
+from segcore.prediction import probs_to_mask  # noqa: E402  (numpy only; the model is loaded lazily above)
+
+for name, image in images:
+    with st.container(border=True):
+        try:
+            probs = predict(str(folder.path), _mtime(model_file), hashlib.sha1(np.ascontiguousarray(image).tobytes()).hexdigest() + str(image.shape), image)
+        except (FileNotFoundError, ValueError) as exc:
+            st.error(f"Could not predict {name}: {exc}")
+            continue
+        mask = probs_to_mask(probs, mode, threshold)
+        rgb = viz.to_rgb(image)
+        cols = st.columns([2, 2, 2, 2])
+        cols[0].image(rgb, caption=f"{name} ({image.shape[1]}x{image.shape[0]})", width="stretch")
+        cols[1].image(viz.overlay(rgb, mask, colors, opacity, None), caption="prediction", width="stretch")
+        cols[2].image(viz.heatmap_with_colorbar(viz.class_probability(probs, mode, class_index)), caption=f"p({class_names[class_index]})", width="stretch")
+        areas = viz.mask_areas(mask, class_names[: len(colors)])
+        cols[3].dataframe(areas, hide_index=True, column_config={"percent": st.column_config.NumberColumn("% of image", format="%.2f")}, key=f"areas_{name}")
+        data, file_name, mime = viz.encode_mask(mask, mode, name)
+        cols[3].download_button("Download mask", data, file_name, mime, key=f"dl_{name}", icon=":material/download:",
+                                help="Class ids as pixel values (0 = background); multilabel: a zip of one 0/1 PNG per class.")
+        with st.expander("Heatmaps of every class"):
+            hm = st.columns(len(class_names))
+            for k, col in enumerate(hm):
+                col.image(viz.heatmap(viz.class_probability(probs, mode, k)), caption=class_names[k], width="stretch")
+if dataset_info is not None:
+    st.markdown(_ui.class_legend(dataset_info), unsafe_allow_html=True)

@@ -468,3 +468,64 @@ def media(monkeypatch):
 
     monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", load_and_get_id)
     return seen
+
+
+def test_predict_without_models_says_how_to_get_one(demo_ws):
+    make_run(demo_ws, name="no-model")  # finished, but no checkpoint
+    at = app().run()
+    at.switch_page("pages/predict.py").run()
+    assert not at.exception
+    assert "No run has a trained model yet" in texts(at)
+
+
+def save_tiny_model(run, image_size=32):
+    """A real (untrained) Keras U-Net in the run's best checkpoint, as the trainer would leave it."""
+    from segcore.models import build_model
+
+    cfg = run.read_config()
+    model = build_model(cfg.model, image_size=image_size, channels=3, mode="multiclass", num_classes=len(CLASSES))
+    run.checkpoints_dir.mkdir(parents=True, exist_ok=True)
+    model.save(run.best_model_path)
+
+
+@pytest.mark.slow
+def test_predict_upload_overlay_areas_and_mask_download(demo_ws, media):
+    from segcore.prediction import Predictor
+
+    run = make_run(demo_ws, name="tiny")
+    save_tiny_model(run)
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)
+    ok, png = cv2.imencode(".png", image)
+    at = app(120).run()
+    at.switch_page("pages/predict.py").run()
+    assert not at.exception
+    assert "Upload an image" in texts(at)
+    at.file_uploader(key="pred_upload").set_value([("cells.png", png.tobytes(), "image/png"), ("notes.png", b"not an image", "image/png")]).run()
+    assert not at.exception
+    assert any("notes.png is not an image" in e.value for e in at.error)
+    caps = captions_of(at)
+    assert "cells (48x40)" in caps and "prediction" in caps and "p(disc)" in caps
+    areas = at.dataframe[0].value
+    assert areas["class"].tolist() == [c.name for c in CLASSES]
+    assert areas["pixels"].sum() == 40 * 48 and areas["percent"].sum() == pytest.approx(100.0)
+    # the downloaded mask is exactly what the run's model predicts for this image
+    button = at.get("download_button")[0]
+    assert button.proto.label == "Download mask"
+    data = media[button.proto.url.rsplit("/", 1)[-1].split(".")[0]]
+    downloaded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    expected = Predictor.from_folder(run).predict_mask(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
+    assert downloaded.shape == (40, 48) and np.array_equal(downloaded, expected)
+    assert areas["pixels"].tolist() == np.bincount(expected.ravel(), minlength=len(CLASSES)).tolist()
+
+
+@pytest.mark.slow
+def test_predict_dataset_samples(demo_ws):
+    run = make_run(demo_ws, name="tiny")
+    save_tiny_model(run)
+    at = app(120).run()
+    at.switch_page("pages/predict.py").run()
+    at.radio(key="pred_source").set_value("Dataset samples").run()
+    assert not at.exception
+    assert at.multiselect(key="pred_samples").value == ["s017"]  # the run's first test image
+    assert "s017 (32x32)" in captions_of(at)
