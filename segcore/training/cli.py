@@ -248,9 +248,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
         for avg in ("macro", "micro"):
             block = report.get(avg) or {}
             print(f"{avg}: " + ", ".join(f"{k} {v:.4f}" for k, v in block.items() if isinstance(v, (int, float))))
-        for name, row in (report.get("per_class") or {}).items() if isinstance(report.get("per_class"), dict) else []:
-            print(f"  {name}: dice {row.get('dice')}, iou {row.get('iou')}")
+        for row in report.get("per_class") or []:
+            print(f"  {row.get('name')}: dice {_num(row.get('dice'))}, iou {_num(row.get('iou'))}")
     return 0
+
+
+def _num(value: Any) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
 
 
 def evaluate_run(run, *, write: bool = False) -> dict[str, Any]:
