@@ -50,6 +50,18 @@ def _save_upload(upload) -> Path:
     return path
 
 
+@st.cache_data(ttl=30, max_entries=16, show_spinner="Looking at the folder…")
+def _detect(folder: str) -> tuple[str, dict]:
+    imports = _ui.optional_module("segcore.data.imports")
+    return imports.detect_layout(folder)
+
+
+def _brief(details: dict) -> str:
+    """A short line of what the layout detection saw (counts and folder names only)."""
+    parts = [f"{k.replace('_', ' ')}: {v}" for k, v in details.items() if isinstance(v, (int, float, str)) and len(str(v)) < 60]
+    return ", ".join(parts[:5])
+
+
 def import_section(expanded: bool) -> None:
     imports = _ui.optional_module("segcore.data.imports")
     with st.expander("Import a dataset", expanded=expanded, icon=":material/upload:"):
@@ -72,10 +84,11 @@ def import_section(expanded: bool) -> None:
             format_func=lambda n: "detect automatically" if n == "auto" else f"{n}: {layouts.get(n, '')}"[:90],
         )
         strict = cols[2].checkbox("Strict", key="import_strict", help="Refuse the whole import if any file has a problem.")
-        if folder and hasattr(imports, "detect_layout"):
-            with _ui.friendly_errors("detect the layout"):
-                detected = imports.detect_layout(folder)
-                st.caption(f"Detected layout: **{getattr(detected, 'layout', detected)}**")
+        version = cols[2].checkbox("New version if the name exists", key="import_version", help="Import as name-2, name-3... instead of refusing.")
+        if folder and layout == "auto":
+            with _ui.friendly_errors(f"recognise the layout of {folder}"):
+                detected, details = _detect(folder)
+                st.caption(f"Detected layout: **{detected}** ({layouts.get(detected, '')})" + (f" · {_brief(details)}" if details else ""))
         options_text = st.text_area(
             "Layout options (JSON, optional)", key="import_options", height=80,
             placeholder='{"ignore_index": 255, "classes": ["background", "cell"]}',
@@ -94,7 +107,7 @@ def import_section(expanded: bool) -> None:
                 with _ui.friendly_errors(f"import {getattr(upload, 'name', folder)}"):
                     report = imports.import_dataset(
                         str(source), name, layout=layout, options=options, strict=strict,
-                        workspace=ws, progress=_progress_callback(bar),
+                        workspace=ws, progress=_progress_callback(bar), on_exists="version" if version else "error",
                     )
                     st.session_state["import_report"] = report.to_dict()
                     if report.ok:

@@ -529,3 +529,59 @@ def test_predict_dataset_samples(demo_ws):
     assert not at.exception
     assert at.multiselect(key="pred_samples").value == ["s017"]  # the run's first test image
     assert "s017 (32x32)" in captions_of(at)
+
+
+def paired_folder(root: Path, n=6, size=24) -> Path:
+    """A paired images/ + masks/ source with 0/255 masks named <stem>_mask.png, and one unpaired image."""
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for i in range(n):
+        img = np.full((size, size), 40 + i, np.uint8)
+        mask = np.zeros((size, size), np.uint8)
+        mask[4:12, 4:12] = 255
+        img[mask > 0] = 200
+        cv2.imwrite(str(root / "images" / f"cell{i}.png"), img)
+        cv2.imwrite(str(root / "masks" / f"cell{i}_mask.png"), mask)
+    cv2.imwrite(str(root / "images" / "lonely.png"), np.zeros((size, size), np.uint8))
+    return root
+
+
+def test_data_import_from_server_folder(demo_ws, tmp_path):
+    src = paired_folder(tmp_path / "src")
+    at = app().run()
+    at.switch_page("pages/data.py").run()
+    at.radio(key="import_source").set_value("A folder on the server").run()
+    at.text_input(key="import_folder").input(str(src)).run()
+    assert not at.exception
+    assert any("Detected layout: **paired**" in c.value for c in at.caption)
+    name_box = next(t for t in at.text_input if t.label == "Dataset name")
+    assert name_box.value == "src"
+    name_box.input("cells").run()
+    at.button(key="import_go").click().run()
+    assert not at.exception
+    report = at.session_state["import_report"]
+    assert report["ok"] and report["num_samples"] == 6 and report["mode"] == "binary"
+    assert any("Imported **cells**" in s.value for s in at.success)
+    problems = at.dataframe[0].value
+    assert any("lonely.png" in ex for ex in problems["examples"])  # the unpaired image is named
+    assert at.selectbox(key="dataset").value == "cells"
+    assert {m.label: m.value for m in at.metric}["Samples"] == "6"
+    # a second import under the same name is refused with a message, not a stack trace
+    at.button(key="import_go").click().run()
+    assert not at.exception
+    assert any("Could not import" in e.value and "cells" in e.value for e in at.error)
+
+
+def test_data_import_zip_upload(demo_ws, tmp_path):
+    import shutil
+
+    src = paired_folder(tmp_path / "zsrc", n=4)
+    archive = shutil.make_archive(str(tmp_path / "cells"), "zip", src)
+    at = app().run()
+    at.switch_page("pages/data.py").run()
+    at.file_uploader(key="import_zip").set_value(("cells.zip", Path(archive).read_bytes(), "application/zip")).run()
+    at.button(key="import_go").click().run()
+    assert not at.exception
+    assert at.session_state["import_report"]["num_samples"] == 4
+    assert at.selectbox(key="dataset").value == "cells"
+    assert not any(demo_ws.tmp_dir.glob("upload-*"))  # the uploaded zip is not left behind
