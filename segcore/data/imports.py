@@ -404,6 +404,8 @@ def _read_sample_image(raw: layouts.RawSample, max_pixels: int) -> tuple[np.ndar
 
 def _process(raw, root, out, kind, spec, value_of, num_classes, max_pixels, channels) -> _Result:
     image, notes = _read_sample_image(raw, max_pixels)
+    if raw.image is not None:
+        notes = [n.replace(str(raw.image), layouts._rel(raw.image, root)) for n in notes]
     h, w = image.shape[:2]
     res = _Result(None, grey=image.ndim == 2, notes=notes)
     mask_files = [layouts._rel(p, root) for p in raw.mask_files]

@@ -593,7 +593,8 @@ def detect(root: Path) -> tuple[str, dict]:
             _has_word(s.name, MASK_WORDS) and image_files(s) for s in subs
         ):
             per_sample += 1
-    if per_sample >= 1:
+    # One such folder is more likely a small paired dataset (src/images + src/masks).
+    if per_sample >= 2:
         return "per_sample", {"reason": f"{per_sample} folders each with an image folder and a masks folder"}
     for d in dirs:
         subs = _subdirs(d)

@@ -30,6 +30,7 @@ MAX_CLEAN_VALUES = 64
 # A value not in the table is noise (snapped) when it is near a table value and rare.
 NOISE_DISTANCE = 48
 NOISE_FRACTION = 0.05
+COLOR_NOISE_FRACTION = 0.02
 
 # Distinct colours for classes 1.. (class 0, the background, is black).
 PALETTE = (
@@ -162,8 +163,17 @@ def infer_spec(
             ignore.add(255)
             values.remove(255)
             notes.append("value 255 beside small class ids: read as void (VOC convention)")
-        clean = values if len(values) <= MAX_CLEAN_VALUES else _dominant(grey_counts, total, ignore, MAX_CLEAN_VALUES)
+        dom = _dominant(grey_counts, total, ignore, MAX_CLEAN_VALUES)
+        # Grey levels far apart (0/128/255) with rare values between them: the rare ones are noise.
+        noisy_levels = len(values) > len(dom) and _spread(np.array(dom)) >= 16
+        clean = values if len(values) <= MAX_CLEAN_VALUES and not noisy_levels else dom
         if names and max(clean, default=0) < len(names):
+            vmap = {v: v for v in range(len(names))}
+        elif names and len(set(clean) | {0}) == len(names):
+            vmap = {v: i for i, v in enumerate(sorted(set(clean) | {0}))}
+            notes.append(f"mask values {sorted(vmap)} mapped to the {len(names)} classes given, in order")
+        elif names:
+            # More values than classes: the extra ones are reported as outside the table.
             vmap = {v: v for v in range(len(names))}
         elif max(clean, default=0) < MAX_CLEAN_VALUES:
             k = max(clean, default=0) + 1
@@ -195,17 +205,28 @@ def _guess_grey_encoding(values, counts, total, names, palette) -> str:
         return "binary"
     if set(values) <= {1, 2, 3} and len(values) >= 2:
         return "trimap"
-    if len(values) <= MAX_CLEAN_VALUES:
-        return "index"
     dom = _dominant(counts, total, set(), MAX_CLEAN_VALUES)
-    return "binary" if len(dom) <= 2 else "index"
+    if len(dom) <= 2 and min(dom) == 0 and max(dom) >= 128:
+        return "binary"  # 0 and a bright value plus rare in-between values: JPEG noise
+    return "index"
 
 
 def _dominant(counts: dict, total: int, ignore: set, at_most: int) -> list:
-    """The values holding a real share of the pixels (noise has a tiny share each)."""
+    """The values holding a real share of the pixels (noise has a tiny share each).
+
+    JPEG also shifts whole plateaus by a level or two (255 -> 254): values within
+    8 of a more frequent one are merged into it, but only when the merged levels
+    end up far apart (>= 32), so class ids 0, 1, 2, ... are never merged.
+    """
     ranked = sorted(((n, v) for v, n in counts.items() if v not in ignore), reverse=True)
-    keep = [v for n, v in ranked if n >= 0.005 * total][:at_most]
-    return sorted(keep) or [v for _, v in ranked[:1]]
+    keep = [v for n, v in ranked if n >= 0.005 * total][:at_most] or [v for _, v in ranked[:1]]
+    heads: list = []
+    for v in keep:  # most frequent first
+        if not any(abs(v - h) <= 8 for h in heads):
+            heads.append(v)
+    if len(heads) >= 2 and _spread(np.array(heads)) >= 32:
+        return sorted(heads)
+    return sorted(keep)
 
 
 def _color_spec(color_counts, options, names) -> MaskSpec:
@@ -258,11 +279,15 @@ def apply_spec(raw: np.ndarray, spec: MaskSpec) -> MaskResult:
     if unknown:
         counts = np.bincount(raw.ravel(), minlength=lut.size)
         total = raw.size
-        targets = known[known != IGNORE_INDEX] if spec.encoding == "binary" or IGNORE_INDEX not in spec.value_map else known
+        targets = np.array([v for v, k in spec.value_map.items() if k != IGNORE_INDEX], np.int64)
+        # Class ids stored directly (0, 1, 2, ...) have no "nearness": an unknown id is
+        # outside the table. Binary and grey-level coded masks are snapped by value.
+        levels = spec.encoding == "binary" or (spec.encoding == "index" and _spread(targets) >= 16)
         for v in unknown:
             nearest = int(targets[np.argmin(np.abs(targets - v))])
             n = int(counts[v])
-            if spec.encoding == "binary" or (abs(nearest - v) <= NOISE_DISTANCE and n <= NOISE_FRACTION * total):
+            d = abs(nearest - v)
+            if spec.encoding == "binary" or (levels and (d <= 8 or (d <= NOISE_DISTANCE and n <= NOISE_FRACTION * total))):
                 lut[v] = spec.value_map[nearest]
                 snapped += n
             else:
@@ -270,6 +295,12 @@ def apply_spec(raw: np.ndarray, spec: MaskSpec) -> MaskResult:
                 outside[v] = n
     index = lut[raw].astype(np.uint8)
     return MaskResult(index, snapped, outside)
+
+
+def _spread(values: np.ndarray) -> int:
+    """The smallest gap between sorted table values (large gaps: grey levels, not ids)."""
+    v = np.unique(values)
+    return int(np.diff(v).min()) if v.size > 1 else 255
 
 
 def _apply_color(raw: np.ndarray, spec: MaskSpec) -> MaskResult:
@@ -289,7 +320,8 @@ def _apply_color(raw: np.ndarray, spec: MaskSpec) -> MaskResult:
         rgb = np.array([(u >> 16) & 255, (u >> 8) & 255, u & 255])
         d = np.sqrt(((cols - rgb) ** 2).sum(axis=1))
         j = int(np.argmin(d))
-        if d[j] <= NOISE_DISTANCE and counts[i] <= NOISE_FRACTION * packed.size:
+        # JPEG shifts whole regions by a few levels and leaves many rare colours at edges.
+        if d[j] <= 8 or counts[i] <= COLOR_NOISE_FRACTION * packed.size:
             out[i] = spec.color_table[j][1]
             snapped += int(counts[i])
         else:
