@@ -1,0 +1,78 @@
+"""load_arrays: the resize path training uses, checked against per-file OpenCV resizes."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from segcore.data.arrays import load_arrays
+from segcore.data.dataset import load_dataset
+from segcore.data.demo import make_demo
+from segcore.data.imports import import_dataset
+
+
+def test_multiclass_rgb(workspace):
+    make_demo(workspace, num_samples=6, size=40)
+    ds = load_dataset("demo", workspace)
+    ids = ds.ids[::-1][:4]
+    images, masks = load_arrays(ds, ids, 32, workers=3)
+    assert images.shape == (4, 32, 32, 3) and images.dtype == np.uint8
+    assert masks.shape == (4, 32, 32) and masks.dtype == np.uint8
+    for i, sid in enumerate(ids):
+        assert np.array_equal(images[i], cv2.resize(ds.image(sid), (32, 32), interpolation=cv2.INTER_AREA))
+        assert np.array_equal(masks[i], cv2.resize(ds.mask(sid), (32, 32), interpolation=cv2.INTER_NEAREST))
+    # By name, all ids, one worker: same arrays.
+    all_images, all_masks = load_arrays("demo", None, 32, workers=1, workspace=workspace)
+    assert np.array_equal(all_images[ds.ids.index(ids[0])], images[0])
+
+
+def _write(path, arr):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr).save(path)
+
+
+def test_grey_binary_with_void_kept(tmp_path, workspace):
+    src = tmp_path / "src"
+    for i in range(3):
+        _write(src / "images" / f"{i}.png", np.full((20, 30), 40 * i, np.uint8))
+        m = np.zeros((20, 30), np.uint8)
+        m[:, 15:] = 1
+        m[:5, :] = 255
+        _write(src / "masks" / f"{i}.png", m)
+    report = import_dataset(src, "g", options={"classes": ["background", "thing"], "ignore": 255}, workspace=workspace)
+    assert report.ok, report.error
+    assert report.dataset.channels == 1
+    images, masks = load_arrays("g", ["2", "0"], 10, workspace=workspace)
+    assert images.shape == (2, 10, 10, 1) and images[0].max() == 80 and images[1].max() == 0
+    assert masks.shape == (2, 10, 10)
+    assert set(np.unique(masks)) == {0, 1, 255}  # nearest keeps void; no blended values
+
+
+def test_multilabel_planes(tmp_path, workspace):
+    src = tmp_path / "src"
+    for i in range(2):
+        _write(src / "images" / f"{i}.png", np.zeros((16, 16), np.uint8))
+        a = np.zeros((16, 16), np.uint8)
+        a[:, :10] = 255
+        b = np.zeros((16, 16), np.uint8)
+        b[:, 6:] = 255
+        _write(src / "masks" / "a" / f"{i}.png", a)
+        _write(src / "masks" / "b" / f"{i}.png", b)
+    report = import_dataset(src, "ml", workspace=workspace)
+    assert report.ok and report.dataset.mode == "multilabel"
+    images, masks = load_arrays("ml", None, 8, workspace=workspace)
+    assert masks.shape == (2, 8, 8, 2)
+    assert masks[0, 0, :, 0].tolist() == [1, 1, 1, 1, 1, 0, 0, 0]
+    assert masks[0, 0, :, 1].tolist() == [0, 0, 0, 1, 1, 1, 1, 1]
+
+
+def test_bad_arguments(workspace):
+    make_demo(workspace, num_samples=2, size=16)
+    with pytest.raises(KeyError, match="nope"):
+        load_arrays("demo", ["nope"], 8, workspace=workspace)
+    with pytest.raises(ValueError, match="size"):
+        load_arrays("demo", None, 0, workspace=workspace)
+    with pytest.raises(FileNotFoundError, match="no dataset named 'missing'"):
+        load_arrays("missing", None, 8, workspace=workspace)
