@@ -200,10 +200,11 @@ def set_encoder_trainable(model, trainable: bool, *, train_batchnorm: bool = Fal
     if encoder is None:
         raise ValueError(f"model {model.name!r} has no pretrained encoder (layer 'encoder') to freeze or unfreeze")
     encoder.trainable = bool(trainable)
-    if trainable and not train_batchnorm:
-        for layer in _walk(encoder):
-            if isinstance(layer, keras.layers.BatchNormalization):
-                layer.trainable = False
+    # Set every layer explicitly: Keras skips the propagation when the
+    # container's own flag does not change, leaving earlier per-layer choices.
+    for layer in _walk(encoder):
+        is_bn = isinstance(layer, keras.layers.BatchNormalization)
+        layer.trainable = bool(trainable) and (train_batchnorm or not is_bn)
 
 
 def get_encoder(model):

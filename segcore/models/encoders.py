@@ -98,7 +98,7 @@ class EncoderSpec:
                     f"{self.imagenet_file(image_size)}"
                 ) from exc
         outputs = [app.get_layer(name).output for name in (*self.skips, self.bottleneck)]
-        return keras.Model(app.inputs, outputs, name="encoder")
+        return keras.Model(app.input, outputs, name="encoder")
 
     def _build_imagenet(self, constructor: Any, kwargs: dict[str, Any], image_size: int) -> Any:
         fname = self.imagenet_file(image_size)
