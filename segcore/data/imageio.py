@@ -52,6 +52,7 @@ class Decoded:
     format: str  # PIL format name, e.g. "PNG"
     palette: np.ndarray | None = None  # (256, 3) RGB for palette images
     notes: list[str] = field(default_factory=list)
+    plain_png: bool = False  # an 8-bit grey or RGB PNG: its bytes can be kept as they are
 
 
 def is_image_file(path: str | os.PathLike) -> bool:
@@ -135,7 +136,9 @@ def decode(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> Dec
         arr, palette = _decode_slow(data, pil, path)
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[:, :, 0]
-    return Decoded(arr, mode, fmt, palette)
+    # IHDR byte 24 is the bit depth; colour type (byte 25) is implied by the PIL mode.
+    plain = fmt == "PNG" and mode in ("L", "RGB") and len(data) > 25 and data[24] == 8
+    return Decoded(arr, mode, fmt, palette, plain_png=plain)
 
 
 def _decode_slow(data: bytes, pil: Image.Image, path) -> tuple[np.ndarray, np.ndarray | None]:
@@ -267,7 +270,10 @@ def encode_png(arr: np.ndarray, compression: int = 1) -> bytes:
     """PNG bytes of a uint8 (H, W) grey or (H, W, 3) RGB array (fast compression)."""
     if arr.ndim == 3:
         arr = cv2.cvtColor(arr, cv2.COLOR_RGB2BGR)
-    ok, buf = cv2.imencode(".png", arr, [cv2.IMWRITE_PNG_COMPRESSION, compression])
+    # Run-length strategy: about twice as fast as the default at level 1, and smaller
+    # on masks and on most images.
+    params = [cv2.IMWRITE_PNG_COMPRESSION, compression, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
+    ok, buf = cv2.imencode(".png", arr, params)
     if not ok:
         raise ValueError(f"cannot encode an array of shape {arr.shape} and dtype {arr.dtype} as PNG")
     return buf.tobytes()

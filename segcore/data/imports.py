@@ -393,17 +393,23 @@ def _probe_channels(samples, max_pixels) -> int:
 
 
 def _read_sample_image(raw: layouts.RawSample, max_pixels: int) -> tuple[np.ndarray, list[str]]:
+    image, notes, _ = _read_sample_image_full(raw, max_pixels)
+    return image, notes
+
+
+def _read_sample_image_full(raw: layouts.RawSample, max_pixels: int) -> tuple[np.ndarray, list[str], str]:
+    """(pixels, conversion notes, PIL mode if the source is a plain 8-bit PNG else "")."""
     if raw.image is not None:
         dec = imageio.read_image(raw.image, max_pixels)
-        return dec.array, dec.notes
+        return dec.array, dec.notes, dec.mode if dec.plain_png and not dec.notes else ""
     arr = polygons.decode_image_bytes(raw.image_bytes or b"")
     if arr is None:
         raise imageio.ImageReadError(f"{raw.label_file} holds no readable embedded image")
-    return arr, []
+    return arr, [], ""
 
 
 def _process(raw, root, out, kind, spec, value_of, num_classes, max_pixels, channels) -> _Result:
-    image, notes = _read_sample_image(raw, max_pixels)
+    image, notes, plain_mode = _read_sample_image_full(raw, max_pixels)
     if raw.image is not None:
         notes = [n.replace(str(raw.image), layouts._rel(raw.image, root)) for n in notes]
     h, w = image.shape[:2]
@@ -456,10 +462,13 @@ def _process(raw, root, out, kind, spec, value_of, num_classes, max_pixels, chan
             if label in value_of:
                 index[polygons.rle_decode(counts, h, w) > 0] = value_of[label]
     # Write.
-    if channels == 3 and image.ndim == 2:
-        image = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
-    img_bytes = _encode(image)
-    (out / "images" / f"{raw.id}.png").write_bytes(img_bytes)
+    if (plain_mode, channels) in (("L", 1), ("RGB", 3)):
+        # Already a canonical PNG: keep its bytes (re-encoding is the slowest step of an import).
+        shutil.copyfile(raw.image, out / "images" / f"{raw.id}.png")
+    else:
+        if channels == 3 and image.ndim == 2:
+            image = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+        (out / "images" / f"{raw.id}.png").write_bytes(_encode(image))
     if planes is not None:
         for k in range(planes.shape[2]):
             (out / "masks" / str(k + 1) / f"{raw.id}.png").write_bytes(_encode(planes[:, :, k]))
