@@ -56,10 +56,11 @@ def baseline_pairs(name: str, src: Path) -> list[tuple[Path, list[Path]]]:
     return [(p, [train / "label" / p.name]) for p in sorted((train / "image").glob("*.png"))]
 
 
-def run_baseline(pairs, size: int) -> float:
+def run_baseline(pairs, size: int) -> tuple[float, float]:
     from skimage.io import imread
     from skimage.transform import resize
 
+    c0 = time.process_time()
     start = time.perf_counter()
     xs, ys = [], []
     for image_path, mask_paths in pairs:
@@ -73,10 +74,11 @@ def run_baseline(pairs, size: int) -> float:
             mask = np.maximum(mask, mask_ > 127)
         ys.append(mask)
     np.stack(xs), np.stack(ys)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - c0
 
 
 def run_segcore(src: Path, size: int, ws, tag: str) -> dict:
+    c0 = time.process_time()  # CPU seconds of every thread of this process
     t0 = time.perf_counter()
     report = import_dataset(src, tag, workspace=ws)
     t1 = time.perf_counter()
@@ -85,7 +87,8 @@ def run_segcore(src: Path, size: int, ws, tag: str) -> dict:
     ds = load_dataset(tag, ws)
     images, masks = load_arrays(ds, None, size)
     t2 = time.perf_counter()
-    return {"import_s": t1 - t0, "load_s": t2 - t1, "n": len(ds), "shape": list(images.shape)}
+    cpu = time.process_time() - c0
+    return {"import_s": t1 - t0, "load_s": t2 - t1, "cpu_s": cpu, "n": len(ds), "shape": list(images.shape)}
 
 
 def main() -> int:
@@ -97,7 +100,7 @@ def main() -> int:
     warnings.filterwarnings("ignore")
     cores = os.cpu_count()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    print(f"cores: {cores}, load average at start: {load}", file=sys.stderr)
+    print(f"cores: {cores}, load average at start: {load} (the cores are shared; see cpu_s)", file=sys.stderr)
     scratch = Path(tempfile.mkdtemp(prefix="segcore-bench-"))
     detail = {}
     total_n = total_ours = total_base = 0.0
@@ -117,7 +120,7 @@ def main() -> int:
             t = time.perf_counter()
             load_arrays(load_dataset(f"{name}-0", ws), None, args.size)
             reload_s = time.perf_counter() - t
-            base = run_baseline(pairs, args.size)
+            base, base_cpu = run_baseline(pairs, args.size)
             n = best["n"]
             detail[name] = {
                 "images": n,
@@ -130,6 +133,11 @@ def main() -> int:
                 "baseline_s": round(base, 3),
                 "baseline_images_per_s": round(n / base, 2),
                 "ratio": round(base / med, 1),
+                # The machine is shared: CPU seconds do not depend on what else runs.
+                "cpu_s": round(best["cpu_s"], 3),
+                "baseline_cpu_s": round(base_cpu, 3),
+                "cpu_ratio": round(base_cpu / best["cpu_s"], 1),
+                "images_per_cpu_s": round(n / best["cpu_s"], 1),
             }
             print(f"{name}: {json.dumps(detail[name])}", file=sys.stderr)
             total_n += n

@@ -374,6 +374,9 @@ def _probe_spec(samples, options, max_pixels, report) -> masks.MaskSpec:
             packed = (arr[:, :, 0].astype(np.int64) << 16) | (arr[:, :, 1].astype(np.int64) << 8) | arr[:, :, 2]
             u, c = np.unique(packed, return_counts=True)
             color.update({(int(v) >> 16, (int(v) >> 8) & 255, int(v) & 255): int(n) for v, n in zip(u, c)})
+        elif arr.dtype in (np.uint8, np.uint16):
+            counts = np.bincount(arr.ravel())  # far faster than np.unique for small integer types
+            grey.update({int(v): int(counts[v]) for v in np.flatnonzero(counts)})
         else:
             u, c = np.unique(arr, return_counts=True)
             grey.update({int(v): int(n) for v, n in zip(u, c)})
@@ -384,6 +387,8 @@ def _probe_channels(samples, max_pixels) -> int:
     step = max(1, len(samples) // _PROBE)
     for raw in samples[::step][:_PROBE]:
         try:
+            if raw.image is not None and imageio.probe(raw.image, max_pixels)[2] in ("1", "L", "LA", "I;16", "I;16B", "I;16L", "I", "F"):
+                continue  # grey from the header alone
             image, _ = _read_sample_image(raw, max_pixels)
         except (imageio.ImageReadError, OSError):
             continue
