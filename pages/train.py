@@ -90,7 +90,7 @@ with st.container(border=True):
                                      [None] + finished, key="train_init_from", format_func=lambda r: "no: random initialisation" if r is None else r)
 
     st.markdown("**Training**")
-    c = st.columns([3, 1, 2, 1, 1])
+    c = st.columns([3, 1, 2, 1, 2])
     loss = c[0].selectbox("Loss", LOSSES, key="train_loss", format_func=lambda n: f"{n}: {LOSS_HELP.get(n, '')}")
     optimizer = c[1].selectbox("Optimiser", OPTIMIZERS, key="train_optimizer")
     learning_rate = c[2].select_slider("Learning rate", [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2], 1e-4, key="train_lr", format_func=lambda v: f"{v:g}")
@@ -170,12 +170,19 @@ def live() -> None:
     if not active and not recent:
         st.info("Nothing queued. Set up a run above and press **Queue this run**; its progress appears here by itself.")
         return
-    if active:
-        queued = [s for s in active if s.state == "queued"]
-        if queued:
-            st.caption(f"{len(queued)} run(s) waiting: " + ", ".join(s.run_id for s in reversed(queued)))
-    for s in [x for x in active if x.state == "running"] + recent:
+    queued = [s for s in active if s.state == "queued"]
+    if queued:
+        st.caption(f"{len(queued)} run(s) waiting in the queue: " + ", ".join(s.run_id for s in reversed(queued)))
+    running = [x for x in active if x.state == "running"]
+    # Full panels (progress and curves) for running runs and the run that ended last;
+    # one line for the other recent ones.
+    for s in running + recent[:1]:
         run_panel(s)
+    for s in recent[1:]:
+        best = "" if s.best_val_dice is None else f", best val Dice {s.best_val_dice:.3f}"
+        st.caption(f"{s.run_id}: {s.state} after {s.epoch}/{s.epochs} epochs{best}. {s.message}")
+    if recent or running:
+        st.page_link("pages/runs.py", label="Every run, with notes and downloads, is on the Runs page", icon=":material/table_chart:")
 
 
 def run_panel(s) -> None:

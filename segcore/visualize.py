@@ -575,8 +575,10 @@ def highlight_best(df: pd.DataFrame, axis: int = 1, higher_is_better: bool | Map
     marks = best_mask(df, axis, higher_is_better, subset)
     style = "font-weight: bold; background-color: rgba(46, 160, 67, 0.45)"
     styler = df.style.apply(lambda _: np.where(marks, style, ""), axis=None)
-    numeric = [c for c in df.columns if pd.api.types.is_numeric_dtype(df[c])]
-    return styler.format(fmt, subset=numeric, na_rep="n/a")
+    numeric = [c for c in df.columns if pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c])]
+    whole = [c for c in numeric if df[c].dropna().map(lambda v: float(v).is_integer()).all() and not df[c].dropna().empty and c not in (subset or ())]
+    styler = styler.format("{:.0f}", subset=whole, na_rep="n/a")
+    return styler.format(fmt, subset=[c for c in numeric if c not in whole], na_rep="n/a")
 
 
 def _metric_series(df: pd.DataFrame, metric: str, class_index: int | None = None) -> pd.Series:

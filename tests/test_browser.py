@@ -1,0 +1,193 @@
+"""The first five minutes, in a real browser: open the dashboard, see the demo dataset, queue two
+tiny runs, watch them finish without reloading, compare them with heatmaps, predict on an
+uploaded image and download the mask.
+
+Needs Chromium at /usr/bin/chromium (Debian's ``chromium`` package; ``scripts/test.sh`` installs it
+as root). Skipped with a reason where it is absent outside CI; a failure in CI.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+PROJECT = Path(__file__).resolve().parent.parent
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    if not Path(CHROMIUM).is_file():
+        if os.environ.get("CI"):
+            pytest.fail(f"CI is set but {CHROMIUM} is missing; install Debian's chromium package")
+        pytest.skip(f"{CHROMIUM} not found (apt-get install chromium)")
+    return CHROMIUM
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(workspace, tmp_path):
+    """A dashboard server on a free port over a fresh workspace; stopped (with any training) afterwards."""
+    port = _free_port()
+    env = dict(os.environ, SEGCORE_WORKSPACE=str(workspace.root))
+    log = open(tmp_path / "server.log", "wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(PROJECT / "streamlit_app.py"), "--server.port", str(port),
+         "--server.headless", "true", "--server.address", "127.0.0.1"],
+        cwd=PROJECT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        try:
+            if urllib.request.urlopen(url + "/_stcore/health", timeout=2).read() == b"ok":
+                break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail("the dashboard did not start: " + (tmp_path / "server.log").read_text()[-2000:])
+    try:
+        yield url
+    finally:
+        from segcore import runs, training
+
+        for s in runs.list_runs(workspace):
+            if s.state in ("queued", "running"):
+                training.stop(s.run_id, workspace, wait=30)
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
+
+
+def wait_idle(page, timeout=60_000) -> None:
+    """Wait until the Streamlit script has finished its run."""
+    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=timeout)
+    page.wait_for_timeout(300)
+
+
+def nav(page, label: str) -> None:
+    """Open a page from the sidebar and wait until its title is shown and its script has run."""
+    from playwright.sync_api import expect
+
+    page.locator('[data-testid="stSidebarNav"]').get_by_text(label, exact=True).click()
+    page.wait_for_url(f"**/{label.lower()}")
+    expect(page.get_by_role("heading", name=label, exact=True)).to_be_visible(timeout=60_000)
+    wait_idle(page)
+
+
+def at_least(page, selector: str, n: int, timeout=60_000) -> None:
+    """Wait until ``selector`` matches at least ``n`` elements."""
+    page.locator(selector).nth(n - 1).wait_for(timeout=timeout)
+
+
+def slider_move(page, key: str, steps: int) -> None:
+    """Move a slider by ``steps`` options with the keyboard (negative: to the left)."""
+    thumb = page.locator(f".st-key-{key} input[type='range']")
+    thumb.focus()
+    for _ in range(abs(steps)):
+        thumb.press("ArrowLeft" if steps < 0 else "ArrowRight")
+    wait_idle(page)
+
+
+def test_first_five_minutes(chromium, server, workspace, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    from segcore import runs
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+        try:
+            # Home: the demo dataset is there on first start
+            page.goto(server)
+            wait_idle(page, 120_000)
+            expect(page.get_by_text("The demo dataset is ready:")).to_be_visible(timeout=60_000)
+            expect(page.get_by_text("No runs yet")).to_be_visible()
+
+            # Data: samples with overlays
+            nav(page, "Data")
+            expect(page.get_by_text("background (not painted)")).to_be_visible()
+            at_least(page, '[data-testid="stImage"]', 12)
+
+            # Train: two tiny U-Nets (depth 3, 8 and 16 filters, 32 px, 2 epochs)
+            nav(page, "Train")
+            slider_move(page, "train_depth", -1)  # 4 -> 3
+            slider_move(page, "train_size", -3)  # 128 -> 32
+            page.locator(".st-key-train_epochs input").fill("2")
+            page.locator(".st-key-train_epochs input").press("Enter")
+            wait_idle(page)
+            for filters_steps, name in ((-2, "tiny-a"), (1, "tiny-b")):
+                slider_move(page, "train_filters", filters_steps)  # 32 -> 8, then 8 -> 16
+                page.locator(".st-key-train_name input").fill(name)
+                page.locator(".st-key-train_name input").press("Enter")
+                wait_idle(page)
+                page.get_by_role("button", name="Queue this run").click()
+                wait_idle(page)
+                expect(page.get_by_text("Queued 1 run(s)")).to_be_visible()
+            cfgs = sorted((s.name, runs.RunFolder(s.path).read_config()) for s in runs.list_runs(workspace))
+            got = [(n, c.model.depth, c.model.filters, c.train.image_size, c.train.epochs) for n, c in cfgs]
+            assert got == [("tiny-a", 3, 8, 32, 2), ("tiny-b", 3, 16, 32, 2)]
+
+            # ...and watch both finish on the same page, without reloading it
+            deadline = time.time() + 420
+            while time.time() < deadline:
+                states = {s.name: s.state for s in runs.list_runs(workspace)}
+                if all(v in ("finished", "failed", "stopped", "interrupted") for v in states.values()):
+                    break
+                page.wait_for_timeout(2000)
+            assert states == {"tiny-a": "finished", "tiny-b": "finished"}, states
+            # the live panel (a fragment polling the run folders) shows the finished run by itself
+            expect(page.get_by_text("finished 2 epoch(s)").first).to_be_visible(timeout=15_000)
+            at_least(page, '[data-testid="stPlotlyChart"]', 1)
+
+            # Compare: both runs, heatmaps and metric tables
+            nav(page, "Compare")
+            expect(page.get_by_text("heatmap / prediction").first).to_be_visible(timeout=60_000)
+            wait_idle(page)
+            at_least(page, '[data-testid="stImage"]', 1 + 4 * 3)  # legend + 4 images x (truth + 2 runs)
+            expect(page.get_by_text("Metrics on the test split")).to_be_visible()
+            page.screenshot(path=str(tmp_path / "compare.png"), full_page=True)
+
+            # Predict: upload an image, see the prediction, download the mask
+            nav(page, "Predict")
+            sample = cv2.imread(str(workspace.dataset_dir("demo") / "images" / "demo_0000.png"), cv2.IMREAD_UNCHANGED)
+            upload = tmp_path / "upload.png"
+            cv2.imwrite(str(upload), sample)
+            page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(upload))
+            expect(page.get_by_text("prediction", exact=True)).to_be_visible(timeout=120_000)
+            wait_idle(page, 120_000)
+            with page.expect_download() as download:
+                page.get_by_role("button", name="Download mask").click()
+            path = tmp_path / "mask.png"
+            download.value.save_as(path)
+            mask = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+            assert download.value.suggested_filename == "upload_mask.png"
+            assert mask.shape == sample.shape[:2] and mask.max() <= 3
+            assert not page.locator('[data-testid="stException"]').count()
+            page.screenshot(path=str(tmp_path / "predict.png"), full_page=True)
+        except Exception:
+            page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
+            raise
+        finally:
+            browser.close()
