@@ -43,6 +43,11 @@ def test_isbi_paired_binary(shared_datasets, ws):
     raw = np.stack([np.asarray(Image.open(p)) for p in sorted((src / "data/membrane/train/label").glob("*.png"))])
     assert info.class_pixel_fraction[1] == pytest.approx((raw == 255).mean(), abs=1e-4)
     assert 0.75 < info.class_pixel_fraction[1] < 0.81
+    # White is the cell interior, so "foreground" is the majority: said, not silently flipped.
+    assert "78%" in _problem(report, "foreground_majority").message
+    inverted = import_dataset(src, "isbi-membranes", options={"invert": True}, workspace=ws)
+    assert inverted.dataset.class_pixel_fraction[1] == pytest.approx(info.class_pixel_fraction[0], abs=1e-6)
+    assert "foreground_majority" not in _kinds(inverted)
     # The 30 unlabelled test images are named, not imported and not mistaken for pairs.
     unused = _problem(report, "unused_files")
     assert "data/membrane/test" in unused.message and "30 images" in unused.message

@@ -605,6 +605,16 @@ def _finish(results, discovery, root, out, name, class_names, class_colors, kind
             counts = _index_counts(out, good, num_classes)
         labelled = max(1, int(counts.sum()))
         fractions = [float(c) / labelled for c in counts]
+    if mode == "binary" and fractions[1] > 0.5:
+        problems.append(
+            Problem(
+                "foreground_majority",
+                f"the foreground class {class_names[1]!r} covers {fractions[1]:.0%} of all pixels; if the masks "
+                "mark the background in white, import again with option invert=true",
+                (),
+                "warning",
+            )
+        )
     empty = [class_names[k] for k in range(1, num_classes) if fractions[k] == 0]
     if empty:
         problems.append(Problem("empty_class", f"classes {empty} have no pixels in any mask", (), "warning"))

@@ -14,7 +14,6 @@ detected from the mask values (option ``mask_encoding``).
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field

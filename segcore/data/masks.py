@@ -147,9 +147,9 @@ def infer_spec(
         clean = values if len(values) <= 2 else _dominant(grey_counts, total, ignore, 2)
         hi = max(clean) if clean and max(clean) > 0 else 255
         lo = min(clean) if len(clean) > 1 else 0
-        vmap = {lo: 0, hi: 1}
+        vmap = {hi: 0, lo: 1} if options.get("invert") else {lo: 0, hi: 1}
         names = names if len(names) == 2 else ["background", names[-1] if len(names) == 1 else "foreground"]
-        notes.append(f"binary masks: value {lo} -> {names[0]}, {hi} -> {names[1]}")
+        notes.append(f"binary masks: value {lo} -> {names[vmap[lo]]}, {hi} -> {names[vmap[hi]]}")
     elif encoding == "trimap":
         boundary = options.get("trimap_boundary", "class")
         if boundary not in ("class", "ignore", "foreground"):
