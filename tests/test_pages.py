@@ -585,3 +585,29 @@ def test_data_import_zip_upload(demo_ws, tmp_path):
     assert at.session_state["import_report"]["num_samples"] == 4
     assert at.selectbox(key="dataset").value == "cells"
     assert not any(demo_ws.tmp_dir.glob("upload-*"))  # the uploaded zip is not left behind
+
+
+def test_home_data_train_runs_do_not_import_keras(demo_ws):
+    """Home, Data, Train and Runs stay fast: none of them (nor the router) imports Keras or TensorFlow."""
+    import subprocess
+
+    make_run(demo_ws, name="r", evaluation=make_report([0.5, 0.5, 0.5]))
+    import sys
+
+    code = (
+        "import sys\n"
+        "from streamlit.testing.v1 import AppTest\n"
+        f"at = AppTest.from_file({APP!r}, default_timeout=60).run()\n"
+        "assert not at.exception, at.exception\n"
+        "at.switch_page('pages/data.py').run()\n"
+        "assert not at.exception, at.exception\n"
+        "at.session_state['data_tab'] = 'Augmentation'\n"
+        "at.run()\n"
+        "for page in ('pages/train.py', 'pages/runs.py'):\n"
+        "    at.switch_page(page).run()\n"
+        "    assert not at.exception, at.exception\n"
+        "print(sorted(m for m in ('keras', 'tensorflow', 'torch', 'jax') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=dict(os.environ))
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"
