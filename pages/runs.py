@@ -174,15 +174,16 @@ for r in finished:
     rep = folder.read_evaluation()
     if rep:
         reports[r] = rep
-        meta = folder.read_meta()
-        meta_study[r] = meta.get("study") or meta.get("sweep") or ""
+        study = folder.read_meta().get("sweep") or {}
+        meta_study[r] = study.get("id", "") if isinstance(study, dict) else str(study)
 if not reports:
     st.info("No finished run has a test evaluation yet. The table of Dice, IoU and accuracy appears here when one has.")
 else:
-    studies = sorted({v if isinstance(v, str) else str(v.get("id", v.get("name", ""))) for v in meta_study.values() if v})
-    pick = st.selectbox("Study", ["all finished runs shown above"] + studies, key="study_pick") if studies else None
-    labels = [r for r in reports if pick in (None, "all finished runs shown above") or str(meta_study.get(r)) == pick or (isinstance(meta_study.get(r), dict) and pick in meta_study[r].values())]
-    info = {r: {"model": by_id[r].model, "dataset": by_id[r].dataset, "epochs": by_id[r].epoch} for r in labels}
+    everything = "all finished runs shown above"
+    studies = sorted({v for v in meta_study.values() if v}, reverse=True)
+    pick = st.selectbox("Encoder study", [everything] + studies, key="study_pick") if studies else everything
+    labels = [r for r in reports if pick == everything or meta_study.get(r) == pick]
+    info = {r: {"model": by_id[r].name or by_id[r].model, "dataset": by_id[r].dataset, "epochs": by_id[r].epoch} for r in labels}
     table = viz.study_table({r: reports[r] for r in labels}, info)
     st.dataframe(viz.highlight_best(table, axis=0, subset=list(viz.STUDY_COLUMNS)), key="study_table")
     st.caption("Dice, IoU, precision and recall: macro means over the foreground classes on each run's test split; accuracy: pixel accuracy.")

@@ -21,7 +21,7 @@ LOSS_HELP = {
     "dice_ce": "Dice + cross-entropy",
     "jaccard": "soft IoU",
 }
-STUDY = "The paper's encoder study: plain U-Net, VGG16 frozen, VGG16 fine-tuned, DenseNet121, ResNet50, MobileNetV2"
+STUDY = "The paper's encoder study: plain U-Net, VGG16 frozen, VGG16 fine-tuned (frozen for the first half of the epochs), DenseNet121, ResNet50, MobileNetV2"
 
 ws = _ui.workspace()
 st.title("Train")
@@ -31,7 +31,15 @@ launch = getattr(training, "launch", None)
 trainer_names = _ui.optional_module("segcore.training.trainer")  # option lists only; no Keras import
 OPTIMIZERS = getattr(trainer_names, "OPTIMIZERS", ("adam",))
 LR_SCHEDULES = getattr(trainer_names, "LR_SCHEDULES", ("none",))
-launch_study = next((getattr(training, n) for n in ("launch_study", "study", "launch_sweep") if training and hasattr(training, n)), None)
+sweep_mod = _ui.optional_module("segcore.training.sweep")
+launch_study = None
+if sweep_mod is not None:
+
+    def launch_study(cfg, ws):
+        """Queue the paper's set with these shared settings; returns the run ids."""
+        record = sweep_mod.queue_sweep(cfg, ws, weights=cfg.model.weights)
+        st.session_state["train_study_notes"] = record.get("notes", [])
+        return [r["run_id"] for r in record["runs"]]
 
 infos = _ui.datasets(ws)
 if not infos:
@@ -151,6 +159,8 @@ with st.container(border=True):
     if st.session_state.get("train_launched"):
         ids = st.session_state["train_launched"]
         st.success(f"Queued {len(ids)} run(s): {', '.join(f'`{i}`' for i in ids)}. Training runs in its own process; you can leave this page.")
+        for note in st.session_state.get("train_study_notes") or []:
+            st.caption(note)
     with st.expander("The settings as saved in the run's config.json"):
         st.json(cfg.to_dict(), expanded=False)
 

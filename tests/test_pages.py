@@ -217,7 +217,8 @@ def fake_training(monkeypatch):
 
     def launch(cfg, ws, **kwargs):
         calls["launch"].append(cfg)
-        run = runs_mod.create_run(ws, cfg, dataset={"name": cfg.train.dataset}, split={"train": [], "val": [], "test": []})
+        run = runs_mod.create_run(ws, cfg, dataset={"name": cfg.train.dataset}, split=kwargs.get("split") or {"train": [], "val": [], "test": []},
+                                  extra=kwargs.get("extra"))
         return run.run_id
 
     def stop(run_id, ws=None):
@@ -611,3 +612,34 @@ def test_home_data_train_runs_do_not_import_keras(demo_ws):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=dict(os.environ))
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_train_study_queues_the_paper_set_and_runs_page_groups_it(demo_ws, fake_training):
+    at = app().run()
+    at.switch_page("pages/train.py").run()
+    at.segmented_control(key="train_kind").set_value("Encoder study").run()
+    at.selectbox(key="train_study_weights").set_value("none")
+    at.number_input(key="train_epochs").set_value(4)
+    at.button(key="train_launch").click().run()
+    assert not at.exception
+    cfgs = fake_training["launch"]
+    assert [c.name for c in cfgs] == ["U-Net", "VGG16 frozen", "VGG16 fine-tuned", "DenseNet121", "ResNet50", "MobileNetV2"]
+    assert [(c.model.encoder, c.model.freeze) for c in cfgs][1:3] == [("vgg16", "frozen"), ("vgg16", "fine_tune")]
+    assert {c.train.epochs for c in cfgs} == {4} and {c.model.weights for c in cfgs} == {"none"}
+    assert len(at.session_state["train_launched"]) == 6
+    # once they have finished, the Runs page offers the study's own results table
+    for i, run_id in enumerate(at.session_state["train_launched"]):
+        run = runs_mod.open_run(run_id, demo_ws)
+        run.update_status(state="finished", epoch=4, epochs=4)
+        run.write_evaluation(make_report([0.5 + 0.05 * i] * 3))
+    other = make_run(demo_ws, name="not-in-study", evaluation=make_report([0.9, 0.9, 0.9]))
+    at.switch_page("pages/runs.py").run()
+    assert not at.exception
+    study_box = at.selectbox(key="study_pick")
+    assert len(study_box.options) == 2 and study_box.options[1].startswith("sweep-")
+    assert other.run_id in at.dataframe[-1].value.index
+    study_box.set_value(study_box.options[1]).run()
+    table = at.dataframe[-1].value
+    assert sorted(table["model"]) == sorted(c.name for c in cfgs)
+    assert other.run_id not in table.index
+    assert table.set_index("model").loc["MobileNetV2", "Dice"] == pytest.approx(0.75)
