@@ -551,10 +551,11 @@ def set_tags(run_id: str, tags: list[str], ws: Workspace | None = None) -> dict[
     return open_run(run_id, ws).write_notes(tags=list(tags))
 
 
-def rerun(run_id: str, ws: Workspace | None = None) -> str:
+def rerun(run_id: str, ws: Workspace | None = None, *, start_worker: bool = True) -> str:
     """Queue a new run with the same settings and split as ``run_id``; returns the new id."""
     from segcore.training.launcher import launch
 
     run = open_run(run_id, ws)
     meta = run.read_meta()
-    return launch(run.read_config(), ws, split=meta.get("split"))
+    extra = {"rerun_of": run.run_id}
+    return launch(run.read_config(), ws, split=meta.get("split"), extra=extra, start_worker=start_worker)

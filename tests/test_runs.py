@@ -139,3 +139,36 @@ def test_stop_request_file(workspace):
     assert run.stop_requested()
     run.clear_stop()
     assert not RunFolder(run.path).stop_requested()
+
+
+def test_rerun_keeps_settings_and_split(workspace):
+    import sys
+    from pathlib import Path
+
+    from segcore.runs import rerun
+    from segcore.training import launch
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _train_helpers import make_shapes_dataset
+
+    make_shapes_dataset(workspace, "shapes", n=10)
+    cfg = RunConfig(model=ModelConfig(depth=3, filters=8), train=TrainConfig(dataset="shapes", image_size=32, seed=9))
+    first = launch(cfg, workspace, start_worker=False)
+    second = rerun(first, workspace, start_worker=False)
+    a, b = open_run(first, workspace), open_run(second, workspace)
+    assert second != first
+    assert b.read_config() == cfg
+    assert b.read_meta()["split"] == a.read_meta()["split"]
+    assert b.read_meta()["rerun_of"] == first and b.read_status()["state"] == "queued"
+
+
+def test_launch_refuses_bad_settings_before_queueing(workspace):
+    from segcore.training import launch
+
+    with pytest.raises(FileNotFoundError, match="no dataset named 'nope'"):
+        launch(RunConfig(train=TrainConfig(dataset="nope")), workspace, start_worker=False)
+    with pytest.raises(ValueError, match="unknown optimizer 'adamx'"):
+        launch(RunConfig(train=TrainConfig(optimizer="adamx")), workspace, start_worker=False)
+    with pytest.raises(ValueError, match="fine_tune_after 0 must lie between 1 and epochs - 1"):
+        launch(RunConfig(model=ModelConfig(encoder="vgg16", freeze="fine_tune")), workspace, start_worker=False)
+    assert list_runs(workspace) == []
