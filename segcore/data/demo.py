@@ -146,7 +146,7 @@ def make_demo(
             image, mask = render_sample(seed, i, size)
             sid = f"demo_{i:04d}"
             (out / "images" / f"{sid}.png").write_bytes(_encode(image))
-            (out / "masks" / f"{sid}.png").write_bytes(_encode(mask))
+            (out / "masks" / f"{sid}.png").write_bytes(_encode(mask, mask=True))
             counts += np.bincount(mask.ravel(), minlength=len(CLASSES))[: len(CLASSES)]
             samples.append(SampleInfo(sid, size, size, None, f"generated:{seed}:{i}", f"generated:{seed}:{i}"))
         info = DatasetInfo(

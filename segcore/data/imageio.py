@@ -266,13 +266,17 @@ def is_grey_rgb(arr: np.ndarray) -> bool:
     return bool(np.array_equal(arr[:, :, 0], arr[:, :, 1]) and np.array_equal(arr[:, :, 1], arr[:, :, 2]))
 
 
-def encode_png(arr: np.ndarray, compression: int = 1) -> bytes:
-    """PNG bytes of a uint8 (H, W) grey or (H, W, 3) RGB array (fast compression)."""
+def encode_png(arr: np.ndarray, compression: int = 1, *, mask: bool = False) -> bytes:
+    """PNG bytes of a uint8 (H, W) grey or (H, W, 3) RGB array (fast compression).
+
+    Masks (long runs of one value) use zlib's run-length strategy, photos its
+    Huffman-only strategy: each is faster than the default and about as small
+    or smaller on such data.
+    """
     if arr.ndim == 3:
         arr = cv2.cvtColor(arr, cv2.COLOR_RGB2BGR)
-    # Run-length strategy: about twice as fast as the default at level 1, and smaller
-    # on masks and on most images.
-    params = [cv2.IMWRITE_PNG_COMPRESSION, compression, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
+    strategy = cv2.IMWRITE_PNG_STRATEGY_RLE if mask else cv2.IMWRITE_PNG_STRATEGY_HUFFMAN_ONLY
+    params = [cv2.IMWRITE_PNG_COMPRESSION, compression, cv2.IMWRITE_PNG_STRATEGY, strategy]
     ok, buf = cv2.imencode(".png", arr, params)
     if not ok:
         raise ValueError(f"cannot encode an array of shape {arr.shape} and dtype {arr.dtype} as PNG")

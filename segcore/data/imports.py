@@ -476,14 +476,14 @@ def _process(raw, root, out, kind, spec, value_of, num_classes, max_pixels, chan
         (out / "images" / f"{raw.id}.png").write_bytes(_encode(image))
     if planes is not None:
         for k in range(planes.shape[2]):
-            (out / "masks" / str(k + 1) / f"{raw.id}.png").write_bytes(_encode(planes[:, :, k]))
+            (out / "masks" / str(k + 1) / f"{raw.id}.png").write_bytes(_encode(planes[:, :, k], mask=True))
         res.counts = planes.reshape(-1, planes.shape[2]).sum(axis=0, dtype=np.int64)
         depth = planes.sum(axis=2, dtype=np.uint8)
         res.background = int(np.count_nonzero(depth == 0))
         res.overlap = int(np.count_nonzero(depth > 1))
         res.labelled = h * w
     else:
-        (out / "masks" / f"{raw.id}.png").write_bytes(_encode(index))
+        (out / "masks" / f"{raw.id}.png").write_bytes(_encode(index, mask=True))
         counts = np.bincount(index.ravel(), minlength=256)
         res.counts = counts[:num_classes].astype(np.int64)
         res.labelled = int(counts[:num_classes].sum())
@@ -660,7 +660,7 @@ def _planes_to_index(out: Path, good, num_classes: int) -> None:
             if index is None:
                 index = np.zeros(plane.shape, np.uint8)
             index[plane > 0] = k
-        (out / "masks" / f"{r.sample.id}.png").write_bytes(_encode(index))
+        (out / "masks" / f"{r.sample.id}.png").write_bytes(_encode(index, mask=True))
     for k in range(1, num_classes):
         shutil.rmtree(out / "masks" / str(k), ignore_errors=True)
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 
 from segcore.data.dataset import IGNORE_INDEX
@@ -338,10 +339,17 @@ def binarize(raw: np.ndarray) -> tuple[np.ndarray, int]:
     """
     if raw.ndim == 3:
         raw = raw.max(axis=2)
+    if raw.dtype == np.uint8 and raw.size:
+        # OpenCV's SIMD kernels: several times faster than the numpy expressions below.
+        top = int(cv2.minMaxLoc(raw)[1])
+        if top <= 1:
+            return raw.copy(), 0
+        _, plane = cv2.threshold(raw, 127, 1, cv2.THRESH_BINARY)
+        return plane, int(cv2.countNonZero(cv2.inRange(raw, 1, 254)))
     top = int(raw.max()) if raw.size else 0
     if top <= 1:
         return (raw > 0).astype(np.uint8), 0
-    full = 255 if raw.dtype == np.uint8 or top <= 255 else (65535 if top <= 65535 else top)
+    full = 255 if top <= 255 else (65535 if top <= 65535 else top)
     plane = (raw >= (full + 1) // 2).astype(np.uint8)
     noise = int(raw.size - np.count_nonzero((raw == 0) | (raw == full)))
     return plane, noise
