@@ -160,7 +160,7 @@ m[3].metric("Problems", len(info.problems))
 src = info.source or {}
 st.caption(
     f"{ {1: 'Grey', 3: 'RGB'}.get(info.channels, info.channels)} images · source: {src.get('layout', '?')} layout from `{src.get('path', '?')}`"
-    + (f" · sizes {stats}" if stats and len(str(stats)) < 160 else "")
+    + (f" · {viz.size_summary(stats)}" if viz.size_summary(stats) else "")
     + (f" · content hash {info.content_hash[:12]}" if info.content_hash else "")
 )
 

@@ -799,6 +799,22 @@ def runs_frame(summaries: Iterable[Any], now: float | None = None) -> pd.DataFra
     return pd.DataFrame(rows, columns=cols)
 
 
+def size_summary(stats: Mapping[str, Any]) -> str:
+    """``DatasetInfo.image_size_stats`` in a few words: ``"128x128"`` or ``"400-800 x 300-600 px (12 sizes)"``."""
+    if not stats:
+        return ""
+    keys = ("min_width", "max_width", "min_height", "max_height")
+    if not all(k in stats for k in keys):
+        return str(stats.get("most_common_size", ""))
+    w0, w1, h0, h1 = (int(stats[k]) for k in keys)
+    if (w0, h0) == (w1, h1):
+        return f"{w0}x{h0} px"
+    distinct = stats.get("distinct_sizes")
+    width = f"{w0}" if w0 == w1 else f"{w0}-{w1}"
+    height = f"{h0}" if h0 == h1 else f"{h0}-{h1}"
+    return f"{width} x {height} px" + (f" ({distinct} sizes)" if distinct else "")
+
+
 def format_duration(seconds: Any) -> str:
     """``3725`` -> ``"1h 02m"``, ``75`` -> ``"1m 15s"``, ``None`` -> ``""``."""
     s = _num(seconds)

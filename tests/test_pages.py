@@ -45,7 +45,7 @@ def make_dataset(ws, name="demo", n=20, size=32, problems=()):
     info = DatasetInfo(
         name=name, mode="multiclass", classes=CLASSES, channels=3, samples=tuple(samples),
         source={"path": "/data/shapes", "layout": "paired"}, content_hash=f"hash-{name}-{n}",
-        image_size_stats={"height": [size, size], "width": [size, size]},
+        image_size_stats={"min_width": size, "max_width": size, "min_height": size, "max_height": size, "distinct_sizes": 1},
         class_pixel_fraction=tuple((counts / counts.sum()).tolist()), problems=tuple(problems),
         created_at="2026-01-01T00:00:00Z",
     )

@@ -265,3 +265,11 @@ def test_decode_and_encode_mask_round_trip():
         assert sorted(zf.namelist()) == ["cell_1.png", "cell_2.png"]
         second = cv2.imdecode(np.frombuffer(zf.read("cell_2.png"), np.uint8), cv2.IMREAD_UNCHANGED)
     assert second.tolist() == [[1, 0], [0, 0]]
+
+
+def test_size_summary():
+    same = {"min_width": 128, "max_width": 128, "min_height": 128, "max_height": 128, "distinct_sizes": 1}
+    assert viz.size_summary(same) == "128x128 px"
+    mixed = {"min_width": 256, "max_width": 640, "min_height": 256, "max_height": 256, "distinct_sizes": 3}
+    assert viz.size_summary(mixed) == "256-640 x 256 px (3 sizes)"
+    assert viz.size_summary({}) == ""
