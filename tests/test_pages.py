@@ -643,3 +643,30 @@ def test_train_study_queues_the_paper_set_and_runs_page_groups_it(demo_ws, fake_
     assert sorted(table["model"]) == sorted(c.name for c in cfgs)
     assert other.run_id not in table.index
     assert table.set_index("model").loc["MobileNetV2", "Dice"] == pytest.approx(0.75)
+
+
+def test_home_quick_start_queues_a_small_run(demo_ws, fake_training):
+    at = app().run()
+    at.button(key="quick_start").click().run()
+    assert not at.exception
+    cfg = fake_training["launch"][-1]
+    assert (cfg.train.dataset, cfg.model.depth, cfg.model.filters, cfg.train.image_size) == ("demo", 3, 16, 64)
+    run_id = at.session_state["last_launched"]
+    assert any(run_id in s.value for s in at.success)
+    assert at.dataframe[0].value["run"].tolist() == [run_id]  # recent runs shows it at once
+
+
+def test_train_bad_settings_give_a_message_not_a_trace(demo_ws):
+    """The real launcher refuses settings that cannot train, before anything is queued."""
+    at = app().run()
+    at.switch_page("pages/train.py").run()
+    at.selectbox(key="train_encoder").set_value("vgg16").run()
+    at.selectbox(key="train_weights").set_value("none")
+    at.selectbox(key="train_freeze").set_value("fine_tune").run()
+    at.number_input(key="train_epochs").set_value(3)
+    at.number_input(key="train_ft_after").set_value(5).run()
+    at.button(key="train_launch").click().run()
+    assert not at.exception
+    errors = [e.value for e in at.error]
+    assert errors and errors[0].startswith("Could not queue the run: fine_tune_after 5")
+    assert runs_mod.list_runs(demo_ws) == []
