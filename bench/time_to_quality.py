@@ -37,6 +37,7 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--epochs", type=int, default=200)
+    p.add_argument("--until-budget", action="store_true", help="keep training after the goal, to the end of the budget")
     p.add_argument("--workspace", help="workspace folder (default: a new temporary one)")
     args = p.parse_args(argv)
 
@@ -73,7 +74,7 @@ def main(argv=None) -> int:
             if reached is None and dice is not None and dice >= args.goal:
                 reached = round(now, 1)
         state = run.true_status().get("state")
-        if reached is not None or now > args.budget or state not in ("queued", "running"):
+        if (reached is not None and not args.until_budget) or now > args.budget or state not in ("queued", "running"):
             break
     if run.true_status().get("state") in ("queued", "running"):
         stop(run_id, ws, wait=120)

@@ -172,3 +172,21 @@ def test_launch_refuses_bad_settings_before_queueing(workspace):
     with pytest.raises(ValueError, match="fine_tune_after 0 must lie between 1 and epochs - 1"):
         launch(RunConfig(model=ModelConfig(encoder="vgg16", freeze="fine_tune")), workspace, start_worker=False)
     assert list_runs(workspace) == []
+
+
+def test_launch_checks_image_size_against_the_model(workspace):
+    import sys
+    from pathlib import Path
+
+    from segcore.training import launch
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _train_helpers import make_shapes_dataset
+
+    make_shapes_dataset(workspace, "shapes", n=6)
+    with pytest.raises(ValueError, match="image_size 60 is not divisible by 2\\^depth = 8 .* e.g. 64"):
+        launch(RunConfig(model=ModelConfig(depth=3), train=TrainConfig(dataset="shapes", image_size=60)), workspace,
+               start_worker=False)
+    with pytest.raises(ValueError, match="does not fit encoder 'resnet50'"):
+        launch(RunConfig(model=ModelConfig(encoder="resnet50"), train=TrainConfig(dataset="shapes", image_size=48)),
+               workspace, start_worker=False)

@@ -104,6 +104,23 @@ def check_config(cfg: RunConfig) -> None:
         raise ValueError(f"unknown distribution {t.distribution!r}; valid ones are {list(DISTRIBUTIONS)}")
     if t.mixed_precision not in PRECISIONS:
         raise ValueError(f"unknown mixed_precision {t.mixed_precision!r}; valid ones are {list(PRECISIONS)}")
+    m = cfg.model
+    if m.encoder == "none" and isinstance(m.depth, int) and m.depth > 0 and t.image_size % (2**m.depth):
+        step = 2**m.depth
+        raise ValueError(
+            f"image_size {t.image_size} is not divisible by 2^depth = {step} (depth {m.depth}); "
+            f"use a multiple of {step}, e.g. {max(step, round(t.image_size / step) * step)}"
+        )
+    if m.encoder != "none":
+        from segcore.models import encoders
+
+        spec = encoders.get(m.encoder)
+        if t.image_size < spec.min_size or t.image_size % spec.reduction:
+            step = spec.reduction
+            raise ValueError(
+                f"image_size {t.image_size} does not fit encoder {m.encoder!r}: use a multiple of {step} "
+                f"(at least {spec.min_size}), e.g. {max(spec.min_size, round(t.image_size / step) * step)}"
+            )
     if cfg.model.freeze == "fine_tune" and not 0 < cfg.model.fine_tune_after < t.epochs:
         raise ValueError(
             f"fine_tune_after {cfg.model.fine_tune_after} must lie between 1 and epochs - 1 ({t.epochs - 1}) "
