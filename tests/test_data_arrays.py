@@ -76,3 +76,31 @@ def test_bad_arguments(workspace):
         load_arrays("demo", None, 0, workspace=workspace)
     with pytest.raises(FileNotFoundError, match="no dataset named 'missing'"):
         load_arrays("missing", None, 8, workspace=workspace)
+
+
+def test_cache_is_used_and_tied_to_content(workspace):
+    import json
+
+    from segcore.data.arrays import cache_dir
+
+    make_demo(workspace, num_samples=5, size=24)
+    ds = load_dataset("demo", workspace)
+    fresh = load_arrays(ds, ds.ids[1:3], 16, cache=False)
+    assert not cache_dir(ds, 16).exists()
+    first = load_arrays(ds, ds.ids[1:3], 16)
+    assert (cache_dir(ds, 16) / "images.npy").is_file()
+    # With the PNGs gone, rows still come from the cache, identical to decoding.
+    saved = {p: p.read_bytes() for p in (ds.root / "images").glob("*.png")}
+    for p in saved:
+        p.unlink()
+    second = load_arrays(ds, [ds.ids[2], ds.ids[1]], 16)
+    assert np.array_equal(second[0][1], fresh[0][0]) and np.array_equal(second[1][0], fresh[1][1])
+    assert np.array_equal(first[0], fresh[0]) and np.array_equal(first[1], fresh[1])
+    for p, data in saved.items():
+        p.write_bytes(data)
+    # A cache made for other content is rebuilt, not trusted.
+    meta = cache_dir(ds, 16) / "meta.json"
+    meta.write_text(json.dumps({**json.loads(meta.read_text()), "content_hash": "sha256:other"}))
+    third = load_arrays(ds, ds.ids[1:3], 16)
+    assert np.array_equal(third[0], fresh[0])
+    assert json.loads(meta.read_text())["content_hash"] == ds.info.content_hash

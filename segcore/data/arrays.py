@@ -2,19 +2,25 @@
 
 This is the path training, evaluation and the Compare page use: every file is
 decoded and resized with OpenCV in a thread pool (OpenCV releases the GIL, so
-threads use every core without copying arrays between processes).
+threads use every core without copying arrays between processes), and the
+result is cached per size beside the dataset.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Sequence
 
 import cv2
 import numpy as np
 
 from segcore.data.dataset import Dataset, load_dataset
+from segcore.fsutil import write_json_atomic
 from segcore.workspace import Workspace
 
 
@@ -30,8 +36,14 @@ def load_arrays(
     *,
     workers: int | None = None,
     workspace: Workspace | None = None,
+    cache: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Load images and masks of a dataset resized to ``size`` x ``size``.
+
+    The first call at a size resizes every sample and keeps the result in
+    ``<dataset>/cache/size-<size>/`` (two ``.npy`` files, written atomically and
+    tied to the dataset's content hash); later calls read the requested rows
+    from it. Datasets are never changed after import, so the cache stays valid.
 
     Args:
         dataset: a :class:`~segcore.data.dataset.Dataset` or a dataset name.
@@ -39,6 +51,7 @@ def load_arrays(
         size: the output side length in pixels.
         workers: decoding threads (default: twice the CPU cores).
         workspace: where to find a dataset given by name.
+        cache: use and fill the per-size cache (False: always decode the files).
 
     Returns:
         ``(images, masks)``: images uint8 ``(N, size, size, C)`` with C the
@@ -59,6 +72,14 @@ def load_arrays(
     ids = list(dataset.ids if ids is None else ids)
     for sample_id in ids:
         dataset.sample(sample_id)  # KeyError naming the id
+    if cache:
+        cached = _from_cache(dataset, ids, size, workers)
+        if cached is not None:
+            return cached
+    return _decode_resize(dataset, ids, size, workers)
+
+
+def _decode_resize(dataset: Dataset, ids: list[str], size: int, workers: int | None) -> tuple[np.ndarray, np.ndarray]:
     info = dataset.info
     channels = info.channels
     multilabel = info.mode == "multilabel"
@@ -100,6 +121,59 @@ def load_arrays(
         with ThreadPoolExecutor(max_workers=n_workers) as pool:
             list(pool.map(load_one, range(len(ids))))
     return images, masks
+
+
+def cache_dir(dataset: Dataset, size: int) -> Path:
+    """Where the arrays of ``dataset`` resized to ``size`` are kept."""
+    return dataset.root / "cache" / f"size-{int(size)}"
+
+
+def _from_cache(dataset: Dataset, ids: list[str], size: int, workers: int | None):
+    folder = cache_dir(dataset, size)
+    meta_path = folder / "meta.json"
+    all_ids = dataset.ids
+    meta = None
+    if meta_path.is_file():
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            meta = None
+    if not meta or meta.get("content_hash") != dataset.info.content_hash or meta.get("ids") != all_ids:
+        images, masks = _decode_resize(dataset, all_ids, size, workers)
+        try:
+            _write_cache(folder, images, masks, dataset.info.content_hash, all_ids)
+        except OSError:
+            pass  # a read-only dataset folder: the arrays are still returned
+        if ids == all_ids:
+            return images, masks
+        rows = _rows(all_ids, ids)
+        return images[rows], masks[rows]
+    try:
+        images = np.load(folder / "images.npy", mmap_mode="r")
+        masks = np.load(folder / "masks.npy", mmap_mode="r")
+    except (OSError, ValueError):
+        return None
+    rows = _rows(all_ids, ids)
+    return np.ascontiguousarray(images[rows]), np.ascontiguousarray(masks[rows])
+
+
+def _rows(all_ids: list[str], ids: list[str]) -> np.ndarray:
+    index = {sid: i for i, sid in enumerate(all_ids)}
+    return np.fromiter((index[i] for i in ids), dtype=np.int64, count=len(ids))
+
+
+def _write_cache(folder: Path, images: np.ndarray, masks: np.ndarray, content_hash: str, ids: list[str]) -> None:
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        np.save(tmp / "images.npy", images)
+        np.save(tmp / "masks.npy", masks)
+        write_json_atomic(tmp / "meta.json", {"content_hash": content_hash, "ids": ids, "shape": list(images.shape)})
+        if folder.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+        os.rename(tmp, folder)  # readers see the old cache, none, or the new one, never half of one
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _resize(arr: np.ndarray, size: int, interpolation: int) -> np.ndarray:
