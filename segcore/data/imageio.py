@@ -90,12 +90,32 @@ def _open_header(data: bytes, path, max_pixels: int) -> Image.Image:
             f"{path} is not a readable image ({type(exc).__name__}: {exc}); "
             f"expected one of {', '.join(IMAGE_EXTENSIONS)}"
         ) from None
-    if pil.width * pil.height > max_pixels:
+    _check_pixels(pil.width, pil.height, path, max_pixels)
+    return pil
+
+
+def _check_pixels(width: int, height: int, path, max_pixels: int) -> None:
+    if width * height > max_pixels:
         raise ImageReadError(
-            f"{path} claims {pil.width}x{pil.height} = {pil.width * pil.height:,} pixels, "
+            f"{path} claims {width}x{height} = {width * height:,} pixels, "
             f"more than the cap of {max_pixels:,}; refusing to decode it"
         )
-    return pil
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_MODES = {(0, 8): "L", (0, 16): "I;16", (2, 8): "RGB", (2, 16): "RGB", (4, 8): "LA", (6, 8): "RGBA", (6, 16): "RGBA"}
+
+
+def _png_header(data: bytes) -> tuple[int, int, str] | None:
+    """(width, height, mode) of a PNG that OpenCV decodes exactly, else None (palette, 1-bit, ...)."""
+    if len(data) < 33 or not data.startswith(_PNG_SIGNATURE) or data[12:16] != b"IHDR":
+        return None
+    width = int.from_bytes(data[16:20], "big")
+    height = int.from_bytes(data[20:24], "big")
+    mode = _PNG_MODES.get((data[25], data[24]))
+    if mode is None or data[28] != 0:  # interlaced files go through PIL too
+        return None
+    return width, height, mode
 
 
 def decode(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decoded:
@@ -117,6 +137,20 @@ def decode(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> Dec
             data = handle.read()
     except OSError as exc:
         raise ImageReadError(f"cannot open {path}: {exc.strerror}") from None
+    fast = _png_header(data)
+    if fast is not None:
+        # 8/16-bit grey, RGB, grey+alpha, RGBA PNG: the header is read here and OpenCV
+        # decodes; parsing the header with PIL costs about as much as a small decode.
+        width, height, mode = fast
+        _check_pixels(width, height, path, max_pixels)
+        arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        if arr is not None and arr.shape[:2] == (height, width):
+            if arr.ndim == 3 and arr.shape[2] == 3:
+                arr = cv2.cvtColor(arr, cv2.COLOR_BGR2RGB)
+            elif arr.ndim == 3 and arr.shape[2] == 4:
+                arr = cv2.cvtColor(arr, cv2.COLOR_BGRA2RGBA)
+            plain = mode in ("L", "RGB") and data[24] == 8
+            return Decoded(arr, mode, "PNG", None, plain_png=plain)
     pil = _open_header(data, path, max_pixels)
     fmt = pil.format or ""
     mode = pil.mode
