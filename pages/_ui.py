@@ -21,6 +21,27 @@ from segcore.workspace import Workspace, get_workspace
 DISPLAY_SIZE = 256  # longest side of browse thumbnails, in pixels
 
 
+def _route_through_app() -> None:
+    """Make sure pages run under ``streamlit_app.py``'s ``st.navigation``.
+
+    Streamlit treats an app with a ``pages/`` folder as an old-style multipage
+    app until its main script has called ``st.navigation`` once. When a freshly
+    started server's first visitor opens a page URL directly (a bookmark of
+    ``/data``), the page would run on its own with an automatic sidebar. Clear
+    that mode and rerun, so the router (demo dataset, page titles) runs first.
+    """
+    try:
+        from streamlit.runtime.pages_manager import PagesManager
+    except ImportError:  # a Streamlit without this internal: nothing to correct
+        return
+    if getattr(PagesManager, "uses_pages_directory", None):
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
+_route_through_app()
+
+
 def workspace() -> Workspace:
     """The workspace of this server (``$SEGCORE_WORKSPACE`` or the project default)."""
     return get_workspace()

@@ -191,3 +191,23 @@ def test_first_five_minutes(chromium, server, workspace, tmp_path):
             raise
         finally:
             browser.close()
+
+
+def test_deep_link_on_a_fresh_server_runs_through_the_router(chromium, server):
+    """A bookmark of /data opened first after a restart gets the app's navigation and the demo dataset."""
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        try:
+            page = browser.new_page()
+            page.goto(server + "/data")
+            wait_idle(page, 120_000)
+            expect(page.get_by_role("heading", name="Data", exact=True)).to_be_visible(timeout=60_000)
+            nav_text = page.locator('[data-testid="stSidebarNav"]').inner_text()
+            labels = [line.strip() for line in nav_text.splitlines() if line.strip() in ("Home", "Data", "Train", "Runs", "Compare", "Predict", "ui", "streamlit app")]
+            assert labels == ["Home", "Data", "Train", "Runs", "Compare", "Predict"]
+            assert page.url.endswith("/data")
+            expect(page.get_by_text("demo_0000", exact=True).first).to_be_visible()  # the demo, made by the router
+        finally:
+            browser.close()
