@@ -670,3 +670,20 @@ def test_train_bad_settings_give_a_message_not_a_trace(demo_ws):
     errors = [e.value for e in at.error]
     assert errors and errors[0].startswith("Could not queue the run: fine_tune_after 5")
     assert runs_mod.list_runs(demo_ws) == []
+
+
+def test_runs_page_delete_refuses_an_active_run_and_deletes_a_finished_one(demo_ws):
+    done = make_run(demo_ws, name="done")
+    live = make_run(demo_ws, state="running", epochs=5, done=1)
+    at = app().run()
+    at.switch_page("pages/runs.py").run()
+    at.selectbox(key="run_detail").set_value(live.run_id).run()
+    at.button(key=f"delete_{live.run_id}").click().run()
+    assert not at.exception
+    assert any("is running; stop it first" in e.value for e in at.error)
+    assert live.exists()
+    at.selectbox(key="run_detail").set_value(done.run_id).run()
+    at.button(key=f"delete_{done.run_id}").click().run()
+    assert not at.exception
+    assert not done.path.exists()
+    assert [s.run_id for s in runs_mod.list_runs(demo_ws)] == [live.run_id]
