@@ -111,7 +111,7 @@ if c[1].button("Save notes and tags", key=f"save_notes_{run_id}"):
         runs_mod.set_tags(run_id, [t.strip() for t in new_tags.split(",") if t.strip()], ws)
         st.toast("Saved")
 
-a = st.columns(5)
+a = st.columns([1, 2, 1, 2])
 if s.state in ("queued", "running") and hasattr(training, "stop"):
     if a[0].button("Stop", key=f"runs_stop_{run_id}"):
         with _ui.friendly_errors("stop the run"):
