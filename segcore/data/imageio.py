@@ -143,7 +143,10 @@ def decode(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> Dec
         # decodes; parsing the header with PIL costs about as much as a small decode.
         width, height, mode = fast
         _check_pixels(width, height, path, max_pixels)
-        arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        # 8-bit grey (most masks) decodes about twice as fast with IMREAD_GRAYSCALE,
+        # which gives the same pixels for such files.
+        flag = cv2.IMREAD_GRAYSCALE if (mode == "L" and data[24] == 8) else cv2.IMREAD_UNCHANGED
+        arr = cv2.imdecode(np.frombuffer(data, np.uint8), flag)
         if arr is not None and arr.shape[:2] == (height, width):
             if arr.ndim == 3 and arr.shape[2] == 3:
                 arr = cv2.cvtColor(arr, cv2.COLOR_BGR2RGB)
