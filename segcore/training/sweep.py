@@ -96,7 +96,10 @@ def queue_sweep(
         w = "none"
         if encoder != "none":
             if weights == "imagenet" and not imagenet_available(encoder, base.train.image_size):
-                notes.append(f"{label}: ImageNet weights are not in the Keras cache, so it trains from scratch (weights none)")
+                note = f"{label}: ImageNet weights are not in the Keras cache, so it trains from scratch (weights none)"
+                if freeze != "trainable":
+                    note += "; its frozen encoder keeps random weights, so this row measures the decoder alone"
+                notes.append(note)
             else:
                 w = weights
         model = replace(
