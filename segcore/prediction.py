@@ -17,6 +17,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from segcore.data import imageio
 from segcore.runs import RunFolder, open_run
 from segcore.workspace import Workspace
 
@@ -72,12 +73,8 @@ class Predictor:
         )
 
     def prepare(self, image: np.ndarray) -> np.ndarray:
-        """An image (H, W[, C]) uint8 or uint16 to the model's input: float32 (S, S, C) in [0, 255]."""
-        img = np.asarray(image)
-        if img.dtype == np.uint16:
-            img = (img / 257.0).round().astype(np.uint8)
-        elif img.dtype != np.uint8:
-            img = np.clip(img, 0, 255).astype(np.uint8)
+        """An image (H, W[, C]) of any depth to the model's input: float32 (S, S, C) in [0, 255]."""
+        img, _ = imageio.to_uint8(np.asarray(image))  # as at import: deep images stretched
         if img.ndim == 2:
             img = img[..., None]
         if img.ndim != 3:
@@ -169,7 +166,10 @@ def _write_png(path: Path, array: np.ndarray) -> None:
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an image file as uint8/uint16 RGB or grey (H, W[, C]).
+    """Read an image file as a model sees it: uint8 grey (H, W) or RGB (H, W, 3).
+
+    The same conversion as at import (16-bit stretched, alpha dropped), so a
+    prediction sees what training saw.
 
     Raises:
         FileNotFoundError / ValueError: naming the file.
@@ -177,11 +177,4 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"image {path} does not exist")
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise ValueError(f"cannot read image {path}: not a PNG, JPEG, TIFF, BMP or other format OpenCV reads")
-    if img.ndim == 3 and img.shape[2] == 3:
-        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-    elif img.ndim == 3 and img.shape[2] == 4:
-        img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGBA)
-    return img
+    return imageio.read_image(path).array

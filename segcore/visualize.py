@@ -22,6 +22,8 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from segcore.data import imageio
+
 # Void pixels are drawn in a neutral grey so they never read as a class.
 IGNORE_COLOR = (128, 128, 128)
 # The colour scale used for every probability heatmap (perceptually uniform,
@@ -228,20 +230,12 @@ def stack_tiles(tiles: Sequence[np.ndarray], size: int, gap: int = 4, axis: int 
 
 
 def decode_image(data: bytes, name: str = "upload") -> np.ndarray:
-    """Decode image file bytes (PNG, JPEG, TIFF, BMP...) to uint8/uint16 grey or RGB(A).
+    """Decode uploaded image bytes as a model sees them: uint8 grey or RGB.
 
     Raises:
-        ValueError: naming the file when the bytes are not an image OpenCV can read.
+        ValueError: naming the file when the bytes are not an image that can be read.
     """
-    buf = np.frombuffer(data, np.uint8)
-    img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if buf.size else None
-    if img is None:
-        raise ValueError(f"{name} is not an image that can be read (expected PNG, JPEG, TIFF, BMP or GIF)")
-    if img.ndim == 3 and img.shape[2] == 3:
-        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-    elif img.ndim == 3 and img.shape[2] == 4:
-        img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGBA)
-    return img
+    return imageio.read_image_bytes(data, name).array
 
 
 def encode_mask(mask: np.ndarray, mode: str, stem: str = "mask") -> tuple[bytes, str, str]:

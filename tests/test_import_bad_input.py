@@ -160,7 +160,7 @@ def test_non_image_renamed_png(tmp_path, guarded):
     report = import_dataset(src, "renamed", workspace=guarded)
     assert report.ok and [s.id for s in report.dataset.samples] == ["a"]
     p = [p for p in report.problems if p.kind == "unreadable"][0]
-    assert "b.png" in p.message and "not a readable image" in p.message and p.severity == "error"
+    assert "b.png" in p.message and "is not an image" in p.message and p.severity == "error"
 
 
 def test_all_files_unreadable_fails_cleanly(tmp_path, guarded):

@@ -85,7 +85,11 @@ def _open_header(data: bytes, path, max_pixels: int) -> Image.Image:
         raise ImageReadError(f"{path} is empty (0 bytes), not an image")
     try:
         pil = Image.open(io.BytesIO(data))
-    except Exception as exc:  # PIL raises several unrelated types for junk input
+    except Image.UnidentifiedImageError:
+        raise ImageReadError(
+            f"{path} is not an image: its contents are not any of {', '.join(IMAGE_EXTENSIONS)}"
+        ) from None
+    except Exception as exc:  # PIL raises several unrelated types for damaged files
         raise ImageReadError(
             f"{path} is not a readable image ({type(exc).__name__}: {exc}); "
             f"expected one of {', '.join(IMAGE_EXTENSIONS)}"
@@ -137,6 +141,11 @@ def decode(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> Dec
             data = handle.read()
     except OSError as exc:
         raise ImageReadError(f"cannot open {path}: {exc.strerror}") from None
+    return decode_bytes(data, path, max_pixels)
+
+
+def decode_bytes(data: bytes, path: str | os.PathLike = "upload", max_pixels: int = DEFAULT_MAX_PIXELS) -> Decoded:
+    """:func:`decode` for file contents already in memory (an upload); ``path`` names it in errors."""
     fast = _png_header(data)
     if fast is not None:
         # 8/16-bit grey, RGB, grey+alpha, RGBA PNG: the header is read here and OpenCV
@@ -242,7 +251,16 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
         A :class:`Decoded` whose ``array`` is uint8 grey or RGB; ``notes``
         says what was converted (alpha dropped, 16-bit stretched, ...).
     """
-    dec = decode(path, max_pixels)
+    return as_model_image(decode(path, max_pixels), path)
+
+
+def read_image_bytes(data: bytes, name: str = "upload", max_pixels: int = DEFAULT_MAX_PIXELS) -> Decoded:
+    """:func:`read_image` for file contents in memory (an uploaded file called ``name``)."""
+    return as_model_image(decode_bytes(data, name, max_pixels), name)
+
+
+def as_model_image(dec: Decoded, path: str | os.PathLike = "") -> Decoded:
+    """Convert decoded pixels to what a model sees (uint8 grey or RGB), noting each conversion."""
     arr = dec.array
     if dec.palette is not None:
         arr = dec.palette[arr]
