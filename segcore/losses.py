@@ -220,13 +220,13 @@ def focal(y_true, y_pred, mode: str = "binary", gamma: float = 2.0, alpha: float
 
 
 def dice_ce(y_true, y_pred, mode: str = "binary", dice_weight: float = 1.0, ce_weight: float = 1.0,
-            smooth: float = 1.0):
+            smooth: float = 1.0, class_weights: Sequence[float] | None = None):
     """Dice plus cross-entropy: ``dice_weight * dice + ce_weight * ce``.
 
     The cross-entropy is ``bce`` for sigmoid heads (binary, multilabel) and
-    ``cce`` for the softmax head (multiclass). Dice copes with rare classes,
-    cross-entropy gives useful gradients from the first step; this is the
-    ``"auto"`` loss.
+    ``cce`` for the softmax head (multiclass); with ``class_weights`` it is
+    ``weighted_cce`` instead. Dice copes with rare classes, cross-entropy
+    gives useful gradients from the first step; this is the ``"auto"`` loss.
 
     Args:
         y_true: targets ``(B, H, W, C)``, -1 on void pixels.
@@ -235,11 +235,18 @@ def dice_ce(y_true, y_pred, mode: str = "binary", dice_weight: float = 1.0, ce_w
         dice_weight: weight of the Dice term.
         ce_weight: weight of the cross-entropy term.
         smooth: Dice smoothing term.
+        class_weights: optional K weights (background first) for the
+            cross-entropy term.
 
     Returns:
         Scalar loss.
     """
-    ce = cce(y_true, y_pred, mode) if mode == "multiclass" else bce(y_true, y_pred, mode)
+    if class_weights is not None:
+        ce = weighted_cce(y_true, y_pred, class_weights, mode)
+    elif mode == "multiclass":
+        ce = cce(y_true, y_pred, mode)
+    else:
+        ce = bce(y_true, y_pred, mode)
     return dice_weight * dice(y_true, y_pred, mode, smooth) + ce_weight * ce
 
 
@@ -371,14 +378,15 @@ class Focal(_SegLoss):
 
 @keras.saving.register_keras_serializable(package="segcore")
 class DiceCrossentropy(_SegLoss):
-    """Dice + cross-entropy (see ``dice_ce``). Args: mode, dice_weight, ce_weight, smooth."""
+    """Dice + cross-entropy (see ``dice_ce``). Args: mode, dice_weight, ce_weight, smooth, class_weights."""
 
     fn = staticmethod(dice_ce)
     default_name = "dice_ce"
 
     def __init__(self, mode: str = "binary", dice_weight: float = 1.0, ce_weight: float = 1.0,
-                 smooth: float = 1.0, **kwargs):
-        settings = {"dice_weight": float(dice_weight), "ce_weight": float(ce_weight), "smooth": float(smooth)}
+                 smooth: float = 1.0, class_weights: Sequence[float] | None = None, **kwargs):
+        settings = {"dice_weight": float(dice_weight), "ce_weight": float(ce_weight), "smooth": float(smooth),
+                    "class_weights": None if class_weights is None else [float(w) for w in class_weights]}
         super().__init__(mode, settings=settings, **kwargs)
 
 

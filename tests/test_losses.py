@@ -60,6 +60,9 @@ def test_binary_golden(name, kwargs, expected):
         # per channel (2I + 1) / (St + Sp + 1): c0 2.4/2.8, c1 1/1.5, c2 2.2/2.7
         ("dice", {}, 1 - (2.4 / 2.8 + 1 / 1.5 + 2.2 / 2.7) / 3),
         ("dice_ce", {}, 1 - (2.4 / 2.8 + 1 / 1.5 + 2.2 / 2.7) / 3 + (-L(0.7) - L(0.6)) / 2),
+        # class weights weigh the cross-entropy term only; the Dice term stays
+        ("dice_ce", {"class_weights": [1.0, 2.0, 4.0]},
+         1 - (2.4 / 2.8 + 1 / 1.5 + 2.2 / 2.7) / 3 + (1 * -L(0.7) + 4 * -L(0.6)) / 5),
     ],
 )
 def test_multiclass_golden(name, kwargs, expected):
@@ -121,7 +124,7 @@ def test_mismatched_mask_and_head():
 @pytest.mark.parametrize("name", ["dice", "bce", "cce", "weighted_cce", "focal", "dice_ce", "jaccard"])
 def test_config_round_trip(name):
     mode = "multiclass"
-    kwargs = {"class_weights": [1.0, 2.0, 4.0]} if name == "weighted_cce" else {}
+    kwargs = {"class_weights": [1.0, 2.0, 4.0]} if name in ("weighted_cce", "dice_ce") else {}
     loss = losses.get(name, mode=mode, **kwargs)
     restored = keras.losses.deserialize(keras.losses.serialize(loss))
     assert type(restored) is type(loss)
@@ -144,3 +147,23 @@ def test_class_weights_from_frequencies():
         losses.class_weights_from_frequencies([0, 0])
     with pytest.raises(ValueError, match="unknown class weighting"):
         losses.class_weights_from_frequencies([1, 2], method="log")
+
+
+@pytest.mark.parametrize(
+    "name, mode, expected",
+    [
+        ("auto", "multiclass", "dice_ce"),
+        ("dice_ce", "binary", "dice_ce"),
+        ("cce", "multiclass", "weighted_cce"),
+        ("bce", "multilabel", "weighted_cce"),
+        ("dice", "binary", "dice"),
+    ],
+)
+def test_trainer_applies_class_weights_without_dropping_dice(name, mode, expected):
+    from segcore.training.trainer import class_weight_note, make_loss
+
+    loss = make_loss(name, mode, 3, np.array([1.0, 2.0, 4.0]))
+    assert loss.get_config()["name"] == expected
+    weighted = expected != "dice"
+    assert (loss.get_config().get("class_weights") is not None) == weighted
+    assert (class_weight_note(name, mode) is None) == weighted

@@ -94,32 +94,34 @@ def scheduled_lr(schedule: str, base_lr: float, epoch: int, epochs: int) -> floa
     return base_lr
 
 
+# Losses whose cross-entropy term takes class weights, and what they become with them.
+_WEIGHTED = {"dice_ce": "dice_ce", "cce": "weighted_cce", "bce": "weighted_cce", "weighted_cce": "weighted_cce"}
+
+
 def make_loss(name: str, mode: str, num_classes: int, class_weights: np.ndarray | None):
     """The loss for ``name`` from ``segcore.losses`` (``"auto"`` picks Dice + cross-entropy).
 
-    With class weights (``TrainConfig.class_weighting``) on a softmax head, the
-    cross-entropy losses (``auto``, ``cce``, ``weighted_cce``) become
-    ``weighted_cce``; other pairings keep their loss and ``class_weight_note``
-    says so.
+    With class weights (``TrainConfig.class_weighting``) the cross-entropy
+    term is weighted: ``auto``/``dice_ce`` keep their Dice term, ``cce`` and
+    ``bce`` become ``weighted_cce``. Dice, Jaccard and focal keep their loss
+    and ``class_weight_note`` says so.
     """
     from segcore import losses
 
     resolved = losses.resolve(name)
-    if class_weights is not None and mode == "multiclass" and (name == "auto" or resolved in ("cce", "weighted_cce", "dice_ce")):
-        return losses.get("weighted_cce", mode=mode, class_weights=[float(w) for w in class_weights])
-    if resolved == "weighted_cce":
-        if class_weights is None:
-            raise ValueError("loss 'weighted_cce' needs class weights: turn class_weighting on")
-        return losses.get("weighted_cce", mode=mode, class_weights=[float(w) for w in class_weights])
+    if resolved == "weighted_cce" and class_weights is None:
+        raise ValueError("loss 'weighted_cce' needs class weights: turn class_weighting on")
+    if class_weights is not None and resolved in _WEIGHTED:
+        return losses.get(_WEIGHTED[resolved], mode=mode, class_weights=[float(w) for w in class_weights])
     return losses.get(name, mode=mode)
 
 
 def class_weight_note(name: str, mode: str) -> str | None:
-    """Why class weighting has no effect for this loss and mode, or None when it applies."""
-    if mode != "multiclass":
-        return f"class weighting applies to softmax cross-entropy only; {mode} training with loss {name!r} is unweighted"
-    if name not in ("auto", "cce", "weighted_cce", "dice_ce"):
-        return f"class weighting applies to cross-entropy losses; loss {name!r} is unweighted"
+    """Why class weighting has no effect for this loss, or None when it applies."""
+    from segcore import losses
+
+    if losses.resolve(name) not in _WEIGHTED:
+        return f"class weighting applies to losses with a cross-entropy term; loss {name!r} is unweighted"
     return None
 
 
