@@ -44,7 +44,6 @@ def build_workspace(root: Path) -> dict:
     from segcore.data.demo import ensure_demo
     from segcore.data.dataset import load_dataset
     from segcore.evaluation import evaluate_predictions
-    from segcore.training.evaluate import save_prediction_cache
     from segcore.workspace import get_workspace
 
     ws = get_workspace(root)
@@ -66,7 +65,7 @@ def build_workspace(root: Path) -> dict:
             p = quality * np.eye(len(names), dtype=np.float32)[m] + (1 - quality) * noise
             probs.append(p / p.sum(axis=-1, keepdims=True))
         probs = np.stack(probs)
-        save_prediction_cache(run, test, probs, info.mode, names, size)
+        run.write_prediction_cache(test, probs, info.mode, names, size)
         run.write_evaluation(evaluate_predictions(masks, list(probs), info.mode, names, ids=test).to_dict())
         run.update_status(state="finished", epoch=5, epochs=5)
         run_ids.append(run.run_id)

@@ -40,19 +40,12 @@ def run_report(path: str, mtime: float) -> dict | None:
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def cache_index(path: str, mtime: float) -> dict:
-    from segcore.fsutil import read_json
-
-    try:
-        return read_json(runs_mod.RunFolder(path).predictions_dir / "index.json")
-    except FileNotFoundError:
-        return {}
+    return runs_mod.RunFolder(path).read_prediction_index() or {}
 
 
 @st.cache_data(max_entries=384, show_spinner=False)
 def cached_probs(path: str, sample_id: str, mtime: float) -> np.ndarray | None:
-    from segcore.training.evaluate import load_cached_probs
-
-    return load_cached_probs(runs_mod.RunFolder(path), sample_id)
+    return runs_mod.RunFolder(path).read_cached_probs(sample_id)
 
 
 @st.cache_resource(max_entries=6, show_spinner="Loading the model…")

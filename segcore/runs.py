@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from segcore.config import RunConfig
-from segcore.fsutil import read_json, write_json_atomic, write_text_atomic
+from segcore.fsutil import read_json, write_bytes_atomic, write_json_atomic, write_text_atomic
 from segcore.workspace import Workspace, get_workspace
 
 STATES = ("queued", "running", "finished", "failed", "stopped", "interrupted")
@@ -341,6 +341,48 @@ class RunFolder:
 
     def write_evaluation(self, report: dict[str, Any]) -> None:
         write_json_atomic(self.evaluation_path, report)
+
+    # Test-split probabilities cached for the Compare page: predictions/<id>.npz
+    # holds uint8 round(p * 255), shape (S, S, outputs); index.json lists them.
+    def write_prediction_cache(
+        self, ids: list[str], probs: Any, mode: str, class_names: list[str], size: int
+    ) -> None:
+        """Write the test probabilities ``probs`` (N, S, S, outputs) for sample ``ids``."""
+        import numpy as np
+
+        self.predictions_dir.mkdir(parents=True, exist_ok=True)
+        for sample_id, p in zip(ids, probs):
+            buffer = io.BytesIO()
+            np.savez_compressed(buffer, probs=np.clip(np.rint(np.asarray(p) * 255.0), 0, 255).astype(np.uint8))
+            write_bytes_atomic(self.predictions_dir / f"{sample_id}.npz", buffer.getvalue())
+        write_json_atomic(
+            self.predictions_dir / "index.json",
+            {
+                "ids": list(ids),
+                "image_size": int(size),
+                "mode": mode,
+                "class_names": list(class_names),
+                "channels": int(np.asarray(probs).shape[-1]),
+                "encoding": "probs uint8 = round(p * 255), shape (S, S, outputs)",
+            },
+        )
+
+    def read_prediction_index(self) -> dict[str, Any] | None:
+        """``predictions/index.json`` (ids, image_size, mode, class_names), or None before evaluation."""
+        try:
+            return read_json(self.predictions_dir / "index.json")
+        except FileNotFoundError:
+            return None
+
+    def read_cached_probs(self, sample_id: str):
+        """Cached float32 test probabilities (S, S, outputs) of ``sample_id``, or None if not cached."""
+        import numpy as np
+
+        path = self.predictions_dir / f"{sample_id}.npz"
+        if not path.is_file():
+            return None
+        with np.load(path) as data:
+            return data["probs"].astype(np.float32) / 255.0
 
     def read_notes(self) -> dict[str, Any]:
         try:

@@ -371,7 +371,6 @@ def test_runs_page_curves_and_rerun(demo_ws, fake_training):
 def add_predictions(ws, run, quality, size=32):
     """Write a run's test prediction cache (through segcore's own writer): softened one-hot truth."""
     from segcore.data.dataset import load_dataset
-    from segcore.training.evaluate import save_prediction_cache
 
     ds = load_dataset("demo", ws)
     ids = run.read_meta()["split"]["test"]
@@ -379,7 +378,7 @@ def add_predictions(ws, run, quality, size=32):
     for sid in ids:
         onehot = np.eye(len(CLASSES), dtype=np.float32)[ds.mask(sid)]
         probs.append(quality * onehot + (1 - quality) / len(CLASSES))
-    save_prediction_cache(run, ids, np.stack(probs), "multiclass", [c.name for c in CLASSES], size)
+    run.write_prediction_cache(ids, np.stack(probs), "multiclass", [c.name for c in CLASSES], size)
 
 
 def test_compare_needs_two_runs(demo_ws):

@@ -124,7 +124,6 @@ def test_predict_any_image_size(trained, tmp_path):
 
 def test_predictor_matches_the_cached_test_predictions(trained):
     from segcore.prediction import Predictor, probs_to_mask
-    from segcore.training.evaluate import load_cached_probs
 
     ws, result = trained
     run = RunFolder(ws.run_dir(result["run_id"]))
@@ -134,6 +133,6 @@ def test_predictor_matches_the_cached_test_predictions(trained):
     image = cv2.cvtColor(cv2.imread(str(ws.dataset_dir("demo") / "images" / f"{sample}.png")), cv2.COLOR_BGR2RGB)
     small = cv2.resize(image, (32, 32), interpolation=cv2.INTER_AREA)
     probs = predictor.predict_probs(small)
-    cached = load_cached_probs(run, sample)
+    cached = run.read_cached_probs(sample)
     assert np.abs(probs - cached).max() <= 0.5 / 255 + 1e-4
     assert probs_to_mask(probs, "multiclass").shape == (32, 32)

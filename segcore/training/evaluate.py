@@ -18,12 +18,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from segcore.fsutil import write_bytes_atomic, write_json_atomic
 from segcore.runs import RunFolder, iso
 from segcore.training.pipeline import load_arrays
-
-QUANT = 255.0
-
 
 def predict_arrays(model, images: np.ndarray, batch_size: int = 8) -> np.ndarray:
     """Probabilities float32 ``(N, S, S, outputs)`` for uint8 images ``(N, S, S, C)``."""
@@ -32,14 +28,6 @@ def predict_arrays(model, images: np.ndarray, batch_size: int = 8) -> np.ndarray
         batch = images[start : start + batch_size].astype(np.float32)
         out.append(np.asarray(model.predict_on_batch(batch), dtype=np.float32))
     return np.concatenate(out) if out else np.zeros((0,), np.float32)
-
-
-def quantize(probs: np.ndarray) -> np.ndarray:
-    return np.clip(np.rint(probs * QUANT), 0, 255).astype(np.uint8)
-
-
-def dequantize(q: np.ndarray) -> np.ndarray:
-    return q.astype(np.float32) / QUANT
 
 
 def evaluate_run_model(
@@ -78,7 +66,7 @@ def evaluate_run_model(
     if write:
         run.write_evaluation(report)
     if save_predictions:
-        save_prediction_cache(run, list(test_ids), probs, info.mode, info.class_names, size)
+        run.write_prediction_cache(list(test_ids), probs, info.mode, info.class_names, size)
     return report
 
 
@@ -108,34 +96,3 @@ def _plain(obj: Any) -> Any:
     if isinstance(obj, np.bool_):
         return bool(obj)
     return obj
-
-
-def save_prediction_cache(run: RunFolder, ids: Sequence[str], probs: np.ndarray, mode: str, class_names: Sequence[str], size: int) -> None:
-    """Write ``predictions/<id>.npz`` (uint8 probabilities) and ``predictions/index.json``."""
-    import io
-
-    run.predictions_dir.mkdir(parents=True, exist_ok=True)
-    for sample_id, p in zip(ids, probs):
-        buffer = io.BytesIO()
-        np.savez_compressed(buffer, probs=quantize(p))
-        write_bytes_atomic(run.predictions_dir / f"{sample_id}.npz", buffer.getvalue())
-    write_json_atomic(
-        run.predictions_dir / "index.json",
-        {
-            "ids": list(ids),
-            "image_size": int(size),
-            "mode": mode,
-            "class_names": list(class_names),
-            "channels": int(probs.shape[-1]) if probs.ndim == 4 else None,
-            "encoding": "probs uint8 = round(p * 255), shape (S, S, outputs)",
-        },
-    )
-
-
-def load_cached_probs(run: RunFolder, sample_id: str) -> np.ndarray | None:
-    """Cached float32 test probabilities for ``sample_id``, or None if the run has none."""
-    path = run.predictions_dir / f"{sample_id}.npz"
-    if not path.is_file():
-        return None
-    with np.load(path) as data:
-        return dequantize(data["probs"])
