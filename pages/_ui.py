@@ -6,10 +6,9 @@ Streamlit's, keyed by the workspace path and the dataset's content hash).
 
 from __future__ import annotations
 
-import importlib
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 import numpy as np
 import streamlit as st
@@ -45,16 +44,6 @@ _route_through_app()
 def workspace() -> Workspace:
     """The workspace of this server (``$SEGCORE_WORKSPACE`` or the project default)."""
     return get_workspace()
-
-
-def optional_module(name: str):
-    """Import ``name`` if this installation has it, else ``None`` (pages then explain what is missing)."""
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as exc:
-        if exc.name and (name == exc.name or name.startswith(exc.name + ".")):
-            return None
-        raise
 
 
 @contextmanager
@@ -123,14 +112,40 @@ def page_path(name: str) -> str:
     return str(Path("pages") / f"{name}.py")
 
 
-def run_action(fn, run_id: str, ws: Workspace) -> Any:
-    """Call a run action (stop, resume, delete...) with the workspace when the function takes one."""
-    import inspect
 
-    try:
-        params = inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        params = {}
-    if "ws" in params or "workspace" in params or len(params) >= 2:
-        return fn(run_id, ws)
-    return fn(run_id)
+# Display names for the metric keys of evaluation reports and histories.
+METRIC_LABELS = {
+    "loss": "Loss", "dice": "Dice", "iou": "IoU", "precision": "Precision", "recall": "Recall",
+    "pixel_accuracy": "Pixel accuracy", "accuracy": "Pixel accuracy",
+}
+METRICS_HELP = (
+    "Dice and IoU measure the overlap of the predicted and the true mask (0 = none, 1 = perfect); "
+    "precision: share of the predicted pixels that are right; recall: share of the true pixels that were found; "
+    "pixel accuracy: share of all pixels classified correctly."
+)
+
+
+def metric_label(name: str, class_names: list[str] | tuple[str, ...] = ()) -> str:
+    """'dice' -> 'Dice', 'dice_2' -> 'Dice: <class 2>', anything else unchanged."""
+    base, _, k = name.rpartition("_")
+    if base and k.isdigit() and base in METRIC_LABELS:
+        index = int(k)
+        return f"{METRIC_LABELS[base]}: {class_names[index] if index < len(class_names) else f'class {index}'}"
+    return METRIC_LABELS.get(name, name)
+
+
+def run_columns() -> dict:
+    """Column settings for tables of runs (from ``visualize.runs_frame``): number formats and what the columns mean."""
+    return {
+        "run": st.column_config.TextColumn("run", help="Run id: start time, model, dataset and a random suffix; the run's folder name."),
+        "model": st.column_config.TextColumn("model", help="unet-d3f8: plain U-Net, depth 3, 8 base filters. Otherwise the encoder (vgg16, resnet50...), -frozen: encoder not trained, -ft5: encoder fine-tuned from epoch 5."),
+        "best val Dice": st.column_config.NumberColumn(
+            "best val Dice", format="%.3f",
+            help="Dice on the validation images at the best epoch (0 = no overlap with the true masks, 1 = perfect).",
+        ),
+        "test Dice": st.column_config.NumberColumn(
+            "test Dice", format="%.3f",
+            help="Dice on the held-out test images, averaged over the foreground classes; measured once training has ended.",
+        ),
+        "epochs": st.column_config.TextColumn("epochs", help="Epochs done / epochs planned (early stopping may end a run sooner)."),
+    }

@@ -7,6 +7,7 @@ import numpy as np
 import streamlit as st
 
 from pages import _ui
+from segcore import runs as runs_mod
 from segcore import visualize as viz
 
 TILE = 160  # pixels per image tile in the grid
@@ -14,11 +15,6 @@ MAX_RUNS = 6
 
 ws = _ui.workspace()
 st.title("Compare")
-runs_mod = _ui.optional_module("segcore.runs")
-if runs_mod is None:
-    st.info("Run tracking is not available in this installation.")
-    st.stop()
-
 summaries = [s for s in runs_mod.list_runs(ws) if s.state == "finished"]
 if len(summaries) < 2:
     st.info(
@@ -102,15 +98,15 @@ for r in chosen:
     ids = set(indexes[r].get("ids") or [])
     shared = ids if shared is None else shared & ids
 shared_ids = [i for i in ds.ids if i in (shared or set())]
-c = st.columns([2, 2, 1, 1])
+c = st.columns([2, 1, 1])
 pick_mode = c[0].segmented_control("Images", ["Test images", "Worst for each model"], default="Test images", key="cmp_pick_mode")
 class_names = info.class_names
-class_index = c[2].selectbox("Heatmap class", list(range(len(class_names))), index=1 if len(class_names) > 1 else 0,
+class_index = c[1].selectbox("Heatmap class", list(range(len(class_names))), index=1 if len(class_names) > 1 else 0,
                              format_func=lambda k: class_names[k], key="cmp_class")
-threshold = c[3].slider("Threshold", 0.05, 0.95, 0.5, 0.05, key="cmp_threshold", help="For sigmoid heads (binary, multilabel).",
+threshold = c[2].slider("Threshold", 0.05, 0.95, 0.5, 0.05, key="cmp_threshold", help="Probability above which a pixel counts as the class (binary and multilabel datasets); multiclass models take the most likely class.",
                         disabled=info.mode == "multiclass")
 if pick_mode == "Worst for each model":
-    per_run = c[1].number_input("Images per model", 1, 4, 2, key="cmp_worst_n")
+    per_run = st.columns([1, 3])[0].number_input("Images per model", 1, 4, 2, key="cmp_worst_n")
     ids = []
     for r in chosen:
         for sid in viz.worst_images((reports[r] or {}).get("per_image", ()), n=int(per_run)):
@@ -123,9 +119,14 @@ else:
     options = shared_ids or [i for i in ds.ids if i in set(indexes[chosen[0]].get("ids") or [])] or ds.ids
     if not shared_ids:
         st.caption("These runs were tested on different images; images without a cached prediction are predicted with the run's model.")
-    ids = c[1].multiselect("Pick images", options, default=options[: min(4, len(options))], max_selections=8, key="cmp_ids")
+    ids = st.multiselect("Pick images", options, default=options[: min(4, len(options))], max_selections=8, key="cmp_ids")
 
-st.image(viz.colorbar_horizontal(320, label=f"p({class_names[class_index]})"), caption="heatmap scale", width=320)
+c = st.columns([1, 2], vertical_alignment="center")
+c[0].image(viz.colorbar_horizontal(320, label=f"p({class_names[class_index]})"), width=320)
+c[1].caption(
+    f"Heatmaps: the model's probability that a pixel is **{class_names[class_index]}** (dark = 0, yellow = 1). "
+    "Below each heatmap, the predicted mask over the image, in the class colours of the legend under the grid."
+)
 
 
 def prediction(r: str, sid: str) -> np.ndarray:
@@ -178,16 +179,26 @@ have = {labels[r]: reports[r] for r in chosen if reports[r]}
 if not have:
     st.info("None of these runs has an evaluation yet.")
 else:
-    metric = st.segmented_control("Metric", ["dice", "iou", "precision", "recall", "pixel_accuracy"], default="dice", key="cmp_metric")
+    metric = st.segmented_control("Metric", ["dice", "iou", "precision", "recall", "pixel_accuracy"], default="dice", key="cmp_metric",
+                                  format_func=_ui.metric_label, help=_ui.METRICS_HELP)
     table = viz.compare_table(have, metric or "dice")
     st.dataframe(viz.highlight_best(table, axis=1), key="cmp_table")
-    st.caption("Best run per row in bold. Macro: mean over the foreground classes present; micro: pooled pixels of the foreground classes. n/a: class absent from truth and prediction.")
-    st.markdown("**Per image** (macro Dice; images where the runs disagree most first)")
+    st.caption("The best run of each row is highlighted. macro: mean over the foreground classes; "
+               "micro: the foreground pixels of all classes pooled. n/a: the class is in neither the true nor the predicted masks.")
+    st.markdown("**Per image**: Dice averaged over the foreground classes; the images where the runs disagree most come first.")
+    # Only images every run was tested on can be compared; runs with different split seeds share fewer.
     diff = viz.per_image_differences(have, "macro_dice")
+    common = diff.dropna(subset=[c for c in diff.columns if c != "spread"]) if not diff.empty else diff
     if diff.empty:
-        st.info("No per-image scores in these evaluations.")
+        st.info("These evaluations have no per-image scores.")
+    elif common.empty:
+        st.info("These runs were tested on different images (their splits differ: another seed or split setting), "
+                "so no image has a score from every run. Train them with the same seed to compare image by image.")
     else:
-        st.dataframe(viz.highlight_best(diff.drop(columns="spread"), axis=1), key="cmp_diff")
+        st.dataframe(viz.highlight_best(common.drop(columns="spread"), axis=1), key="cmp_diff")
+        if len(common) < len(diff):
+            st.caption(f"{len(common)} image(s) were in the test split of every selected run; "
+                       f"{len(diff) - len(common)} tested by only some runs are left out.")
     for label, rep in have.items():
         for w in rep.get("warnings") or []:
             st.caption(f"⚠ {label}: {w}")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import streamlit as st
 
+import segcore.training as training
 from pages import _ui
+from segcore import runs as runs_mod
 from segcore import visualize as viz
 from segcore.config import ModelConfig, RunConfig, TrainConfig
 
@@ -44,14 +46,10 @@ with col_train:
         f"{QUICK_START.train.image_size}x{QUICK_START.train.image_size} px, {QUICK_START.train.epochs} epochs "
         "(a few minutes on a CPU)."
     )
-    training = _ui.optional_module("segcore.training")
-    launch = getattr(training, "launch", None)
-    if st.button("Train a small model on the demo data", type="primary", disabled=demo is None or launch is None, key="quick_start"):
+    if st.button("Train a small model on the demo data", type="primary", disabled=demo is None, key="quick_start"):
         with _ui.friendly_errors("start the run"):
-            run_id = launch(QUICK_START, ws)
+            run_id = training.launch(QUICK_START, ws)
             st.session_state["last_launched"] = run_id
-    if launch is None:
-        st.caption("Training is not available in this installation.")
     if st.session_state.get("last_launched"):
         st.success(f"Run `{st.session_state['last_launched']}` is queued; it trains in its own process.")
         st.page_link("pages/train.py", label="Watch it learn on the Train page", icon=":material/model_training:")
@@ -61,12 +59,8 @@ st.subheader("Recent runs")
 
 @st.fragment(run_every=3)
 def recent_runs() -> None:
-    runs = _ui.optional_module("segcore.runs")
-    if runs is None:
-        st.info("Run tracking is not available in this installation.")
-        return
     with _ui.friendly_errors("read the runs"):
-        summaries = runs.list_runs(ws)
+        summaries = runs_mod.list_runs(ws)
         if not summaries:
             st.info("No runs yet. Start one with the button above, or set one up on the **Train** page.")
             return
@@ -75,7 +69,7 @@ def recent_runs() -> None:
         st.dataframe(
             df[["run", "status", "dataset", "model", "best val Dice", "epochs", "duration"]],
             hide_index=True,
-            column_config={"best val Dice": st.column_config.NumberColumn(format="%.3f")},
+            column_config=_ui.run_columns(),
         )
         st.page_link("pages/runs.py", label="All runs", icon=":material/table_chart:")
 

@@ -10,6 +10,7 @@ import numpy as np
 import streamlit as st
 
 from pages import _ui
+from segcore import runs as runs_mod
 from segcore import visualize as viz
 
 IMAGE_TYPES = ["png", "jpg", "jpeg", "tif", "tiff", "bmp", "gif"]
@@ -17,10 +18,6 @@ MAX_IMAGES = 8
 
 ws = _ui.workspace()
 st.title("Predict")
-runs_mod = _ui.optional_module("segcore.runs")
-if runs_mod is None:
-    st.info("Run tracking is not available in this installation.")
-    st.stop()
 
 
 def has_model(s) -> bool:
@@ -110,7 +107,7 @@ class_index = c[0].selectbox("Heatmap class", list(range(len(class_names))), ind
                              format_func=lambda k: class_names[k], key="pred_class")
 opacity = c[1].slider("Overlay opacity", 0.0, 1.0, 0.5, 0.05, key="pred_opacity")
 threshold = c[2].slider("Threshold", 0.05, 0.95, 0.5, 0.05, key="pred_threshold", disabled=mode == "multiclass",
-                        help="For sigmoid heads (binary, multilabel).")
+                        help="Probability above which a pixel counts as the class (binary and multilabel datasets); multiclass models take the most likely class.")
 
 from segcore.prediction import probs_to_mask  # noqa: E402  (numpy only; the model is loaded lazily above)
 

@@ -6,19 +6,15 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-import pandas as pd
 import streamlit as st
 
+import segcore.training as training
 from pages import _ui
+from segcore import runs as runs_mod
 from segcore import visualize as viz
 
 ws = _ui.workspace()
 st.title("Runs")
-runs_mod = _ui.optional_module("segcore.runs")
-training = _ui.optional_module("segcore.training")
-if runs_mod is None:
-    st.info("Run tracking is not available in this installation.")
-    st.stop()
 
 if not runs_mod.list_runs(ws):
     st.info(
@@ -51,14 +47,12 @@ def runs_table() -> None:
         hay = shown[["run", "model", "encoder", "tags", "notes", "warnings"]].astype(str).agg(" ".join, axis=1).str.lower()
         shown = shown[hay.str.contains(q, regex=False)]
     st.caption(f"{len(shown)} of {len(df)} runs · updates every 5 s")
+    # Tags and warnings only take room when some run has them.
+    columns = ["run", "status", "dataset", "model", "best val Dice", "test Dice", "epochs", "duration"]
+    columns += [c for c in ("tags", "warnings") if shown[c].astype(bool).any()]
     st.dataframe(
-        shown[["run", "status", "dataset", "model", "best val Dice", "test Dice", "epochs", "duration", "tags", "warnings"]],
-        hide_index=True, key="runs_df",
-        column_config={
-            "best val Dice": st.column_config.NumberColumn(format="%.3f"),
-            "test Dice": st.column_config.NumberColumn(format="%.3f", help="Macro Dice over the foreground classes, test split."),
-            "warnings": st.column_config.TextColumn(width="large"),
-        },
+        shown[columns], hide_index=True, key="runs_df",
+        column_config={**_ui.run_columns(), "warnings": st.column_config.TextColumn(width="large")},
     )
     st.session_state["runs_visible"] = shown["run"].tolist()
 
@@ -79,9 +73,11 @@ else:
     chosen = c[0].multiselect("Runs to overlay", with_history, default=with_history[:3], key="curve_runs")
     histories = {r: runs_mod.RunFolder(by_id[r].path).read_history() for r in chosen}
     metrics = viz.curve_metrics(histories) or ["loss"]
-    metric = c[1].selectbox("Metric", metrics, key="curve_metric")
+    classes = next((runs_mod.RunFolder(by_id[r].path).read_meta().get("dataset") or {} for r in chosen), {}).get("classes") or []
+    metric = c[1].selectbox("Metric", metrics, key="curve_metric", format_func=lambda m: _ui.metric_label(m, classes))
     if chosen:
-        st.plotly_chart(viz.curves_figure(histories, metric, f"{metric}: solid = train, dashed = validation"), key="runs_curves")
+        st.plotly_chart(viz.curves_figure(histories, metric, f"{_ui.metric_label(metric, classes)}: solid = training, dashed = validation"),
+                        key="runs_curves")
 
 # --------------------------------------------------------------------------- one run
 
@@ -93,10 +89,12 @@ status = run.true_status()
 c = st.columns(4)
 c[0].metric("Status", s.state)
 c[1].metric("Epochs", f"{s.epoch}/{s.epochs}")
-c[2].metric("Best val Dice", "–" if s.best_val_dice is None else f"{s.best_val_dice:.3f}", help=f"epoch {s.best_epoch}" if s.best_epoch else None)
+c[2].metric("Best validation Dice", "–" if s.best_val_dice is None else f"{s.best_val_dice:.3f}",
+            help="Overlap with the true masks on the validation images, 0 to 1" + (f"; reached at epoch {s.best_epoch}." if s.best_epoch else "."))
 test_dice = (s.test or {}).get("macro_dice")
-c[3].metric("Test Dice (macro)", "–" if test_dice is None else f"{test_dice:.3f}")
-if s.message:
+c[3].metric("Test Dice", "–" if test_dice is None else f"{test_dice:.3f}",
+            help="On the held-out test images, averaged over the foreground classes (macro); measured when training has ended.")
+if s.message and s.state != "finished":  # a finished run's message only repeats the epochs above
     st.caption(s.message)
 for w in s.warnings:
     st.warning(w)
@@ -111,24 +109,24 @@ if c[1].button("Save notes and tags", key=f"save_notes_{run_id}"):
         runs_mod.set_tags(run_id, [t.strip() for t in new_tags.split(",") if t.strip()], ws)
         st.toast("Saved")
 
-a = st.columns([1, 2, 1, 2])
-if s.state in ("queued", "running") and hasattr(training, "stop"):
-    if a[0].button("Stop", key=f"runs_stop_{run_id}"):
+a = st.container(horizontal=True)
+if s.state in ("queued", "running"):
+    if a.button("Stop", key=f"runs_stop_{run_id}"):
         with _ui.friendly_errors("stop the run"):
-            _ui.run_action(training.stop, run_id, ws)
+            training.stop(run_id, ws)
             st.toast(f"Stop requested for {run_id}")
-if s.state in ("stopped", "interrupted", "failed") and hasattr(training, "resume"):
-    if a[0].button("Resume", key=f"runs_resume_{run_id}"):
+if s.state in ("stopped", "interrupted", "failed"):
+    if a.button("Resume", key=f"runs_resume_{run_id}"):
         with _ui.friendly_errors("resume the run"):
-            _ui.run_action(training.resume, run_id, ws)
+            training.resume(run_id, ws)
             st.toast(f"{run_id} queued again")
-if a[1].button("Re-run with the same settings", key=f"rerun_{run_id}", help="Queues a new run with this config and split."):
+if a.button("Re-run with the same settings", key=f"rerun_{run_id}", help="Queues a new run with this config and split."):
     with _ui.friendly_errors("re-run"):
         new_id = runs_mod.rerun(run_id, ws)
         st.session_state["rerun_of"] = (run_id, new_id)
 if st.session_state.get("rerun_of", (None,))[0] == run_id:
     st.success(f"Queued `{st.session_state['rerun_of'][1]}` with the settings of `{run_id}`.")
-with a[2].popover("Delete", icon=":material/delete:"):
+with a.popover("Delete", icon=":material/delete:"):
     st.write(f"Delete **{run_id}** and everything in its folder? This cannot be undone.")
     if st.button("Yes, delete it", type="primary", key=f"delete_{run_id}"):
         with _ui.friendly_errors("delete the run"):
@@ -141,20 +139,22 @@ def _read(path: Path) -> bytes:
     return path.read_bytes()
 
 
-d = st.columns(4)
+d = st.container(horizontal=True)
 model_path = run.best_model_path if run.best_model_path.is_file() else run.last_model_path
-d[0].download_button("Model (.keras)", functools.partial(_read, model_path), f"{run_id}.keras", "application/octet-stream",
+d.download_button("Model (.keras)", functools.partial(_read, model_path), f"{run_id}.keras", "application/octet-stream",
                      key=f"dl_model_{run_id}", disabled=not model_path.is_file(), icon=":material/download:")
-d[1].download_button("Config (JSON)", run.config_path.read_bytes(), f"{run_id}-config.json", "application/json", key=f"dl_cfg_{run_id}", icon=":material/download:")
-d[2].download_button("History (CSV)", run.history_path.read_bytes() if run.history_path.is_file() else b"", f"{run_id}-history.csv", "text/csv",
+d.download_button("Config (JSON)", run.config_path.read_bytes(), f"{run_id}-config.json", "application/json", key=f"dl_cfg_{run_id}", icon=":material/download:")
+d.download_button("History (CSV)", run.history_path.read_bytes() if run.history_path.is_file() else b"", f"{run_id}-history.csv", "text/csv",
                      key=f"dl_hist_{run_id}", disabled=not run.history_path.is_file(), icon=":material/download:")
 evaluation = run.read_evaluation()
-d[3].download_button("Evaluation (JSON)", run.evaluation_path.read_bytes() if evaluation else b"", f"{run_id}-evaluation.json", "application/json",
+d.download_button("Evaluation (JSON)", run.evaluation_path.read_bytes() if evaluation else b"", f"{run_id}-evaluation.json", "application/json",
                      key=f"dl_eval_{run_id}", disabled=evaluation is None, icon=":material/download:")
 if evaluation:
-    st.markdown("**Test split, per class** (n/a: class absent from truth and prediction; macro and micro over the foreground classes)")
-    table = viz.per_class_table(evaluation)
+    st.markdown("**Scores on the test images, per class**", help=_ui.METRICS_HELP)
+    table = viz.per_class_table(evaluation).rename(columns=_ui.METRIC_LABELS)
     st.dataframe(table.style.format("{:.3f}", na_rep="n/a"), key=f"eval_{run_id}")
+    st.caption("macro: mean over the foreground classes; micro: the foreground pixels of all classes pooled. "
+               "n/a: the class is in neither the true nor the predicted masks.")
     for w in evaluation.get("warnings") or []:
         st.caption(f"⚠ {w}")
 with st.expander("Settings"):
@@ -187,6 +187,6 @@ else:
     table = viz.study_table({r: reports[r] for r in labels}, info)
     st.dataframe(viz.highlight_best(table, axis=0, subset=list(viz.STUDY_COLUMNS)), key="study_table")
     st.caption("Dice, IoU, precision and recall: macro means over the foreground classes on each run's test split; accuracy: pixel accuracy.")
-    e = st.columns(2)
-    e[0].download_button("Download CSV", table.to_csv().encode(), "results.csv", "text/csv", key="study_csv", icon=":material/download:")
-    e[1].download_button("Download Markdown", viz.table_markdown(table).encode(), "results.md", "text/markdown", key="study_md", icon=":material/download:")
+    e = st.container(horizontal=True)
+    e.download_button("Download CSV", table.to_csv().encode(), "results.csv", "text/csv", key="study_csv", icon=":material/download:")
+    e.download_button("Download Markdown", viz.table_markdown(table).encode(), "results.md", "text/markdown", key="study_md", icon=":material/download:")

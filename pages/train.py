@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import streamlit as st
 
+import segcore.training as training
 from pages import _ui
+from segcore import runs as runs_mod
 from segcore import visualize as viz
 from segcore.config import ENCODERS, FREEZE_MODES, AugmentConfig, ModelConfig, RunConfig, SplitConfig, TrainConfig
+from segcore.training import sweep
+from segcore.training.trainer import LR_SCHEDULES, OPTIMIZERS  # option lists only; no Keras import
 
 # Loss names as registered in segcore.losses (kept here so this page does not import Keras;
 # tests/test_pages.py checks the two lists agree).
@@ -25,21 +29,14 @@ STUDY = "The paper's encoder study: plain U-Net, VGG16 frozen, VGG16 fine-tuned 
 
 ws = _ui.workspace()
 st.title("Train")
-training = _ui.optional_module("segcore.training")
-runs_mod = _ui.optional_module("segcore.runs")
-launch = getattr(training, "launch", None)
-trainer_names = _ui.optional_module("segcore.training.trainer")  # option lists only; no Keras import
-OPTIMIZERS = getattr(trainer_names, "OPTIMIZERS", ("adam",))
-LR_SCHEDULES = getattr(trainer_names, "LR_SCHEDULES", ("none",))
-sweep_mod = _ui.optional_module("segcore.training.sweep")
-launch_study = None
-if sweep_mod is not None:
 
-    def launch_study(cfg, ws):
-        """Queue the paper's set with these shared settings; returns the run ids."""
-        record = sweep_mod.queue_sweep(cfg, ws, weights=cfg.model.weights)
-        st.session_state["train_study_notes"] = record.get("notes", [])
-        return [r["run_id"] for r in record["runs"]]
+
+def launch_study(cfg, ws):
+    """Queue the paper's set with these shared settings; returns the run ids."""
+    record = sweep.queue_sweep(cfg, ws, weights=cfg.model.weights)
+    st.session_state["train_study_notes"] = record.get("notes", [])
+    return [r["run_id"] for r in record["runs"]]
+
 
 infos = _ui.datasets(ws)
 if not infos:
@@ -91,25 +88,31 @@ with st.container(border=True):
             fine_tune_after = c[3].number_input("Fine-tune after epoch", 0, 500, 5, key="train_ft_after", disabled=freeze != "fine_tune")
             depth, filters, dropout, activation, batch_norm, upsampling = 4, 32, 0.0, "relu", True, "transpose"
     init_from = None
-    if runs_mod is not None and not study:
+    if not study:
         finished = [s.run_id for s in runs_mod.list_runs(ws) if s.state == "finished"]
         if finished:
             init_from = st.selectbox("Start from the weights of an earlier run (layers matched by name and shape; the head is new)",
                                      [None] + finished, key="train_init_from", format_func=lambda r: "no: random initialisation" if r is None else r)
 
     st.markdown("**Training**")
-    c = st.columns([3, 1, 2, 1, 2])
-    loss = c[0].selectbox("Loss", LOSSES, key="train_loss", format_func=lambda n: f"{n}: {LOSS_HELP.get(n, '')}")
+    c = st.columns([3, 1, 1])
+    loss = c[0].selectbox("Loss", LOSSES, key="train_loss", format_func=lambda n: f"{n}: {LOSS_HELP.get(n, '')}",
+                          help="What training minimises. Dice-based losses cope best with small objects.")
     optimizer = c[1].selectbox("Optimiser", OPTIMIZERS, key="train_optimizer")
-    learning_rate = c[2].select_slider("Learning rate", [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2], 1e-4, key="train_lr", format_func=lambda v: f"{v:g}")
-    lr_schedule = c[3].selectbox("LR schedule", LR_SCHEDULES, key="train_lr_schedule")
-    class_weighting = c[4].toggle("Class weighting", False, key="train_class_weights", help="Weight the loss by inverse class frequency.")
-    c = st.columns(5)
-    epochs = c[0].number_input("Epochs", 1, 1000, 30, key="train_epochs")
-    batch_size = c[1].number_input("Batch size", 1, 256, 8, key="train_batch")
-    image_size = c[2].select_slider("Image size", [32, 64, 96, 128, 160, 192, 224, 256, 384, 512], 128, key="train_size")
-    patience = c[3].number_input("Early stopping patience", 0, 200, 5, key="train_patience", help="Epochs without a better validation Dice before stopping; 0 = never stop early.")
-    seed = c[4].number_input("Seed", 0, 2**31 - 1, 0, key="train_seed")
+    lr_schedule = c[2].selectbox("LR schedule", LR_SCHEDULES, key="train_lr_schedule",
+                                 help="Learning-rate schedule: how the learning rate changes over the epochs; none keeps it constant.")
+    c = st.columns([2, 1, 1, 1.5])
+    learning_rate = c[0].select_slider("Learning rate", [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2], 1e-4, key="train_lr", format_func=lambda v: f"{v:g}",
+                                       help="Step size of the optimiser: 1e-4 suits pretrained encoders, 1e-3 small models trained from scratch.")
+    patience = c[1].number_input("Patience", 0, 200, 5, key="train_patience",
+                                 help="Early stopping: epochs without a better validation Dice before training stops; 0 = never stop early.")
+    seed = c[2].number_input("Seed", 0, 2**31 - 1, 0, key="train_seed", help="Same seed and settings: same split, same augmentation, same starting weights.")
+    class_weighting = c[3].toggle("Class weighting", False, key="train_class_weights", help="Weight the loss by inverse class frequency (helps rare classes).")
+    c = st.columns([1, 1, 2])
+    epochs = c[0].number_input("Epochs", 1, 1000, 30, key="train_epochs", help="Passes over the training images.")
+    batch_size = c[1].number_input("Batch size", 1, 256, 8, key="train_batch", help="Images per training step; lower it if memory runs out.")
+    image_size = c[2].select_slider("Image size (px)", [32, 64, 96, 128, 160, 192, 224, 256, 384, 512], 128, key="train_size",
+                                    help="Images and masks are resized to this square size for training; bigger is slower.")
 
     with st.expander("Augmentation and split"):
         d = AugmentConfig()
@@ -148,14 +151,11 @@ with st.container(border=True):
         tags=tuple(t.strip() for t in tags.split(",") if t.strip()),
     )
     label = "Queue the study" if study else "Queue this run"
-    available = launch_study if study else launch
-    if st.button(label, type="primary", key="train_launch", disabled=available is None):
+    if st.button(label, type="primary", key="train_launch"):
         with _ui.friendly_errors("queue the run"):
-            launched = available(cfg, ws)
+            launched = launch_study(cfg, ws) if study else training.launch(cfg, ws)
             ids = list(launched) if isinstance(launched, (list, tuple)) else [launched]
             st.session_state["train_launched"] = ids
-    if available is None:
-        st.caption("Training is not available in this installation.")
     if st.session_state.get("train_launched"):
         ids = st.session_state["train_launched"]
         st.success(f"Queued {len(ids)} run(s): {', '.join(f'`{i}`' for i in ids)}. Training runs in its own process; you can leave this page.")
@@ -171,9 +171,6 @@ st.subheader("Queue and progress")
 
 @st.fragment(run_every=2)
 def live() -> None:
-    if runs_mod is None:
-        st.info("Run tracking is not available in this installation.")
-        return
     summaries = runs_mod.list_runs(ws)
     active = [s for s in summaries if s.state in ("queued", "running")]
     recent = [s for s in summaries if s.state not in ("queued", "running")][:3]
@@ -190,7 +187,8 @@ def live() -> None:
         run_panel(s)
     for s in recent[1:]:
         best = "" if s.best_val_dice is None else f", best val Dice {s.best_val_dice:.3f}"
-        st.caption(f"{s.run_id}: {s.state} after {s.epoch}/{s.epochs} epochs{best}. {s.message}")
+        detail = "" if s.state == "finished" or not s.message else f" ({s.message})"
+        st.caption(f"{s.run_id}: {s.state} after {s.epoch}/{s.epochs} epochs{best}{detail}.")
     if recent or running:
         st.page_link("pages/runs.py", label="Every run, with notes and downloads, is on the Runs page", icon=":material/table_chart:")
 
@@ -203,12 +201,12 @@ def run_panel(s) -> None:
         c[0].markdown(f"**{s.run_id}** · {s.model} on {s.dataset} · **{s.state}**")
         if s.state == "running" and c[1].button("Stop", key=f"stop_{s.run_id}", help="Stops after the current batch; resume continues from the last checkpoint."):
             with _ui.friendly_errors("stop the run"):
-                _ui.run_action(training.stop, s.run_id, ws)
+                training.stop(s.run_id, ws)
                 st.toast(f"Stop requested for {s.run_id}")
-        if s.state in ("stopped", "interrupted", "failed") and hasattr(training, "resume"):
+        if s.state in ("stopped", "interrupted", "failed"):
             if c[1].button("Resume", key=f"resume_{s.run_id}"):
                 with _ui.friendly_errors("resume the run"):
-                    _ui.run_action(training.resume, s.run_id, ws)
+                    training.resume(s.run_id, ws)
                     st.toast(f"{s.run_id} queued again")
         epochs = max(int(status.get("epochs") or s.epochs or 1), 1)
         epoch = int(status.get("epoch") or 0)
@@ -222,11 +220,13 @@ def run_panel(s) -> None:
             st.warning(w)
         history = run.read_history()
         if history:
-            metrics = viz.curve_metrics({s.run_id: history})
+            # The panel shows one run: name its lines after the model, not the long run id.
+            curves = {s.name or s.model or "this run": history}
+            metrics = [m for m in viz.curve_metrics(curves) if m in ("loss", "dice")]
             cols = st.columns(2)
-            for i, metric in enumerate(m for m in metrics if m in ("loss", "dice") or m.endswith("dice")):
-                if i < 2:
-                    cols[i].plotly_chart(viz.curves_figure({s.run_id: history}, metric), key=f"curve_{s.run_id}_{metric}")
+            for col, metric in zip(cols, metrics):
+                col.plotly_chart(viz.curves_figure(curves, metric, f"{_ui.metric_label(metric)}: solid = training, dashed = validation"),
+                                 key=f"curve_{s.run_id}_{metric}")
         elif s.state == "running":
             st.caption("The first epoch is under way; curves appear when it ends.")
 

@@ -361,7 +361,7 @@ def test_runs_page_curves_and_rerun(demo_ws, fake_training):
     at.switch_page("pages/runs.py").run()
     assert not at.exception
     assert set(at.multiselect(key="curve_runs").value) == {a.run_id, b.run_id}
-    assert at.selectbox(key="curve_metric").options == ["loss", "dice"]
+    assert at.selectbox(key="curve_metric").options == ["Loss", "Dice"]
     at.selectbox(key="run_detail").set_value(a.run_id).run()
     at.button(key=f"rerun_{a.run_id}").click().run()
     assert not at.exception
