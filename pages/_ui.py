@@ -94,14 +94,14 @@ def select_dataset(ws: Workspace, label: str = "Dataset", key: str = "dataset") 
     return next(i for i in infos if i.name == name)
 
 
-def class_legend(info: DatasetInfo) -> str:
-    """Markdown legend: a coloured square per class (background shown as 'not painted')."""
+def class_legend(info: DatasetInfo, void: bool = True) -> str:
+    """Markdown legend: a coloured square per class (background shown as 'not painted'); ``void`` adds the ignore colour."""
     parts = []
     for k, c in enumerate(info.classes):
         r, g, b = (int(v) for v in c.color[:3])
         swatch = f"<span style='display:inline-block;width:0.9em;height:0.9em;background:rgb({r},{g},{b});border:1px solid #888;margin-right:0.3em;vertical-align:middle'></span>"
         parts.append(f"{swatch}{c.name}" + (" (not painted)" if k == 0 else ""))
-    if info.ignore_index is not None:
+    if void and info.ignore_index is not None:
         r, g, b = viz.IGNORE_COLOR
         parts.append(f"<span style='display:inline-block;width:0.9em;height:0.9em;background:rgb({r},{g},{b});border:1px solid #888;margin-right:0.3em;vertical-align:middle'></span>void (not scored)")
     return " &nbsp; ".join(parts)
@@ -116,7 +116,7 @@ def page_path(name: str) -> str:
 # Display names for the metric keys of evaluation reports and histories.
 METRIC_LABELS = {
     "loss": "Loss", "dice": "Dice", "iou": "IoU", "precision": "Precision", "recall": "Recall",
-    "pixel_accuracy": "Pixel accuracy", "accuracy": "Pixel accuracy",
+    "pixel_accuracy": "Pixel accuracy",
 }
 METRICS_HELP = (
     "Dice and IoU measure the overlap of the predicted and the true mask (0 = none, 1 = perfect); "

@@ -179,12 +179,14 @@ have = {labels[r]: reports[r] for r in chosen if reports[r]}
 if not have:
     st.info("None of these runs has an evaluation yet.")
 else:
-    metric = st.segmented_control("Metric", ["dice", "iou", "precision", "recall", "pixel_accuracy"], default="dice", key="cmp_metric",
+    metric = st.segmented_control("Metric", ["dice", "iou", "precision", "recall"], default="dice", key="cmp_metric",
                                   format_func=_ui.metric_label, help=_ui.METRICS_HELP)
     table = viz.compare_table(have, metric or "dice")
     st.dataframe(viz.highlight_best(table, axis=1), key="cmp_table")
+    accuracy = ", ".join(f"{label} {rep['pixel_accuracy']:.3f}" for label, rep in have.items() if isinstance(rep.get("pixel_accuracy"), (int, float)))
     st.caption("The best run of each row is highlighted. macro: mean over the foreground classes; "
-               "micro: the foreground pixels of all classes pooled. n/a: the class is in neither the true nor the predicted masks.")
+               "micro: the foreground pixels of all classes pooled. n/a: the class is in neither the true nor the predicted masks."
+               + (f" Pixel accuracy over all pixels: {accuracy}." if accuracy else ""))
     st.markdown("**Per image**: Dice averaged over the foreground classes; the images where the runs disagree most come first.")
     # Only images every run was tested on can be compared; runs with different split seeds share fewer.
     diff = viz.per_image_differences(have, "macro_dice")

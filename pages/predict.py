@@ -111,6 +111,9 @@ threshold = c[2].slider("Threshold", 0.05, 0.95, 0.5, 0.05, key="pred_threshold"
 
 from segcore.prediction import probs_to_mask  # noqa: E402  (numpy only; the model is loaded lazily above)
 
+if dataset_info is not None:
+    st.markdown("Colours: " + _ui.class_legend(dataset_info, void=False), unsafe_allow_html=True)
+
 for name, image in images:
     with st.container(border=True):
         try:
@@ -122,16 +125,15 @@ for name, image in images:
         rgb = viz.to_rgb(image)
         cols = st.columns([2, 2, 2, 2])
         cols[0].image(rgb, caption=f"{name} ({image.shape[1]}x{image.shape[0]})", width="stretch")
-        cols[1].image(viz.overlay(rgb, mask, colors, opacity, None), caption="prediction", width="stretch")
-        cols[2].image(viz.heatmap_with_colorbar(viz.class_probability(probs, mode, class_index)), caption=f"p({class_names[class_index]})", width="stretch")
+        cols[1].image(viz.overlay(rgb, mask, colors, opacity, None), caption="predicted mask over the image", width="stretch")
+        cols[2].image(viz.heatmap_with_colorbar(viz.class_probability(probs, mode, class_index)), caption=f"probability of {class_names[class_index]} (0 to 1)", width="stretch")
         areas = viz.mask_areas(mask, class_names[: len(colors)])
         cols[3].dataframe(areas, hide_index=True, column_config={"percent": st.column_config.NumberColumn("% of image", format="%.2f")}, key=f"areas_{name}")
         data, file_name, mime = viz.encode_mask(mask, mode, name)
         cols[3].download_button("Download mask", data, file_name, mime, key=f"dl_{name}", icon=":material/download:",
                                 help="Class ids as pixel values (0 = background); multilabel: a zip of one 0/1 PNG per class.")
         with st.expander("Heatmaps of every class"):
+            st.image(viz.colorbar_horizontal(320, label="probability"), width=320)
             hm = st.columns(len(class_names))
             for k, col in enumerate(hm):
                 col.image(viz.heatmap(viz.class_probability(probs, mode, k)), caption=class_names[k], width="stretch")
-if dataset_info is not None:
-    st.markdown(_ui.class_legend(dataset_info), unsafe_allow_html=True)

@@ -151,9 +151,13 @@ d.download_button("Evaluation (JSON)", run.evaluation_path.read_bytes() if evalu
                      key=f"dl_eval_{run_id}", disabled=evaluation is None, icon=":material/download:")
 if evaluation:
     st.markdown("**Scores on the test images, per class**", help=_ui.METRICS_HELP)
-    table = viz.per_class_table(evaluation).rename(columns=_ui.METRIC_LABELS)
+    # Per-class pixel accuracy (one class against the rest) is left out: next to the overall pixel
+    # accuracy it reads as a second, different accuracy of the same run.
+    table = viz.per_class_table(evaluation, ("dice", "iou", "precision", "recall")).rename(columns=_ui.METRIC_LABELS)
     st.dataframe(table.style.format("{:.3f}", na_rep="n/a"), key=f"eval_{run_id}")
-    st.caption("macro: mean over the foreground classes; micro: the foreground pixels of all classes pooled. "
+    overall = evaluation.get("pixel_accuracy")
+    st.caption(("" if overall is None else f"Pixel accuracy over all pixels: {overall:.3f}. ")
+               + "macro: mean over the foreground classes; micro: the foreground pixels of all classes pooled. "
                "n/a: the class is in neither the true nor the predicted masks.")
     for w in evaluation.get("warnings") or []:
         st.caption(f"⚠ {w}")

@@ -175,7 +175,7 @@ def test_first_five_minutes(chromium, server, workspace, tmp_path):
             upload = tmp_path / "upload.png"
             cv2.imwrite(str(upload), sample)
             page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(upload))
-            expect(page.get_by_text("prediction", exact=True)).to_be_visible(timeout=120_000)
+            expect(page.get_by_text("predicted mask over the image", exact=True)).to_be_visible(timeout=120_000)
             wait_idle(page, 120_000)
             with page.expect_download() as download:
                 page.get_by_role("button", name="Download mask").click()

@@ -505,7 +505,7 @@ def test_predict_upload_overlay_areas_and_mask_download(demo_ws, media):
     assert not at.exception
     assert any("notes.png is not an image" in e.value for e in at.error)
     caps = captions_of(at)
-    assert "cells (48x40)" in caps and "prediction" in caps and "p(disc)" in caps
+    assert "cells (48x40)" in caps and "predicted mask over the image" in caps and "probability of disc (0 to 1)" in caps
     areas = at.dataframe[0].value
     assert areas["class"].tolist() == [c.name for c in CLASSES]
     assert areas["pixels"].sum() == 40 * 48 and areas["percent"].sum() == pytest.approx(100.0)
