@@ -354,12 +354,18 @@ def colorbar_horizontal(width: int = 320, height: int = 34, colormap: str = HEAT
     ramp = np.linspace(0.0, 1.0, width - 2 * pad, dtype=np.float32)[None, :].repeat(height // 2 - 2, axis=0)
     out[2 : 2 + ramp.shape[0], pad : width - pad] = heatmap(ramp, colormap)
     y = height - 4
+    font = cv2.FONT_HERSHEY_SIMPLEX
+
+    def put(text: str, centre: float, scale: float, colour: tuple[int, int, int]) -> None:
+        # Centre each text on its position, kept inside the image, so labels never overlap.
+        (tw, _), _ = cv2.getTextSize(text, font, scale, 1)
+        x = int(round(min(max(centre - tw / 2, 0), width - tw - 1)))
+        cv2.putText(out, text, (x, y), font, scale, colour, 1, cv2.LINE_AA)
+
     for t in (0.0, 0.5, 1.0):
-        x = int(round(pad + t * (width - 2 * pad - 1)))
-        text = f"{t:g}"
-        cv2.putText(out, text, (max(0, min(width - 10 * len(text), x - 4 * len(text))), y), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
-    if label:
-        cv2.putText(out, label, (width // 4, y), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (200, 200, 200), 1, cv2.LINE_AA)
+        put(f"{t:g}", pad + t * (width - 2 * pad - 1), 0.4, (255, 255, 255))
+    if label:  # between the 0 and 0.5 ticks
+        put(label, pad + 0.25 * (width - 2 * pad - 1), 0.35, (200, 200, 200))
     return out
 
 
