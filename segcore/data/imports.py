@@ -432,31 +432,19 @@ def _process(raw, root, out, kind, spec, value_of, num_classes, max_pixels, chan
             res.noisy.append((mask_files[0], mr.snapped))
     elif kind == "union":
         index = np.zeros((h, w), np.uint8)
-        modes = set()
-        for f in raw.union:
-            dec = imageio.read_mask(f, max_pixels)
-            modes.add(dec.mode)
-            if dec.array.shape[:2] != (h, w):
-                return _size_problem(raw, root, dec.array.shape[:2], (h, w), f)
-            plane, noise = masks.binarize(dec.array)
-            if noise:
-                res.noisy.append((layouts._rel(f, root), noise))
-            np.bitwise_or(index, plane, out=index)
+        modes: set[str] = set()
+        problem = _union_binary_masks(raw.union, index, raw, root, res, modes, max_pixels)
+        if problem is not None:
+            return problem
         res.mask_mode = "/".join(sorted(modes))
     elif kind == "classes":
         planes = np.zeros((h, w, num_classes - 1), np.uint8)
         modes = set()
         for cname, files in raw.class_masks.items():
-            k = value_of[cname]
-            for f in files:
-                dec = imageio.read_mask(f, max_pixels)
-                modes.add(dec.mode)
-                if dec.array.shape[:2] != (h, w):
-                    return _size_problem(raw, root, dec.array.shape[:2], (h, w), f)
-                plane, noise = masks.binarize(dec.array)
-                if noise:
-                    res.noisy.append((layouts._rel(f, root), noise))
-                np.bitwise_or(planes[:, :, k - 1], plane, out=planes[:, :, k - 1])
+            plane_out = planes[:, :, value_of[cname] - 1]  # a view: written in place
+            problem = _union_binary_masks(files, plane_out, raw, root, res, modes, max_pixels)
+            if problem is not None:
+                return problem
         res.mask_mode = "/".join(sorted(modes))
         index = None
     else:
@@ -505,6 +493,21 @@ def _process(raw, root, out, kind, spec, value_of, num_classes, max_pixels, chan
 
 
 _encode = imageio.encode_png
+
+
+def _union_binary_masks(files, out: np.ndarray, raw, root, res: _Result, modes: set, max_pixels: int) -> _Result | None:
+    """OR the binary masks in ``files`` into ``out`` (H, W); a size-mismatch problem, or None when all fit."""
+    h, w = out.shape
+    for f in files:
+        dec = imageio.read_mask(f, max_pixels)
+        modes.add(dec.mode)
+        if dec.array.shape[:2] != (h, w):
+            return _size_problem(raw, root, dec.array.shape[:2], (h, w), f)
+        plane, noise = masks.binarize(dec.array)
+        if noise:
+            res.noisy.append((layouts._rel(f, root), noise))
+        np.bitwise_or(out, plane, out=out)
+    return None
 
 
 def _size_problem(raw, root, got, want, mask_file=None) -> _Result:
