@@ -7,7 +7,6 @@ Streamlit's, keyed by the workspace path and the dataset's content hash).
 from __future__ import annotations
 
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Iterator
 
 import numpy as np
@@ -105,12 +104,6 @@ def class_legend(info: DatasetInfo, void: bool = True) -> str:
         r, g, b = viz.IGNORE_COLOR
         parts.append(f"<span style='display:inline-block;width:0.9em;height:0.9em;background:rgb({r},{g},{b});border:1px solid #888;margin-right:0.3em;vertical-align:middle'></span>void (not scored)")
     return " &nbsp; ".join(parts)
-
-
-def page_path(name: str) -> str:
-    """Path of a page file, for st.page_link / st.switch_page."""
-    return str(Path("pages") / f"{name}.py")
-
 
 
 # Display names for the metric keys of evaluation reports and histories.

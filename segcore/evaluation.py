@@ -165,10 +165,6 @@ class ConfusionAccumulator:
         return valid, truth, probs.reshape(-1, self.num_outputs)
 
     # -- accumulation ------------------------------------------------------
-    def image_counts(self, y_true, probs) -> np.ndarray:
-        """Counts (K, 4) = TP, FP, FN, TN per class for one image, without accumulating."""
-        return self._counts_of(*self._prepare(y_true, probs))[0]
-
     def _counts_of(self, valid, truth, probs):
         k = self.num_classes
         if self.mode == "multilabel":

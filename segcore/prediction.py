@@ -149,20 +149,11 @@ def save_mask_png(mask: np.ndarray, path: str | os.PathLike, mode: str = "multic
         written = []
         for k in range(mask.shape[2]):
             target = path.with_name(f"{path.stem}_{k + 1}.png")
-            _write_png(target, mask[..., k])
+            imageio.write_png(target, np.ascontiguousarray(mask[..., k], dtype=np.uint8), mask=True)
             written.append(target)
         return written
-    _write_png(path, mask)
+    imageio.write_png(path, np.ascontiguousarray(mask, dtype=np.uint8), mask=True)
     return [path]
-
-
-def _write_png(path: Path, array: np.ndarray) -> None:
-    ok, data = cv2.imencode(".png", np.ascontiguousarray(array.astype(np.uint8)))
-    if not ok:
-        raise ValueError(f"could not encode a PNG for {path}")
-    from segcore.fsutil import write_bytes_atomic
-
-    write_bytes_atomic(path, data.tobytes())
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:

@@ -240,15 +240,6 @@ class RunFolder:
             self.write_status(status)
             return status
 
-    def add_warning(self, text: str) -> None:
-        with self._lock():
-            status = self.read_status()
-            warnings = list(status.get("warnings", []))
-            if text not in warnings:
-                warnings.append(text)
-            status["warnings"] = warnings
-            self.write_status(status)
-
     def heartbeat(self, **fields: Any) -> None:
         """Record that the training process is alive (plus any progress fields)."""
         self.update_status(heartbeat=time.time(), **fields)

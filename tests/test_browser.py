@@ -18,7 +18,6 @@ import urllib.request
 from pathlib import Path
 
 import cv2
-import numpy as np
 import pytest
 
 CHROMIUM = "/usr/bin/chromium"

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 from segcore.config import RunConfig, TrainConfig
 from segcore.runs import open_run

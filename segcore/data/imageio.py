@@ -21,7 +21,6 @@ from __future__ import annotations
 import io
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -338,11 +337,8 @@ def encode_png(arr: np.ndarray, compression: int = 1, *, mask: bool = False) -> 
     return buf.tobytes()
 
 
-def write_png(path: str | os.PathLike, arr: np.ndarray, compression: int = 1) -> None:
-    """Write a uint8 (H, W) or RGB (H, W, 3) array as a PNG file."""
-    Path(path).write_bytes(encode_png(arr, compression))
+def write_png(path: str | os.PathLike, arr: np.ndarray, compression: int = 1, *, mask: bool = False) -> None:
+    """Write a uint8 (H, W) or RGB (H, W, 3) array as a PNG file, atomically."""
+    from segcore.fsutil import write_bytes_atomic
 
-
-def lossless_first(paths: list[Path]) -> list[Path]:
-    """Sort files so that lossless formats come before JPEG copies of the same stem."""
-    return sorted(paths, key=lambda p: (p.suffix.lower() in LOSSY_EXTENSIONS, p.name))
+    write_bytes_atomic(path, encode_png(arr, compression, mask=mask))

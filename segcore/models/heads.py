@@ -43,8 +43,3 @@ def head_for(mode: str, num_classes: int) -> tuple[str, int]:
             f"multilabel mode needs at least 2 classes (background + 1 label), got num_classes={num_classes}"
         )
     return "sigmoid", num_classes - 1
-
-
-def class_of_channel(mode: str, channel: int) -> int:
-    """The class index (into ``classes``) that output channel ``channel`` predicts."""
-    return channel if mode == "multiclass" else channel + 1

@@ -189,22 +189,27 @@ def ensure_worker(ws: Workspace | None = None) -> bool:
     ws = ws or get_workspace()
     if worker_running(ws):
         return False
-    log = open(queue_dir(ws) / "worker.log", "ab")
+    # A new session: the worker outlives the dashboard or the shell that launched it.
+    spawn_module("segcore.training.worker", str(ws.root), ws, queue_dir(ws) / "worker.log", detach=True)
+    return True
+
+
+def spawn_module(module: str, arg: str, ws: Workspace, log_path: Path, *, detach: bool = False) -> subprocess.Popen:
+    """Start ``python -m <module> <arg>`` for workspace ``ws``, its output appended to ``log_path``."""
     env = dict(os.environ, SEGCORE_WORKSPACE=str(ws.root))
     project_root = str(Path(__file__).resolve().parent.parent.parent)
     env["PYTHONPATH"] = project_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    subprocess.Popen(
-        [sys.executable, "-m", "segcore.training.worker", str(ws.root)],
-        stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=log,
-        env=env,
-        cwd=str(ws.root),
-        start_new_session=True,  # outlives the dashboard or the shell that launched it
-        close_fds=True,
-    )
-    log.close()
-    return True
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", module, arg],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            env=env,
+            cwd=str(ws.root),
+            start_new_session=detach,
+            close_fds=True,
+        )
 
 
 def stop(run_id: str, ws: Workspace | None = None, *, wait: float = 0.0, grace: float = STOP_GRACE_S) -> dict[str, Any]:

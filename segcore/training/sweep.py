@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from segcore.config import ModelConfig, RunConfig
+from segcore.config import RunConfig
 from segcore.fsutil import read_json, write_json_atomic, write_text_atomic
 from segcore.runs import open_run
 from segcore.workspace import Workspace, get_workspace

@@ -9,21 +9,20 @@ killed mid-epoch loses at most that epoch.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import math
 import os
 import time
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from segcore.config import RunConfig
 from segcore.data.dataset import load_dataset
 from segcore.fsutil import write_json_atomic
-from segcore.runs import RunFolder, iso
+from segcore.runs import RunFolder
 from segcore.training import health
-from segcore.training.pipeline import check_masks, class_frequencies, load_arrays, make_batches, make_targets
+from segcore.training.pipeline import check_masks, class_frequencies, load_arrays, make_batches
 
 log = logging.getLogger("segcore.training")
 
@@ -43,17 +42,6 @@ class StopRun(Exception):
 
 
 # -- settings to Keras objects ---------------------------------------------------
-
-
-def _call_with_accepted(fn: Callable, *args: Any, **kwargs: Any) -> Any:
-    """Call ``fn`` with only the keyword arguments its signature accepts."""
-    try:
-        params = inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return fn(*args, **kwargs)
-    if any(p.kind == p.VAR_KEYWORD for p in params.values()):
-        return fn(*args, **kwargs)
-    return fn(*args, **{k: v for k, v in kwargs.items() if k in params})
 
 
 def make_optimizer(name: str, learning_rate: float):
@@ -206,15 +194,6 @@ def _set_lr(model, lr: float) -> None:
         inner.learning_rate.assign(lr)
     except AttributeError:
         inner.learning_rate = lr
-
-
-def _get_lr(model) -> float:
-    opt = model.optimizer
-    inner = getattr(opt, "inner_optimizer", None) or opt
-    try:
-        return float(np.asarray(inner.learning_rate))
-    except (TypeError, ValueError):
-        return float("nan")
 
 
 def save_model_atomic(model, path) -> None:

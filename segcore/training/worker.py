@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from segcore.runs import RunFolder, iso, iter_run_folders, queued_runs
-from segcore.training.launcher import STOP_GRACE_S, lock_path, max_concurrent_runs
+from segcore.training.launcher import STOP_GRACE_S, lock_path, max_concurrent_runs, spawn_module
 from segcore.workspace import Workspace, get_workspace
 
 POLL_S = 0.3
@@ -46,18 +46,7 @@ def _start(ws: Workspace, run: RunFolder) -> subprocess.Popen | None:
     claimed = run.transition(("queued",), state="running", pid=None, host=socket.gethostname(), heartbeat=now, message="starting the training process")
     if claimed is None:
         return None
-    out = open(run.path / "process.log", "ab")
-    env = dict(os.environ, SEGCORE_WORKSPACE=str(ws.root))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "segcore.training.run", str(run.path)],
-        stdin=subprocess.DEVNULL,
-        stdout=out,
-        stderr=out,
-        env=env,
-        cwd=str(ws.root),
-        close_fds=True,
-    )
-    out.close()
+    proc = spawn_module("segcore.training.run", str(run.path), ws, run.path / "process.log")
     with run._lock():
         status = run.read_status()
         if status.get("pid") is None and status.get("state") == "running":
