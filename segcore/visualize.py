@@ -742,6 +742,9 @@ def curves_figure(histories: Mapping[str, Any], metric: str = "loss", title: str
         title=title or metric, xaxis_title="epoch", yaxis_title=metric, height=360,
         margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.25),
     )
+    # Epochs are whole numbers: never label 1.5; about ten ticks on long runs.
+    last = max((len(history_frame(h)) for h in histories.values()), default=1)
+    fig.update_xaxes(tick0=1, dtick=max(1, math.ceil(last / 10)))
     return fig
 
 

@@ -199,6 +199,9 @@ def test_history_curves_and_metric_names():
     fig = viz.curves_figure({"r1": hist, "r2": hist}, "loss")
     assert [t.name for t in fig.data] == ["r1 · train", "r1 · validation", "r2 · train", "r2 · validation"]
     assert fig.data[1].line.dash == "dash" and list(fig.data[1].y) == [1.2, 0.7]
+    assert fig.layout.xaxis.dtick == 1  # whole epochs only
+    long = [{"epoch": e, "loss": 1.0 / e} for e in range(1, 41)]
+    assert viz.curves_figure({"r": long}).layout.xaxis.dtick == 4
     assert viz.history_frame([{"loss": 1}])["epoch"].tolist() == [1]
 
 
