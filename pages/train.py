@@ -49,8 +49,11 @@ if not infos:
 with st.container(border=True):
     st.subheader("New run")
     c = st.columns([2, 2, 2])
-    info = next(i for i in infos if i.name == c[0].selectbox("Dataset", [i.name for i in infos], key="train_dataset",
-                index=[i.name for i in infos].index(st.session_state.get("dataset", infos[0].name)) if st.session_state.get("dataset") in [i.name for i in infos] else 0))
+    names = [i.name for i in infos]
+    _ui.from_url("train_dataset", "dataset", names, fallback=st.session_state.get("dataset", "demo"))
+    chosen_name = c[0].selectbox("Dataset", names, key="train_dataset", **_ui.url_sync("dataset", "train_dataset"))
+    _ui.to_url("dataset", "train_dataset")
+    info = infos[names.index(chosen_name)]
     name = c[1].text_input("Run name (optional)", key="train_name", placeholder="e.g. baseline")
     tags = c[2].text_input("Tags (comma separated)", key="train_tags", placeholder="e.g. depth-study")
     kind = st.segmented_control("What to train", ["One model", "Encoder study"], default="One model", key="train_kind",
@@ -89,10 +92,13 @@ with st.container(border=True):
             depth, filters, dropout, activation, batch_norm, upsampling = 4, 32, 0.0, "relu", True, "transpose"
     init_from = None
     if not study:
-        finished = [s.run_id for s in runs_mod.list_runs(ws) if s.state == "finished"]
+        all_runs = runs_mod.list_runs(ws)
+        labels = _ui.run_labels(all_runs)
+        finished = [s.run_id for s in all_runs if s.state == "finished"]
         if finished:
             init_from = st.selectbox("Start from the weights of an earlier run (layers matched by name and shape; the head is new)",
-                                     [None] + finished, key="train_init_from", format_func=lambda r: "no: random initialisation" if r is None else r)
+                                     [None] + finished, key="train_init_from",
+                                     format_func=lambda r: "no: random initialisation" if r is None else labels.get(r, r))
 
     st.markdown("**Training**")
     c = st.columns([3, 1, 1])
@@ -132,7 +138,11 @@ with st.container(border=True):
         split_method = c[0].selectbox("Split", ["random", "subset"] if has_subsets else ["random"], key="train_split",
                                       help="'subset' keeps the dataset's own train/test folders.")
         val_fraction = c[1].slider("Validation fraction", 0.05, 0.5, s.val_fraction, 0.05, key="train_val")
-        test_fraction = c[2].slider("Test fraction", 0.0, 0.5, s.test_fraction, 0.05, key="train_test")
+        test_fraction = c[2].slider("Test fraction", 0.0, 0.5, s.test_fraction, 0.05, key="train_test",
+                                    disabled=split_method == "subset", help="Not used by 'subset': its test images are the dataset's test folder.")
+        note = viz.subset_split_note(info.samples) if split_method == "subset" else None
+        if note:
+            st.warning(note)
 
     cfg = RunConfig(
         model=ModelConfig(
@@ -158,7 +168,9 @@ with st.container(border=True):
             st.session_state["train_launched"] = ids
     if st.session_state.get("train_launched"):
         ids = st.session_state["train_launched"]
-        st.success(f"Queued {len(ids)} run(s): {', '.join(f'`{i}`' for i in ids)}. Training runs in its own process; you can leave this page.")
+        labels = _ui.run_labels(runs_mod.list_runs(ws))
+        st.success(f"Queued {len(ids)} run(s): {', '.join(f'`{labels.get(i, i)}`' for i in ids)}. "
+                   "Training runs in its own process; you can leave this page.")
         for note in st.session_state.get("train_study_notes") or []:
             st.caption(note)
     with st.expander("The settings as saved in the run's config.json"):
@@ -172,42 +184,65 @@ st.subheader("Queue and progress")
 @st.fragment(run_every=2)
 def live() -> None:
     summaries = runs_mod.list_runs(ws)
+    labels = _ui.run_labels(summaries)
     active = [s for s in summaries if s.state in ("queued", "running")]
     recent = [s for s in summaries if s.state not in ("queued", "running")][:3]
     if not active and not recent:
         st.info("Nothing queued. Set up a run above and press **Queue this run**; its progress appears here by itself.")
         return
-    queued = [s for s in active if s.state == "queued"]
+    queued = [r.run_id for r in runs_mod.queued_runs(ws)]
     if queued:
-        st.caption(f"{len(queued)} run(s) waiting in the queue: " + ", ".join(s.run_id for s in reversed(queued)))
+        queue_panel(queued, {s.run_id: s for s in summaries}, labels)
     running = [x for x in active if x.state == "running"]
     # Full panels (progress and curves) for running runs and the run that ended last;
     # one line for the other recent ones.
     for s in running + recent[:1]:
-        run_panel(s)
+        run_panel(s, labels)
+    if recent and recent[0].state == "finished":
+        _ui.what_next(recent[0], summaries, key="train")
     for s in recent[1:]:
         best = "" if s.best_val_dice is None else f", best val Dice {s.best_val_dice:.3f}"
         detail = "" if s.state == "finished" or not s.message else f" ({s.message})"
-        st.caption(f"{s.run_id}: {s.state} after {s.epoch}/{s.epochs} epochs{best}{detail}.")
+        st.caption(f"{labels[s.run_id]}: {s.state} after {s.epoch}/{s.epochs} epochs{best}{detail}.")
     if recent or running:
         st.page_link("pages/runs.py", label="Every run, with notes and downloads, is on the Runs page", icon=":material/table_chart:")
 
 
-def run_panel(s) -> None:
+def queue_panel(queued: list[str], by_id: dict, labels: dict) -> None:
+    """The waiting runs, front first, each with Cancel and Move up."""
+    with st.container(border=True, key="queue_panel"):
+        st.markdown(f"**Waiting in the queue** ({len(queued)}; the first starts when the running one ends)")
+        for place, run_id in enumerate(queued, start=1):
+            s = by_id.get(run_id)
+            row = st.columns([5, 1, 1], vertical_alignment="center")
+            row[0].markdown(f"{place}. **{labels.get(run_id, run_id)}** · {s.model if s else ''} on {s.dataset if s else ''}")
+            if row[1].button("Move up", key=f"up_{run_id}", disabled=place == 1, icon=":material/arrow_upward:"):
+                with _ui.friendly_errors("move the run up"):
+                    runs_mod.move_up(run_id, ws)
+                    st.rerun(scope="fragment")
+            if row[2].button("Cancel", key=f"cancel_{run_id}", icon=":material/close:", help="Takes it out of the queue (it shows as stopped; Resume queues it again)."):
+                with _ui.friendly_errors("cancel the run"):
+                    training.stop(run_id, ws)
+                    st.rerun(scope="fragment")
+
+
+def run_panel(s, labels: dict) -> None:
     run = runs_mod.RunFolder(s.path)
     status = run.true_status()
     with st.container(border=True):
         c = st.columns([4, 1])
-        c[0].markdown(f"**{s.run_id}** · {s.model} on {s.dataset} · **{s.state}**")
-        if s.state == "running" and c[1].button("Stop", key=f"stop_{s.run_id}", help="Stops after the current batch; resume continues from the last checkpoint."):
+        stopping = s.state == "running" and run.stop_requested()
+        state = "stopping after the current batch" if stopping else s.state
+        c[0].markdown(f"**{labels.get(s.run_id, s.run_id)}** · {s.model} on {s.dataset} · **{state}**")
+        if s.state == "running" and not stopping and c[1].button("Stop", key=f"stop_{s.run_id}", help="Stops after the current batch; resume continues from the last checkpoint."):
             with _ui.friendly_errors("stop the run"):
                 training.stop(s.run_id, ws)
-                st.toast(f"Stop requested for {s.run_id}")
+                st.rerun(scope="fragment")
         if s.state in ("stopped", "interrupted", "failed"):
             if c[1].button("Resume", key=f"resume_{s.run_id}"):
                 with _ui.friendly_errors("resume the run"):
                     training.resume(s.run_id, ws)
-                    st.toast(f"{s.run_id} queued again")
+                    st.rerun(scope="fragment")
         epochs = max(int(status.get("epochs") or s.epochs or 1), 1)
         epoch = int(status.get("epoch") or 0)
         batch, batches = status.get("batch"), status.get("batches")
@@ -220,8 +255,7 @@ def run_panel(s) -> None:
             st.warning(w)
         history = run.read_history()
         if history:
-            # The panel shows one run: name its lines after the model, not the long run id.
-            curves = {s.name or s.model or "this run": history}
+            curves = {labels.get(s.run_id, s.run_id): history}
             metrics = [m for m in viz.curve_metrics(curves) if m in ("loss", "dice")]
             cols = st.columns(2)
             for col, metric in zip(cols, metrics):

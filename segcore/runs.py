@@ -556,6 +556,36 @@ def queued_runs(ws: Workspace) -> list[RunFolder]:
     return [run for _, _, run in sorted(waiting, key=lambda t: (t[0], t[1]))]
 
 
+def move_up(run_id: str, ws: Workspace | None = None) -> list[str]:
+    """Move a queued run one place towards the front of the queue (the worker starts the front first).
+
+    The queue is ordered by ``queued_at``; the waiting runs get new times in
+    the new order (spaced by a millisecond from the earliest), so a run queued
+    meanwhile stays last and one that started meanwhile is left alone.
+
+    Returns:
+        The ids of the queued runs, front first, after the move.
+
+    Raises:
+        FileNotFoundError: no such run.
+        ValueError: the run is not waiting in the queue, or is at its front already.
+    """
+    ws = ws or get_workspace()
+    run = open_run(run_id, ws)
+    order = queued_runs(ws)
+    ids = [r.run_id for r in order]
+    if run.run_id not in ids:
+        raise ValueError(f"run {run.run_id} is {run.true_status().get('state')}, not waiting in the queue; only queued runs can be moved")
+    i = ids.index(run.run_id)
+    if i == 0:
+        raise ValueError(f"run {run.run_id} is at the front of the queue already")
+    order[i - 1], order[i] = order[i], order[i - 1]
+    base = min(float(r.read_status().get("queued_at", 0.0) or 0.0) for r in order)
+    for k, r in enumerate(order):
+        r.transition(("queued",), queued_at=base + k * 1e-3)
+    return [r.run_id for r in queued_runs(ws)]
+
+
 def delete_run(run_id: str, ws: Workspace | None = None, *, force: bool = False) -> None:
     """Delete a run folder. A queued or running run is refused unless ``force``.
 

@@ -146,9 +146,9 @@ def test_data_page_problems_name_the_files(demo_ws):
     at.session_state["data_tab"] = "Problems (1)"
     at.run()
     assert not at.exception
-    df = at.dataframe[0].value
-    assert df.loc[0, "kind"] == "jpeg_noise" and df.loc[0, "files"] == 2
-    assert "masks/a.jpg\nmasks/b.jpg" in [c.value for c in at.code]
+    df = at.table[0].value
+    assert df.iloc[0]["kind"] == "jpeg_noise" and df.iloc[0]["files"] == "2"
+    assert df.iloc[0]["which"] == "masks/a.jpg, masks/b.jpg"
 
 
 def test_data_page_split_counts_add_up(demo_ws):
@@ -259,7 +259,7 @@ def test_train_form_queues_the_config_it_shows(demo_ws, fake_training):
     assert (cfg.train.dataset, cfg.train.epochs, cfg.train.image_size, cfg.train.loss) == ("demo", 4, 64, "dice")
     assert cfg.name == "baseline" and cfg.tags == ("a", "b")
     run_id = at.session_state["train_launched"][0]
-    assert f"`{run_id}`" in texts(at)
+    assert "Queued 1 run(s): `baseline`" in texts(at)  # shown by its name
     assert runs_mod.open_run(run_id, demo_ws).read_config() == cfg  # saved exactly as shown
 
 
@@ -330,14 +330,15 @@ def test_runs_page_table_filters_notes_and_study_table(demo_ws, fake_training):
     at.switch_page("pages/runs.py").run()
     assert not at.exception
     table = at.dataframe[0].value
-    assert set(table["run"]) == {a.run_id, b.run_id, c.run_id}
-    assert table.set_index("run").loc[b.run_id, "model"] == "vgg16"
-    assert table.set_index("run").loc[a.run_id, "status"] == "finished"
-    assert table.set_index("run").loc[c.run_id, "status"] == "running"
+    c_label = viz.short_run_id(c.run_id)  # no name: the id without its time stamp
+    assert set(table["run"]) == {"a", "b", c_label}
+    assert table.set_index("run").loc["b", "model"] == "vgg16"
+    assert table.set_index("run").loc["a", "status"] == "finished"
+    assert table.set_index("run").loc[c_label, "status"] == "running"
     at.multiselect(key="runs_status").select("finished").run()
-    assert set(at.dataframe[0].value["run"]) == {a.run_id, b.run_id}
+    assert set(at.dataframe[0].value["run"]) == {"a", "b"}
     at.text_input(key="runs_query").input("vgg").run()
-    assert list(at.dataframe[0].value["run"]) == [b.run_id]
+    assert list(at.dataframe[0].value["run"]) == ["b"]
     # details of the one visible run: notes and tags are saved to the run folder
     assert at.selectbox(key="run_detail").value == b.run_id
     at.text_area(key=f"notes_{b.run_id}").input("best so far")
@@ -349,8 +350,8 @@ def test_runs_page_table_filters_notes_and_study_table(demo_ws, fake_training):
     # results table over the finished runs, exportable
     at.text_input(key="runs_query").input("").run()
     study = at.dataframe[-1].value
-    assert study.loc[a.run_id, "Dice"] == pytest.approx(0.5) and study.loc[b.run_id, "Dice"] == pytest.approx(0.6)
-    assert study.loc[b.run_id, "Accuracy"] == pytest.approx(0.97)
+    assert study.loc["a", "Dice"] == pytest.approx(0.5) and study.loc["b", "Dice"] == pytest.approx(0.6)
+    assert study.loc["b", "Accuracy"] == pytest.approx(0.97)
     assert at.get("download_button")  # CSV / Markdown / model / config buttons are there
 
 
@@ -407,7 +408,7 @@ def test_compare_grid_heatmaps_and_tables(demo_ws):
     assert caps[caps.index("s017") : caps.index("s017") + 3] == ["s017", "Dice 0.600", "Dice 0.500"]
     table = at.dataframe[0].value
     assert list(table.index) == ["background", "disc", "square", "speck", "macro", "micro"]
-    la, lb = f"a · {a.run_id[-4:]}", f"b · {b.run_id[-4:]}"
+    la, lb = "a", "b"
     assert table.loc["macro", la] == pytest.approx(0.5) and table.loc["macro", lb] == pytest.approx(0.6)
     at.segmented_control(key="cmp_metric").set_value("iou").run()
     iou = at.dataframe[0].value
@@ -419,7 +420,8 @@ def test_compare_grid_heatmaps_and_tables(demo_ws):
     at.segmented_control(key="cmp_pick_mode").set_value("Worst for each model").run()
     at.number_input(key="cmp_worst_n").set_value(1).run()
     assert not at.exception
-    assert [c for c in captions_of(at) if c.startswith("s0")] == ["s019"]
+    # ...and say which model each is worst for
+    assert [c for c in captions_of(at) if c.startswith("s0")] == ["s019 · worst for b, a"]
 
 
 def test_compare_heatmap_shows_the_chosen_class(demo_ws, media):
@@ -562,8 +564,8 @@ def test_data_import_from_server_folder(demo_ws, tmp_path):
     report = at.session_state["import_report"]
     assert report["ok"] and report["num_samples"] == 6 and report["mode"] == "binary"
     assert any("Imported **cells**" in s.value for s in at.success)
-    problems = at.dataframe[0].value
-    assert any("lonely.png" in ex for ex in problems["examples"])  # the unpaired image is named
+    problems = at.table[0].value
+    assert any("lonely.png" in ex for ex in problems["which"])  # the unpaired image is named
     assert at.selectbox(key="dataset").value == "cells"
     assert {m.label: m.value for m in at.metric}["Samples"] == "6"
     # a second import under the same name is refused with a message, not a stack trace
@@ -636,12 +638,12 @@ def test_train_study_queues_the_paper_set_and_runs_page_groups_it(demo_ws, fake_
     assert not at.exception
     study_box = at.selectbox(key="study_pick")
     assert len(study_box.options) == 2 and study_box.options[1].startswith("sweep-")
-    assert other.run_id in at.dataframe[-1].value.index
+    assert "not-in-study" in at.dataframe[-1].value.index
     study_box.set_value(study_box.options[1]).run()
     table = at.dataframe[-1].value
-    assert sorted(table["model"]) == sorted(c.name for c in cfgs)
-    assert other.run_id not in table.index
-    assert table.set_index("model").loc["MobileNetV2", "Dice"] == pytest.approx(0.75)
+    assert sorted(table.index) == sorted(c.name for c in cfgs)
+    assert "not-in-study" not in table.index
+    assert table.loc["MobileNetV2", "Dice"] == pytest.approx(0.75)
 
 
 def test_home_quick_start_queues_a_small_run(demo_ws, fake_training):
@@ -651,8 +653,8 @@ def test_home_quick_start_queues_a_small_run(demo_ws, fake_training):
     cfg = fake_training["launch"][-1]
     assert (cfg.train.dataset, cfg.model.depth, cfg.model.filters, cfg.train.image_size) == ("demo", 3, 16, 64)
     run_id = at.session_state["last_launched"]
-    assert any(run_id in s.value for s in at.success)
-    assert at.dataframe[0].value["run"].tolist() == [run_id]  # recent runs shows it at once
+    assert any("quick-start" in s.value and "waiting in the queue" in s.value for s in at.success)
+    assert at.dataframe[0].value["run"].tolist() == ["quick-start"]  # recent runs shows it at once
 
 
 def test_train_bad_settings_give_a_message_not_a_trace(demo_ws):
