@@ -219,11 +219,11 @@ def queue_panel(queued: list[str], by_id: dict, labels: dict) -> None:
             if row[1].button("Move up", key=f"up_{run_id}", disabled=place == 1, icon=":material/arrow_upward:"):
                 with _ui.friendly_errors("move the run up"):
                     runs_mod.move_up(run_id, ws)
-                    st.rerun(scope="fragment")
+                    st.rerun()
             if row[2].button("Cancel", key=f"cancel_{run_id}", icon=":material/close:", help="Takes it out of the queue (it shows as stopped; Resume queues it again)."):
                 with _ui.friendly_errors("cancel the run"):
                     training.stop(run_id, ws)
-                    st.rerun(scope="fragment")
+                    st.rerun()
 
 
 def run_panel(s, labels: dict) -> None:
@@ -237,12 +237,12 @@ def run_panel(s, labels: dict) -> None:
         if s.state == "running" and not stopping and c[1].button("Stop", key=f"stop_{s.run_id}", help="Stops after the current batch; resume continues from the last checkpoint."):
             with _ui.friendly_errors("stop the run"):
                 training.stop(s.run_id, ws)
-                st.rerun(scope="fragment")
+                st.rerun()
         if s.state in ("stopped", "interrupted", "failed"):
             if c[1].button("Resume", key=f"resume_{s.run_id}"):
                 with _ui.friendly_errors("resume the run"):
                     training.resume(s.run_id, ws)
-                    st.rerun(scope="fragment")
+                    st.rerun()
         epochs = max(int(status.get("epochs") or s.epochs or 1), 1)
         epoch = int(status.get("epoch") or 0)
         batch, batches = status.get("batch"), status.get("batches")

@@ -23,7 +23,7 @@ QUICK_START = RunConfig(
 # `python bench/quick_start.py` on the development machine (2 CPU cores shared
 # with other work); press to finished run, including process start and the
 # test evaluation.
-MEASURED: dict[str, Any] = {"seconds": None, "test_dice": None, "cpus": 2}
+MEASURED: dict[str, Any] = {"seconds": 627.5, "test_dice": 0.967, "cpus": 2}
 
 
 def past_quick_starts(summaries: Iterable[Any]) -> list[Any]:

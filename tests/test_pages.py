@@ -223,7 +223,9 @@ def fake_training(monkeypatch):
 
     def stop(run_id, ws=None):
         calls["stop"].append(run_id)
-        runs_mod.open_run(run_id, ws).request_stop()
+        run = runs_mod.open_run(run_id, ws)
+        if run.transition(("queued",), state="stopped") is None:  # as the real stop: a queued run stops at once
+            run.request_stop()
 
     def resume(run_id, ws=None):
         calls["resume"].append(run_id)
