@@ -155,8 +155,8 @@ def prediction_tiles(r: str, sid: str, image: np.ndarray, colors: np.ndarray) ->
     from segcore.prediction import probs_to_mask
 
     probs = prediction(r, sid)
-    size = probs.shape[0]
-    shown = viz.resize_for_display(image, size) if image.shape[0] != size else image
+    # Cached probabilities are at the training size (square); the image goes to the same shape.
+    shown = viz.resize_to(image, probs.shape[:2])
     mask = probs_to_mask(probs, info.mode, threshold)
     hm = viz.heatmap(viz.class_probability(probs, info.mode, class_index))
     return viz.stack_tiles([hm, viz.overlay(shown, mask, colors, 0.5, None)], TILE)

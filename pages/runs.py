@@ -68,10 +68,12 @@ if not with_history:
     st.info("No run has finished an epoch yet; curves appear after the first one.")
 else:
     c = st.columns([3, 1])
-    if any(r not in with_history for r in st.session_state.get("curve_runs", [])):
-        st.session_state["curve_runs"] = [r for r in st.session_state["curve_runs"] if r in with_history]
-    chosen = c[0].multiselect("Runs to overlay", with_history, default=None if "curve_runs" in st.session_state else with_history[:3],
-                              key="curve_runs", format_func=lambda r: labels[r])
+    # The choice is kept by run id: a label that changes (a second run of the same name) must not drop it.
+    kept = st.session_state.get("curve_runs_ids")
+    st.session_state["curve_runs"] = [r for r in kept if r in with_history] if kept is not None else with_history[:3]
+    chosen = c[0].multiselect("Runs to overlay", with_history, key="curve_runs", format_func=lambda r: labels[r],
+                              on_change=lambda: st.session_state.update(curve_runs_ids=list(st.session_state["curve_runs"])))
+    st.session_state["curve_runs_ids"] = list(chosen)
     histories = {labels[r]: runs_mod.RunFolder(by_id[r].path).read_history() for r in chosen}
     metrics = viz.curve_metrics(histories) or ["loss"]
     classes = next((runs_mod.RunFolder(by_id[r].path).read_meta().get("dataset") or {} for r in chosen), {}).get("classes") or []
@@ -140,7 +142,10 @@ def one_run() -> None:
     if s.state == "queued":
         if a.button("Cancel", key=f"runs_stop_{run_id}", icon=":material/close:", help="Takes the run out of the queue; Resume queues it again."):
             _act("cancel the run", training.stop, run_id, ws)
-        if a.button("Move up the queue", key=f"runs_up_{run_id}", icon=":material/arrow_upward:"):
+        queue = [r.run_id for r in runs_mod.queued_runs(ws)]
+        place = queue.index(run_id) + 1 if run_id in queue else 0
+        if a.button("Move up the queue", key=f"runs_up_{run_id}", icon=":material/arrow_upward:", disabled=place <= 1,
+                    help=f"Place {place} of {len(queue)} in the queue; the worker starts the first one next." if place else None):
             _act("move the run up", runs_mod.move_up, run_id, ws)
     if s.state == "running" and not stopping:
         if a.button("Stop", key=f"runs_stop_{run_id}", help="Stops after the current batch; Resume continues from the last checkpoint."):
@@ -211,39 +216,51 @@ st.fragment(run_every=3 if active else None)(one_run)()
 # --------------------------------------------------------------------------- study table
 
 st.subheader("Results table")
-finished = [r for r in visible if by_id[r].state == "finished"]
-reports = {}
-meta_study = {}
-for r in finished:
-    folder = runs_mod.RunFolder(by_id[r].path)
-    rep = folder.read_evaluation()
-    if rep:
-        reports[r] = rep
-        study = folder.read_meta().get("sweep") or {}
-        meta_study[r] = study.get("id", "") if isinstance(study, dict) else str(study)
-if not reports:
-    st.info("No finished run has a test evaluation yet. The table of Dice, IoU and accuracy appears here when one has.")
-else:
-    # Scores on different datasets are not comparable: one table per dataset, best values within it.
-    c = st.columns(2)
-    dataset_names = sorted({by_id[r].dataset for r in reports})
-    if len(dataset_names) > 1:
-        current = by_id.get(st.session_state.get("run_detail"))
-        _ui.from_url("study_dataset", "dataset", dataset_names, fallback=current.dataset if current else None)
-        dataset_name = c[0].selectbox("Dataset", dataset_names, key="study_dataset", help="Test scores are compared on one dataset at a time.")
+
+
+def results_table() -> None:
+    """The test scores of the finished runs shown above, one dataset at a time."""
+    summaries = runs_mod.list_runs(ws)
+    by_id = {s.run_id: s for s in summaries}
+    labels = _ui.run_labels(summaries)
+    visible = [r for r in st.session_state.get("runs_visible", list(by_id)) if r in by_id] or list(by_id)
+    finished = [r for r in visible if by_id[r].state == "finished"]
+    reports = {}
+    meta_study = {}
+    for r in finished:
+        folder = runs_mod.RunFolder(by_id[r].path)
+        rep = folder.read_evaluation()
+        if rep:
+            reports[r] = rep
+            study = folder.read_meta().get("sweep") or {}
+            meta_study[r] = study.get("id", "") if isinstance(study, dict) else str(study)
+    if not reports:
+        st.info("No finished run has a test evaluation yet. The table of Dice, IoU and accuracy appears here when one has.")
     else:
-        dataset_name = dataset_names[0]
-    everything = "all finished runs shown above"
-    studies = sorted({meta_study.get(r) for r in reports if meta_study.get(r) and by_id[r].dataset == dataset_name}, reverse=True)
-    pick = c[1].selectbox("Encoder study", [everything] + studies, key="study_pick") if studies else everything
-    ids = [r for r in reports if by_id[r].dataset == dataset_name and (pick == everything or meta_study.get(r) == pick)]
-    info = {labels[r]: {"model": by_id[r].model, "epochs": by_id[r].epoch} for r in ids}
-    table = viz.study_table({labels[r]: reports[r] for r in ids}, info)
-    st.dataframe(viz.highlight_best(table, axis=0, subset=list(viz.STUDY_COLUMNS)), key="study_table")
-    st.caption(f"Test scores on {dataset_name}: Dice, IoU, precision and recall are macro means over the foreground classes "
-               "on each run's test split; accuracy: pixel accuracy. The best value of each column is highlighted.")
-    e = st.container(horizontal=True)
-    e.download_button("Download CSV", table.to_csv().encode(), f"results-{dataset_name}.csv", "text/csv", key="study_csv",
-                      icon=":material/download:", on_click="ignore")
-    e.download_button("Download Markdown", viz.table_markdown(table).encode(), f"results-{dataset_name}.md", "text/markdown",
-                      key="study_md", icon=":material/download:", on_click="ignore")
+        # Scores on different datasets are not comparable: one table per dataset, best values within it.
+        c = st.columns(2)
+        dataset_names = sorted({by_id[r].dataset for r in reports})
+        if len(dataset_names) > 1:
+            current = by_id.get(st.session_state.get("run_detail"))
+            _ui.from_url("study_dataset", "dataset", dataset_names, fallback=current.dataset if current else None)
+            dataset_name = c[0].selectbox("Dataset", dataset_names, key="study_dataset", help="Test scores are compared on one dataset at a time.")
+        else:
+            dataset_name = dataset_names[0]
+        everything = "all finished runs shown above"
+        studies = sorted({meta_study.get(r) for r in reports if meta_study.get(r) and by_id[r].dataset == dataset_name}, reverse=True)
+        pick = c[1].selectbox("Encoder study", [everything] + studies, key="study_pick") if studies else everything
+        ids = [r for r in reports if by_id[r].dataset == dataset_name and (pick == everything or meta_study.get(r) == pick)]
+        info = {labels[r]: {"model": by_id[r].model, "epochs": by_id[r].epoch} for r in ids}
+        table = viz.study_table({labels[r]: reports[r] for r in ids}, info)
+        st.dataframe(viz.highlight_best(table, axis=0, subset=list(viz.STUDY_COLUMNS)), key="study_table")
+        st.caption(f"Test scores on {dataset_name}: Dice, IoU, precision and recall are macro means over the foreground classes "
+                   "on each run's test split; accuracy: pixel accuracy. The best value of each column is highlighted.")
+        e = st.container(horizontal=True)
+        e.download_button("Download CSV", table.to_csv().encode(), f"results-{dataset_name}.csv", "text/csv", key="study_csv",
+                          icon=":material/download:", on_click="ignore")
+        e.download_button("Download Markdown", viz.table_markdown(table).encode(), f"results-{dataset_name}.md", "text/markdown",
+                          key="study_md", icon=":material/download:", on_click="ignore")
+
+
+# Polls while runs are active, so a run that finishes joins the table without a reload.
+st.fragment(run_every=5 if active else None)(results_table)()

@@ -213,6 +213,16 @@ def resize_for_display(image: np.ndarray, size: int, nearest: bool = False) -> n
     return cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=interp)
 
 
+def resize_to(image: np.ndarray, shape: Sequence[int], nearest: bool = False) -> np.ndarray:
+    """Resize to exactly ``shape`` = (height, width), whatever the aspect (as the model sees an image at its
+    training size); returned unchanged when it has that shape already."""
+    h, w = int(shape[0]), int(shape[1])
+    if image.shape[:2] == (h, w):
+        return image
+    interp = cv2.INTER_NEAREST if nearest else (cv2.INTER_AREA if h * w < image.shape[0] * image.shape[1] else cv2.INTER_LINEAR)
+    return cv2.resize(image, (w, h), interpolation=interp)
+
+
 def stack_tiles(tiles: Sequence[np.ndarray], size: int, gap: int = 4, axis: int = 0) -> np.ndarray:
     """Resize RGB tiles to ``size`` x ``size`` and stack them (vertically by default) with a dark gap.
 

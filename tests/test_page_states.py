@@ -282,3 +282,26 @@ def test_data_page_problems_and_subset_split_explain_themselves(workspace, no_de
     at.selectbox(key="split_method").set_value("subset").run()
     assert not at.exception
     assert any("no test folder" in w.value for w in at.warning)
+
+
+def test_compare_shows_predictions_of_images_that_are_not_square(workspace, no_demo):
+    """CamVid's 480x360 images against square cached predictions: tiles, not "image is 32x24 but mask is 32x32"."""
+    import cv2
+    import numpy as np
+
+
+    make_dataset(workspace, "demo")
+    root = workspace.dataset_dir("demo")
+    for folder, interp in (("images", cv2.INTER_AREA), ("masks", cv2.INTER_NEAREST)):
+        for path in (root / folder).glob("*.png"):
+            cv2.imwrite(str(path), cv2.resize(cv2.imread(str(path), cv2.IMREAD_UNCHANGED), (48, 36), interpolation=interp))
+    a = make_run(workspace, name="a", evaluation=make_report([0.6, 0.7, 0.2]))
+    b = make_run(workspace, name="b", evaluation=make_report([0.8, 0.9, 0.1]))
+    for run in (a, b):
+        ids = run.read_meta()["split"]["test"]
+        probs = np.full((len(ids), 32, 32, len(CLASSES)), 1.0 / len(CLASSES), np.float32)
+        run.write_prediction_cache(ids, probs, "multiclass", [c.name for c in CLASSES], 32)
+    at = open_page("pages/compare.py")
+    assert not at.exception
+    assert not [e.value for e in at.error]
+    assert len(at.get("image")) == 1 + 3 * 3
