@@ -572,7 +572,8 @@ def compare_table(reports: Mapping[str, Mapping[str, Any]], metric: str = "dice"
 
 
 def best_mask(df: pd.DataFrame, axis: int = 1, higher_is_better: bool | Mapping[str, bool] = True, subset: Sequence[Any] | None = None) -> pd.DataFrame:
-    """Boolean frame marking the best value of each row (``axis=1``) or column (``axis=0``); ties all marked.
+    """Boolean frame marking the best value of each row (``axis=1``) or column (``axis=0``); ties all marked,
+    except where every value is the same (a row of equal scores has no best).
 
     ``higher_is_better`` may be a dict keyed by column (``axis=0``) or row
     (``axis=1``) label, e.g. ``{"loss": False}``. ``subset`` limits which rows
@@ -590,6 +591,8 @@ def best_mask(df: pd.DataFrame, axis: int = 1, higher_is_better: bool | Mapping[
         hib = higher_is_better.get(label, True) if isinstance(higher_is_better, Mapping) else higher_is_better
         best = series.max() if hib else series.min()
         hit = np.isclose(series.to_numpy(dtype=float), best, rtol=0, atol=1e-12) & series.notna().to_numpy()
+        if series.notna().sum() > 1 and hit.sum() == series.notna().sum():
+            continue
         if axis == 1:
             out.loc[label] = hit
         else:

@@ -269,7 +269,7 @@ def test_own_data_train_stop_resume_compare_predict_share(chromium, server, work
             row = page.locator(".st-key-cmp_grid [data-testid='stHorizontalBlock']").nth(1)
             tops = [row.locator("[data-testid='stImage']").nth(k).bounding_box()["y"] for k in range(3)]
             assert max(tops) - min(tops) < 5, tops  # input and both runs side by side, not stacked
-            j.shot("compare-narrow")
+            j.shot("compare-narrow", row)
             page.set_viewport_size({"width": 1400, "height": 1000})
 
             # ---------------------------------------------------------------- Predict: a dataset sample, the mask downloaded

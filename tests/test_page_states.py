@@ -289,7 +289,6 @@ def test_compare_shows_predictions_of_images_that_are_not_square(workspace, no_d
     import cv2
     import numpy as np
 
-
     make_dataset(workspace, "demo")
     root = workspace.dataset_dir("demo")
     for folder, interp in (("images", cv2.INTER_AREA), ("masks", cv2.INTER_NEAREST)):

@@ -167,6 +167,9 @@ def test_per_class_and_compare_tables():
     best = viz.best_mask(c)
     assert best.loc["bg"].tolist() == [False, True]
     assert best.loc["macro"].tolist() == [True, False]
+    tie = viz.best_mask(pd.DataFrame({"a": [0.5, 0.2], "b": [0.5, 0.3]}))
+    assert tie.values.tolist() == [[False, False], [False, True]]  # equal scores: no best to highlight
+    assert viz.best_mask(pd.DataFrame({"a": [0.5]})).values.tolist() == [[True]]
     low = viz.best_mask(pd.DataFrame({"loss": [0.3, 0.1]}), axis=0, higher_is_better={"loss": False})
     assert low["loss"].tolist() == [False, True]
     html = viz.highlight_best(c).to_html()
