@@ -9,6 +9,7 @@ as root). Skipped with a reason where it is absent outside CI; a failure in CI.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -90,7 +91,7 @@ def nav(page, label: str) -> None:
     from playwright.sync_api import expect
 
     page.locator('[data-testid="stSidebarNav"]').get_by_text(label, exact=True).click()
-    page.wait_for_url(f"**/{label.lower()}")
+    page.wait_for_url(re.compile(rf"/{label.lower()}(\?.*)?$"))  # pages keep their selection in the query
     expect(page.get_by_role("heading", name=label, exact=True)).to_be_visible(timeout=60_000)
     wait_idle(page)
 

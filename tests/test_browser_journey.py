@@ -20,24 +20,12 @@ import cv2
 import numpy as np
 import pytest
 
-from test_browser import chromium, server, slider_move, wait_idle  # noqa: F401  (fixtures)
+from test_browser import chromium, nav, server, slider_move, wait_idle  # noqa: F401  (fixtures)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 CAMVID_CLASSES = "Sky Building Pole Road Pavement Tree SignSymbol Fence Car Pedestrian Bicyclist".split()
 ENDED = ("finished", "failed", "stopped", "interrupted")
-
-
-def nav(page, label: str) -> None:
-    """Open a page from the sidebar; its address may carry the page's selection (``?run=...``)."""
-    import re
-
-    from playwright.sync_api import expect
-
-    page.locator('[data-testid="stSidebarNav"]').get_by_text(label, exact=True).click()
-    page.wait_for_url(re.compile(rf"/{label.lower()}(\?.*)?$"))
-    expect(page.get_by_role("heading", name=label, exact=True)).to_be_visible(timeout=60_000)
-    wait_idle(page)
 
 
 def make_zip(src: Path, out: Path) -> Path:

@@ -250,7 +250,8 @@ def test_no_download_is_deferred(workspace, no_demo):
 
     made = setup_state(workspace, "finished")
     save_tiny_model(made["a"])
-    at = open_page("pages/runs.py", {"run": made["a"].run_id})
+    at = open_page("pages/runs.py")
+    at.selectbox(key="run_detail").set_value(made["a"].run_id).run()
     buttons = at.get("download_button")
     assert {b.proto.label for b in buttons} >= {"Model (.keras)", "Config (JSON)", "History (CSV)", "Evaluation (JSON)", "Download CSV"}
     for b in buttons:
