@@ -87,12 +87,10 @@ else:
 st.subheader("One run")
 
 
-def _act(action: str, fn, *args, select: str | None = None) -> None:
+def _act(action: str, fn, *args) -> None:
     """Run an action on a run, then rerun the whole page so every panel shows the run's new state."""
     with _ui.friendly_errors(action):
         fn(*args)
-        if select is not None:
-            st.query_params["run"] = select
         st.rerun()
 
 

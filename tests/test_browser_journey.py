@@ -17,7 +17,6 @@ import zipfile
 from pathlib import Path
 
 import cv2
-import numpy as np
 import pytest
 
 from test_browser import chromium, nav, server, slider_move, wait_idle  # noqa: F401  (fixtures)
