@@ -305,3 +305,24 @@ def test_compare_shows_predictions_of_images_that_are_not_square(workspace, no_d
     assert not at.exception
     assert not [e.value for e in at.error]
     assert len(at.get("image")) == 1 + 3 * 3
+
+
+def test_pages_survive_choices_left_from_before(workspace, no_demo):
+    """A session (or a link) that still names a deleted run or dataset: each page falls back to what exists."""
+    made = setup_state(workspace, "finished")
+    gone = make_run(workspace, name="gone", evaluation=make_report([0.5, 0.5, 0.5]))
+    gone_id = gone.run_id
+    runs_mod.delete_run(gone_id, workspace)
+    stale = {"dataset": "deleted-data", "train_dataset": "deleted-data", "run_detail": gone_id, "pred_run": gone_id,
+             "cmp_runs": [gone_id, made["a"].run_id], "cmp_dataset": "deleted-data", "last_launched": gone_id,
+             "curve_runs_ids": [gone_id]}
+    for page in PAGES:
+        at = app()
+        at.run()  # the router first, as a browser does; then the stale session and link
+        for k, v in stale.items():
+            at.session_state[k] = v
+        at.switch_page(page)
+        at.query_params.clear()
+        at.query_params.update({"run": gone_id, "dataset": "deleted-data"})
+        at.run()
+        assert not at.exception, (page, at.exception)
