@@ -14,6 +14,7 @@ import streamlit as st
 
 from segcore import visualize as viz
 from segcore.data.dataset import Dataset, DatasetInfo, list_datasets, load_dataset
+from segcore.safetext import markdown_text
 from segcore.workspace import Workspace, get_workspace
 
 DISPLAY_SIZE = 256  # longest side of browse thumbnails, in pixels
@@ -52,7 +53,7 @@ def friendly_errors(action: str) -> Iterator[None]:
         yield
     except (ValueError, FileNotFoundError, FileExistsError, KeyError, PermissionError, OSError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        st.error(f"Could not {action}: {message}")
+        st.error(f"Could not {markdown_text(action)}: {markdown_text(message)}")
 
 
 def datasets(ws: Workspace) -> list[DatasetInfo]:
@@ -94,12 +95,17 @@ def select_dataset(ws: Workspace, label: str = "Dataset", key: str = "dataset") 
 
 
 def class_legend(info: DatasetInfo, void: bool = True) -> str:
-    """Markdown legend: a coloured square per class (background shown as 'not painted'); ``void`` adds the ignore colour."""
+    """Markdown legend: a coloured square per class (background shown as 'not painted'); ``void`` adds the ignore colour.
+
+    The swatches are HTML (shown with ``unsafe_allow_html``); class names come
+    from imported data and are written as plain text (``markdown_text``), so a
+    name such as ``<img src=x>`` is shown, never rendered.
+    """
     parts = []
     for k, c in enumerate(info.classes):
         r, g, b = (int(v) for v in c.color[:3])
         swatch = f"<span style='display:inline-block;width:0.9em;height:0.9em;background:rgb({r},{g},{b});border:1px solid #888;margin-right:0.3em;vertical-align:middle'></span>"
-        parts.append(f"{swatch}{c.name}" + (" (not painted)" if k == 0 else ""))
+        parts.append(f"{swatch}{markdown_text(c.name)}" + (" (not painted)" if k == 0 else ""))
     if void and info.ignore_index is not None:
         r, g, b = viz.IGNORE_COLOR
         parts.append(f"<span style='display:inline-block;width:0.9em;height:0.9em;background:rgb({r},{g},{b});border:1px solid #888;margin-right:0.3em;vertical-align:middle'></span>void (not scored)")

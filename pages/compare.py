@@ -9,6 +9,7 @@ import streamlit as st
 from pages import _ui
 from segcore import runs as runs_mod
 from segcore import visualize as viz
+from segcore.safetext import markdown_text
 
 TILE = 160  # pixels per image tile in the grid
 MAX_RUNS = 6
@@ -124,7 +125,7 @@ else:
 c = st.columns([1, 2], vertical_alignment="center")
 c[0].image(viz.colorbar_horizontal(320, label=f"p({class_names[class_index]})"), width=320)
 c[1].caption(
-    f"Heatmaps: the model's probability that a pixel is **{class_names[class_index]}** (dark = 0, yellow = 1). "
+    f"Heatmaps: the model's probability that a pixel is **{markdown_text(class_names[class_index])}** (dark = 0, yellow = 1). "
     "Below each heatmap, the predicted mask over the image, in the class colours of the legend under the grid."
 )
 
@@ -203,4 +204,4 @@ else:
                        f"{len(diff) - len(common)} tested by only some runs are left out.")
     for label, rep in have.items():
         for w in rep.get("warnings") or []:
-            st.caption(f"⚠ {label}: {w}")
+            st.caption(f"⚠ {markdown_text(label)}: {markdown_text(w)}")

@@ -9,6 +9,7 @@ from pages import _ui
 from segcore import runs as runs_mod
 from segcore import visualize as viz
 from segcore.config import ModelConfig, RunConfig, TrainConfig
+from segcore.safetext import markdown_text
 
 # A U-Net small enough to learn the demo shapes on a CPU in a few minutes.
 QUICK_START = RunConfig(
@@ -34,7 +35,7 @@ with col_data:
     if demo is None:
         st.info("The demo dataset is not there yet. Import your own data on the **Data** page.")
     else:
-        fg = ", ".join(c.name for c in demo.classes[1:])
+        fg = ", ".join(markdown_text(c.name) for c in demo.classes[1:])
         st.markdown(
             f"**1. The demo dataset is ready:** {len(demo.samples)} images, {demo.mode}, "
             f"{demo.num_classes - 1} classes ({fg})."

@@ -73,7 +73,7 @@ if source == "Upload":
         try:
             images.append((Path(up.name).stem, viz.decode_image(up.getvalue(), up.name)))
         except ValueError as exc:
-            st.error(str(exc))
+            st.error(markdown_text(exc))
     if uploads and len(uploads) > MAX_IMAGES:
         st.caption(f"Showing the first {MAX_IMAGES} images.")
 else:
@@ -110,6 +110,7 @@ threshold = c[2].slider("Threshold", 0.05, 0.95, 0.5, 0.05, key="pred_threshold"
                         help="Probability above which a pixel counts as the class (binary and multilabel datasets); multiclass models take the most likely class.")
 
 from segcore.prediction import probs_to_mask  # noqa: E402  (numpy only; the model is loaded lazily above)
+from segcore.safetext import markdown_text
 
 if dataset_info is not None:
     st.markdown("Colours: " + _ui.class_legend(dataset_info, void=False), unsafe_allow_html=True)
@@ -119,7 +120,7 @@ for name, image in images:
         try:
             probs = predict(str(folder.path), _mtime(model_file), hashlib.sha1(np.ascontiguousarray(image).tobytes()).hexdigest() + str(image.shape), image)
         except (FileNotFoundError, ValueError) as exc:
-            st.error(f"Could not predict {name}: {exc}")
+            st.error(f"Could not predict {markdown_text(name)}: {markdown_text(exc)}")
             continue
         mask = probs_to_mask(probs, mode, threshold)
         rgb = viz.to_rgb(image)

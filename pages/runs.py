@@ -12,6 +12,7 @@ import segcore.training as training
 from pages import _ui
 from segcore import runs as runs_mod
 from segcore import visualize as viz
+from segcore.safetext import markdown_text
 
 ws = _ui.workspace()
 st.title("Runs")
@@ -95,9 +96,9 @@ test_dice = (s.test or {}).get("macro_dice")
 c[3].metric("Test Dice", "–" if test_dice is None else f"{test_dice:.3f}",
             help="On the held-out test images, averaged over the foreground classes (macro); measured when training has ended.")
 if s.message and s.state != "finished":  # a finished run's message only repeats the epochs above
-    st.caption(s.message)
+    st.caption(markdown_text(s.message))
 for w in s.warnings:
-    st.warning(w)
+    st.warning(markdown_text(w))
 
 notes = run.read_notes()
 c = st.columns([3, 2])
@@ -160,7 +161,7 @@ if evaluation:
                + "macro: mean over the foreground classes; micro: the foreground pixels of all classes pooled. "
                "n/a: the class is in neither the true nor the predicted masks.")
     for w in evaluation.get("warnings") or []:
-        st.caption(f"⚠ {w}")
+        st.caption(f"⚠ {markdown_text(w)}")
 with st.expander("Settings"):
     st.json(run.read_meta().get("config", {}), expanded=False)
 if run.log_path.is_file():

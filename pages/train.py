@@ -9,6 +9,7 @@ from pages import _ui
 from segcore import runs as runs_mod
 from segcore import visualize as viz
 from segcore.config import ENCODERS, FREEZE_MODES, AugmentConfig, ModelConfig, RunConfig, SplitConfig, TrainConfig
+from segcore.safetext import markdown_text
 from segcore.training import sweep
 from segcore.training.trainer import LR_SCHEDULES, OPTIMIZERS  # option lists only; no Keras import
 
@@ -56,7 +57,7 @@ with st.container(border=True):
     kind = st.segmented_control("What to train", ["One model", "Encoder study"], default="One model", key="train_kind",
                                 help=STUDY)
     study = kind == "Encoder study"
-    st.caption(f"{info.name}: {len(info.samples)} images, {info.mode}, classes {', '.join(info.class_names[1:])}.")
+    st.caption(f"{info.name}: {len(info.samples)} images, {info.mode}, classes {markdown_text(', '.join(info.class_names[1:]))}.")
 
     st.markdown("**Model**")
     if study:
@@ -217,7 +218,7 @@ def run_panel(s) -> None:
         text = f"epoch {epoch}/{epochs}" + (f", batch {batch}/{batches}" if batch is not None and batches else "")
         st.progress(min(max(frac, 0.0), 1.0), text=text + (f" · {status.get('message')}" if status.get("message") else ""))
         for w in status.get("warnings") or []:
-            st.warning(w)
+            st.warning(markdown_text(w))
         history = run.read_history()
         if history:
             # The panel shows one run: name its lines after the model, not the long run id.

@@ -3,6 +3,12 @@
 Every file that another process may read while it is being written (run status,
 history, dataset.json) goes through these functions, so a reader sees either the
 old content or the new one, never half a file.
+
+Files and folders are created with the modes ordinary tools use (0666 and 0777
+less the process umask: 0644 and 0755 by default), so a teammate given read
+access to a shared workspace can read everything in it. ``tempfile.mkstemp``
+and ``mkdtemp`` are not used for that reason: they create 0600 files and 0700
+folders whatever the umask.
 """
 
 from __future__ import annotations
@@ -10,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -47,11 +53,36 @@ def ensure_inside(path: Path, root: Path) -> Path:
     return resolved
 
 
+def make_temp_dir(parent: str | os.PathLike, prefix: str = "tmp-") -> Path:
+    """Create a new, uniquely named folder under ``parent`` (mode 0777 less the umask)."""
+    parent = Path(parent)
+    parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(100):
+        path = parent / f"{prefix}{secrets.token_hex(6)}"
+        try:
+            path.mkdir(mode=0o777)
+        except FileExistsError:
+            continue
+        return path
+    raise FileExistsError(f"could not create a new temporary folder in {parent}")  # pragma: no cover
+
+
+def _create_temp_file(folder: Path, name: str) -> tuple[int, str]:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        tmp = str(folder / f".{name}.{secrets.token_hex(6)}.tmp")
+        try:
+            return os.open(tmp, flags, 0o666), tmp  # the kernel applies the umask
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"could not create a temporary file in {folder}")  # pragma: no cover
+
+
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename."""
+    """Write ``data`` to ``path`` through a temporary file and a rename (mode 0666 less the umask)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _create_temp_file(path.parent, path.name)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)

@@ -547,7 +547,7 @@ def paired_folder(root: Path, n=6, size=24) -> Path:
 
 
 def test_data_import_from_server_folder(demo_ws, tmp_path):
-    src = paired_folder(tmp_path / "src")
+    src = paired_folder(demo_ws.incoming_dir / "src")  # server folders are imported from the import folders
     at = app().run()
     at.switch_page("pages/data.py").run()
     at.radio(key="import_source").set_value("A folder on the server").run()
