@@ -12,6 +12,7 @@ import streamlit as st
 from pages import _ui
 from segcore import runs as runs_mod
 from segcore import visualize as viz
+from segcore.safetext import markdown_text
 
 IMAGE_TYPES = ["png", "jpg", "jpeg", "tif", "tiff", "bmp", "gif"]
 MAX_IMAGES = 8
@@ -110,7 +111,6 @@ threshold = c[2].slider("Threshold", 0.05, 0.95, 0.5, 0.05, key="pred_threshold"
                         help="Probability above which a pixel counts as the class (binary and multilabel datasets); multiclass models take the most likely class.")
 
 from segcore.prediction import probs_to_mask  # noqa: E402  (numpy only; the model is loaded lazily above)
-from segcore.safetext import markdown_text
 
 if dataset_info is not None:
     st.markdown("Colours: " + _ui.class_legend(dataset_info, void=False), unsafe_allow_html=True)
