@@ -423,9 +423,11 @@ class Trainer:
                 val = make_batches(self.val_x, self.val_m, augment=None, shuffle=False, **common)
             self.steps_per_epoch = len(train)
             callbacks = [make_run_callback(self)]
-            tb = _tensorboard(self.run)
+            tb, tb_note = _tensorboard(self.run)
             if tb is not None:
                 callbacks.append(tb)
+            else:
+                log.warning("%s", tb_note)
             phases = []
             if fine_tune_at and start < fine_tune_at < self.epochs and not self.state.get("fine_tuned"):
                 phases = [(start, fine_tune_at, False), (fine_tune_at, self.epochs, True)]
@@ -506,17 +508,20 @@ def summary_metrics(report: dict[str, Any]) -> dict[str, float]:
 
 
 def _tensorboard(run: RunFolder):
-    import importlib.util
+    """Keras's TensorBoard callback, or None with a reason when TensorBoard cannot write here.
 
-    if importlib.util.find_spec("tensorboard") is None:
-        log.warning("the tensorboard package is not installed: no TensorBoard logs for this run")
-        return None
+    The callback writes through TensorFlow's summary API, so it needs the
+    ``tensorflow`` and ``tensorboard`` packages whatever the Keras backend; a
+    run on a JAX or PyTorch machine without them trains without those logs.
+    """
     try:
-        import keras
+        import tensorboard  # noqa: F401
+        import tensorflow  # noqa: F401
+    except ImportError as exc:
+        return None, f"no TensorBoard logs for this run: they need TensorFlow and TensorBoard ({exc})"
+    import keras
 
-        return keras.callbacks.TensorBoard(log_dir=str(run.tensorboard_dir), write_graph=False, update_freq="epoch")
-    except Exception:  # TensorBoard needs TensorFlow's summary ops; a run does not depend on it
-        return None
+    return keras.callbacks.TensorBoard(log_dir=str(run.tensorboard_dir), write_graph=False, update_freq="epoch"), None
 
 
 def _is_number(value: Any) -> bool:
