@@ -14,6 +14,8 @@ import streamlit as st
 
 from segcore import visualize as viz
 from segcore.data.dataset import Dataset, DatasetInfo, list_datasets, load_dataset
+from segcore.fsutil import describe_os_error
+from segcore.runfiles import RunFileError
 from segcore.safetext import markdown_text
 from segcore.workspace import Workspace, get_workspace
 
@@ -42,8 +44,30 @@ _route_through_app()
 
 
 def workspace() -> Workspace:
-    """The workspace of this server (``$SEGCORE_WORKSPACE`` or the project default)."""
-    return get_workspace()
+    """The workspace of this server (``$SEGCORE_WORKSPACE`` or the project default).
+
+    Every page load also makes sure a queue worker serves runs that are waiting
+    (one may have been killed), so the queue never stalls.
+    """
+    ws = get_workspace()
+    from segcore.training import launcher
+
+    launcher.wake_queue(ws)
+    return ws
+
+
+def readable(read, default=None, *, warn: bool = False):
+    """``read()``, or ``default`` when the run file it reads is damaged or unreadable.
+
+    ``warn`` shows what is wrong with the file (the runs table names damaged
+    settings and status itself).
+    """
+    try:
+        return read()
+    except (RunFileError, OSError) as exc:
+        if warn:
+            st.warning(str(exc))
+        return default
 
 
 @contextmanager
@@ -53,6 +77,8 @@ def friendly_errors(action: str) -> Iterator[None]:
         yield
     except (ValueError, FileNotFoundError, FileExistsError, KeyError, PermissionError, OSError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        if isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError):
+            message = describe_os_error(exc)
         st.error(f"Could not {markdown_text(action)}: {markdown_text(message)}")
 
 

@@ -32,12 +32,12 @@ def label_of(s) -> str:
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def run_report(path: str, mtime: float) -> dict | None:
-    return runs_mod.RunFolder(path).read_evaluation()
+    return _ui.readable(runs_mod.RunFolder(path).read_evaluation)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def cache_index(path: str, mtime: float) -> dict:
-    return runs_mod.RunFolder(path).read_prediction_index() or {}
+    return _ui.readable(runs_mod.RunFolder(path).read_prediction_index) or {}
 
 
 @st.cache_data(max_entries=384, show_spinner=False)
@@ -88,7 +88,7 @@ except (FileNotFoundError, ValueError) as exc:
     st.error(f"The runs were trained on dataset {dataset_name!r}, which cannot be opened: {exc}")
     st.stop()
 info = ds.info
-hashes = {(runs[r].read_meta().get("dataset") or {}).get("content_hash") for r in chosen} - {None, ""}
+hashes = {(_ui.readable(runs[r].read_meta, {}).get("dataset") or {}).get("content_hash") for r in chosen} - {None, ""}
 if info.content_hash and hashes and hashes != {info.content_hash}:
     st.warning(f"Dataset {dataset_name!r} has changed since some of these runs were trained; their scores refer to the older version.")
 

@@ -162,8 +162,8 @@ def import_section(expanded: bool) -> None:
             bar = st.progress(0.0, text="Importing…")
             source = None
             try:
-                source = _save_upload(upload) if upload is not None else source_path
                 with _ui.friendly_errors(f"import {getattr(upload, 'name', None) or folder}"):
+                    source = _save_upload(upload) if upload is not None else source_path
                     report = imports.import_dataset(
                         str(source), name, layout=layout, options=options, strict=strict,
                         workspace=ws, progress=_progress_callback(bar), on_exists="version" if version else "error",

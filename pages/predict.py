@@ -26,7 +26,9 @@ def has_model(s) -> bool:
     return folder.best_model_path.is_file() or folder.last_model_path.is_file()
 
 
-summaries = [s for s in runs_mod.list_runs(ws) if s.state in ("finished", "stopped", "interrupted") and has_model(s)]
+# A damaged run predicts too while its settings (config.json) can be read.
+summaries = [s for s in runs_mod.list_runs(ws) if s.state in ("finished", "stopped", "interrupted", "damaged")
+             and "config.json" not in s.damage and has_model(s)]
 if not summaries:
     st.info(
         "No run has a trained model yet. Train one on the **Train** page (or from **Home** with one click); "

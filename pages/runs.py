@@ -72,9 +72,9 @@ if not with_history:
 else:
     c = st.columns([3, 1])
     chosen = c[0].multiselect("Runs to overlay", with_history, default=with_history[:3], key="curve_runs")
-    histories = {r: runs_mod.RunFolder(by_id[r].path).read_history() for r in chosen}
+    histories = {r: h for r in chosen if (h := _ui.readable(runs_mod.RunFolder(by_id[r].path).read_history, warn=True))}
     metrics = viz.curve_metrics(histories) or ["loss"]
-    classes = next((runs_mod.RunFolder(by_id[r].path).read_meta().get("dataset") or {} for r in chosen), {}).get("classes") or []
+    classes = next((_ui.readable(runs_mod.RunFolder(by_id[r].path).read_meta, {}).get("dataset") or {} for r in chosen), {}).get("classes") or []
     metric = c[1].selectbox("Metric", metrics, key="curve_metric", format_func=lambda m: _ui.metric_label(m, classes))
     if chosen:
         st.plotly_chart(viz.curves_figure(histories, metric, f"{_ui.metric_label(metric, classes)}: solid = training, dashed = validation"),
@@ -97,10 +97,13 @@ c[3].metric("Test Dice", "–" if test_dice is None else f"{test_dice:.3f}",
             help="On the held-out test images, averaged over the foreground classes (macro); measured when training has ended.")
 if s.message and s.state != "finished":  # a finished run's message only repeats the epochs above
     st.caption(markdown_text(s.message))
+for name, reason in s.damage.items():
+    st.error(markdown_text(f"{name} is damaged: {reason}"))
 for w in s.warnings:
-    st.warning(markdown_text(w))
+    if not any(w.startswith(f"{name} is damaged") for name in s.damage):
+        st.warning(markdown_text(w))
 
-notes = run.read_notes()
+notes = _ui.readable(run.read_notes, {"notes": "", "tags": []})
 c = st.columns([3, 2])
 new_notes = c[0].text_area("Notes (everyone using this workspace sees them)", notes.get("notes", ""), key=f"notes_{run_id}", height=100)
 new_tags = c[1].text_input("Tags (comma separated)", ", ".join(notes.get("tags", [])), key=f"tags_{run_id}")
@@ -116,7 +119,7 @@ if s.state in ("queued", "running"):
         with _ui.friendly_errors("stop the run"):
             training.stop(run_id, ws)
             st.toast(f"Stop requested for {run_id}")
-if s.state in ("stopped", "interrupted", "failed"):
+if s.state in ("stopped", "interrupted", "failed", "damaged"):
     if a.button("Resume", key=f"runs_resume_{run_id}"):
         with _ui.friendly_errors("resume the run"):
             training.resume(run_id, ws)
@@ -144,10 +147,11 @@ d = st.container(horizontal=True)
 model_path = run.best_model_path if run.best_model_path.is_file() else run.last_model_path
 d.download_button("Model (.keras)", functools.partial(_read, model_path), f"{run_id}.keras", "application/octet-stream",
                      key=f"dl_model_{run_id}", disabled=not model_path.is_file(), icon=":material/download:")
-d.download_button("Config (JSON)", run.config_path.read_bytes(), f"{run_id}-config.json", "application/json", key=f"dl_cfg_{run_id}", icon=":material/download:")
+d.download_button("Config (JSON)", _ui.readable(run.config_path.read_bytes, b""), f"{run_id}-config.json", "application/json",
+                  key=f"dl_cfg_{run_id}", disabled=not run.config_path.is_file(), icon=":material/download:")
 d.download_button("History (CSV)", run.history_path.read_bytes() if run.history_path.is_file() else b"", f"{run_id}-history.csv", "text/csv",
                      key=f"dl_hist_{run_id}", disabled=not run.history_path.is_file(), icon=":material/download:")
-evaluation = run.read_evaluation()
+evaluation = _ui.readable(run.read_evaluation, warn=True)
 d.download_button("Evaluation (JSON)", run.evaluation_path.read_bytes() if evaluation else b"", f"{run_id}-evaluation.json", "application/json",
                      key=f"dl_eval_{run_id}", disabled=evaluation is None, icon=":material/download:")
 if evaluation:
@@ -163,7 +167,7 @@ if evaluation:
     for w in evaluation.get("warnings") or []:
         st.caption(f"⚠ {markdown_text(w)}")
 with st.expander("Settings"):
-    st.json(run.read_meta().get("config", {}), expanded=False)
+    st.json(_ui.readable(run.read_meta, {}).get("config", {}), expanded=False)
 if run.log_path.is_file():
     with st.expander("Log (last 40 lines)"):
         st.code("\n".join(run.log_path.read_text(errors="replace").splitlines()[-40:]), language=None)
@@ -176,10 +180,10 @@ reports = {}
 meta_study = {}
 for r in finished:
     folder = runs_mod.RunFolder(by_id[r].path)
-    rep = folder.read_evaluation()
+    rep = _ui.readable(folder.read_evaluation)
     if rep:
         reports[r] = rep
-        study = folder.read_meta().get("sweep") or {}
+        study = _ui.readable(folder.read_meta, {}).get("sweep") or {}
         meta_study[r] = study.get("id", "") if isinstance(study, dict) else str(study)
 if not reports:
     st.info("No finished run has a test evaluation yet. The table of Dice, IoU and accuracy appears here when one has.")

@@ -32,9 +32,9 @@ ws = _ui.workspace()
 st.title("Train")
 
 
-def launch_study(cfg, ws):
-    """Queue the paper's set with these shared settings; returns the run ids."""
-    record = sweep.queue_sweep(cfg, ws, weights=cfg.model.weights)
+def launch_study(cfg, ws, weights):
+    """Queue the paper's set with these shared settings and encoder ``weights``; returns the run ids."""
+    record = sweep.queue_sweep(cfg, ws, weights=weights)
     st.session_state["train_study_notes"] = record.get("notes", [])
     return [r["run_id"] for r in record["runs"]]
 
@@ -57,14 +57,15 @@ with st.container(border=True):
     kind = st.segmented_control("What to train", ["One model", "Encoder study"], default="One model", key="train_kind",
                                 help=STUDY)
     study = kind == "Encoder study"
+    study_weights = None
     st.caption(f"{info.name}: {len(info.samples)} images, {info.mode}, classes {markdown_text(', '.join(info.class_names[1:]))}.")
 
     st.markdown("**Model**")
     if study:
         st.info(STUDY + ". Every model trains on the same data and split, one after the other; the Runs page lists them as one study.")
-        encoder = "none"
-        weights = st.selectbox("Encoder weights", ["imagenet", "none"], key="train_study_weights",
-                               help="ImageNet weights must be in ~/.keras/models on a machine without internet access.")
+        encoder, weights = "none", "none"  # the shared settings; each encoder gets study_weights
+        study_weights = st.selectbox("Encoder weights", ["imagenet", "none"], key="train_study_weights",
+                                     help="ImageNet weights must be in ~/.keras/models on a machine without internet access.")
         depth, filters, dropout, activation, batch_norm, upsampling, freeze, fine_tune_after = 4, 32, 0.0, "relu", True, "transpose", "trainable", 0
     else:
         c = st.columns(4)
@@ -135,26 +136,33 @@ with st.container(border=True):
         val_fraction = c[1].slider("Validation fraction", 0.05, 0.5, s.val_fraction, 0.05, key="train_val")
         test_fraction = c[2].slider("Test fraction", 0.0, 0.5, s.test_fraction, 0.05, key="train_test")
 
-    cfg = RunConfig(
-        model=ModelConfig(
-            encoder=encoder, depth=int(depth), filters=int(filters), dropout=float(dropout), activation=activation,
-            batch_norm=bool(batch_norm), upsampling=upsampling, weights=weights or "none", freeze=freeze,
-            fine_tune_after=int(fine_tune_after), init_from_run=init_from,
-        ),
-        train=TrainConfig(
-            dataset=info.name, image_size=int(image_size), epochs=int(epochs), batch_size=int(batch_size),
-            optimizer=optimizer, learning_rate=float(learning_rate), lr_schedule=lr_schedule, loss=loss, class_weighting=bool(class_weighting),
-            early_stopping_patience=int(patience), seed=int(seed),
-            augment=AugmentConfig(aug_on, hflip, vflip, rotate, zoom, shift, brightness, contrast),
-            split=SplitConfig(method=split_method, val_fraction=val_fraction, test_fraction=test_fraction, seed=int(seed)),
-        ),
-        name=name.strip(),
-        tags=tuple(t.strip() for t in tags.split(",") if t.strip()),
-    )
+    # Every setting is checked when the settings are built: a bad combination is shown here, not queued.
+    try:
+        cfg, cfg_error = None, None
+        cfg = RunConfig(
+            model=ModelConfig(
+                encoder=encoder, depth=int(depth), filters=int(filters), dropout=float(dropout), activation=activation,
+                batch_norm=bool(batch_norm), upsampling=upsampling, weights=weights or "none", freeze=freeze,
+                fine_tune_after=int(fine_tune_after), init_from_run=init_from,
+            ),
+            train=TrainConfig(
+                dataset=info.name, image_size=int(image_size), epochs=int(epochs), batch_size=int(batch_size),
+                optimizer=optimizer, learning_rate=float(learning_rate), lr_schedule=lr_schedule, loss=loss, class_weighting=bool(class_weighting),
+                early_stopping_patience=int(patience), seed=int(seed),
+                augment=AugmentConfig(aug_on, hflip, vflip, rotate, zoom, shift, brightness, contrast),
+                split=SplitConfig(method=split_method, val_fraction=val_fraction, test_fraction=test_fraction, seed=int(seed)),
+            ),
+            name=name.strip(),
+            tags=tuple(t.strip() for t in tags.split(",") if t.strip()),
+        )
+    except ValueError as exc:
+        cfg_error = str(exc)
     label = "Queue the study" if study else "Queue this run"
-    if st.button(label, type="primary", key="train_launch"):
+    if cfg_error:
+        st.error(f"These settings cannot train: {cfg_error}")
+    if st.button(label, type="primary", key="train_launch", disabled=cfg is None):
         with _ui.friendly_errors("queue the run"):
-            launched = launch_study(cfg, ws) if study else training.launch(cfg, ws)
+            launched = launch_study(cfg, ws, study_weights) if study else training.launch(cfg, ws)
             ids = list(launched) if isinstance(launched, (list, tuple)) else [launched]
             st.session_state["train_launched"] = ids
     if st.session_state.get("train_launched"):
@@ -163,7 +171,7 @@ with st.container(border=True):
         for note in st.session_state.get("train_study_notes") or []:
             st.caption(note)
     with st.expander("The settings as saved in the run's config.json"):
-        st.json(cfg.to_dict(), expanded=False)
+        st.json(cfg.to_dict() if cfg is not None else {}, expanded=False)
 
 # --------------------------------------------------------------------------- live progress
 
@@ -204,7 +212,7 @@ def run_panel(s) -> None:
             with _ui.friendly_errors("stop the run"):
                 training.stop(s.run_id, ws)
                 st.toast(f"Stop requested for {s.run_id}")
-        if s.state in ("stopped", "interrupted", "failed"):
+        if s.state in ("stopped", "interrupted", "failed", "damaged"):
             if c[1].button("Resume", key=f"resume_{s.run_id}"):
                 with _ui.friendly_errors("resume the run"):
                     training.resume(s.run_id, ws)
@@ -219,7 +227,9 @@ def run_panel(s) -> None:
         st.progress(min(max(frac, 0.0), 1.0), text=text + (f" · {status.get('message')}" if status.get("message") else ""))
         for w in status.get("warnings") or []:
             st.warning(markdown_text(w))
-        history = run.read_history()
+        for name, reason in s.damage.items():
+            st.error(markdown_text(f"{name} is damaged: {reason}"))
+        history = _ui.readable(run.read_history, [])
         if history:
             # The panel shows one run: name its lines after the model, not the long run id.
             curves = {s.name or s.model or "this run": history}

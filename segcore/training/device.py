@@ -14,12 +14,45 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
+import importlib.util
+import json
 import os
 import platform
-from typing import Any, Iterator
+from pathlib import Path
+from typing import Any, Iterator, Mapping
 
-DISTRIBUTIONS = ("none", "mirrored", "data_parallel")
-PRECISIONS = ("auto", "off", "float32", "on", "mixed_float16", "bfloat16", "mixed_bfloat16")
+from segcore.config import BACKENDS, DISTRIBUTIONS, PRECISIONS, SettingError
+
+# The package each Keras backend needs.
+BACKEND_PACKAGES = {"tensorflow": "tensorflow", "torch": "torch", "jax": "jax"}
+
+
+def configured_backend(env: Mapping[str, str] | None = None) -> str:
+    """The backend Keras would pick in this environment, without importing Keras.
+
+    ``$KERAS_BACKEND``, else ``backend`` in ``$KERAS_HOME/keras.json``
+    (``~/.keras/keras.json``), else ``"tensorflow"``: Keras's own rule.
+    """
+    env = os.environ if env is None else env
+    if env.get("KERAS_BACKEND"):
+        return env["KERAS_BACKEND"]
+    home = Path(env.get("KERAS_HOME") or Path.home() / ".keras")
+    try:
+        name = json.loads((home / "keras.json").read_text()).get("backend")
+    except (OSError, ValueError, AttributeError):
+        name = None
+    return name if isinstance(name, str) and name else "tensorflow"
+
+
+def check_backend(name: str) -> str:
+    """Refuse a backend that is unknown or not installed; returns ``name``."""
+    if name not in BACKENDS[1:]:
+        raise SettingError("train.backend", name, "one of " + ", ".join(repr(b) for b in BACKENDS[1:])
+                           + " (from train.backend or $KERAS_BACKEND)")
+    if importlib.util.find_spec(BACKEND_PACKAGES[name]) is None:
+        raise SettingError("train.backend", name, f"an installed backend; the package {BACKEND_PACKAGES[name]!r} "
+                           "is not installed here")
+    return name
 
 
 def backend() -> str:
