@@ -709,7 +709,7 @@ def curve_metrics(histories: Mapping[str, Any]) -> list[str]:
     names: set[str] = set()
     for h in histories.values():
         for col in history_frame(h).columns:
-            if col in ("epoch", "lr", "learning_rate", "time", "duration", "seconds", "wall_time") or col.startswith("_"):
+            if col in ("epoch", "lr", "learning_rate", "time", "duration", "seconds", "wall_time", "ended_at") or col.startswith("_"):
                 continue
             names.add(col[4:] if col.startswith("val_") else col)
     return sorted(names, key=lambda n: (n != "loss", n))

@@ -212,6 +212,29 @@ def save_model_atomic(model, path) -> None:
     os.replace(tmp, path)
 
 
+def link_atomic(source, target) -> None:
+    """Give ``source``'s file the name ``target`` too (a hard link, or a copy where links fail), atomically."""
+    source, target = os.fspath(source), os.fspath(target)
+    tmp = os.path.join(os.path.dirname(target), f".tmp-{os.getpid()}-{os.path.basename(target)}")
+    try:
+        os.link(source, tmp)
+    except OSError:
+        import shutil
+
+        shutil.copyfile(source, tmp)
+    os.replace(tmp, target)
+
+
+def health_sample_count(available: int, batch_size: int) -> int:
+    """Validation images the per-epoch health check predicts: up to ``HEALTH_SAMPLES``, whole batches only.
+
+    Whole batches keep the compiled prediction step at one shape.
+    """
+    n = min(HEALTH_SAMPLES, available)
+    batch = max(1, min(batch_size, n))
+    return max(batch, (n // batch) * batch)
+
+
 # -- the trainer -----------------------------------------------------------------
 
 
@@ -328,10 +351,12 @@ class Trainer:
         row.update({k: float(v) for k, v in logs.items() if _is_number(v)})
         row["lr"] = self.current_lr
         row["seconds"] = round(seconds, 3)
+        row["ended_at"] = round(time.time(), 3)  # wall clock: epoch-to-epoch time includes everything
         warnings: list[str] = []
         if self.val_x is not None:
-            probs = model.predict(self.val_x[:HEALTH_SAMPLES].astype(np.float32), batch_size=self.cfg.train.batch_size, verbose=0)
-            h = health.epoch_health(self.val_m[:HEALTH_SAMPLES], np.asarray(probs, np.float32), self.mode, self.class_names)
+            n = health_sample_count(len(self.val_x), int(self.cfg.train.batch_size))
+            probs = model.predict(self.val_x[:n].astype(np.float32), batch_size=min(int(self.cfg.train.batch_size), n), verbose=0)
+            h = health.epoch_health(self.val_m[:n], np.asarray(probs, np.float32), self.mode, self.class_names)
             warnings = health.health_warnings(h, self.health_missing, completed)
             row["val_pixel_accuracy"] = h["pixel_accuracy"]
             if "val_dice" not in row and h["mean_foreground_dice"] is not None:
@@ -345,7 +370,6 @@ class Trainer:
         best = self.state.get("best_val_dice")
         improved = score is not None and (best is None or score > best)
         if improved:
-            save_model_atomic(model, self.run.best_model_path)
             self.state["best_val_dice"] = float(score)
             self.state["best_epoch"] = completed
         # Early stopping on validation loss (patience counted in epochs, kept across resumes).
@@ -365,6 +389,8 @@ class Trainer:
         self.state["epoch"] = completed
         self.state["health_missing"] = dict(self.health_missing)
         save_model_atomic(model, self.run.last_model_path)
+        if improved:  # the same bytes: a second name for the file just written, not a second save
+            link_atomic(self.run.last_model_path, self.run.best_model_path)
         self.run.write_history(self.history)
         self.run.write_train_state(self.state)  # the commit point: resume starts after this epoch
         status = {
@@ -438,6 +464,7 @@ class Trainer:
                 callbacks.append(tb)
             else:
                 log.warning("%s", tb_note)
+            self.status.update(training_started_at=time.time())
             phases = []
             if fine_tune_at and start < fine_tune_at < self.epochs and not self.state.get("fine_tuned"):
                 phases = [(start, fine_tune_at, False), (fine_tune_at, self.epochs, True)]
