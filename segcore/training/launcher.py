@@ -316,7 +316,8 @@ def wait_for(run_ids: list[str], ws: Workspace | None = None, *, timeout: float 
         statuses = {rid: run.true_status() for rid, run in runs.items()}
         if on_progress is not None:
             on_progress(statuses)
-        active = [rid for rid, s in statuses.items() if s.get("state") in ACTIVE_STATES]
+        # A damaged status whose training process lives is still a run in progress.
+        active = [rid for rid, s in statuses.items() if s.get("state") in ACTIVE_STATES or s.get("process_alive")]
         if not active:
             return statuses
         if any(statuses[rid].get("state") == "queued" for rid in active) and time.time() - last_worker_check > 5:
