@@ -14,6 +14,30 @@ from segcore.workspace import get_workspace
 st.set_page_config(page_title="segcore", page_icon=":material/blur_on:", layout="wide")
 
 
+def require_login() -> None:
+    """With an ``[auth]`` section in ``.streamlit/secrets.toml``, every page asks for a login first.
+
+    Streamlit's own OpenID Connect login (``st.login``; needs the ``Authlib``
+    package). Without that section the dashboard is open to whoever can reach
+    it: see docs/security.md.
+    """
+    try:
+        configured = "auth" in st.secrets
+    except FileNotFoundError:  # no secrets.toml at all
+        configured = False
+    if not configured:
+        return
+    if not getattr(st.user, "is_logged_in", False):  # absent where no login context exists (tests)
+        st.title("segcore")
+        st.info("This dashboard is shared: log in to use it.")
+        st.button("Log in", key="login", type="primary", on_click=st.login)
+        st.stop()
+    st.sidebar.button("Log out", key="logout", on_click=st.logout)
+
+
+require_login()
+
+
 @st.cache_resource(show_spinner="Preparing the demo dataset (first start only)…")
 def prepare_demo(root: str) -> str | None:
     """Create the demo dataset in the workspace at ``root`` if it is missing; return an error message or None."""

@@ -14,6 +14,9 @@ import streamlit as st
 
 from segcore import visualize as viz
 from segcore.data.dataset import Dataset, DatasetInfo, list_datasets, load_dataset
+from segcore.fsutil import describe_os_error
+from segcore.runfiles import RunFileError
+from segcore.safetext import markdown_text
 from segcore.workspace import Workspace, get_workspace
 
 DISPLAY_SIZE = 256  # longest side of browse thumbnails, in pixels
@@ -41,8 +44,30 @@ _route_through_app()
 
 
 def workspace() -> Workspace:
-    """The workspace of this server (``$SEGCORE_WORKSPACE`` or the project default)."""
-    return get_workspace()
+    """The workspace of this server (``$SEGCORE_WORKSPACE`` or the project default).
+
+    Every page load also makes sure a queue worker serves runs that are waiting
+    (one may have been killed), so the queue never stalls.
+    """
+    ws = get_workspace()
+    from segcore.training import launcher
+
+    launcher.wake_queue(ws)
+    return ws
+
+
+def readable(read, default=None, *, warn: bool = False):
+    """``read()``, or ``default`` when the run file it reads is damaged or unreadable.
+
+    ``warn`` shows what is wrong with the file (the runs table names damaged
+    settings and status itself).
+    """
+    try:
+        return read()
+    except (RunFileError, OSError) as exc:
+        if warn:
+            st.warning(str(exc))
+        return default
 
 
 @contextmanager
@@ -52,7 +77,9 @@ def friendly_errors(action: str) -> Iterator[None]:
         yield
     except (ValueError, FileNotFoundError, FileExistsError, KeyError, PermissionError, OSError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        st.error(f"Could not {action}: {message}")
+        if isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError):
+            message = describe_os_error(exc)
+        st.error(f"Could not {markdown_text(action)}: {markdown_text(message)}")
 
 
 def datasets(ws: Workspace) -> list[DatasetInfo]:
@@ -93,12 +120,17 @@ def select_dataset(ws: Workspace, label: str = "Dataset", key: str = "dataset") 
 
 
 def class_legend(info: DatasetInfo, void: bool = True) -> str:
-    """Markdown legend: a coloured square per class (background shown as 'not painted'); ``void`` adds the ignore colour."""
+    """Markdown legend: a coloured square per class (background shown as 'not painted'); ``void`` adds the ignore colour.
+
+    The swatches are HTML (shown with ``unsafe_allow_html``); class names come
+    from imported data and are written as plain text (``markdown_text``), so a
+    name such as ``<img src=x>`` is shown, never rendered.
+    """
     parts = []
     for k, c in enumerate(info.classes):
         r, g, b = (int(v) for v in c.color[:3])
         swatch = f"<span style='display:inline-block;width:0.9em;height:0.9em;background:rgb({r},{g},{b});border:1px solid #888;margin-right:0.3em;vertical-align:middle'></span>"
-        parts.append(f"{swatch}{c.name}" + (" (not painted)" if k == 0 else ""))
+        parts.append(f"{swatch}{markdown_text(c.name)}" + (" (not painted)" if k == 0 else ""))
     if void and info.ignore_index is not None:
         r, g, b = viz.IGNORE_COLOR
         parts.append(f"<span style='display:inline-block;width:0.9em;height:0.9em;background:rgb({r},{g},{b});border:1px solid #888;margin-right:0.3em;vertical-align:middle'></span>void (not scored)")
@@ -193,6 +225,17 @@ def run_labels(summaries) -> dict[str, str]:
     return viz.run_labels(summaries)
 
 
+def code_text(text) -> str:
+    """``text`` as a Markdown code span: shown exactly, never read as markup (a backtick in it cannot close the span)."""
+    s = " ".join(str(text).split())
+    ticks = 1
+    while "`" * ticks in s:
+        ticks += 1
+    fence = "`" * ticks
+    pad = " " if s.startswith("`") or s.endswith("`") else ""
+    return f"{fence}{pad}{s}{pad}{fence}"
+
+
 def what_next(summary, summaries, key: str) -> None:
     """After a run has finished: its test Dice, and links to its predictions and to a comparison."""
     label = viz.run_labels(summaries).get(summary.run_id, viz.run_label(summary))
@@ -200,13 +243,13 @@ def what_next(summary, summaries, key: str) -> None:
     with st.container(border=True, key=f"next_{key}"):
         score = ("no test evaluation (the split has no test images)" if dice is None
                  else f"test Dice **{dice:.3f}** (held-out images, mean over the foreground classes)")
-        st.markdown(f":material/check_circle: **{label}** has finished: {score}. What next?")
+        st.markdown(f":material/check_circle: **{markdown_text(label)}** has finished: {score}. What next?")
         c = st.columns(2)
         c[0].page_link("pages/predict.py", label="See its predictions (Predict)", icon=":material/auto_fix_high:",
                        query_params={"run": summary.run_id})
         others = [s for s in summaries if s.state == "finished" and s.dataset == summary.dataset and s.run_id != summary.run_id]
         if others:
-            c[1].page_link("pages/compare.py", label=f"Compare it with {len(others)} other run(s) on {summary.dataset}",
+            c[1].page_link("pages/compare.py", label=f"Compare it with {len(others)} other run(s) on {markdown_text(summary.dataset)}",
                            icon=":material/compare:", query_params={"run": summary.run_id})
         else:
-            c[1].caption(f"Train another model on {summary.dataset} to compare the two side by side.")
+            c[1].caption(f"Train another model on {markdown_text(summary.dataset)} to compare the two side by side.")

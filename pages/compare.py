@@ -9,6 +9,7 @@ import streamlit as st
 from pages import _ui
 from segcore import runs as runs_mod
 from segcore import visualize as viz
+from segcore.safetext import markdown_text
 
 TILE = 160  # pixels per image tile in the grid
 MAX_RUNS = 6
@@ -27,12 +28,12 @@ if len(summaries) < 2:
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def run_report(path: str, mtime: float) -> dict | None:
-    return runs_mod.RunFolder(path).read_evaluation()
+    return _ui.readable(runs_mod.RunFolder(path).read_evaluation)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def cache_index(path: str, mtime: float) -> dict:
-    return runs_mod.RunFolder(path).read_prediction_index() or {}
+    return _ui.readable(runs_mod.RunFolder(path).read_prediction_index) or {}
 
 
 @st.cache_data(max_entries=384, show_spinner=False)
@@ -99,7 +100,7 @@ except (FileNotFoundError, ValueError) as exc:
     st.error(f"The runs were trained on dataset {dataset_name!r}, which cannot be opened: {exc}")
     st.stop()
 info = ds.info
-hashes = {(runs[r].read_meta().get("dataset") or {}).get("content_hash") for r in chosen} - {None, ""}
+hashes = {(_ui.readable(runs[r].read_meta, {}).get("dataset") or {}).get("content_hash") for r in chosen} - {None, ""}
 if info.content_hash and hashes and hashes != {info.content_hash}:
     st.warning(f"Dataset {dataset_name!r} has changed since some of these runs were trained; their scores refer to the older version.")
 
@@ -136,7 +137,7 @@ else:
 c = st.columns([1, 2], vertical_alignment="center")
 c[0].image(viz.colorbar_horizontal(320, label=f"p({class_names[class_index]})"), width=320)
 c[1].caption(
-    f"Heatmaps: the model's probability that a pixel is **{class_names[class_index]}** (dark = 0, yellow = 1). "
+    f"Heatmaps: the model's probability that a pixel is **{markdown_text(class_names[class_index])}** (dark = 0, yellow = 1). "
     "Below each heatmap, the predicted mask over the image, in the class colours of the legend under the grid."
 )
 
@@ -225,4 +226,4 @@ else:
                        f"{len(diff) - len(common)} tested by only some runs are left out.")
     for label, rep in have.items():
         for w in rep.get("warnings") or []:
-            st.caption(f"⚠ {label}: {w}")
+            st.caption(f"⚠ {markdown_text(label)}: {markdown_text(w)}")

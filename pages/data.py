@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
-import uuid
 from pathlib import Path
 
 import pandas as pd
@@ -16,6 +14,9 @@ from segcore import visualize as viz
 from segcore.config import AugmentConfig, SplitConfig
 from segcore.data import augment, imports
 from segcore.data import split as split_mod
+from segcore.data.options import ENCODINGS, ImportOptions, form_options
+from segcore.fsutil import make_temp_dir, write_bytes_atomic
+from segcore.safetext import markdown_text
 
 ws = _ui.workspace()
 st.title("Data")
@@ -44,63 +45,125 @@ def _progress_callback(bar):
 def _save_upload(upload) -> Path:
     """Write an uploaded zip into the workspace's scratch folder (the importer reads it from there)."""
     safe = re.sub(r"[^A-Za-z0-9._-]", "_", Path(upload.name).name)[:80] or "upload.zip"
-    folder = ws.tmp_dir / f"upload-{uuid.uuid4().hex[:8]}"
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = make_temp_dir(ws.tmp_dir, "upload-")
     path = folder / safe
-    path.write_bytes(upload.getbuffer())
+    write_bytes_atomic(path, upload.getbuffer())
     return path
 
 
 @st.cache_data(ttl=30, max_entries=16, show_spinner="Looking at the folder…")
 def _detect(folder: str) -> tuple[str, dict]:
-    return imports.detect_layout(folder)
+    return imports.detect_layout(folder, ws)
 
 
 def _brief(details: dict) -> str:
     """A short line of what the layout detection saw (counts and folder names only)."""
     parts = [f"{k.replace('_', ' ')}: {v}" for k, v in details.items() if isinstance(v, (int, float, str)) and len(str(v)) < 60]
-    return ", ".join(parts[:5])
+    return markdown_text(", ".join(parts[:5]))
+
+
+def _options_form() -> dict:
+    """The import options as typed or uploaded in the form (never a path on the server)."""
+    with st.expander("Import options (optional)", icon=":material/tune:"):
+        c = st.columns(2)
+        classes_text = c[0].text_area(
+            "Class names, one a line, background first", key="import_classes", height=100,
+            help="For index masks: in the order of the mask values (0, 1, 2, ...). Leave empty to name classes from the data.",
+        )
+        classes_upload = c[0].file_uploader("…or upload a class list (.txt, one name a line)", type=["txt"], key="import_classes_upload")
+        colors_text = c[1].text_area(
+            "Colour table (JSON)", key="import_colors", height=100, placeholder='{"background": [0, 0, 0], "road": [128, 64, 128]}',
+            help="For colour-coded masks: each class and its mask colour, in class order.",
+        )
+        colors_upload = c[1].file_uploader("…or upload a colour table (.json)", type=["json"], key="import_colors_upload")
+        c = st.columns(4)
+        ignore_text = c[0].text_input("Void mask values", key="import_ignore", placeholder="255", help="Mask values that mark pixels not to score, comma separated.")
+        encoding = c[1].selectbox("Mask encoding", list(ENCODINGS), key="import_encoding", format_func=lambda e: "detect" if e == "auto" else e)
+        multilabel = c[2].selectbox(
+            "Overlapping classes", ["auto", "yes", "no"], key="import_multilabel",
+            format_func={"auto": "multilabel if they overlap", "yes": "always multilabel", "no": "later class wins"}.get,
+            help="For one mask folder per class.",
+        )
+        invert = c[3].checkbox("Invert binary masks", key="import_invert", help="The bright mask value is the background.")
+        extra_text = st.text_area(
+            "Other options (JSON, optional)", key="import_options", height=68,
+            placeholder='{"merge": {"lesion_a": "lesion"}, "trimap_boundary": "ignore"}',
+            help=f"Any of {', '.join(ImportOptions.names())}; see docs/data.md. Unknown names are refused.",
+        )
+    if classes_upload is not None:
+        if classes_text.strip():
+            raise ValueError("Class names: both typed and uploaded; give one of them")
+        classes_text = imports.read_class_list(_upload_text(classes_upload, "class list"))
+        classes_text = "\n".join(classes_text)
+    if colors_upload is not None:
+        if colors_text.strip():
+            raise ValueError("Colour table: both typed and uploaded; give one of them")
+        colors_text = _upload_text(colors_upload, "colour table")
+    return {
+        "classes_text": classes_text, "colors_text": colors_text, "ignore_text": ignore_text, "mask_encoding": encoding,
+        "invert": invert, "multilabel": {"auto": None, "yes": True, "no": False}[multilabel], "extra_text": extra_text,
+    }
+
+
+def _upload_text(upload, what: str) -> str:
+    if upload.size > 1024**2:
+        raise ValueError(f"the uploaded {what} {upload.name!r} is larger than 1 MiB; expected a short text file")
+    try:
+        return upload.getvalue().decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"the uploaded {what} {upload.name!r} is not UTF-8 text") from None
 
 
 def import_section(expanded: bool) -> None:
     with st.expander("Import a dataset", expanded=expanded, icon=":material/upload:"):
         source_kind = st.radio("Source", ["Upload a .zip", "A folder on the server"], horizontal=True, key="import_source")
-        upload, folder = None, ""
+        upload, folder, source_path = None, "", None
         if source_kind == "Upload a .zip":
             upload = st.file_uploader("Zip of images and masks", type=["zip"], key="import_zip")
         else:
-            folder = st.text_input("Folder path on the server", key="import_folder", placeholder="/data/my_dataset")
+            roots = ws.import_roots()
+            folder = st.text_input(
+                "Folder in the import folders", key="import_folder", placeholder="my_dataset",
+                help="A folder, .zip or COCO .json inside one of the import folders; a name relative to them or a full path.",
+            )
+            st.caption(
+                "The dashboard imports server folders only from the import folders: "
+                + ", ".join(markdown_text(r) for r in roots)
+                + ". Copy a dataset there, or upload a .zip (docs/security.md says how to add import folders)."
+            )
+            if folder:
+                with _ui.friendly_errors("use this folder"):
+                    source_path = ws.import_source(folder)
         layouts = dict(imports.LAYOUTS)
         layout_names = ["auto"] + [n for n in layouts if n != "auto"]
         cols = st.columns([2, 2, 1])
-        default_name = Path(upload.name).stem if upload is not None else (Path(folder).name if folder else "")
-        name = cols[0].text_input("Dataset name", value=re.sub(r"[^A-Za-z0-9._-]", "_", default_name)[:64], key=f"import_name_{default_name}")
+        default_name = Path(upload.name).stem if upload is not None else (source_path.stem if source_path else "")
+        default_name = re.sub(r"[^A-Za-z0-9._-]", "_", default_name).lstrip("._-")[:64]
+        name = cols[0].text_input("Dataset name", value=default_name, key=f"import_name_{default_name}")
         layout = cols[1].selectbox(
             "Layout", layout_names, key="import_layout",
             format_func=lambda n: "detect automatically" if n == "auto" else f"{n}: {layouts.get(n, '')}"[:90],
         )
         strict = cols[2].checkbox("Strict", key="import_strict", help="Refuse the whole import if any file has a problem.")
         version = cols[2].checkbox("New version if the name exists", key="import_version", help="Import as name-2, name-3... instead of refusing.")
-        if folder and layout == "auto":
-            with _ui.friendly_errors(f"recognise the layout of {folder}"):
-                detected, details = _detect(folder)
+        if source_path is not None and layout == "auto":
+            with _ui.friendly_errors("recognise the layout of this folder"):
+                detected, details = _detect(str(source_path))
                 st.caption(f"Detected layout: **{detected}** ({layouts.get(detected, '')})" + (f" · {_brief(details)}" if details else ""))
-        options_text = st.text_area(
-            "Layout options (JSON, optional)", key="import_options", height=80,
-            placeholder='{"ignore_index": 255, "classes": ["background", "cell"]}',
-            help="Class names, colour table, ignore value, class merges... see docs/data.md for each layout's options.",
-        )
-        if st.button("Import", type="primary", key="import_go", disabled=not ((upload or folder) and name)):
-            try:
-                options = json.loads(options_text) if options_text.strip() else None
-            except json.JSONDecodeError as exc:
-                st.error(f"Layout options are not valid JSON: {exc}")
-                return
+        options, options_error = None, None
+        try:
+            options = form_options(**_options_form())
+        except ValueError as exc:
+            options_error = str(exc)
+        if options_error:
+            st.error(f"Import options: {markdown_text(options_error)}")
+        ready = (upload is not None or source_path is not None) and name and options is not None
+        if st.button("Import", type="primary", key="import_go", disabled=not ready):
             bar = st.progress(0.0, text="Importing…")
             source = None
             try:
-                source = _save_upload(upload) if upload is not None else Path(folder)
-                with _ui.friendly_errors(f"import {getattr(upload, 'name', folder)}"):
+                with _ui.friendly_errors(f"import {getattr(upload, 'name', None) or folder}"):
+                    source = _save_upload(upload) if upload is not None else source_path
                     report = imports.import_dataset(
                         str(source), name, layout=layout, options=options, strict=strict,
                         workspace=ws, progress=_progress_callback(bar), on_exists="version" if version else "error",
@@ -116,9 +179,9 @@ def import_section(expanded: bool) -> None:
         last = st.session_state.get("import_report")
         if last:
             if last.get("ok"):
-                st.success(f"Imported **{last.get('name') or st.session_state.get('dataset')}**; {len(last.get('problems') or [])} problem(s) noted below.")
+                st.success(f"Imported **{markdown_text(last.get('name') or st.session_state.get('dataset'))}**; {len(last.get('problems') or [])} problem(s) noted below.")
             else:
-                st.error(f"Import failed: {last.get('error') or 'see the problems below'}")
+                st.error(f"Import failed: {markdown_text(last.get('error') or 'see the problems below')}")
             problems = last.get("problems") or []
             if problems:
                 _problems_table(problems)
@@ -164,7 +227,7 @@ m[3].metric("Problems", len(info.problems))
 src = info.source or {}
 st.caption(
     f"{ {1: 'Grey', 3: 'RGB'}.get(info.channels, info.channels)} images · "
-    + ("generated by segcore (synthetic shapes)" if src.get("layout") == "demo" else f"imported from `{src.get('path', '?')}` ({src.get('layout', '?')} layout)")
+    + ("generated by segcore (synthetic shapes)" if src.get("layout") == "demo" else f"imported from {markdown_text(src.get('path', '?'))} ({markdown_text(src.get('layout', '?'))} layout)")
     + (f" · {viz.size_summary(stats)}" if viz.size_summary(stats) else "")
     + (f" · version {info.content_hash.split(':')[-1][:8]}" if info.content_hash else "")
 )
@@ -226,7 +289,7 @@ with tabs[2]:
             _problems_table(info.problems)
             for p in info.problems:
                 if len(p.files) > 3:
-                    with st.expander(f"Every file of {p.kind} ({len(p.files)})"):
+                    with st.expander(f"Every file of {markdown_text(p.kind)} ({len(p.files)})"):
                         st.code("\n".join(p.files), language=None)
 
 # --------------------------------------------------------------------------- augmentation

@@ -9,6 +9,7 @@ from pages import _ui
 from segcore import runs as runs_mod
 from segcore import visualize as viz
 from segcore.quickstart import MEASURED, QUICK_START, past_quick_starts
+from segcore.safetext import markdown_text
 
 ws = _ui.workspace()
 st.title("segcore")
@@ -26,7 +27,7 @@ with col_data:
     if demo is None:
         st.info("The demo dataset is not there yet. Import your own data on the **Data** page.")
     else:
-        fg = ", ".join(c.name for c in demo.classes[1:])
+        fg = ", ".join(markdown_text(c.name) for c in demo.classes[1:])
         st.markdown(
             f"**1. The demo dataset is ready:** {len(demo.samples)} images, {demo.mode}, "
             f"{demo.num_classes - 1} classes ({fg})."

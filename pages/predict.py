@@ -12,6 +12,7 @@ import streamlit as st
 from pages import _ui
 from segcore import runs as runs_mod
 from segcore import visualize as viz
+from segcore.safetext import markdown_text
 
 IMAGE_TYPES = ["png", "jpg", "jpeg", "tif", "tiff", "bmp", "gif"]
 MAX_IMAGES = 8
@@ -25,7 +26,9 @@ def has_model(s) -> bool:
     return folder.best_model_path.is_file() or folder.last_model_path.is_file()
 
 
-summaries = [s for s in runs_mod.list_runs(ws) if s.state in ("finished", "stopped", "interrupted") and has_model(s)]
+# A damaged run predicts too while its settings (config.json) can be read.
+summaries = [s for s in runs_mod.list_runs(ws) if s.state in ("finished", "stopped", "interrupted", "damaged")
+             and "config.json" not in s.damage and has_model(s)]
 if not summaries:
     st.info(
         "No run has a trained model yet. Train one on the **Train** page (or from **Home** with one click); "
@@ -86,7 +89,7 @@ if source == "Upload":
         try:
             images.append((Path(up.name).stem, viz.decode_image(up.getvalue(), up.name)))
         except ValueError as exc:
-            st.error(str(exc))
+            st.error(markdown_text(exc))
     if uploads and len(uploads) > MAX_IMAGES:
         st.caption(f"Showing the first {MAX_IMAGES} images.")
 else:
@@ -132,7 +135,7 @@ for n, (name, image) in enumerate(images):
         try:
             probs = predict(str(folder.path), _mtime(model_file), hashlib.sha1(np.ascontiguousarray(image).tobytes()).hexdigest() + str(image.shape), image)
         except (FileNotFoundError, ValueError) as exc:
-            st.error(f"Could not predict {name}: {exc}")
+            st.error(f"Could not predict {markdown_text(name)}: {markdown_text(exc)}")
             continue
         mask = probs_to_mask(probs, mode, threshold)
         rgb = viz.to_rgb(image)

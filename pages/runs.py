@@ -9,6 +9,7 @@ import segcore.training as training
 from pages import _ui
 from segcore import runs as runs_mod
 from segcore import visualize as viz
+from segcore.safetext import markdown_text
 
 ws = _ui.workspace()
 st.title("Runs")
@@ -74,9 +75,9 @@ else:
     chosen = c[0].multiselect("Runs to overlay", with_history, key="curve_runs", format_func=lambda r: labels[r],
                               on_change=lambda: st.session_state.update(curve_runs_ids=list(st.session_state["curve_runs"])))
     st.session_state["curve_runs_ids"] = list(chosen)
-    histories = {labels[r]: runs_mod.RunFolder(by_id[r].path).read_history() for r in chosen}
+    histories = {labels[r]: h for r in chosen if (h := _ui.readable(runs_mod.RunFolder(by_id[r].path).read_history, warn=True))}
     metrics = viz.curve_metrics(histories) or ["loss"]
-    classes = next((runs_mod.RunFolder(by_id[r].path).read_meta().get("dataset") or {} for r in chosen), {}).get("classes") or []
+    classes = next((_ui.readable(runs_mod.RunFolder(by_id[r].path).read_meta, {}).get("dataset") or {} for r in chosen), {}).get("classes") or []
     metric = c[1].selectbox("Metric", metrics, key="curve_metric", format_func=lambda m: _ui.metric_label(m, classes))
     if chosen:
         st.plotly_chart(viz.curves_figure(histories, metric, f"{_ui.metric_label(metric, classes)}: solid = training, dashed = validation"),
@@ -122,11 +123,16 @@ def one_run() -> None:
     test_dice = (s.test or {}).get("macro_dice")
     c[3].metric("Test Dice", "–" if test_dice is None else f"{test_dice:.3f}",
                 help="On the held-out test images, averaged over the foreground classes (macro); measured when training has ended.")
-    st.caption(f"Run id `{run_id}` · {s.model} on {s.dataset}" + (f" · {s.message}" if s.message and s.state != "finished" else ""))
+    # A finished run's message only repeats the epochs above.
+    st.caption(f"Run id `{run_id}` · {markdown_text(s.model)} on {markdown_text(s.dataset)}"
+               + (f" · {markdown_text(s.message)}" if s.message and s.state != "finished" else ""))
+    for name, reason in s.damage.items():
+        st.error(markdown_text(f"{name} is damaged: {reason}"))
     for w in s.warnings:
-        st.warning(w)
+        if not any(w.startswith(f"{name} is damaged") for name in s.damage):
+            st.warning(markdown_text(w))
 
-    notes = run.read_notes()
+    notes = _ui.readable(run.read_notes, {"notes": "", "tags": []})
     c = st.columns([3, 2])
     new_notes = c[0].text_area("Notes (everyone using this workspace sees them)", notes.get("notes", ""), key=f"notes_{run_id}", height=100)
     new_tags = c[1].text_input("Tags (comma separated)", ", ".join(notes.get("tags", [])), key=f"tags_{run_id}")
@@ -148,7 +154,7 @@ def one_run() -> None:
     if s.state == "running" and not stopping:
         if a.button("Stop", key=f"runs_stop_{run_id}", help="Stops after the current batch; Resume continues from the last checkpoint."):
             _act("stop the run", training.stop, run_id, ws)
-    if s.state in ("stopped", "interrupted", "failed"):
+    if s.state in ("stopped", "interrupted", "failed", "damaged"):
         if a.button("Resume", key=f"runs_resume_{run_id}"):
             _act("resume the run", training.resume, run_id, ws)
     if a.button("Re-run with the same settings", key=f"rerun_{run_id}", help="Queues a new run with this config and split, and shows it here."):
@@ -159,9 +165,9 @@ def one_run() -> None:
             st.rerun()
     rerun_of = st.session_state.get("rerun_of") or (None, None)
     if rerun_of[1] == run_id and rerun_of[0] in by_id:
-        st.success(f"Queued `{labels[run_id]}` with the settings and split of `{labels[rerun_of[0]]}`.")
+        st.success(f"Queued {_ui.code_text(labels[run_id])} with the settings and split of {_ui.code_text(labels[rerun_of[0]])}.")
     with a.popover("Delete", icon=":material/delete:"):
-        st.write(f"Delete **{labels[run_id]}** (`{run_id}`) and everything in its folder? This cannot be undone.")
+        st.write(f"Delete **{markdown_text(labels[run_id])}** (`{run_id}`) and everything in its folder? This cannot be undone.")
         if st.button("Yes, delete it", type="primary", key=f"delete_{run_id}"):
             with _ui.friendly_errors("delete the run"):
                 runs_mod.delete_run(run_id, ws)
@@ -174,16 +180,17 @@ def one_run() -> None:
     # (a deferred callable's id is dropped by the next rerun, and the download then fails).
     d = st.container(horizontal=True)
     model_path = run.best_model_path if run.best_model_path.is_file() else run.last_model_path
-    model_bytes = model_path.read_bytes() if model_path.is_file() else b""
+    model_bytes = _ui.readable(model_path.read_bytes, b"") if model_path.is_file() else b""
     d.download_button("Model (.keras)", model_bytes, f"{run_id}.keras", "application/octet-stream", on_click="ignore",
                       key=f"dl_model_{run_id}", disabled=not model_bytes, icon=":material/download:")
-    d.download_button("Config (JSON)", run.config_path.read_bytes(), f"{run_id}-config.json", "application/json", on_click="ignore",
-                      key=f"dl_cfg_{run_id}", icon=":material/download:")
-    history = run.history_path.read_bytes() if run.history_path.is_file() else b""
+    config_bytes = _ui.readable(run.config_path.read_bytes, b"")
+    d.download_button("Config (JSON)", config_bytes, f"{run_id}-config.json", "application/json", on_click="ignore",
+                      key=f"dl_cfg_{run_id}", disabled=not config_bytes, icon=":material/download:")
+    history = _ui.readable(run.history_path.read_bytes, b"") if run.history_path.is_file() else b""
     d.download_button("History (CSV)", history, f"{run_id}-history.csv", "text/csv", on_click="ignore",
                       key=f"dl_hist_{run_id}", disabled=not history, icon=":material/download:")
-    evaluation = run.read_evaluation()
-    d.download_button("Evaluation (JSON)", run.evaluation_path.read_bytes() if evaluation else b"", f"{run_id}-evaluation.json", "application/json",
+    evaluation = _ui.readable(run.read_evaluation, warn=True)
+    d.download_button("Evaluation (JSON)", _ui.readable(run.evaluation_path.read_bytes, b"") if evaluation else b"", f"{run_id}-evaluation.json", "application/json",
                       on_click="ignore", key=f"dl_eval_{run_id}", disabled=evaluation is None, icon=":material/download:")
     if evaluation:
         st.markdown("**Scores on the test images, per class**", help=_ui.METRICS_HELP)
@@ -196,14 +203,15 @@ def one_run() -> None:
                    + "macro: mean over the foreground classes; micro: the foreground pixels of all classes pooled. "
                    "n/a: the class is in neither the true nor the predicted masks.")
         for w in evaluation.get("warnings") or []:
-            st.caption(f"⚠ {w}")
+            st.caption(f"⚠ {markdown_text(w)}")
     if s.state == "finished":
         _ui.what_next(s, summaries, key="runs")
     with st.expander("Settings"):
-        st.json(run.read_meta().get("config", {}), expanded=False)
-    if run.log_path.is_file():
+        st.json(_ui.readable(run.read_meta, {}).get("config", {}), expanded=False)
+    log = _ui.readable(lambda: run.log_path.read_text(errors="replace"), "") if run.log_path.is_file() else ""
+    if log:
         with st.expander("Log (last 40 lines)"):
-            st.code("\n".join(run.log_path.read_text(errors="replace").splitlines()[-40:]), language=None)
+            st.code("\n".join(log.splitlines()[-40:]), language=None)
 
 
 # While a run is queued or running its panel polls the folder, so Stop, Resume and the end of
@@ -227,10 +235,10 @@ def results_table() -> None:
     meta_study = {}
     for r in finished:
         folder = runs_mod.RunFolder(by_id[r].path)
-        rep = folder.read_evaluation()
+        rep = _ui.readable(folder.read_evaluation)
         if rep:
             reports[r] = rep
-            study = folder.read_meta().get("sweep") or {}
+            study = _ui.readable(folder.read_meta, {}).get("sweep") or {}
             meta_study[r] = study.get("id", "") if isinstance(study, dict) else str(study)
     if not reports:
         st.info("No finished run has a test evaluation yet. The table of Dice, IoU and accuracy appears here when one has.")
@@ -251,7 +259,7 @@ def results_table() -> None:
         info = {labels[r]: {"model": by_id[r].model, "epochs": by_id[r].epoch} for r in ids}
         table = viz.study_table({labels[r]: reports[r] for r in ids}, info)
         st.dataframe(viz.highlight_best(table, axis=0, subset=list(viz.STUDY_COLUMNS)), key="study_table")
-        st.caption(f"Test scores on {dataset_name}: Dice, IoU, precision and recall are macro means over the foreground classes "
+        st.caption(f"Test scores on {markdown_text(dataset_name)}: Dice, IoU, precision and recall are macro means over the foreground classes "
                    "on each run's test split; accuracy: pixel accuracy. The best value of each column is highlighted.")
         e = st.container(horizontal=True)
         e.download_button("Download CSV", table.to_csv().encode(), f"results-{dataset_name}.csv", "text/csv", key="study_csv",

@@ -9,6 +9,7 @@ from pages import _ui
 from segcore import runs as runs_mod
 from segcore import visualize as viz
 from segcore.config import ENCODERS, FREEZE_MODES, AugmentConfig, ModelConfig, RunConfig, SplitConfig, TrainConfig
+from segcore.safetext import markdown_text
 from segcore.training import sweep
 from segcore.training.trainer import LR_SCHEDULES, OPTIMIZERS  # option lists only; no Keras import
 
@@ -31,9 +32,9 @@ ws = _ui.workspace()
 st.title("Train")
 
 
-def launch_study(cfg, ws):
-    """Queue the paper's set with these shared settings; returns the run ids."""
-    record = sweep.queue_sweep(cfg, ws, weights=cfg.model.weights)
+def launch_study(cfg, ws, weights):
+    """Queue the paper's set with these shared settings and encoder ``weights``; returns the run ids."""
+    record = sweep.queue_sweep(cfg, ws, weights=weights)
     st.session_state["train_study_notes"] = record.get("notes", [])
     return [r["run_id"] for r in record["runs"]]
 
@@ -59,14 +60,15 @@ with st.container(border=True):
     kind = st.segmented_control("What to train", ["One model", "Encoder study"], default="One model", key="train_kind",
                                 help=STUDY)
     study = kind == "Encoder study"
-    st.caption(f"{info.name}: {len(info.samples)} images, {info.mode}, classes {', '.join(info.class_names[1:])}.")
+    study_weights = None
+    st.caption(f"{info.name}: {len(info.samples)} images, {info.mode}, classes {markdown_text(', '.join(info.class_names[1:]))}.")
 
     st.markdown("**Model**")
     if study:
         st.info(STUDY + ". Every model trains on the same data and split, one after the other; the Runs page lists them as one study.")
-        encoder = "none"
-        weights = st.selectbox("Encoder weights", ["imagenet", "none"], key="train_study_weights",
-                               help="ImageNet weights must be in ~/.keras/models on a machine without internet access.")
+        encoder, weights = "none", "none"  # the shared settings; each encoder gets study_weights
+        study_weights = st.selectbox("Encoder weights", ["imagenet", "none"], key="train_study_weights",
+                                     help="ImageNet weights must be in ~/.keras/models on a machine without internet access.")
         depth, filters, dropout, activation, batch_norm, upsampling, freeze, fine_tune_after = 4, 32, 0.0, "relu", True, "transpose", "trainable", 0
     else:
         c = st.columns(4)
@@ -144,37 +146,44 @@ with st.container(border=True):
         if note:
             st.warning(note)
 
-    cfg = RunConfig(
-        model=ModelConfig(
-            encoder=encoder, depth=int(depth), filters=int(filters), dropout=float(dropout), activation=activation,
-            batch_norm=bool(batch_norm), upsampling=upsampling, weights=weights or "none", freeze=freeze,
-            fine_tune_after=int(fine_tune_after), init_from_run=init_from,
-        ),
-        train=TrainConfig(
-            dataset=info.name, image_size=int(image_size), epochs=int(epochs), batch_size=int(batch_size),
-            optimizer=optimizer, learning_rate=float(learning_rate), lr_schedule=lr_schedule, loss=loss, class_weighting=bool(class_weighting),
-            early_stopping_patience=int(patience), seed=int(seed),
-            augment=AugmentConfig(aug_on, hflip, vflip, rotate, zoom, shift, brightness, contrast),
-            split=SplitConfig(method=split_method, val_fraction=val_fraction, test_fraction=test_fraction, seed=int(seed)),
-        ),
-        name=name.strip(),
-        tags=tuple(t.strip() for t in tags.split(",") if t.strip()),
-    )
+    # Every setting is checked when the settings are built: a bad combination is shown here, not queued.
+    try:
+        cfg, cfg_error = None, None
+        cfg = RunConfig(
+            model=ModelConfig(
+                encoder=encoder, depth=int(depth), filters=int(filters), dropout=float(dropout), activation=activation,
+                batch_norm=bool(batch_norm), upsampling=upsampling, weights=weights or "none", freeze=freeze,
+                fine_tune_after=int(fine_tune_after), init_from_run=init_from,
+            ),
+            train=TrainConfig(
+                dataset=info.name, image_size=int(image_size), epochs=int(epochs), batch_size=int(batch_size),
+                optimizer=optimizer, learning_rate=float(learning_rate), lr_schedule=lr_schedule, loss=loss, class_weighting=bool(class_weighting),
+                early_stopping_patience=int(patience), seed=int(seed),
+                augment=AugmentConfig(aug_on, hflip, vflip, rotate, zoom, shift, brightness, contrast),
+                split=SplitConfig(method=split_method, val_fraction=val_fraction, test_fraction=test_fraction, seed=int(seed)),
+            ),
+            name=name.strip(),
+            tags=tuple(t.strip() for t in tags.split(",") if t.strip()),
+        )
+    except ValueError as exc:
+        cfg_error = str(exc)
     label = "Queue the study" if study else "Queue this run"
-    if st.button(label, type="primary", key="train_launch"):
+    if cfg_error:
+        st.error(f"These settings cannot train: {cfg_error}")
+    if st.button(label, type="primary", key="train_launch", disabled=cfg is None):
         with _ui.friendly_errors("queue the run"):
-            launched = launch_study(cfg, ws) if study else training.launch(cfg, ws)
+            launched = launch_study(cfg, ws, study_weights) if study else training.launch(cfg, ws)
             ids = list(launched) if isinstance(launched, (list, tuple)) else [launched]
             st.session_state["train_launched"] = ids
     if st.session_state.get("train_launched"):
         ids = st.session_state["train_launched"]
         labels = _ui.run_labels(runs_mod.list_runs(ws))
-        st.success(f"Queued {len(ids)} run(s): {', '.join(f'`{labels.get(i, i)}`' for i in ids)}. "
+        st.success(f"Queued {len(ids)} run(s): {', '.join(_ui.code_text(labels.get(i, i)) for i in ids)}. "
                    "Training runs in its own process; you can leave this page.")
         for note in st.session_state.get("train_study_notes") or []:
             st.caption(note)
     with st.expander("The settings as saved in the run's config.json"):
-        st.json(cfg.to_dict(), expanded=False)
+        st.json(cfg.to_dict() if cfg is not None else {}, expanded=False)
 
 # --------------------------------------------------------------------------- live progress
 
@@ -203,7 +212,7 @@ def live() -> None:
     for s in recent[1:]:
         best = "" if s.best_val_dice is None else f", best val Dice {s.best_val_dice:.3f}"
         detail = "" if s.state == "finished" or not s.message else f" ({s.message})"
-        st.caption(f"{labels[s.run_id]}: {s.state} after {s.epoch}/{s.epochs} epochs{best}{detail}.")
+        st.caption(f"{markdown_text(labels[s.run_id])}: {s.state} after {s.epoch}/{s.epochs} epochs{best}{markdown_text(detail)}.")
     if recent or running:
         st.page_link("pages/runs.py", label="Every run, with notes and downloads, is on the Runs page", icon=":material/table_chart:")
 
@@ -215,7 +224,7 @@ def queue_panel(queued: list[str], by_id: dict, labels: dict) -> None:
         for place, run_id in enumerate(queued, start=1):
             s = by_id.get(run_id)
             row = st.columns([5, 1, 1], vertical_alignment="center")
-            row[0].markdown(f"{place}. **{labels.get(run_id, run_id)}** · {s.model if s else ''} on {s.dataset if s else ''}")
+            row[0].markdown(f"{place}. **{markdown_text(labels.get(run_id, run_id))}** · {markdown_text(s.model) if s else ''} on {markdown_text(s.dataset) if s else ''}")
             if row[1].button("Move up", key=f"up_{run_id}", disabled=place == 1, icon=":material/arrow_upward:"):
                 with _ui.friendly_errors("move the run up"):
                     runs_mod.move_up(run_id, ws)
@@ -233,12 +242,12 @@ def run_panel(s, labels: dict) -> None:
         c = st.columns([4, 1])
         stopping = s.state == "running" and run.stop_requested()
         state = "stopping after the current batch" if stopping else s.state
-        c[0].markdown(f"**{labels.get(s.run_id, s.run_id)}** · {s.model} on {s.dataset} · **{state}**")
+        c[0].markdown(f"**{markdown_text(labels.get(s.run_id, s.run_id))}** · {markdown_text(s.model)} on {markdown_text(s.dataset)} · **{state}**")
         if s.state == "running" and not stopping and c[1].button("Stop", key=f"stop_{s.run_id}", help="Stops after the current batch; resume continues from the last checkpoint."):
             with _ui.friendly_errors("stop the run"):
                 training.stop(s.run_id, ws)
                 st.rerun()
-        if s.state in ("stopped", "interrupted", "failed"):
+        if s.state in ("stopped", "interrupted", "failed", "damaged"):
             if c[1].button("Resume", key=f"resume_{s.run_id}"):
                 with _ui.friendly_errors("resume the run"):
                     training.resume(s.run_id, ws)
@@ -252,8 +261,10 @@ def run_panel(s, labels: dict) -> None:
         text = f"epoch {epoch}/{epochs}" + (f", batch {batch}/{batches}" if batch is not None and batches else "")
         st.progress(min(max(frac, 0.0), 1.0), text=text + (f" · {status.get('message')}" if status.get("message") else ""))
         for w in status.get("warnings") or []:
-            st.warning(w)
-        history = run.read_history()
+            st.warning(markdown_text(w))
+        for name, reason in s.damage.items():
+            st.error(markdown_text(f"{name} is damaged: {reason}"))
+        history = _ui.readable(run.read_history, [])
         if history:
             curves = {labels.get(s.run_id, s.run_id): history}
             metrics = [m for m in viz.curve_metrics(curves) if m in ("loss", "dice")]

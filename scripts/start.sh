@@ -1,18 +1,40 @@
 #!/usr/bin/env bash
 # Install segcore into ./.venv (first time only) and open the dashboard.
 # The demo dataset is generated and registered on first start.
+#
+# The Keras backend follows the machine: with an NVIDIA GPU (nvidia-smi lists
+# one) it installs requirements-gpu.txt and trains on JAX with CUDA; otherwise
+# requirements.txt, TensorFlow on the CPU. SEGCORE_ACCELERATOR=nvidia|cpu
+# overrides the detection, KERAS_BACKEND the backend.
 # Usage: bash scripts/start.sh [extra streamlit flags, e.g. --server.port 8600]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
+accelerator=${SEGCORE_ACCELERATOR:-}
+if [ -z "$accelerator" ]; then
+  if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L 2>/dev/null | grep -q "^GPU"; then
+    accelerator=nvidia
+  else
+    accelerator=cpu
+  fi
+fi
+case "$accelerator" in
+  nvidia) requirements=requirements-gpu.txt; export KERAS_BACKEND=${KERAS_BACKEND:-jax} ;;
+  cpu) requirements=requirements.txt ;;
+  *) echo "SEGCORE_ACCELERATOR must be nvidia or cpu, got '$accelerator'" >&2; exit 2 ;;
+esac
+if [ -n "${SEGCORE_START_DRY_RUN:-}" ]; then
+  echo "accelerator=$accelerator requirements=$requirements backend=${KERAS_BACKEND:-tensorflow}"
+  exit 0
+fi
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 stamp=.venv/.requirements.sha
-want=$(sha256sum requirements.txt | cut -d' ' -f1)
+want=$(cat "$requirements" requirements-core.txt | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet -r requirements.txt
+  .venv/bin/python -m pip install --quiet -r "$requirements"
   .venv/bin/python -m pip install --quiet --no-deps -e .
   echo "$want" > "$stamp"
 fi

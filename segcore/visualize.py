@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from segcore.data import imageio
+from segcore.safetext import plotly_text
 
 # Void pixels are drawn in a neutral grey so they never read as a class.
 IGNORE_COLOR = (128, 128, 128)
@@ -408,7 +409,7 @@ def heatmap_figure(prob: np.ndarray, title: str = "", colormap: str = HEATMAP_CO
     )
     fig.update_yaxes(autorange="reversed", scaleanchor="x", visible=False)
     fig.update_xaxes(visible=False, constrain="domain")
-    fig.update_layout(title=title or None, margin=dict(l=0, r=0, t=30 if title else 0, b=0), height=360)
+    fig.update_layout(title=plotly_text(title) if title else None, margin=dict(l=0, r=0, t=30 if title else 0, b=0), height=360)
     return fig
 
 
@@ -484,7 +485,7 @@ def class_frequency_figure(df: pd.DataFrame, title: str = "Pixel share per class
     top = float(df["percent"].max()) if len(df) else 100.0
     fig = go.Figure(
         go.Bar(
-            x=df["class"],
+            x=[plotly_text(c) for c in df["class"]],  # class names are user text; plotly reads tags in labels
             y=df["percent"],
             marker_color=colors,
             text=[_percent_label(p) for p in df["percent"]],
@@ -494,7 +495,7 @@ def class_frequency_figure(df: pd.DataFrame, title: str = "Pixel share per class
         )
     )
     fig.update_yaxes(type="linear", range=[0, min(100.0, top * 1.15) or 1.0], title="% of pixels", ticksuffix="%")
-    fig.update_layout(title=title, height=340, margin=dict(l=10, r=10, t=40, b=10))
+    fig.update_layout(title=plotly_text(title), height=340, margin=dict(l=10, r=10, t=40, b=10))
     return fig
 
 
@@ -738,7 +739,7 @@ def curve_metrics(histories: Mapping[str, Any]) -> list[str]:
     names: set[str] = set()
     for h in histories.values():
         for col in history_frame(h).columns:
-            if col in ("epoch", "lr", "learning_rate", "time", "duration", "seconds", "wall_time") or col.startswith("_"):
+            if col in ("epoch", "lr", "learning_rate", "time", "duration", "seconds", "wall_time", "ended_at") or col.startswith("_"):
                 continue
             names.add(col[4:] if col.startswith("val_") else col)
     return sorted(names, key=lambda n: (n != "loss", n))
@@ -765,11 +766,11 @@ def curves_figure(histories: Mapping[str, Any], metric: str = "loss", title: str
                 fig.add_trace(
                     go.Scatter(
                         x=df["epoch"], y=pd.to_numeric(df[col], errors="coerce"), mode="lines+markers",
-                        name=f"{label} · {part}", line=dict(color=color, dash=dash), marker=dict(size=4),
+                        name=plotly_text(f"{label} · {part}"), line=dict(color=color, dash=dash), marker=dict(size=4),
                     )
                 )
     fig.update_layout(
-        title=title or metric, xaxis_title="epoch", yaxis_title=metric, height=360,
+        title=plotly_text(title or metric), xaxis_title="epoch", yaxis_title=plotly_text(metric), height=360,
         margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.25),
     )
     # Epochs are whole numbers: never label 1.5; about ten ticks on long runs.

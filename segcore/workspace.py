@@ -1,9 +1,16 @@
-"""The workspace: one folder holding ``datasets/`` and ``runs/``.
+"""The workspace: one folder holding ``datasets/`` and ``runs/``, and the server's settings.
 
 The folder is chosen by the ``SEGCORE_WORKSPACE`` environment variable and
 defaults to ``workspace/`` inside the project (git-ignored). Everything segcore
 writes goes under it; the folder is the truth that the dashboard and the CLI
 both read.
+
+Server settings (:class:`ServerSettings`) are chosen by whoever runs the
+server, never by a dashboard user: ``<workspace>/server.json`` (read strictly:
+an unknown key is an error listing the valid ones), and the environment
+variable ``SEGCORE_IMPORT_ROOTS`` (folders separated by ``os.pathsep``) for
+more import roots. The dashboard imports server folders only from inside the
+import roots: ``<workspace>/incoming/`` and those configured.
 """
 
 from __future__ import annotations
@@ -12,10 +19,42 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from segcore.fsutil import check_name, ensure_inside
+from segcore.config import from_dict
+from segcore.fsutil import check_name, ensure_inside, read_json
 
 ENV_VAR = "SEGCORE_WORKSPACE"
+IMPORT_ROOTS_ENV = "SEGCORE_IMPORT_ROOTS"
+SETTINGS_FILE = "server.json"
 _PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """Settings of the server that a dashboard user cannot change.
+
+    ``import_roots``: folders, besides ``<workspace>/incoming/``, from which
+    the dashboard may import server folders. ``max_image_pixels``: images
+    claiming more pixels are refused before decoding (image bombs).
+    ``max_archive_bytes`` / ``max_archive_files``: zip archives expanding past
+    these are refused (zip bombs). ``import_workers``: decoding threads per
+    import (0: twice the cores, at most 8).
+    """
+
+    import_roots: tuple[str, ...] = ()
+    max_image_pixels: int = 100_000_000
+    max_archive_bytes: int = 4 * 1024**3
+    max_archive_files: int = 100_000
+    import_workers: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("max_image_pixels", "max_archive_bytes", "max_archive_files"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"server setting {name} is {value!r}; expected a positive integer")
+        if isinstance(self.import_workers, bool) or not isinstance(self.import_workers, int) or not 0 <= self.import_workers <= 64:
+            raise ValueError(f"server setting import_workers is {self.import_workers!r}; expected an integer from 0 to 64")
+        if not all(isinstance(r, str) and r for r in self.import_roots):
+            raise ValueError(f"server setting import_roots is {list(self.import_roots)!r}; expected a list of folder paths")
 
 
 @dataclass(frozen=True)
@@ -43,13 +82,91 @@ class Workspace:
     def run_dir(self, run_id: str) -> Path:
         return self.runs_dir / check_name(run_id, "run id")
 
+    @property
+    def incoming_dir(self) -> Path:
+        """The default import root: folders put here can be imported from the dashboard."""
+        return self.root / "incoming"
+
+    @property
+    def settings_path(self) -> Path:
+        return self.root / SETTINGS_FILE
+
+    def settings(self) -> ServerSettings:
+        """The server settings: ``server.json`` in the workspace (if any) and ``$SEGCORE_IMPORT_ROOTS``.
+
+        Raises:
+            ValueError: naming the file and the key if ``server.json`` is not valid.
+        """
+        data = {}
+        if self.settings_path.is_file():
+            data = read_json(self.settings_path)
+            try:
+                settings = from_dict(ServerSettings, data)
+            except (ValueError, TypeError) as exc:
+                raise ValueError(f"{self.settings_path}: {exc}") from None
+        else:
+            settings = ServerSettings()
+        extra = [r for r in os.environ.get(IMPORT_ROOTS_ENV, "").split(os.pathsep) if r.strip()]
+        if extra:
+            settings = ServerSettings(**{**settings.__dict__, "import_roots": tuple(settings.import_roots) + tuple(extra)})
+        return settings
+
+    def import_roots(self) -> list[Path]:
+        """The folders the dashboard may import from, resolved: ``incoming/`` first, then the configured ones."""
+        roots = [self.incoming_dir.resolve()]
+        for r in self.settings().import_roots:
+            path = Path(r).expanduser()
+            path = (path if path.is_absolute() else self.root / path).resolve()
+            if path not in roots:
+                roots.append(path)
+        return roots
+
+    def import_source(self, text: str) -> Path:
+        """A folder or file named in the dashboard, resolved and checked to lie inside an import root.
+
+        Args:
+            text: a path relative to an import root (``cells``, ``lab/cells.zip``)
+                or an absolute path inside one.
+
+        Returns:
+            The resolved path (links followed), inside an import root.
+
+        Raises:
+            ValueError: if the path is outside every import root (the message
+                is the same whether or not it exists, and lists only the roots).
+            FileNotFoundError: if it is inside a root but does not exist.
+        """
+        text = str(text).strip()
+        roots = self.import_roots()
+        outside = ValueError(
+            f"{text!r} is not inside the import folders {[str(r) for r in roots]}; the dashboard imports "
+            f"server folders only from there: copy the data into {roots[0]} (or upload a .zip), or ask "
+            f"whoever runs the server to add an import root (see docs/security.md)"
+        )
+        if not text or "\x00" in text or text.startswith("~"):
+            raise outside
+        given = Path(text)
+        candidates = [given] if given.is_absolute() else [r / given for r in roots]
+        for candidate in candidates:
+            resolved = candidate.resolve()
+            inside = [r for r in roots if resolved == r or r in resolved.parents]
+            if inside and resolved != inside[0] and resolved.exists():
+                return resolved
+        for candidate in candidates:
+            resolved = candidate.resolve()
+            if any(resolved == r or r in resolved.parents for r in roots):
+                if resolved in roots:
+                    raise ValueError(f"{text!r} is an import folder itself; name a dataset folder or file inside it")
+                raise FileNotFoundError(f"{text!r} does not exist in the import folders {[str(r) for r in roots]}")
+        raise outside
+
     def inside(self, path: Path) -> Path:
         """Resolve ``path`` and refuse it if it lies outside the workspace."""
         return ensure_inside(path, self.root)
 
     def ensure(self) -> "Workspace":
         """Create the workspace folders if missing; return self."""
-        for folder in (self.datasets_dir, self.runs_dir, self.tmp_dir):
+        for folder in (self.datasets_dir, self.runs_dir, self.tmp_dir, self.incoming_dir):
             folder.mkdir(parents=True, exist_ok=True)
         return self
 

@@ -16,6 +16,7 @@ from segcore.data import imageio
 from segcore.data.archive import UnsafeArchiveError, extract_zip
 from segcore.data.dataset import list_datasets, load_dataset
 from segcore.data.imports import import_dataset
+from segcore.fsutil import write_json_atomic
 
 
 def _png(arr: np.ndarray) -> bytes:
@@ -81,7 +82,8 @@ def test_zip_bomb_size_is_refused(tmp_path, guarded):
     with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         zf.writestr("images/a.png", b"\0" * (8 * 1024 * 1024))  # 8 MiB of zeros, a few KiB compressed
     assert archive.stat().st_size < 64 * 1024
-    report = import_dataset(archive, "bomb", options={"max_bytes": 1024 * 1024}, workspace=guarded)
+    write_json_atomic(guarded.settings_path, {"max_archive_bytes": 1024 * 1024})  # a server setting
+    report = import_dataset(archive, "bomb", workspace=guarded)
     assert not report.ok and "zip bomb" in report.error and "1,048,576" in report.error
 
 
@@ -101,7 +103,8 @@ def test_zip_bomb_lying_directory_is_caught_while_extracting(tmp_path, guarded):
 
 def test_zip_with_too_many_files_is_refused(tmp_path, guarded):
     archive = _paired_zip(tmp_path / "many.zip", [(f"junk/{i}.txt", b"") for i in range(20)])
-    report = import_dataset(archive, "many", options={"max_files": 10}, workspace=guarded)
+    write_json_atomic(guarded.settings_path, {"max_archive_files": 10})
+    report = import_dataset(archive, "many", workspace=guarded)
     assert not report.ok and "more than 10 files" in report.error
 
 

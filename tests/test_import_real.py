@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from segcore.data.dataset import load_dataset
-from segcore.data.imports import detect_layout, import_dataset
+from segcore.data.imports import detect_layout, import_dataset, read_class_list
 from segcore.workspace import get_workspace
 
 CAMVID_CLASSES = "Sky Building Pole Road Pavement Tree SignSymbol Fence Car Pedestrian Bicyclist".split()
@@ -188,9 +188,9 @@ def _voc(root: Path, stem: str) -> np.ndarray:
 def test_labelme_polygons_match_voc_pngs(shared_datasets, ws):
     root = shared_datasets / "labelme-voc-examples" / "examples" / "semantic_segmentation"
     assert detect_layout(root / "data_annotated")[0] == "labelme"
-    report = import_dataset(
-        root / "data_annotated", "labelme", options={"classes_file": str(root / "labels.txt")}, workspace=ws
-    )
+    # labels.txt lies beside the imported folder, not inside it: the caller reads it and passes the names.
+    classes = read_class_list((root / "labels.txt").read_text())
+    report = import_dataset(root / "data_annotated", "labelme", options={"classes": classes}, workspace=ws)
     assert report.ok, report.error
     info = report.dataset
     assert len(info.samples) == 3 and info.mode == "multiclass" and info.num_classes == 21

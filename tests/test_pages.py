@@ -551,7 +551,7 @@ def paired_folder(root: Path, n=6, size=24) -> Path:
 
 
 def test_data_import_from_server_folder(demo_ws, tmp_path):
-    src = paired_folder(tmp_path / "src")
+    src = paired_folder(demo_ws.incoming_dir / "src")  # server folders are imported from the import folders
     at = app().run()
     at.switch_page("pages/data.py").run()
     at.radio(key="import_source").set_value("A folder on the server").run()
@@ -668,10 +668,12 @@ def test_train_bad_settings_give_a_message_not_a_trace(demo_ws):
     at.selectbox(key="train_freeze").set_value("fine_tune").run()
     at.number_input(key="train_epochs").set_value(3)
     at.number_input(key="train_ft_after").set_value(5).run()
-    at.button(key="train_launch").click().run()
     assert not at.exception
+    # the settings are refused as they are built: named, with the expected value, and nothing can be queued
     errors = [e.value for e in at.error]
-    assert errors and errors[0].startswith("Could not queue the run: fine_tune_after 5")
+    assert errors and errors[0].startswith("These settings cannot train: setting model.fine_tune_after is 5; "
+                                           "expected a number of epochs from 1 to train.epochs - 1 (2)")
+    assert at.button(key="train_launch").disabled
     assert runs_mod.list_runs(demo_ws) == []
 
 
@@ -690,3 +692,63 @@ def test_runs_page_delete_refuses_an_active_run_and_deletes_a_finished_one(demo_
     assert not at.exception
     assert not done.path.exists()
     assert [s.run_id for s in runs_mod.list_runs(demo_ws)] == [live.run_id]
+
+
+# --------------------------------------------------------------------------- damaged runs on every page
+
+PAGES = ("pages/home.py", "pages/data.py", "pages/train.py", "pages/runs.py", "pages/compare.py", "pages/predict.py")
+DAMAGED_FILES = ("config.json", "status.json", "notes.json", "checkpoints/state.json", "evaluation.json",
+                 "predictions/index.json", "history.csv")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("garbage", [b"[1, 2]", b'{"queued_at": "soon", "pid": "abc", "epoch": -1}', b"{"],
+                         ids=["list", "wrong-fields", "invalid"])
+def test_every_page_shows_damaged_runs_instead_of_crashing(demo_ws, monkeypatch, garbage):
+    """One run per damaged file (finished, queued and running ones), beside two good finished runs:
+    every page renders, the runs table lists each damaged run with the file, and its actions stay."""
+    import segcore.training.launcher as launcher
+
+    woken = []
+    monkeypatch.setattr(launcher, "ensure_worker", lambda ws=None: woken.append(ws) or True)
+    make_run(demo_ws, name="good-a", evaluation=make_report([0.6, 0.7, 0.2]))
+    make_run(demo_ws, name="good-b", evaluation=make_report([0.8, 0.9, 0.1]))
+    damaged = {}
+    for i, name in enumerate(DAMAGED_FILES):
+        state = ("finished", "queued", "running")[i % 3]
+        run = make_run(demo_ws, state=state, name=f"bad-{i}", evaluation=make_report([0.5, 0.5, 0.5]))
+        run.write_train_state({"epoch": 1, "es_wait": 0})
+        run.predictions_dir.mkdir(exist_ok=True)
+        path = run.path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(garbage)
+        damaged[name] = run
+    at = app().run()
+    assert not at.exception, at.exception
+    for page in PAGES:
+        at.switch_page(page).run()
+        assert not at.exception, (page, at.exception)
+    at.switch_page("pages/runs.py").run()
+    table = at.dataframe[0].value.set_index("run")
+    from segcore import runs as runs_mod
+    from segcore.visualize import run_labels
+    labels = run_labels(runs_mod.list_runs(demo_ws))
+    for name in ("config.json", "status.json"):
+        assert table.loc[labels[damaged[name].run_id], "status"] == "damaged"
+    # the one-run view names the file and the reason, and offers resume (status) and delete
+    at.selectbox(key="run_detail").set_value(damaged["status.json"].run_id).run()
+    assert not at.exception
+    assert any(e.value.startswith("status.json is damaged: ") for e in at.error)
+    assert at.button(key=f"runs_resume_{damaged['status.json'].run_id}")
+    at.selectbox(key="run_detail").set_value(damaged["config.json"].run_id).run()
+    assert not at.exception
+    assert any(e.value.startswith("config.json is damaged: ") for e in at.error)
+    at.button(key=f"delete_{damaged['config.json'].run_id}").click().run()
+    assert not at.exception
+    assert not damaged["config.json"].path.exists()
+    for name in ("evaluation.json", "history.csv"):
+        at.selectbox(key="run_detail").set_value(damaged[name].run_id).run()
+        assert not at.exception
+        if garbage != b'{"queued_at": "soon", "pid": "abc", "epoch": -1}' or name == "history.csv":
+            # (unknown extra keys are allowed in an evaluation: newer versions may add fields)
+            assert any(f"{Path(name).name} is damaged: " in w.value for w in at.warning), name

@@ -12,12 +12,15 @@ from __future__ import annotations
 import os
 import shutil
 import stat
-import tempfile
 import zipfile
 from pathlib import Path, PurePosixPath
 
-DEFAULT_MAX_BYTES = 4 * 1024**3  # 4 GiB uncompressed
-DEFAULT_MAX_FILES = 100_000
+from segcore.fsutil import make_temp_dir
+from segcore.workspace import ServerSettings
+
+# The server's defaults (4 GiB uncompressed, 100,000 files); a server changes them in server.json.
+DEFAULT_MAX_BYTES = ServerSettings.max_archive_bytes
+DEFAULT_MAX_FILES = ServerSettings.max_archive_files
 _CHUNK = 1 << 20
 
 
@@ -87,7 +90,7 @@ def extract_zip(
         raise ValueError(f"{archive} is not a zip archive")
     dest_parent = Path(dest_parent)
     dest_parent.mkdir(parents=True, exist_ok=True)
-    dest = Path(tempfile.mkdtemp(prefix="unzip-", dir=dest_parent))
+    dest = make_temp_dir(dest_parent, "unzip-")
     try:
         with zipfile.ZipFile(archive) as zf:
             members = check_members(zf, archive, max_bytes, max_files)

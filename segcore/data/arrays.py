@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Sequence
@@ -20,7 +19,7 @@ import cv2
 import numpy as np
 
 from segcore.data.dataset import Dataset, load_dataset
-from segcore.fsutil import write_json_atomic
+from segcore.fsutil import make_temp_dir, write_json_atomic
 from segcore.workspace import Workspace
 
 
@@ -164,7 +163,7 @@ def _rows(all_ids: list[str], ids: list[str]) -> np.ndarray:
 
 def _write_cache(folder: Path, images: np.ndarray, masks: np.ndarray, content_hash: str, ids: list[str]) -> None:
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    tmp = make_temp_dir(folder.parent, f".{folder.name}.")
     try:
         np.save(tmp / "images.npy", images)
         np.save(tmp / "masks.npy", masks)

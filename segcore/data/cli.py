@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from segcore.fsutil import read_json
+from segcore.fsutil import describe_os_error, read_json
 
 
 def register(subparsers) -> None:
@@ -34,13 +34,16 @@ def register(subparsers) -> None:
     p.add_argument("--name", required=True, help="dataset name (letters, digits, '.', '_', '-')")
     p.add_argument("--layout", default="auto", help=f"one of {sorted(LAYOUTS)} (default: detect)")
     p.add_argument("--classes", nargs="+", metavar="NAME", help="class names, background first")
-    p.add_argument("--classes-file", help="text file with one class name per line, background first")
-    p.add_argument("--colors-file", help="JSON colour table {name: [r, g, b]} for colour-coded masks")
+    p.add_argument("--classes-file", help="text file (on this machine) with one class name per line, background first")
+    p.add_argument("--colors-file", help="JSON colour table {name: [r, g, b]} (on this machine) for colour-coded masks")
     p.add_argument("--ignore", type=int, action="append", metavar="V", help="mask value that is void (repeatable)")
     p.add_argument("--merge", action="append", metavar="A=B", help="class folder A becomes class B (repeatable)")
     p.add_argument("--mask-encoding", choices=["auto", "binary", "index", "trimap", "color"], default=None)
     p.add_argument("--multilabel", choices=["auto", "yes", "no"], default="auto", help="for per-class folders")
-    p.add_argument("--option", action="append", metavar="KEY=JSON", help="any other import option (repeatable)")
+    p.add_argument(
+        "--option", action="append", metavar="KEY=JSON",
+        help="any other import option (repeatable); unknown keys are refused with the list of valid ones",
+    )
     p.add_argument("--strict", action="store_true", help="fail if any file had to be skipped")
     p.add_argument("--version", dest="new_version", action="store_true", help="if NAME exists, import as NAME-2, ...")
     p.add_argument("--json", action="store_true", help="print the import report as one JSON object")
@@ -74,14 +77,19 @@ def _demo(args) -> int:
     return 0
 
 
-def _options(args) -> dict:
+def _options(args):
+    """The import options of the command line, read strictly (an unknown key is an error)."""
+    from segcore.data.imports import read_class_list
+    from segcore.data.options import ImportOptions, parse_colors
+
     opts: dict = {}
     if args.classes:
         opts["classes"] = args.classes
     if args.classes_file:
-        opts["classes_file"] = args.classes_file
+        # The command line runs as the machine's own user: it may read any file it is given.
+        opts["classes"] = read_class_list(Path(args.classes_file).read_text(encoding="utf-8"))
     if args.colors_file:
-        opts["colors"] = read_json(Path(args.colors_file))
+        opts["colors"] = [[n, list(c)] for n, c in parse_colors(read_json(Path(args.colors_file)), f"--colors-file {args.colors_file}")]
     if args.ignore:
         opts["ignore"] = args.ignore
     if args.merge:
@@ -104,7 +112,7 @@ def _options(args) -> dict:
             opts[key] = json.loads(raw)
         except json.JSONDecodeError:
             opts[key] = raw
-    return opts
+    return ImportOptions.from_dict(opts)
 
 
 def _import(args) -> int:
@@ -123,11 +131,14 @@ def _import(args) -> int:
             progress=None if args.json else progress,
             on_exists="version" if args.new_version else "error",
         )
-    except (ValueError, FileNotFoundError, FileExistsError) as exc:
+    except (ValueError, OSError) as exc:
         if not args.json:
-            raise
+            if isinstance(exc, (ValueError, FileNotFoundError, FileExistsError)):
+                raise
+            raise ValueError(describe_os_error(exc)) from None  # e.g. a read-only workspace: one line, no trace
         # --json promises one object on stdout, also when the request itself was refused.
-        print(json.dumps({"ok": False, "name": args.name, "error": str(exc), "problems": []}))
+        message = describe_os_error(exc) if isinstance(exc, OSError) else str(exc)
+        print(json.dumps({"ok": False, "name": args.name, "error": message, "problems": []}))
         return 1
     if args.json:
         print(json.dumps(report.to_dict()))

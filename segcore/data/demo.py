@@ -13,7 +13,6 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import cv2
@@ -23,7 +22,7 @@ import segcore
 from segcore.data.dataset import IGNORE_INDEX, ClassInfo, DatasetInfo, SampleInfo, load_dataset
 from segcore.data.imageio import encode_png as _encode
 from segcore.data.imports import content_hash
-from segcore.fsutil import check_name, write_json_atomic
+from segcore.fsutil import check_name, make_temp_dir, write_json_atomic
 from segcore.workspace import Workspace, get_workspace
 
 DEMO_NAME = "demo"
@@ -135,7 +134,7 @@ def make_demo(
     target = ws.dataset_dir(name)
     if target.exists() and not force:
         raise FileExistsError(f"dataset {name!r} already exists in {ws.datasets_dir}; use force to regenerate it")
-    scratch = Path(tempfile.mkdtemp(prefix=f"demo-{name}-", dir=ws.tmp_dir))
+    scratch = make_temp_dir(ws.tmp_dir, f"demo-{name}-")
     try:
         out = scratch / "dataset"
         (out / "images").mkdir(parents=True)

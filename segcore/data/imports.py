@@ -12,11 +12,11 @@ and only ``strict=True`` turns such problems into a failed import.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import hashlib
 import os
 import shutil
-import tempfile
 import time
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -28,18 +28,18 @@ import cv2
 import numpy as np
 
 import segcore
-from segcore.data import imageio, layouts, masks, polygons
-from segcore.data.archive import DEFAULT_MAX_BYTES, DEFAULT_MAX_FILES, content_root, extract_zip
+from segcore.data import imageio, layouts, masks, paths, polygons
+from segcore.data.archive import content_root, extract_zip
 from segcore.data.dataset import IGNORE_INDEX, ClassInfo, DatasetInfo, Problem, SampleInfo
-from segcore.fsutil import check_name, write_json_atomic
-from segcore.workspace import Workspace, get_workspace
+from segcore.data.options import ImportOptions, as_options, parse_colors
+from segcore.fsutil import check_name, make_temp_dir, read_json, write_json_atomic
+from segcore.workspace import ServerSettings, Workspace, get_workspace
 
 LAYOUTS = dict(layouts.LAYOUTS)
 LAYOUTS["zip"] = "a .zip archive of any layout above (extracted safely, then detected)"
 
 Progress = Callable[[int, int, str], None]
 _PROBE = 24  # masks read up front to choose the mask encoding
-_IGNORE_LABELS = ("__ignore__", "_ignore_", "ignore", "void")
 _BACKGROUND_NAMES = ("background", "_background_", "__background__", "bg")
 
 
@@ -73,7 +73,7 @@ class ImportReport:
         }
 
 
-def detect_layout(path: str | os.PathLike) -> tuple[str, dict]:
+def detect_layout(path: str | os.PathLike, workspace: Workspace | None = None) -> tuple[str, dict]:
     """Guess the layout of a folder, ``.zip`` archive or COCO ``.json`` file.
 
     Args:
@@ -91,14 +91,15 @@ def detect_layout(path: str | os.PathLike) -> tuple[str, dict]:
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist")
     if path.is_file() and path.suffix.lower() == ".zip":
-        ws = get_workspace()
-        folder = extract_zip(path, ws.tmp_dir)
+        ws = workspace or get_workspace()
+        limits = ws.settings()
+        folder = extract_zip(path, ws.tmp_dir, max_bytes=limits.max_archive_bytes, max_files=limits.max_archive_files)
         try:
             inner, details = layouts.detect(content_root(folder))
         finally:
             shutil.rmtree(folder, ignore_errors=True)
         return "zip", {"inner_layout": inner, **details}
-    return layouts.detect(path)
+    return layouts.detect(path.resolve())
 
 
 def import_dataset(
@@ -106,7 +107,7 @@ def import_dataset(
     name: str,
     *,
     layout: str = "auto",
-    options: dict[str, Any] | None = None,
+    options: ImportOptions | dict[str, Any] | None = None,
     strict: bool = False,
     workspace: Workspace | None = None,
     progress: Progress | None = None,
@@ -118,13 +119,10 @@ def import_dataset(
         source: a folder, a ``.zip`` archive, or a COCO ``.json`` file.
         name: the dataset name (letters, digits, ``.``, ``_``, ``-``).
         layout: a name from ``LAYOUTS`` or ``"auto"`` to detect it.
-        options: layout and encoding options: ``classes`` (names, background
-            first), ``classes_file``, ``colors`` (colour table), ``ignore``
-            (mask values that are void), ``mask_encoding`` (binary / index /
-            trimap / color), ``merge`` ({class folder: class}), ``multilabel``
-            (True / False / None = when classes overlap), ``trimap_boundary``,
-            ``images_dir`` / ``masks_dir``, ``max_pixels``, ``max_bytes``,
-            ``max_files``, ``workers``.
+        options: an :class:`~segcore.data.options.ImportOptions`, or a dict
+            read strictly into one (an unknown key is an error). Limits on
+            pixels, archive size and threads are server settings
+            (``workspace.settings()``), not options.
         strict: fail the whole import if any file had to be skipped.
         workspace: the workspace (default: ``get_workspace()``).
         progress: called as ``progress(done, total, message)``.
@@ -136,14 +134,15 @@ def import_dataset(
         nothing was imported. Never raises for problems in the data.
 
     Raises:
-        ValueError: for a bad name, unknown layout or bad options.
+        ValueError: for a bad name, unknown layout, bad options or bad server settings.
         FileExistsError: if ``name`` exists and ``on_exists="error"``.
         FileNotFoundError: if the source does not exist.
     """
     started = time.perf_counter()
     ws = workspace or get_workspace()
     ws.ensure()
-    options = dict(options or {})
+    options = as_options(options)
+    limits = ws.settings()
     check_name(name, "dataset name")
     if layout not in LAYOUTS and layout != "auto":
         raise ValueError(f"layout {layout!r} is not known; layouts are {sorted(LAYOUTS)} or 'auto'")
@@ -151,33 +150,32 @@ def import_dataset(
     source = Path(source).expanduser()
     if not source.exists():
         raise FileNotFoundError(f"{source} does not exist")
+    source = source.resolve()
     progress = progress or (lambda done, total, message: None)
-    scratch = Path(tempfile.mkdtemp(prefix=f"import-{name}-", dir=ws.tmp_dir))
+    scratch = make_temp_dir(ws.tmp_dir, f"import-{name}-")
     report = ImportReport(name=name, ok=False)
     try:
         root = source
         if source.is_file() and source.suffix.lower() == ".zip":
             progress(0, 0, f"extracting {source.name}")
-            extracted = extract_zip(
-                source,
-                scratch,
-                max_bytes=int(options.get("max_bytes", DEFAULT_MAX_BYTES)),
-                max_files=int(options.get("max_files", DEFAULT_MAX_FILES)),
-            )
+            extracted = extract_zip(source, scratch, max_bytes=limits.max_archive_bytes, max_files=limits.max_archive_files)
             root = content_root(extracted)
             report.details["archive"] = source.name
         if layout in ("auto", "zip"):
             layout, why = layouts.detect(root)
             report.details["detected"] = why
         report.layout = layout
-        discovery = layouts.DISCOVER[layout](root, options)
+        options = _read_tables(options, root.parent if root.is_file() else root)
+        discovery = layouts.discover(layout, root, options)
         report.problems.extend(discovery.problems)
+        if root.is_file():  # a COCO file: its folder is the source root
+            root = root.parent
         out = scratch / "dataset"
-        info = _build(discovery, root, out, name, options, report, progress)
+        info = _build(discovery, root, out, name, options, limits, report, progress)
         info = DatasetInfo(
             **{
                 **info.__dict__,
-                "source": {"path": str(source), "layout": layout, "options": _jsonable(options), **report.details},
+                "source": {"path": str(source), "layout": layout, "options": options.changed(), **report.details},
             }
         )
         report.dataset = info
@@ -224,34 +222,52 @@ def _free_name(ws: Workspace, name: str, on_exists: str) -> str:
     return check_name(f"{name}-{n}", "dataset name")
 
 
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
-
-
 # --------------------------------------------------------------------------- classes
 
-
-def _read_classes_file(path: Path) -> list[str]:
-    names = [line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
-    return [n for n in names if n.lower() not in _IGNORE_LABELS]
+_MAX_TABLE_BYTES = 1024**2  # a class list or colour table larger than this is not one
 
 
-def _polygon_classes(discovery: layouts.Discovery, root: Path, options: dict) -> tuple[list[str], set[str]]:
+def read_class_list(text: str, ignore_labels=ImportOptions.ignore_labels) -> list[str]:
+    """Class names from a class list, one a line (blank lines and void labels such as ``__ignore__`` skipped)."""
+    names = [line.strip() for line in text.splitlines() if line.strip()]
+    ignore = {str(x).lower() for x in ignore_labels}
+    return [n for n in names if n.lower() not in ignore]
+
+
+def _read_table_file(root: Path, name: str, field: str) -> Path:
+    path = paths.resolve_in_source(root, name, field=field)
+    if not path.is_file():
+        raise ValueError(f"{field} names {name!r}, which is not a file in the imported data")
+    if path.stat().st_size > _MAX_TABLE_BYTES:
+        raise ValueError(f"{field} names {name!r}, which is larger than {_MAX_TABLE_BYTES:,} bytes; expected a short table")
+    return path
+
+
+def _read_tables(options: ImportOptions, root: Path) -> ImportOptions:
+    """Read ``classes_file`` and ``colors_file`` (files inside the data) into ``classes`` and ``colors``."""
+    changes: dict[str, Any] = {}
+    if options.classes_file and not options.classes:
+        path = _read_table_file(root, options.classes_file, "import option classes_file")
+        changes["classes"] = tuple(read_class_list(path.read_text(encoding="utf-8", errors="replace"), options.ignore_labels))
+    if options.colors_file and not options.colors:
+        path = _read_table_file(root, options.colors_file, "import option colors_file")
+        changes["colors"] = parse_colors(read_json(path), f"colour table {options.colors_file}")
+    return dataclasses.replace(options, **changes) if changes else options
+
+
+def _polygon_classes(discovery: layouts.Discovery, root: Path, options: ImportOptions, report: ImportReport) -> tuple[list[str], set[str]]:
     """(class names with background first, labels treated as void)."""
-    ignore_labels = {str(x) for x in options.get("ignore_labels", _IGNORE_LABELS)}
-    names = options.get("classes")
-    if not names and options.get("classes_file"):
-        names = _read_classes_file(Path(options["classes_file"]))
+    ignore_labels = set(options.ignore_labels)
+    names = list(options.classes)
     if not names:
         for candidate in ("labels.txt", "class_names.txt", "classes.txt"):
-            if (root / candidate).is_file():
-                names = _read_classes_file(root / candidate)
+            try:
+                path = paths.resolve_in_source(root, candidate, field="class list")
+            except paths.OutsideSourceError as exc:
+                report.problems.append(Problem("outside_source", str(exc), (candidate,), "warning"))
+                continue
+            if path.is_file() and path.stat().st_size <= _MAX_TABLE_BYTES:
+                names = read_class_list(path.read_text(encoding="utf-8", errors="replace"), options.ignore_labels)
                 break
     if not names:
         labels = [lab for lab in discovery.labels or [] if lab not in ignore_labels]
@@ -284,11 +300,11 @@ class _Result:
     notes: list[str] = field(default_factory=list)
 
 
-def _build(discovery, root: Path, out: Path, name: str, options: dict, report: ImportReport, progress) -> DatasetInfo:
+def _build(discovery, root: Path, out: Path, name: str, options: ImportOptions, limits: ServerSettings, report: ImportReport, progress) -> DatasetInfo:
     samples = discovery.samples
     if not samples:
         raise _ImportFailed(f"no samples found in {root} with layout {discovery.layout!r}")
-    max_pixels = int(options.get("max_pixels", imageio.DEFAULT_MAX_PIXELS))
+    max_pixels = limits.max_image_pixels
     (out / "images").mkdir(parents=True)
     (out / "masks").mkdir()
     kind = _label_kind(samples[0])
@@ -299,7 +315,7 @@ def _build(discovery, root: Path, out: Path, name: str, options: dict, report: I
         class_names, class_colors = spec.class_names, spec.class_colors
         report.details["mask_encoding"] = spec.to_dict()
     elif kind == "union":
-        fg = options.get("classes") or ["background", options.get("foreground", "foreground")]
+        fg = options.classes or ["background", options.foreground]
         class_names = [str(c) for c in fg]
         if len(class_names) != 2:
             raise ValueError(f"a folder-per-sample dataset has 2 classes (background, foreground); got {class_names}")
@@ -311,7 +327,7 @@ def _build(discovery, root: Path, out: Path, name: str, options: dict, report: I
         for k in range(1, len(class_names)):
             (out / "masks" / str(k)).mkdir()
     else:  # polygons
-        class_names, ignore_labels = _polygon_classes(discovery, root, options)
+        class_names, ignore_labels = _polygon_classes(discovery, root, options, report)
         value_of = {n: i for i, n in enumerate(class_names)}
         value_of.update({lab: IGNORE_INDEX for lab in ignore_labels})
         class_colors = [masks.default_color(i) for i in range(len(class_names))]
@@ -327,7 +343,7 @@ def _build(discovery, root: Path, out: Path, name: str, options: dict, report: I
             )
     num_classes = len(class_names)
     channels = _probe_channels(samples, max_pixels)
-    workers = int(options.get("workers") or min(8, (os.cpu_count() or 2) * 2))
+    workers = limits.import_workers or min(8, (os.cpu_count() or 2) * 2)
 
     def work(raw: layouts.RawSample) -> _Result:
         try:
@@ -407,10 +423,11 @@ def _read_sample_image_full(raw: layouts.RawSample, max_pixels: int) -> tuple[np
     if raw.image is not None:
         dec = imageio.read_image(raw.image, max_pixels)
         return dec.array, dec.notes, dec.mode if dec.plain_png and not dec.notes else ""
-    arr = polygons.decode_image_bytes(raw.image_bytes or b"")
-    if arr is None:
-        raise imageio.ImageReadError(f"{raw.label_file} holds no readable embedded image")
-    return arr, [], ""
+    try:
+        dec = imageio.read_image_bytes(raw.image_bytes or b"", f"{raw.label_file.name} imageData", max_pixels)
+    except imageio.ImageReadError as exc:
+        raise imageio.ImageReadError(f"{raw.label_file.name} holds no readable embedded image: {exc}") from None
+    return dec.array, dec.notes, ""
 
 
 def _process(raw, root, out, kind, spec, value_of, num_classes, max_pixels, channels) -> _Result:
@@ -540,7 +557,7 @@ def _finish(results, discovery, root, out, name, class_names, class_colors, kind
     mode = "binary" if num_classes == 2 else "multiclass"
     if kind == "classes":
         overlap = sum(r.overlap for r in good)
-        want = options.get("multilabel")
+        want = options.multilabel
         if want is True or (want is None and overlap > 0):
             mode = "multilabel"
         else:

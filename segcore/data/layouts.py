@@ -9,6 +9,12 @@ Layouts, by name (see ``LAYOUTS``): ``paired``, ``per_sample``,
 ``class_folders``, ``polygons``, ``labelme``, ``coco``. Mask encodings (binary,
 index / palette, trimap, RGB colour) are separate from the layout and are
 detected from the mask values (option ``mask_encoding``).
+
+Every folder is listed through :func:`segcore.data.paths.entries` inside a
+:func:`segcore.data.paths.listing` scope, so symbolic links that lead out of
+the imported folder are skipped (and reported by name, as ``outside_link``);
+paths written inside the data go through
+:func:`segcore.data.paths.resolve_in_source`.
 """
 
 from __future__ import annotations
@@ -19,9 +25,11 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from segcore.data import paths
 from segcore.data import polygons as poly
 from segcore.data.dataset import Problem
 from segcore.data.imageio import IMAGE_EXTENSIONS, LOSSY_EXTENSIONS, is_image_file
+from segcore.data.options import ImportOptions
 
 LAYOUTS = {
     "paired": "images/ + masks/ folders matched by file stem (suffixes such as _mask, _label, _manual1 tolerated); "
@@ -121,17 +129,16 @@ def _has_word(name: str, words) -> bool:
 
 
 def image_files(folder: Path) -> list[Path]:
-    try:
-        return sorted(p for p in folder.iterdir() if p.is_file() and is_image_file(p))
-    except OSError:
-        return []
+    return [p for p in paths.entries(folder) if is_image_file(p) and p.is_file()]
+
+
+def _files(folder: Path, suffix: str) -> list[Path]:
+    """Files of ``folder`` whose name ends with ``suffix`` (lower case), not hidden."""
+    return [p for p in paths.entries(folder) if p.name.lower().endswith(suffix) and not p.name.startswith(".") and p.is_file()]
 
 
 def _subdirs(folder: Path) -> list[Path]:
-    try:
-        return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith((".", "__")))
-    except OSError:
-        return []
+    return [p for p in paths.entries(folder) if not p.name.startswith((".", "__")) and p.is_dir()]
 
 
 def _walk_dirs(root: Path):
@@ -194,7 +201,7 @@ def _unique_ids(samples: list[RawSample]) -> None:
 
 def _pair_folders(image_dir: Path, mask_dir: Path, root: Path, problems: list[Problem], ext_masks=IMAGE_EXTENSIONS):
     images = image_files(image_dir)
-    masks = [p for p in sorted(mask_dir.iterdir()) if p.is_file() and p.name.lower().endswith(ext_masks)]
+    masks = [p for p in paths.entries(mask_dir) if p.is_file() and p.name.lower().endswith(ext_masks)]
     masks = [m for m in masks if not m.name.startswith(".")]
     masks, copies = _dedupe_lossless(masks)
     if copies:
@@ -223,10 +230,7 @@ def _pair_folders(image_dir: Path, mask_dir: Path, root: Path, problems: list[Pr
 
 def _stem_overlap(a: Path, b: Path, ext_b=IMAGE_EXTENSIONS) -> float:
     ka = {stem_key(p.name) for p in image_files(a)}
-    try:
-        kb = {stem_key(p.name) for p in b.iterdir() if p.is_file() and p.name.lower().endswith(ext_b)}
-    except OSError:
-        return 0.0
+    kb = {stem_key(p.name) for p in paths.entries(b) if p.name.lower().endswith(ext_b) and p.is_file()}
     if not ka or not kb:
         return 0.0
     return len(ka & kb) / min(len(ka), len(kb))
@@ -270,14 +274,19 @@ def _pair_candidates(root: Path, ext_masks=IMAGE_EXTENSIONS) -> list[tuple[Path,
 # --------------------------------------------------------------------------- layouts
 
 
-def discover_paired(root: Path, options: dict) -> Discovery:
+def discover_paired(root: Path, options: ImportOptions) -> Discovery:
     """images/ + masks/ folders (possibly several pairs: train/val/test)."""
     problems: list[Problem] = []
     samples = []
     pairs_found = []
-    image_dir, mask_dir = options.get("images_dir"), options.get("masks_dir")
+    image_dir, mask_dir = options.images_dir, options.masks_dir
     if image_dir and mask_dir:
-        candidates = [(root / image_dir, [root / mask_dir])]
+        candidates = [
+            (
+                paths.resolve_in_source(root, image_dir, field="import option images_dir"),
+                [paths.resolve_in_source(root, mask_dir, field="import option masks_dir")],
+            )
+        ]
     else:
         candidates = [(a, [b]) for a, bs in _pair_candidates(root) if len(bs) == 1 for b in bs]
         if not candidates:
@@ -315,7 +324,7 @@ def _note_unused(root: Path, candidates, problems: list[Problem]) -> None:
         )
 
 
-def discover_per_sample(root: Path, options: dict) -> Discovery:
+def discover_per_sample(root: Path, options: ImportOptions) -> Discovery:
     """<id>/<images folder>/<image> + <id>/<masks folder>/*: several masks unioned."""
     problems: list[Problem] = []
     samples = []
@@ -354,10 +363,10 @@ def discover_per_sample(root: Path, options: dict) -> Discovery:
     return Discovery("per_sample", samples, problems, {"samples_found": len(samples)})
 
 
-def discover_class_folders(root: Path, options: dict) -> Discovery:
+def discover_class_folders(root: Path, options: ImportOptions) -> Discovery:
     """An image folder and one folder of binary masks per class, per subset."""
     problems: list[Problem] = []
-    merge: dict[str, str] = dict(options.get("merge") or {})
+    merge: dict[str, str] = dict(options.merge)
     groups = []  # (image dir, [class dirs])
     for parent in _walk_dirs(root):
         subs = _subdirs(parent)
@@ -400,7 +409,7 @@ def discover_class_folders(root: Path, options: dict) -> Discovery:
             samples.append(RawSample(img.stem, img, subset_of(img, root), class_masks=cm))
     if unpaired:
         problems.append(_grouped_problem("unpaired_image", "images without any class mask (skipped)", unpaired, root, "error"))
-    order = options.get("classes")
+    order = list(options.classes)
     if order:
         order = [c for c in order if c not in ("background", "_background_")]
         missing = [c for c in order if c not in labels]
@@ -414,22 +423,22 @@ def discover_class_folders(root: Path, options: dict) -> Discovery:
     return Discovery("class_folders", samples, problems, details, labels)
 
 
-def discover_polygons(root: Path, options: dict) -> Discovery:
+def discover_polygons(root: Path, options: ImportOptions) -> Discovery:
     """Images with .txt polygon files (same stem) in a sibling folder or beside them."""
     problems: list[Problem] = []
     samples = []
     labels: list[str] = []
-    default_label = options.get("default_label", "foreground")
+    default_label = options.default_label
     pairs = []
     for folder in _walk_dirs(root):
         imgs = image_files(folder)
-        texts = {stem_key(p.name): p for p in folder.glob("*.txt") if p.is_file()}
+        texts = {stem_key(p.name): p for p in _files(folder, ".txt")}
         if imgs and texts:
             pairs.append((folder, folder))
     for a, bs in _pair_candidates(root, ext_masks=(".txt",)):
         pairs.append((a, bs[0]))
     for img_dir, txt_dir in pairs:
-        texts = {stem_key(p.name): p for p in sorted(txt_dir.glob("*.txt"))}
+        texts = {stem_key(p.name): p for p in _files(txt_dir, ".txt")}
         used = set()
         for img in image_files(img_dir):
             t = texts.get(stem_key(img.name))
@@ -474,11 +483,11 @@ def _json_kind(path: Path) -> str | None:
     return None
 
 
-def discover_labelme(root: Path, options: dict) -> Discovery:
+def discover_labelme(root: Path, options: ImportOptions) -> Discovery:
     """LabelMe JSON files; each names its image (or embeds it)."""
     problems: list[Problem] = []
     samples, labels = [], []
-    files = sorted(p for d in _walk_dirs(root) for p in d.glob("*.json") if p.is_file())
+    files = sorted(p for d in _walk_dirs(root) for p in _files(d, ".json"))
     for f in files:
         if _json_kind(f) != "labelme":
             continue
@@ -487,13 +496,27 @@ def discover_labelme(root: Path, options: dict) -> Discovery:
         except (ValueError, OSError) as exc:
             problems.append(Problem("unreadable", str(exc), (_rel(f, root),), "error"))
             continue
-        img = meta["image_path"]
+        img, refused = None, None
+        if meta["image_path"] is not None:
+            try:
+                img = paths.resolve_in_source(root, meta["image_path"], field=f"{_rel(f, root)} imagePath", base=f.parent)
+            except paths.OutsideSourceError as exc:
+                refused = str(exc)
         if img is None or not img.is_file():
-            beside = [f.with_suffix(e) for e in IMAGE_EXTENSIONS if f.with_suffix(e).is_file()]
+            beside = [f.with_suffix(e) for e in IMAGE_EXTENSIONS if f.with_suffix(e).is_file() and paths.is_inside(f.with_suffix(e), root)]
             img = beside[0] if beside else None
+        if refused is not None:
+            fallback = "embedded imageData used instead" if img is None and meta["image_data"] is not None else (
+                f"the image beside it, {_rel(img, root)}, used instead" if img is not None else "skipped"
+            )
+            problems.append(
+                Problem("outside_source", f"{refused}; {fallback}", (_rel(f, root),), "error" if fallback == "skipped" else "warning")
+            )
+            if img is None and meta["image_data"] is None:
+                continue
         if img is None and meta["image_data"] is None:
             problems.append(
-                Problem("unpaired_mask", f"{_rel(f, root)} names image {meta['image_path']} which is missing", (_rel(f, root),), "error")
+                Problem("unpaired_mask", f"{_rel(f, root)} names image {meta['image_path']!r}, which is not in the imported data", (_rel(f, root),), "error")
             )
             continue
         for s in shapes:
@@ -509,33 +532,38 @@ def discover_labelme(root: Path, options: dict) -> Discovery:
     return Discovery("labelme", samples, problems, {"files": len(samples)}, labels)
 
 
-def discover_coco(root: Path, options: dict) -> Discovery:
+def discover_coco(root: Path, options: ImportOptions) -> Discovery:
     """A COCO annotation file (the first found, or option ``annotations``)."""
     problems: list[Problem] = []
     if root.is_file():
         ann_files = [root]
         root = root.parent
-    elif options.get("annotations"):
-        ann_files = [root / options["annotations"]]
+    elif options.annotations:
+        ann_files = [paths.resolve_in_source(root, options.annotations, field="import option annotations")]
     else:
-        ann_files = [p for d in _walk_dirs(root) for p in sorted(d.glob("*.json")) if _json_kind(p) == "coco"]
+        ann_files = [p for d in _walk_dirs(root) for p in _files(d, ".json") if _json_kind(p) == "coco"]
     if not ann_files:
         raise ValueError(f"no COCO annotation file (with images, annotations, categories) found under {root}")
     samples, labels = [], []
     for ann in ann_files:
-        cats, images = poly.read_coco(ann)
+        cats, images = poly.read_coco(ann, root)
         for cid in sorted(cats):
             if cats[cid] not in labels:
                 labels.append(cats[cid])
         for im in images:
+            if im["refused"]:
+                problems.append(Problem("outside_source", f"{im['refused']}; skipped", (_rel(ann, root),), "error"))
+                continue
             if not im["file"].is_file():
-                problems.append(Problem("unpaired_mask", f"{_rel(ann, root)} names image {im['file'].name} which is missing", (_rel(ann, root),), "error"))
+                problems.append(
+                    Problem("unpaired_mask", f"{_rel(ann, root)} names image {im['file_name']!r}, which is not in the imported data", (_rel(ann, root),), "error")
+                )
                 continue
             if im["unsupported"]:
                 problems.append(
                     Problem(
                         "unsupported_annotation",
-                        f"{im['unsupported']} annotations of {im['file'].name} are compressed RLE, which is not supported; skipped",
+                        f"{im['unsupported']} annotations of {im['file_name']} are compressed RLE, which is not supported; skipped",
                         (_rel(ann, root),),
                         "warning",
                     )
@@ -545,6 +573,24 @@ def discover_coco(root: Path, options: dict) -> Discovery:
             )
     _unique_ids(samples)
     return Discovery("coco", samples, problems, {"annotation_files": [_rel(a, root) for a in ann_files]}, labels)
+
+
+def discover(layout: str, root: Path, options: ImportOptions) -> Discovery:
+    """Find the samples of ``root`` in ``layout``, skipping links that leave ``root``.
+
+    Raises:
+        ValueError: if the layout finds no samples (and for paths in options
+            that lead outside ``root``).
+    """
+    scope_root = root.parent if root.is_file() else root
+    with paths.listing(scope_root) as scope:
+        discovery = DISCOVER[layout](root, options)
+    if scope.skipped:
+        links = sorted(scope.skipped)
+        discovery.problems.insert(
+            0, _grouped_problem("outside_link", "symbolic links lead outside the imported folder and were skipped (not read)", links, scope_root, "warning")
+        )
+    return discovery
 
 
 DISCOVER = {
@@ -573,10 +619,15 @@ def detect(root: Path) -> tuple[str, dict]:
         if root.suffix.lower() == ".json" and _json_kind(root) == "coco":
             return "coco", {"file": root.name}
         raise ValueError(f"{root} is a file; expected a folder, a .zip archive or a COCO .json file")
+    with paths.listing(root):
+        return _detect(root)
+
+
+def _detect(root: Path) -> tuple[str, dict]:
     dirs = list(_walk_dirs(root))
     json_kinds = defaultdict(int)
     for d in dirs:
-        for j in sorted(d.glob("*.json"))[:3]:
+        for j in _files(d, ".json")[:3]:
             kind = _json_kind(j)
             if kind:
                 json_kinds[kind] += 1
@@ -607,7 +658,7 @@ def detect(root: Path) -> tuple[str, dict]:
         return "class_folders", {"reason": f"{_rel(group[0], root)} has {len(group[1])} mask folders with the same file names"}
     if cands:
         return "paired", {"reason": "image and mask folders with matching file names", "pairs": [[_rel(a, root), _rel(bs[0], root)] for a, bs in cands]}
-    if _pair_candidates(root, ext_masks=(".txt",)) or any(image_files(d) and list(d.glob("*.txt")) for d in dirs):
+    if _pair_candidates(root, ext_masks=(".txt",)) or any(image_files(d) and _files(d, ".txt") for d in dirs):
         return "polygons", {"reason": "images with .txt files of the same name"}
     names = sorted({_rel(d, root) for d in dirs})[:10]
     raise ValueError(

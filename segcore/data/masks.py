@@ -24,8 +24,8 @@ import cv2
 import numpy as np
 
 from segcore.data.dataset import IGNORE_INDEX
+from segcore.data.options import ImportOptions
 
-ENCODINGS = ("auto", "binary", "index", "trimap", "color")
 # Fewer distinct values than this: every value is a label. More: some are noise.
 MAX_CLEAN_VALUES = 64
 # A value not in the table is noise (snapped) when it is near a table value and rare.
@@ -78,41 +78,11 @@ class MaskResult:
     outside: dict = field(default_factory=dict)  # raw value -> pixel count made void
 
 
-def _as_list(v) -> list:
-    if v is None:
-        return []
-    if isinstance(v, (list, tuple)):
-        return list(v)
-    return [v]
-
-
-def parse_colors(colors) -> list[tuple[str, tuple[int, int, int]]]:
-    """Colour table from options: ``{name: [r, g, b]}``, ``[{name, color}]`` or ``[[r, g, b], ...]``."""
-    out = []
-    if isinstance(colors, dict):
-        items = list(colors.items())
-    else:
-        items = []
-        for i, c in enumerate(colors or []):
-            if isinstance(c, dict):
-                items.append((c.get("name", f"class_{i}"), c["color"]))
-            else:
-                items.append((f"class_{i}", c))
-    for name, c in items:
-        if isinstance(c, str):
-            c = c.lstrip("#")
-            c = [int(c[i : i + 2], 16) for i in (0, 2, 4)]
-        if len(c) != 3 or not all(0 <= int(v) <= 255 for v in c):
-            raise ValueError(f"colour {c!r} for class {name!r} is not [r, g, b] with values 0..255")
-        out.append((str(name), tuple(int(v) for v in c)))
-    return out
-
-
 def infer_spec(
     grey_counts: dict[int, int],
     color_counts: dict[tuple[int, int, int], int],
     palette: np.ndarray | None,
-    options: dict,
+    options: ImportOptions,
 ) -> MaskSpec:
     """Choose the mask encoding from value counts over a probe of masks.
 
@@ -121,17 +91,15 @@ def infer_spec(
         color_counts: (r, g, b) -> pixel count over colour masks.
         palette: (256, 3) palette of the first palette PNG, or None.
         options: import options (``mask_encoding``, ``classes``, ``colors``,
-            ``ignore``, ``trimap_boundary``).
+            ``ignore``, ``ignore_colors``, ``invert``, ``trimap_boundary``).
 
     Returns:
         The :class:`MaskSpec`.
     """
-    encoding = options.get("mask_encoding") or "auto"
-    if encoding not in ENCODINGS:
-        raise ValueError(f"mask_encoding {encoding!r} is not one of {ENCODINGS}")
-    names = [str(n) for n in _as_list(options.get("classes"))]
-    ignore = {int(v) for v in _as_list(options.get("ignore"))}
-    if options.get("colors") or (encoding == "auto" and color_counts and not grey_counts):
+    encoding = options.mask_encoding
+    names = list(options.classes)
+    ignore = set(options.ignore)
+    if options.colors or (encoding == "auto" and color_counts and not grey_counts):
         encoding = "color" if encoding == "auto" else encoding
     if encoding == "color":
         return _color_spec(color_counts, options, names)
@@ -148,13 +116,11 @@ def infer_spec(
         clean = values if len(values) <= 2 else _dominant(grey_counts, total, ignore, 2)
         hi = max(clean) if clean and max(clean) > 0 else 255
         lo = min(clean) if len(clean) > 1 else 0
-        vmap = {hi: 0, lo: 1} if options.get("invert") else {lo: 0, hi: 1}
+        vmap = {hi: 0, lo: 1} if options.invert else {lo: 0, hi: 1}
         names = names if len(names) == 2 else ["background", names[-1] if len(names) == 1 else "foreground"]
         notes.append(f"binary masks: value {lo} -> {names[vmap[lo]]}, {hi} -> {names[vmap[hi]]}")
     elif encoding == "trimap":
-        boundary = options.get("trimap_boundary", "class")
-        if boundary not in ("class", "ignore", "foreground"):
-            raise ValueError(f"trimap_boundary {boundary!r} is not one of class, ignore, foreground")
+        boundary = options.trimap_boundary
         vmap = {2: 0, 1: 1, 3: {"class": 2, "ignore": IGNORE_INDEX, "foreground": 1}[boundary]}
         default = ["background", "foreground"] + (["boundary"] if boundary == "class" else [])
         names = names if len(names) == len(default) else default
@@ -231,8 +197,8 @@ def _dominant(counts: dict, total: int, ignore: set, at_most: int) -> list:
 
 
 def _color_spec(color_counts, options, names) -> MaskSpec:
-    table = parse_colors(options.get("colors"))
-    ignore_colors = [tuple(int(x) for x in c) for c in options.get("ignore_colors") or []]
+    table = list(options.colors)
+    ignore_colors = list(options.ignore_colors)
     notes = []
     if not table:
         total = max(1, sum(color_counts.values()))

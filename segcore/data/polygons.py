@@ -8,7 +8,6 @@ later shape is drawn over an earlier one (as LabelMe's own converter does).
 from __future__ import annotations
 
 import base64
-import io
 import json
 import re
 from dataclasses import dataclass
@@ -108,8 +107,10 @@ def read_labelme(path: str | Path) -> tuple[list[Shape], dict]:
         path: the ``.json`` file.
 
     Returns:
-        ``(shapes, meta)``; ``meta`` has ``image_path`` (resolved beside the JSON),
-        ``height``, ``width`` and ``image_data`` (embedded bytes or None).
+        ``(shapes, meta)``; ``meta`` has ``image_path`` (the ``imagePath`` text
+        as written, or None: resolve it with
+        :func:`segcore.data.paths.resolve_in_source`), ``height``, ``width``
+        and ``image_data`` (embedded bytes or None).
         Rectangles and circles become polygons; points and lines are skipped.
     """
     path = Path(path)
@@ -136,7 +137,7 @@ def read_labelme(path: str | Path) -> tuple[list[Shape], dict]:
         shapes.append(Shape(str(s.get("label", "")), pts))
     image_data = doc.get("imageData")
     meta = {
-        "image_path": (path.parent / doc["imagePath"]) if doc.get("imagePath") else None,
+        "image_path": str(doc["imagePath"]) if doc.get("imagePath") else None,
         "height": doc.get("imageHeight"),
         "width": doc.get("imageWidth"),
         "image_data": base64.b64decode(image_data) if image_data else None,
@@ -144,17 +145,23 @@ def read_labelme(path: str | Path) -> tuple[list[Shape], dict]:
     return shapes, meta
 
 
-def read_coco(path: str | Path) -> tuple[dict, list[dict]]:
+def read_coco(path: str | Path, root: str | Path | None = None) -> tuple[dict, list[dict]]:
     """Read a COCO annotation file.
 
     Args:
         path: the JSON file with ``images``, ``annotations`` and ``categories``.
+        root: the imported data's folder (default: the JSON file's folder);
+            image files are looked for only inside it.
 
     Returns:
         ``(categories, images)``: categories as ``{id: name}``; images as dicts
-        with ``file`` (resolved), ``height``, ``width``, ``shapes`` and ``rle``
-        (list of ``(label, counts)`` for uncompressed run-length masks).
+        with ``file`` (resolved inside ``root``, or None when ``file_name``
+        leads outside it: ``refused`` then holds the message), ``file_name``
+        (as written), ``height``, ``width``, ``shapes`` and ``rle`` (list of
+        ``(label, counts)`` for uncompressed run-length masks).
     """
+    from segcore.data import paths
+
     path = Path(path)
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
@@ -163,13 +170,28 @@ def read_coco(path: str | Path) -> tuple[dict, list[dict]]:
     for key in ("images", "annotations", "categories"):
         if key not in doc:
             raise ValueError(f"{path} is not a COCO file: it has no {key!r} list")
-    cats = {int(c["id"]): str(c["name"]) for c in doc["categories"]}
+    root = Path(root) if root is not None else path.parent
+    try:
+        cats = {int(c["id"]): str(c["name"]) for c in doc["categories"]}
+    except (KeyError, TypeError, ValueError):
+        raise ValueError(f"{path.name}: every entry of 'categories' needs an integer 'id' and a 'name'") from None
     images = {}
-    for im in doc["images"]:
-        images[im["id"]] = {
-            "file": _resolve_coco_file(path.parent, im["file_name"]),
-            "height": int(im["height"]),
-            "width": int(im["width"]),
+    for i, im in enumerate(doc["images"]):
+        try:
+            file_name, height, width = str(im["file_name"]), int(im["height"]), int(im["width"])
+        except (KeyError, TypeError, ValueError):
+            raise ValueError(f"{path.name} images[{i}]: expected 'id', 'file_name', integer 'height' and 'width'") from None
+        field = f"{path.name} images[{i}] file_name"
+        try:
+            file, refused = _resolve_coco_file(root, path.parent, file_name, field), None
+        except paths.OutsideSourceError as exc:
+            file, refused = None, str(exc)
+        images[im.get("id")] = {
+            "file": file,
+            "file_name": file_name,
+            "refused": refused,
+            "height": height,
+            "width": width,
             "shapes": [],
             "rle": [],
             "unsupported": 0,
@@ -191,12 +213,29 @@ def read_coco(path: str | Path) -> tuple[dict, list[dict]]:
     return cats, list(images.values())
 
 
-def _resolve_coco_file(folder: Path, file_name: str) -> Path:
-    candidates = [folder / file_name, folder / "images" / file_name, folder / "JPEGImages" / file_name]
-    candidates += [folder / "images" / Path(file_name).name, folder / Path(file_name).name]
-    for c in candidates:
+def _resolve_coco_file(root: Path, folder: Path, file_name: str, field: str) -> Path:
+    """The image a COCO ``file_name`` names, looked for inside ``root`` only.
+
+    Tried in order: beside the JSON file, in ``images/``, in ``JPEGImages/``,
+    then the bare file name in ``images/`` and beside the JSON (annotation
+    tools often write the annotator's own absolute paths). A ``file_name``
+    that leads outside ``root`` and has no copy inside is refused.
+    """
+    from segcore.data import paths
+
+    base = Path(file_name.replace("\\", "/")).name
+    named = [file_name, f"images/{file_name}", f"JPEGImages/{file_name}"]
+    refused = None
+    for rel in named + ([f"images/{base}", base] if base else []):
+        try:
+            c = paths.resolve_in_source(root, rel, field=field, base=folder)
+        except paths.OutsideSourceError as exc:
+            refused = refused or exc
+            continue
         if c.is_file():
             return c
+    if refused is not None:
+        raise paths.OutsideSourceError(paths.refusal(field, file_name))
     return folder / file_name
 
 
@@ -235,15 +274,3 @@ def fill(shapes: list[Shape], height: int, width: int, value_of: dict[str, int],
         poly = np.floor(pts).astype(np.int32).reshape(-1, 1, 2)
         cv2.fillPoly(mask, [poly], int(value_of[s.label]))
     return mask
-
-
-def decode_image_bytes(data: bytes) -> np.ndarray | None:
-    """Decode embedded image bytes (LabelMe ``imageData``) to RGB or grey uint8."""
-    from PIL import Image
-
-    try:
-        pil = Image.open(io.BytesIO(data))
-        pil.load()
-    except Exception:
-        return None
-    return np.asarray(pil.convert("RGB") if pil.mode not in ("L", "RGB") else pil)
