@@ -228,14 +228,6 @@ def test_format_duration_and_markdown():
     assert md == "| model | dice |\n|---|---|\n| u\\|net | 0.123 |\n"
 
 
-def test_backend_summary_reads_env_then_keras_json(tmp_path):
-    assert viz.backend_summary({"KERAS_BACKEND": "jax"}, tmp_path)["backend"] == "jax"
-    (tmp_path / "keras.json").write_text('{"backend": "torch"}')
-    info = viz.backend_summary({}, tmp_path)
-    assert info["backend"] == "torch" and info["backend_source"].endswith("keras.json")
-    assert viz.backend_summary({}, tmp_path / "missing")["backend"] == "tensorflow"
-
-
 def test_stack_tiles_and_colorbar_legend():
     a = np.zeros((8, 8), np.uint8)
     b = np.full((16, 16, 3), 200, np.uint8)
