@@ -159,7 +159,7 @@ def one_run() -> None:
             _act("resume the run", training.resume, run_id, ws)
     if a.button("Re-run with the same settings", key=f"rerun_{run_id}", help="Queues a new run with this config and split, and shows it here."):
         with _ui.friendly_errors("re-run"):
-            new_id = runs_mod.rerun(run_id, ws)
+            new_id = training.rerun(run_id, ws)
             st.session_state["rerun_of"] = (run_id, new_id)
             st.query_params["run"] = new_id
             st.rerun()

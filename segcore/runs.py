@@ -800,13 +800,3 @@ def set_notes(run_id: str, notes: str, ws: Workspace | None = None) -> dict[str,
 def set_tags(run_id: str, tags: list[str], ws: Workspace | None = None) -> dict[str, Any]:
     """Replace the tags of a run; returns ``notes.json``'s content."""
     return open_run(run_id, ws).write_notes(tags=list(tags))
-
-
-def rerun(run_id: str, ws: Workspace | None = None, *, start_worker: bool = True) -> str:
-    """Queue a new run with the same settings and split as ``run_id``; returns the new id."""
-    from segcore.training.launcher import launch
-
-    run = open_run(run_id, ws)
-    meta = run.read_meta()
-    extra = {"rerun_of": run.run_id}
-    return launch(run.read_config(), ws, split=meta.get("split"), extra=extra, start_worker=start_worker)

@@ -145,8 +145,7 @@ def test_rerun_keeps_settings_and_split(workspace):
     import sys
     from pathlib import Path
 
-    from segcore.runs import rerun
-    from segcore.training import launch
+    from segcore.training import launch, rerun
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from _train_helpers import make_shapes_dataset
@@ -196,3 +195,16 @@ def test_launch_checks_image_size_against_the_model(workspace):
     with pytest.raises(ValueError, match="to fit encoder 'resnet50'"):
         launch(RunConfig(model=ModelConfig(encoder="resnet50"), train=TrainConfig(dataset="shapes", image_size=48)),
                workspace, start_worker=False)
+
+
+def test_run_folders_do_not_import_the_launcher():
+    """Arrows run one way: the launcher uses run folders, never the other way round (no import circle)."""
+    import ast
+    from pathlib import Path
+
+    import segcore.runs
+
+    tree = ast.parse(Path(segcore.runs.__file__).read_text())
+    imported = [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module]
+    imported += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+    assert not [m for m in imported if m.startswith("segcore.training")], imported
