@@ -7,6 +7,7 @@ Streamlit's, keyed by the workspace path and the dataset's content hash).
 from __future__ import annotations
 
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Iterator
 
 import numpy as np
@@ -16,6 +17,7 @@ from segcore import visualize as viz
 from segcore.data.dataset import Dataset, DatasetInfo, list_datasets, load_dataset
 from segcore.fsutil import describe_os_error
 from segcore.runfiles import RunFileError
+from segcore.runs import RunFolder
 from segcore.safetext import markdown_text
 from segcore.workspace import Workspace, get_workspace
 
@@ -105,6 +107,25 @@ def sample_pair(root: str, name: str, key: str, sample_id: str, size: int = DISP
     image = viz.resize_for_display(viz.to_rgb(ds.image(sample_id)), size)
     mask = viz.resize_for_display(ds.mask(sample_id), size, nearest=True)
     return image, mask
+
+
+def mtime(path: Path) -> float:
+    """When ``path`` last changed (0.0 when it is missing): part of a cache key, so a cache follows the file."""
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+@st.cache_resource(max_entries=6, show_spinner="Loading the model (the first time takes a few seconds)…")
+def predictor(path: str, mtime: float):
+    """The ``Predictor`` of the run folder at ``path``, loaded once per checkpoint time ``mtime``.
+
+    Keras is imported on the first call only, so pages that never predict stay light.
+    """
+    from segcore.prediction import Predictor
+
+    return Predictor.from_folder(RunFolder(path))
 
 
 def select_dataset(ws: Workspace, label: str = "Dataset", key: str = "dataset") -> DatasetInfo | None:

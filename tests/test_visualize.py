@@ -327,3 +327,25 @@ def test_quick_start_note_states_measured_figures_only():
     past = [RunSummary(run_id="r", state="finished", created_at="2026-01-01T00:00:00Z", finished_at="2026-01-01T00:03:05Z",
                        test={"macro_dice": 0.951})]
     assert "Here it last took 3m 05s (test Dice 0.95)." in viz.quick_start_duration_note({"seconds": None}, past)
+
+
+def test_filter_runs_by_state_dataset_and_text():
+    rows = [
+        RunSummary(run_id="20260101-000001-vgg16-demo-1a2b", state="finished", name="base", dataset="demo", model="vgg16",
+                   encoder="vgg16", tags=["Baseline"]),
+        RunSummary(run_id="20260101-000002-unet-d3f8-cells-3c4d", state="running", dataset="cells", model="unet-d3f8",
+                   notes="try a lower learning rate"),
+        RunSummary(run_id="20260101-000003-unet-d3f8-demo-5e6f", state="failed", name="base", dataset="demo",
+                   model="unet-d3f8", warnings=["NaN loss at epoch 2"]),
+    ]
+    ids = lambda shown: [s.run_id[-4:] for s in shown]  # noqa: E731
+    assert ids(viz.filter_runs(rows)) == ["1a2b", "3c4d", "5e6f"]
+    assert ids(viz.filter_runs(rows, states=["finished", "failed"])) == ["1a2b", "5e6f"]
+    assert ids(viz.filter_runs(rows, datasets=["demo"], states=["failed"])) == ["5e6f"]
+    assert ids(viz.filter_runs(rows, query="  baseline ")) == ["1a2b"]  # tags, any case, spaces ignored
+    assert ids(viz.filter_runs(rows, query="LEARNING rate")) == ["3c4d"]  # notes
+    assert ids(viz.filter_runs(rows, query="nan loss")) == ["5e6f"]  # warnings
+    assert ids(viz.filter_runs(rows, query="unet-d3f8")) == ["3c4d", "5e6f"]  # model
+    assert ids(viz.filter_runs(rows, query="base · 5e6f")) == ["5e6f"]  # the label people see, made unique over all runs
+    assert ids(viz.filter_runs(rows, query="20260101-000002")) == ["3c4d"]  # the run id
+    assert viz.filter_runs(rows, datasets=["roads"]) == []

@@ -9,7 +9,7 @@ figure, a ``pandas.DataFrame`` or a sentence. One module per kind of output:
 - ``figures``: interactive Plotly charts (probability heatmap, class frequencies, training curves);
 - ``tables``: class frequencies and areas, evaluation tables, best values marked, the study table;
 - ``notes``: sentences about a dataset (sizes, class imbalance, what its own split leaves out);
-- ``runtable``: run labels, the runs table, durations.
+- ``runtable``: run labels, the runs table and its filters, durations.
 
 This module is the public surface: pages use ``from segcore import visualize as
 viz`` and ``viz.<name>``; the names below are the whole of it.
@@ -38,6 +38,7 @@ from segcore.visualize.images import (
 )
 from segcore.visualize.notes import imbalance_warning, size_summary, subset_split_note
 from segcore.visualize.runtable import (
+    filter_runs,
     format_duration,
     quick_start_duration_note,
     run_label,

@@ -1,4 +1,4 @@
-"""Runs as people see them: the label of each run, the runs table, durations, the quick start's duration note."""
+"""Runs as people see them: the label of each run, the runs table and its filters, durations, the quick start's duration note."""
 
 from __future__ import annotations
 
@@ -45,6 +45,33 @@ def runs_frame(summaries: Iterable[RunSummary], now: float | None = None) -> pd.
         )
     cols = ["run", "id", "status", "dataset", "model", "encoder", "best val Dice", "test Dice", "epochs", "duration", "warnings", "tags", "created"]
     return pd.DataFrame(rows, columns=cols)
+
+
+def filter_runs(summaries: Iterable[RunSummary], states: Iterable[str] = (), datasets: Iterable[str] = (),
+                query: str = "") -> list[RunSummary]:
+    """The runs the Runs table shows for its filters, in the order given.
+
+    Args:
+        summaries: every run (labels are made unique over all of them, as in ``run_labels``).
+        states: keep runs in one of these states (none: any state).
+        datasets: keep runs on one of these datasets (none: any dataset).
+        query: keep runs whose label, id, model, encoder, tags, notes or
+            warnings contain it, ignoring case and surrounding spaces (blank: all).
+    """
+    summaries = list(summaries)
+    labels = run_labels(summaries)
+    states, datasets = set(states), set(datasets)
+    q = query.strip().lower()
+    out = []
+    for s in summaries:
+        if (states and s.state not in states) or (datasets and s.dataset not in datasets):
+            continue
+        if q:
+            hay = " ".join([labels[s.run_id], s.run_id, s.model, s.encoder, ", ".join(s.tags), s.notes, "; ".join(s.warnings)])
+            if q not in hay.lower():
+                continue
+        out.append(s)
+    return out
 
 
 # A run id starts with its UTC creation time, ``yyyymmdd-HHMMSS-`` (see ``segcore.runs.new_run_id``).
