@@ -182,7 +182,7 @@ def metric_label(name: str, class_names: list[str] | tuple[str, ...] = ()) -> st
 def run_columns() -> dict:
     """Column settings for tables of runs (from ``visualize.runs_frame``): number formats and what the columns mean."""
     return {
-        "run": st.column_config.TextColumn("run", help="Run id: start time, model, dataset and a random suffix; the run's folder name."),
+        "run": st.column_config.TextColumn("run", help="The run's name, else its id without the start time (model, dataset, a random suffix); runs that share a name get that suffix added."),
         "model": st.column_config.TextColumn("model", help="unet-d3f8: plain U-Net, depth 3, 8 base filters. Otherwise the encoder (vgg16, resnet50...), -frozen: encoder not trained, -ft5: encoder fine-tuned from epoch 5."),
         "best val Dice": st.column_config.NumberColumn(
             "best val Dice", format="%.3f",

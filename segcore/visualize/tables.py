@@ -82,7 +82,7 @@ def compare_table(reports: Mapping[str, Mapping[str, Any]], metric: str = "dice"
 
     Args:
         reports: run label -> ``EvaluationReport.to_dict()``.
-        metric: which metric to show (``"dice"``, ``"iou"``, ``"precision"``, ``"recall"``, ``"accuracy"``).
+        metric: which metric to show (``"dice"``, ``"iou"``, ``"precision"``, ``"recall"``, ``"pixel_accuracy"``).
 
     Returns:
         DataFrame indexed by class (then ``macro``, ``micro``), a column per run.
