@@ -104,8 +104,11 @@ def run_labels(summaries: Iterable[RunSummary]) -> dict[str, str]:
 
 def format_duration(seconds: Any) -> str:
     """``3725`` -> ``"1h 02m"``, ``75`` -> ``"1m 15s"``, ``None`` -> ``""``."""
-    s = _float(seconds)
-    if s is None or math.isnan(s):
+    try:
+        s = float(seconds)
+    except (TypeError, ValueError):  # None or not a number: no duration to show
+        return ""
+    if math.isnan(s):
         return ""
     s = int(round(s))
     if s >= 3600:
@@ -169,12 +172,3 @@ def _parse_time(value: Any) -> float | None:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
     return moment.timestamp()
-
-
-def _float(v: Any) -> float | None:
-    if v is None:
-        return None
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return None
