@@ -23,7 +23,7 @@ st.title("Predict")
 
 def has_model(s) -> bool:
     folder = runs_mod.RunFolder(s.path)
-    return folder.best_model_path.is_file() or folder.last_model_path.is_file()
+    return folder.has_model
 
 
 # A damaged run predicts too while its settings (config.json) can be read.
@@ -64,7 +64,7 @@ _ui.to_url("run", "pred_run")
 source = c[1].radio("Images", ["Upload", "Dataset samples"], horizontal=True, key="pred_source")
 s = by_id[run_id]
 folder = runs_mod.RunFolder(s.path)
-model_file = folder.best_model_path if folder.best_model_path.is_file() else folder.last_model_path
+model_file = folder.model_path
 meta = folder.read_meta()
 record = meta.get("dataset") or {}
 

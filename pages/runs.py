@@ -171,7 +171,7 @@ def one_run() -> None:
     # Every download is handed over as bytes: a file id that stays valid across reruns
     # (a deferred callable's id is dropped by the next rerun, and the download then fails).
     d = st.container(horizontal=True)
-    model_path = run.best_model_path if run.best_model_path.is_file() else run.last_model_path
+    model_path = run.model_path
     model_bytes = _ui.readable(model_path.read_bytes, b"") if model_path.is_file() else b""
     d.download_button("Model (.keras)", model_bytes, f"{run_id}.keras", "application/octet-stream", on_click="ignore",
                       key=f"dl_model_{run_id}", disabled=not model_bytes, icon=":material/download:")

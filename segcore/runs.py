@@ -177,6 +177,19 @@ class RunFolder:
     best_model_path = property(lambda self: self.path / "checkpoints" / "best.keras")
     last_model_path = property(lambda self: self.path / "checkpoints" / "last.keras")
     train_state_path = property(lambda self: self.path / "checkpoints" / "state.json")
+
+    @property
+    def model_path(self) -> Path:
+        """The model to use: ``best.keras``, else ``last.keras`` (a run stopped before its first best epoch).
+
+        It may not exist yet; ``has_model`` says whether either does.
+        """
+        return self.best_model_path if self.best_model_path.is_file() else self.last_model_path
+
+    @property
+    def has_model(self) -> bool:
+        """Whether the run has a checkpoint to predict with."""
+        return self.model_path.is_file()
     tensorboard_dir = property(lambda self: self.path / "tensorboard")
     evaluation_path = property(lambda self: self.path / "evaluation.json")
     predictions_dir = property(lambda self: self.path / "predictions")

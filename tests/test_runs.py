@@ -240,3 +240,16 @@ def test_results_are_finished_evaluated_runs_grouped_by_dataset_and_study(worksp
     assert [r.summary.run_id for r in select_results(results, "demo")] == sorted(r.run_id for r in (old, new, plain))
     assert [r.summary.run_id for r in select_results(results, "demo", "sweep-20260101-000000-demo")] == [old.run_id]
     assert select_results(results, "cells", "sweep-20260202-000000-demo") == []
+
+
+def test_model_path_is_best_else_last(tmp_path):
+    """One rule for every reader: the best checkpoint, else the last one (a run stopped before its best)."""
+    from segcore.runs import RunFolder
+
+    run = RunFolder(tmp_path / "r")
+    run.checkpoints_dir.mkdir(parents=True)
+    assert not run.has_model and run.model_path == run.last_model_path
+    run.last_model_path.write_bytes(b"last")
+    assert run.has_model and run.model_path == run.last_model_path
+    run.best_model_path.write_bytes(b"best")
+    assert run.model_path == run.best_model_path
