@@ -11,11 +11,7 @@ from segcore import visualize as viz
 from segcore.config import ENCODERS, FREEZE_MODES, AugmentConfig, ModelConfig, RunConfig, SplitConfig, TrainConfig
 from segcore.safetext import markdown_text
 from segcore.training import sweep
-from segcore.training.trainer import LR_SCHEDULES, OPTIMIZERS  # option lists only; no Keras import
-
-# Loss names as registered in segcore.losses (kept here so this page does not import Keras;
-# tests/test_pages.py checks the two lists agree).
-LOSSES = ("auto", "dice", "bce", "cce", "weighted_cce", "focal", "dice_ce", "jaccard")
+from segcore.config import LOSSES, LR_SCHEDULES, OPTIMIZERS  # the settings' own lists; no Keras import
 LOSS_HELP = {
     "auto": "Dice + cross-entropy of the head (a good default)",
     "dice": "soft Dice: robust to class imbalance",

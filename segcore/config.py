@@ -38,6 +38,7 @@ FREEZE_MODES = ("trainable", "frozen", "fine_tune")
 DEPTHS = (3, 4, 5)
 ACTIVATIONS = ("relu", "elu")
 UPSAMPLING = ("transpose", "upsample")
+MODES = ("binary", "multiclass", "multilabel")  # dataset modes, each with its own head
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "nadam")
 LR_SCHEDULES = ("none", "cosine", "step", "exponential", "plateau")
 # The names segcore.losses registers, plus "auto" (tests check the two agree).

@@ -20,8 +20,9 @@ import cv2
 import numpy as np
 
 from segcore.config import AugmentConfig
+from segcore.data.dataset import IGNORE_INDEX
 
-VOID = 255
+VOID = IGNORE_INDEX  # the canonical void value
 
 
 @dataclass(frozen=True)

@@ -26,11 +26,11 @@ from typing import Any
 import cv2
 import numpy as np
 
+from segcore.config import MODES
 from segcore.fsutil import read_json
 from segcore.workspace import Workspace, get_workspace
 
-MODES = ("binary", "multiclass", "multilabel")
-IGNORE_INDEX = 255
+IGNORE_INDEX = 255  # the void mask value of every canonical dataset
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-MODES = ("binary", "multiclass", "multilabel")
+from segcore.config import MODES
 
 
 def head_for(mode: str, num_classes: int) -> tuple[str, int]:

@@ -16,9 +16,7 @@ import cv2
 import numpy as np
 
 from segcore.config import AugmentConfig
-from segcore.data.augment import augment_pair, sample_rng
-
-VOID = 255
+from segcore.data.augment import VOID, augment_pair, sample_rng
 
 
 def load_arrays(dataset: Any, ids: Sequence[str], size: int) -> tuple[np.ndarray, np.ndarray]:

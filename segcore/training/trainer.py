@@ -545,11 +545,11 @@ class Trainer:
 
 
 def summary_metrics(report: dict[str, Any]) -> dict[str, float]:
-    """The headline test numbers of an evaluation report (macro and micro Dice/IoU, accuracy)."""
+    """The headline test numbers of an evaluation report: macro and micro Dice, IoU, precision, recall; pixel accuracy."""
     out: dict[str, float] = {}
     for avg in ("macro", "micro"):
         block = report.get(avg) or {}
-        for key in ("dice", "iou", "accuracy", "precision", "recall"):
+        for key in ("dice", "iou", "precision", "recall"):
             value = block.get(key)
             if _is_number(value):
                 out[f"{avg}_{key}"] = float(value)
