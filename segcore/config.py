@@ -14,6 +14,7 @@ from typing import Any, Mapping, TypeVar
 T = TypeVar("T")
 
 ENCODERS = ("none", "vgg16", "resnet50", "densenet121", "mobilenetv2")
+NORMS = ("group", "batch", "none")
 FREEZE_MODES = ("trainable", "frozen", "fine_tune")
 
 
@@ -22,12 +23,21 @@ class ModelConfig:
     """What network to build.
 
     ``encoder="none"`` is the plain U-Net (depth, filters, dropout, activation,
-    batch_norm and upsampling apply); otherwise a ``keras.applications``
+    norm and upsampling apply); otherwise a ``keras.applications``
     encoder with a U-Net decoder. ``weights`` is ``"none"``, ``"imagenet"`` or a
     path to a weights file. ``freeze`` is ``"trainable"``, ``"frozen"`` or
     ``"fine_tune"`` (frozen for ``fine_tune_after`` epochs, then trainable at
     ``learning_rate * fine_tune_lr_factor``). ``init_from_run`` starts the
     model from an earlier run's weights (layers matched by name and shape).
+
+    ``norm`` is the normalisation after each convolution of the U-Net's own
+    blocks (one of ``NORMS``): ``"group"`` (group normalisation, the default:
+    the same in training and inference, so it works with 20 images and 3
+    steps an epoch), ``"batch"`` (batch normalisation; its moving averages
+    need many steps, so the health check compares training- and
+    inference-mode predictions), or ``"none"``. ``batch_norm`` is read from
+    settings written before ``norm`` existed (True: ``"batch"``, False:
+    ``"none"``) and wins over ``norm`` when set.
     """
 
     encoder: str = "none"
@@ -35,13 +45,21 @@ class ModelConfig:
     filters: int = 32
     dropout: float = 0.0
     activation: str = "relu"
-    batch_norm: bool = True
+    norm: str = "group"
+    batch_norm: bool | None = None
     upsampling: str = "transpose"
     weights: str = "none"
     freeze: str = "trainable"
     fine_tune_after: int = 0
     fine_tune_lr_factor: float = 0.1
     init_from_run: str | None = None
+
+    @property
+    def normalization(self) -> str:
+        """The normalisation in effect: ``batch_norm`` from older settings, else ``norm``."""
+        if self.batch_norm is not None:
+            return "batch" if self.batch_norm else "none"
+        return self.norm
 
 
 @dataclass(frozen=True)
@@ -79,10 +97,20 @@ class SplitConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How to train: data, optimisation, stopping, precision and devices."""
+    """How to train: data, optimisation, stopping, precision and devices.
+
+    ``fit``: how images of any shape meet the square ``image_size`` model.
+    ``"short_side"`` (default) keeps the aspect ratio: each image is scaled
+    so that its shorter side is ``image_size``; training takes a random
+    ``image_size`` window of it every epoch, and evaluation and prediction
+    slide the model over the whole image in overlapping windows. Square
+    images are used whole, as before. ``"squash"`` resizes every image to
+    ``image_size`` x ``image_size``.
+    """
 
     dataset: str = "demo"
     image_size: int = 128
+    fit: str = "short_side"
     epochs: int = 30
     batch_size: int = 8
     optimizer: str = "adam"

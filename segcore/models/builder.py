@@ -16,7 +16,7 @@ from typing import Any
 
 import keras
 
-from segcore.config import FREEZE_MODES, ModelConfig
+from segcore.config import FREEZE_MODES, NORMS, ModelConfig
 from segcore.models import encoders as encoder_registry
 from segcore.models.heads import head_for
 from segcore.models.layers import Preprocess
@@ -37,6 +37,8 @@ def _check_config(cfg: ModelConfig, image_size: int, channels: int) -> None:
         raise ValueError(f"unknown upsampling {cfg.upsampling!r}; valid ones are {list(UPSAMPLING)}")
     if not isinstance(cfg.filters, int) or cfg.filters < 1:
         raise ValueError(f"filters must be a positive int, got {cfg.filters!r}")
+    if cfg.norm not in NORMS:
+        raise ValueError(f"unknown norm {cfg.norm!r}; valid ones are {list(NORMS)}")
     if not 0.0 <= float(cfg.dropout) < 1.0:
         raise ValueError(f"dropout must be in [0, 1), got {cfg.dropout!r}")
     if cfg.freeze not in FREEZE_MODES:
@@ -69,14 +71,20 @@ def _nearest_multiple(value: int, step: int) -> int:
     return max(step, int(round(value / step)) * step)
 
 
+GROUPS = 8  # group normalisation: at most 8 groups (fewer where the filters do not divide by 8)
+
+
 def _conv_block(x, filters: int, name: str, cfg: ModelConfig):
+    norm = cfg.normalization
     for i in (1, 2):
         x = keras.layers.Conv2D(
-            filters, 3, padding="same", kernel_initializer="he_normal", use_bias=not cfg.batch_norm,
+            filters, 3, padding="same", kernel_initializer="he_normal", use_bias=norm == "none",
             name=f"{name}_conv{i}",
         )(x)
-        if cfg.batch_norm:
+        if norm == "batch":
             x = keras.layers.BatchNormalization(name=f"{name}_bn{i}")(x)
+        elif norm == "group":
+            x = keras.layers.GroupNormalization(groups=math.gcd(filters, GROUPS), name=f"{name}_gn{i}")(x)
         x = keras.layers.Activation(cfg.activation, name=f"{name}_act{i}")(x)
     if cfg.dropout > 0:
         x = keras.layers.Dropout(cfg.dropout, name=f"{name}_drop")(x)
