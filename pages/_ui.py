@@ -14,6 +14,8 @@ import streamlit as st
 
 from segcore import visualize as viz
 from segcore.data.dataset import Dataset, DatasetInfo, list_datasets, load_dataset
+from segcore.fsutil import describe_os_error
+from segcore.runfiles import RunFileError
 from segcore.safetext import markdown_text
 from segcore.workspace import Workspace, get_workspace
 
@@ -42,8 +44,30 @@ _route_through_app()
 
 
 def workspace() -> Workspace:
-    """The workspace of this server (``$SEGCORE_WORKSPACE`` or the project default)."""
-    return get_workspace()
+    """The workspace of this server (``$SEGCORE_WORKSPACE`` or the project default).
+
+    Every page load also makes sure a queue worker serves runs that are waiting
+    (one may have been killed), so the queue never stalls.
+    """
+    ws = get_workspace()
+    from segcore.training import launcher
+
+    launcher.wake_queue(ws)
+    return ws
+
+
+def readable(read, default=None, *, warn: bool = False):
+    """``read()``, or ``default`` when the run file it reads is damaged or unreadable.
+
+    ``warn`` shows what is wrong with the file (the runs table names damaged
+    settings and status itself).
+    """
+    try:
+        return read()
+    except (RunFileError, OSError) as exc:
+        if warn:
+            st.warning(str(exc))
+        return default
 
 
 @contextmanager
@@ -53,6 +77,8 @@ def friendly_errors(action: str) -> Iterator[None]:
         yield
     except (ValueError, FileNotFoundError, FileExistsError, KeyError, PermissionError, OSError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        if isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError):
+            message = describe_os_error(exc)
         st.error(f"Could not {markdown_text(action)}: {markdown_text(message)}")
 
 
@@ -87,11 +113,10 @@ def select_dataset(ws: Workspace, label: str = "Dataset", key: str = "dataset") 
     if not infos:
         return None
     names = [i.name for i in infos]
-    current = st.session_state.get(key)
-    if current not in names:
-        st.session_state[key] = "demo" if "demo" in names else names[0]
-    name = st.selectbox(label, names, key=key)
-    return next(i for i in infos if i.name == name)
+    from_url(key, "dataset", names, fallback="demo")
+    name = st.selectbox(label, names, key=key, **url_sync("dataset", key))
+    to_url("dataset", key)
+    return infos[names.index(name)]
 
 
 def class_legend(info: DatasetInfo, void: bool = True) -> str:
@@ -148,3 +173,83 @@ def run_columns() -> dict:
         ),
         "epochs": st.column_config.TextColumn("epochs", help="Epochs done / epochs planned (early stopping may end a run sooner)."),
     }
+
+
+# --------------------------------------------------------------------------- selections in the URL
+#
+# Each page keeps its selection in the address (``?run=...&dataset=...``) as well as in the
+# session, so a link to a run's Compare or Predict view opens that view for whoever follows it.
+
+
+def from_url(key: str, param: str, options: list, fallback=None) -> None:
+    """Before widget ``key`` is created: take ``?param=`` when it names one of ``options``; else keep the
+    session's choice if it is still an option, else ``fallback`` (or the first option)."""
+    wanted = st.query_params.get(param)
+    if wanted is not None and wanted in options:
+        st.session_state[key] = wanted
+    elif st.session_state.get(key) not in options and options:
+        st.session_state[key] = fallback if fallback in options else options[0]
+
+
+def many_from_url(key: str, param: str, options: list, fallback: list) -> None:
+    """``from_url`` for a multiselect: every ``?param=`` value that is an option (in URL order)."""
+    wanted = [v for v in st.query_params.get_all(param) if v in options]
+    if wanted:
+        st.session_state[key] = list(dict.fromkeys(wanted))
+    elif key not in st.session_state or any(v not in options for v in st.session_state[key]):
+        st.session_state[key] = [v for v in fallback if v in options]
+
+
+def to_url(param: str, key: str) -> None:
+    """Write widget ``key``'s value into ``?param=`` (a list gives the parameter once per value)."""
+    value = st.session_state.get(key)
+    if value is None or value == []:
+        if param in st.query_params:
+            del st.query_params[param]
+        return
+    values = [str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)]
+    if st.query_params.get_all(param) != values:
+        st.query_params[param] = values if len(values) > 1 else values[0]
+
+
+def url_sync(param: str, key: str):
+    """An ``on_change`` callback that writes the widget's new value into the URL before the rerun reads it."""
+    return {"on_change": to_url, "args": (param, key)}
+
+
+# --------------------------------------------------------------------------- runs
+
+
+def run_labels(summaries) -> dict[str, str]:
+    """Run id -> the label every page shows (``segcore.visualize.run_labels``)."""
+    return viz.run_labels(summaries)
+
+
+def code_text(text) -> str:
+    """``text`` as a Markdown code span: shown exactly, never read as markup (a backtick in it cannot close the span)."""
+    s = " ".join(str(text).split())
+    ticks = 1
+    while "`" * ticks in s:
+        ticks += 1
+    fence = "`" * ticks
+    pad = " " if s.startswith("`") or s.endswith("`") else ""
+    return f"{fence}{pad}{s}{pad}{fence}"
+
+
+def what_next(summary, summaries, key: str) -> None:
+    """After a run has finished: its test Dice, and links to its predictions and to a comparison."""
+    label = viz.run_labels(summaries).get(summary.run_id, viz.run_label(summary))
+    dice = (summary.test or {}).get("macro_dice")
+    with st.container(border=True, key=f"next_{key}"):
+        score = ("no test evaluation (the split has no test images)" if dice is None
+                 else f"test Dice **{dice:.3f}** (held-out images, mean over the foreground classes)")
+        st.markdown(f":material/check_circle: **{markdown_text(label)}** has finished: {score}. What next?")
+        c = st.columns(2)
+        c[0].page_link("pages/predict.py", label="See its predictions (Predict)", icon=":material/auto_fix_high:",
+                       query_params={"run": summary.run_id})
+        others = [s for s in summaries if s.state == "finished" and s.dataset == summary.dataset and s.run_id != summary.run_id]
+        if others:
+            c[1].page_link("pages/compare.py", label=f"Compare it with {len(others)} other run(s) on {markdown_text(summary.dataset)}",
+                           icon=":material/compare:", query_params={"run": summary.run_id})
+        else:
+            c[1].caption(f"Train another model on {markdown_text(summary.dataset)} to compare the two side by side.")

@@ -26,18 +26,14 @@ if len(summaries) < 2:
     st.stop()
 
 
-def label_of(s) -> str:
-    return f"{s.name or s.model} · {s.run_id[-4:]}"
-
-
 @st.cache_data(max_entries=64, show_spinner=False)
 def run_report(path: str, mtime: float) -> dict | None:
-    return runs_mod.RunFolder(path).read_evaluation()
+    return _ui.readable(runs_mod.RunFolder(path).read_evaluation)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def cache_index(path: str, mtime: float) -> dict:
-    return runs_mod.RunFolder(path).read_prediction_index() or {}
+    return _ui.readable(runs_mod.RunFolder(path).read_prediction_index) or {}
 
 
 @st.cache_data(max_entries=384, show_spinner=False)
@@ -67,18 +63,34 @@ if not eligible:
     st.info("No dataset has two finished runs yet; runs can only be compared on the same dataset.")
     st.stop()
 
+labels = _ui.run_labels(summaries)
+by_id = {s.run_id: s for s in summaries}
+# A shared link names a run (?run=...): open its dataset with it chosen.
+linked = [r for r in st.query_params.get_all("run") if r in by_id]
+if linked and by_id[linked[0]].dataset in eligible:
+    st.query_params["dataset"] = by_id[linked[0]].dataset
+elif linked:
+    st.warning(f"Run {labels[linked[0]]!r} has no other finished run on its dataset {by_id[linked[0]].dataset!r} to compare with; "
+               "train another model on it first.")
 c = st.columns([1, 3])
-dataset_name = c[0].selectbox("Dataset", sorted(eligible), key="cmp_dataset")
+_ui.from_url("cmp_dataset", "dataset", sorted(eligible))
+dataset_name = c[0].selectbox("Dataset", sorted(eligible), key="cmp_dataset", **_ui.url_sync("dataset", "cmp_dataset"))
+_ui.to_url("dataset", "cmp_dataset")
 candidates = {s.run_id: s for s in eligible[dataset_name]}
+mine = [r for r in linked if r in candidates]
+default = list(dict.fromkeys(mine + list(candidates)))[: max(min(4, len(candidates)), len(mine))]
+_ui.many_from_url("cmp_runs", "run", list(candidates), default)
+if mine and len(st.session_state["cmp_runs"]) < 2:  # one linked run: compare it with the newest others
+    st.session_state["cmp_runs"] = default
 chosen = c[1].multiselect(
-    f"Runs (2 to {MAX_RUNS})", list(candidates), default=list(candidates)[: min(4, len(candidates))],
-    max_selections=MAX_RUNS, key="cmp_runs", format_func=lambda r: label_of(candidates[r]),
+    f"Runs (2 to {MAX_RUNS})", list(candidates), max_selections=MAX_RUNS, key="cmp_runs",
+    format_func=lambda r: labels[r], **_ui.url_sync("run", "cmp_runs"),
 )
+_ui.to_url("run", "cmp_runs")
 if len(chosen) < 2:
     st.info("Pick at least two runs.")
     st.stop()
 runs = {r: runs_mod.RunFolder(candidates[r].path) for r in chosen}
-labels = {r: label_of(candidates[r]) for r in chosen}
 reports = {r: run_report(str(f.path), _mtime(f.evaluation_path)) for r, f in runs.items()}
 indexes = {r: cache_index(str(f.path), _mtime(f.predictions_dir / "index.json")) for r, f in runs.items()}
 
@@ -88,7 +100,7 @@ except (FileNotFoundError, ValueError) as exc:
     st.error(f"The runs were trained on dataset {dataset_name!r}, which cannot be opened: {exc}")
     st.stop()
 info = ds.info
-hashes = {(runs[r].read_meta().get("dataset") or {}).get("content_hash") for r in chosen} - {None, ""}
+hashes = {(_ui.readable(runs[r].read_meta, {}).get("dataset") or {}).get("content_hash") for r in chosen} - {None, ""}
 if info.content_hash and hashes and hashes != {info.content_hash}:
     st.warning(f"Dataset {dataset_name!r} has changed since some of these runs were trained; their scores refer to the older version.")
 
@@ -108,12 +120,12 @@ threshold = c[2].slider("Threshold", 0.05, 0.95, 0.5, 0.05, key="cmp_threshold",
                         disabled=info.mode == "multiclass")
 if pick_mode == "Worst for each model":
     per_run = st.columns([1, 3])[0].number_input("Images per model", 1, 4, 2, key="cmp_worst_n")
-    ids = []
+    worst_for: dict[str, list[str]] = {}  # image -> the models it is among the worst for
     for r in chosen:
         for sid in viz.worst_images((reports[r] or {}).get("per_image", ()), n=int(per_run)):
-            if sid not in ids and sid in ds.ids:
-                ids.append(sid)
-    ids = ids[:8]
+            if sid in ds.ids:
+                worst_for.setdefault(sid, []).append(labels[r])
+    ids = list(worst_for)[:8]
     if not ids:
         st.info("These runs have no per-image scores; pick test images instead.")
 else:
@@ -144,25 +156,31 @@ def prediction_tiles(r: str, sid: str, image: np.ndarray, colors: np.ndarray) ->
     from segcore.prediction import probs_to_mask
 
     probs = prediction(r, sid)
-    size = probs.shape[0]
-    shown = viz.resize_for_display(image, size) if image.shape[0] != size else image
+    # Cached probabilities are at the training size (square); the image goes to the same shape.
+    shown = viz.resize_to(image, probs.shape[:2])
     mask = probs_to_mask(probs, info.mode, threshold)
     hm = viz.heatmap(viz.class_probability(probs, info.mode, class_index))
     return viz.stack_tiles([hm, viz.overlay(shown, mask, colors, 0.5, None)], TILE)
 
 
 colors = viz.class_colors(info.classes)
+# On a narrow screen Streamlit stacks columns into one; the grid keeps its rows and shrinks its tiles instead.
+st.html("<style>.st-key-cmp_grid [data-testid='stHorizontalBlock']{flex-wrap:nowrap!important;gap:0.5rem}"
+        ".st-key-cmp_grid [data-testid='stColumn']{min-width:0!important;flex:1 1 0!important;width:auto!important}</style>")
+grid = st.container(key="cmp_grid")
 if ids:
-    header = st.columns(1 + len(chosen))
+    header = grid.columns(1 + len(chosen))
     header[0].markdown("**input / truth**")
     for col, r in zip(header[1:], chosen):
         col.markdown(f"**{labels[r]}**  \nheatmap / prediction")
     for sid in ids:
-        row = st.columns(1 + len(chosen))
+        row = grid.columns(1 + len(chosen))
         image = viz.to_rgb(ds.image(sid))
         image_s = viz.resize_for_display(image, 2 * TILE)
         truth = viz.resize_for_display(ds.mask(sid), 2 * TILE, nearest=True)
-        row[0].image(viz.stack_tiles([image_s, viz.overlay(image_s, truth, colors, 0.5, info.ignore_index)], TILE), caption=sid)
+        worst = worst_for.get(sid) if pick_mode == "Worst for each model" else None
+        row[0].image(viz.stack_tiles([image_s, viz.overlay(image_s, truth, colors, 0.5, info.ignore_index)], TILE),
+                     caption=f"{sid} · worst for {', '.join(worst)}" if worst else sid)
         for col, r in zip(row[1:], chosen):
             try:
                 tile = prediction_tiles(r, sid, image, colors)
@@ -184,6 +202,8 @@ else:
                                   format_func=_ui.metric_label, help=_ui.METRICS_HELP)
     table = viz.compare_table(have, metric or "dice")
     st.dataframe(viz.highlight_best(table, axis=1), key="cmp_table")
+    st.download_button("Download this table (CSV)", table.to_csv(index_label="class").encode(), f"compare-{dataset_name}-{metric or 'dice'}.csv",
+                       "text/csv", key="cmp_csv", icon=":material/download:", on_click="ignore")
     accuracy = ", ".join(f"{label} {rep['pixel_accuracy']:.3f}" for label, rep in have.items() if isinstance(rep.get("pixel_accuracy"), (int, float)))
     st.caption("The best run of each row is highlighted. macro: mean over the foreground classes; "
                "micro: the foreground pixels of all classes pooled. n/a: the class is in neither the true nor the predicted masks."
@@ -199,6 +219,8 @@ else:
                 "so no image has a score from every run. Train them with the same seed to compare image by image.")
     else:
         st.dataframe(viz.highlight_best(common.drop(columns="spread"), axis=1), key="cmp_diff")
+        st.download_button("Download per-image scores (CSV)", common.to_csv(index_label="image").encode(), f"compare-{dataset_name}-per-image.csv",
+                           "text/csv", key="cmp_diff_csv", icon=":material/download:", on_click="ignore")
         if len(common) < len(diff):
             st.caption(f"{len(common)} image(s) were in the test split of every selected run; "
                        f"{len(diff) - len(common)} tested by only some runs are left out.")

@@ -172,8 +172,8 @@ def import_section(expanded: bool) -> None:
             bar = st.progress(0.0, text="Importing…")
             source = None
             try:
-                source = _save_upload(upload) if upload is not None else source_path
                 with _ui.friendly_errors(f"import {getattr(upload, 'name', None) or folder}"):
+                    source = _save_upload(upload) if upload is not None else source_path
                     report = imports.import_dataset(
                         str(source), name, layout=layout, options=options, strict=strict,
                         workspace=ws, progress=_progress_callback(bar), on_exists="version" if version else "error",
@@ -181,6 +181,7 @@ def import_section(expanded: bool) -> None:
                     st.session_state["import_report"] = report.to_dict()
                     if report.ok:
                         st.session_state["dataset"] = report.dataset.name if hasattr(report.dataset, "name") else name
+                        st.query_params["dataset"] = st.session_state["dataset"]
             finally:
                 bar.empty()
                 if upload is not None and source is not None:
@@ -193,19 +194,26 @@ def import_section(expanded: bool) -> None:
                 st.error(f"Import failed: {markdown_text(last.get('error') or 'see the problems below')}")
             problems = last.get("problems") or []
             if problems:
-                st.dataframe(_problems_frame(problems), hide_index=True)
+                _problems_table(problems)
 
 
 def _problems_frame(problems) -> pd.DataFrame:
+    """One row per problem: the whole message (it ends with what to do), and the files it names."""
     rows = []
     for p in problems:
         d = p.to_dict() if hasattr(p, "to_dict") else dict(p)
         files = list(d.get("files") or [])
         rows.append({
             "severity": d.get("severity", "warning"), "kind": d.get("kind", ""), "message": d.get("message", ""),
-            "files": len(files), "examples": ", ".join(files[:3]) + (" …" if len(files) > 3 else ""),
+            "files": str(len(files)) if files else "–",
+            "which": ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "") if files else "the dataset as a whole",
         })
-    return pd.DataFrame(rows, columns=["severity", "kind", "message", "files", "examples"])
+    return pd.DataFrame(rows, columns=["severity", "kind", "message", "files", "which"])
+
+
+def _problems_table(problems) -> None:
+    """The problems as a table that wraps long messages instead of cutting them off."""
+    st.table(_problems_frame(problems).set_index("severity"))
 
 
 infos = _ui.datasets(ws)
@@ -288,10 +296,10 @@ with tabs[2]:
                 f"The importer found **{len(info.problems)}** problem(s): {errors} made it skip samples, "
                 f"{len(info.problems) - errors} were noted and the samples kept."
             )
-            st.dataframe(_problems_frame(info.problems), hide_index=True)
-            for i, p in enumerate(info.problems):
-                if p.files:
-                    with st.expander(f"{markdown_text(p.kind)}: {len(p.files)} file(s) — {markdown_text(p.message[:90])}"):
+            _problems_table(info.problems)
+            for p in info.problems:
+                if len(p.files) > 3:
+                    with st.expander(f"Every file of {markdown_text(p.kind)} ({len(p.files)})"):
                         st.code("\n".join(p.files), language=None)
 
 # --------------------------------------------------------------------------- augmentation
@@ -328,13 +336,16 @@ with tabs[4]:
         c = st.columns(4)
         method = c[0].selectbox("Method", methods, key="split_method", help="'subset' keeps the dataset's own train/test folders.")
         val = c[1].slider("Validation fraction", 0.0, 0.5, d.val_fraction, 0.05, key="split_val")
-        test = c[2].slider("Test fraction", 0.0, 0.5, d.test_fraction, 0.05, key="split_test")
+        test = c[2].slider("Test fraction", 0.0, 0.5, d.test_fraction, 0.05, key="split_test", disabled=method == "subset")
         seed = c[3].number_input("Seed", 0, 2**31 - 1, d.seed, key="split_seed")
         with _ui.friendly_errors("split this dataset"):
             split = split_mod.split_ids(ds.ids, SplitConfig(method=method, val_fraction=val, test_fraction=test, seed=int(seed)), subsets)
             parts = split.to_dict()
             c = st.columns(3)
             for col, (part, ids) in zip(c, parts.items()):
-                col.metric(part, len(ids), f"{len(ids) / len(ds.ids):.0%}", delta_color="off")
+                col.metric(part, len(ids), f"{len(ids) / len(ds.ids):.0%}", delta_color="off", delta_arrow="off")
                 col.dataframe(pd.DataFrame({"id": ids}), hide_index=True, height=220)
+            note = viz.subset_split_note(info.samples) if method == "subset" else None
+            if note:
+                st.warning(note)
             st.caption("The Train page uses these same settings; the same settings always give the same split.")

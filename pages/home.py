@@ -8,16 +8,8 @@ import segcore.training as training
 from pages import _ui
 from segcore import runs as runs_mod
 from segcore import visualize as viz
-from segcore.config import ModelConfig, RunConfig, TrainConfig
+from segcore.quickstart import MEASURED, QUICK_START, past_quick_starts
 from segcore.safetext import markdown_text
-
-# A U-Net small enough to learn the demo shapes on a CPU in a few minutes.
-QUICK_START = RunConfig(
-    model=ModelConfig(depth=3, filters=16),
-    train=TrainConfig(dataset="demo", image_size=64, epochs=40, batch_size=16, learning_rate=1e-3, early_stopping_patience=10),
-    name="quick-start",
-    tags=("quick-start",),
-)
 
 ws = _ui.workspace()
 st.title("segcore")
@@ -44,16 +36,14 @@ with col_data:
 with col_train:
     st.markdown(
         f"**2. Train a small U-Net on it:** depth {QUICK_START.model.depth}, {QUICK_START.model.filters} filters, "
-        f"{QUICK_START.train.image_size}x{QUICK_START.train.image_size} px, {QUICK_START.train.epochs} epochs "
-        "(about two minutes on a 2-core CPU; early stopping may end it sooner)."
+        f"{QUICK_START.train.image_size}x{QUICK_START.train.image_size} px, up to {QUICK_START.train.epochs} epochs "
+        "(early stopping may end it sooner)."
     )
+    st.caption(viz.quick_start_duration_note(MEASURED, past_quick_starts(runs_mod.list_runs(ws))))
     if st.button("Train a small model on the demo data", type="primary", disabled=demo is None, key="quick_start"):
         with _ui.friendly_errors("start the run"):
             run_id = training.launch(QUICK_START, ws)
             st.session_state["last_launched"] = run_id
-    if st.session_state.get("last_launched"):
-        st.success(f"Run `{st.session_state['last_launched']}` is queued; it trains in its own process.")
-        st.page_link("pages/train.py", label="Watch it learn on the Train page", icon=":material/model_training:")
 
 st.subheader("Recent runs")
 
@@ -62,13 +52,27 @@ st.subheader("Recent runs")
 def recent_runs() -> None:
     with _ui.friendly_errors("read the runs"):
         summaries = runs_mod.list_runs(ws)
+        by_id = {s.run_id: s for s in summaries}
+        launched = by_id.get(st.session_state.get("last_launched"))
+        if launched is not None:
+            label = _ui.run_labels(summaries)[launched.run_id]
+            if launched.state == "finished":
+                _ui.what_next(launched, summaries, key="home")
+            elif launched.state in ("queued", "running"):
+                where = "waiting in the queue" if launched.state == "queued" else f"training, epoch {launched.epoch}/{launched.epochs}"
+                st.success(f"Run `{label}` is {where}; it trains in its own process.")
+                st.page_link("pages/train.py", label="Watch it learn on the Train page", icon=":material/model_training:")
+            else:
+                st.warning(f"Run `{label}` is {launched.state}: {launched.message or 'see the Runs page'}")
+                st.page_link("pages/runs.py", label="Open it on the Runs page", icon=":material/table_chart:",
+                             query_params={"run": launched.run_id})
         if not summaries:
             st.info("No runs yet. Start one with the button above, or set one up on the **Train** page.")
             return
         df = viz.runs_frame(summaries)
         df = df.sort_values("created", ascending=False, kind="stable").head(8)
         st.dataframe(
-            df[["run", "status", "dataset", "model", "best val Dice", "epochs", "duration"]],
+            df[["run", "status", "dataset", "model", "best val Dice", "test Dice", "epochs", "duration"]],
             hide_index=True,
             column_config=_ui.run_columns(),
         )

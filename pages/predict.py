@@ -26,7 +26,9 @@ def has_model(s) -> bool:
     return folder.best_model_path.is_file() or folder.last_model_path.is_file()
 
 
-summaries = [s for s in runs_mod.list_runs(ws) if s.state in ("finished", "stopped", "interrupted") and has_model(s)]
+# A damaged run predicts too while its settings (config.json) can be read.
+summaries = [s for s in runs_mod.list_runs(ws) if s.state in ("finished", "stopped", "interrupted", "damaged")
+             and "config.json" not in s.damage and has_model(s)]
 if not summaries:
     st.info(
         "No run has a trained model yet. Train one on the **Train** page (or from **Home** with one click); "
@@ -57,9 +59,22 @@ def predict(path: str, mtime: float, digest: str, _image: np.ndarray) -> np.ndar
 
 
 by_id = {s.run_id: s for s in summaries}
+labels = _ui.run_labels(runs_mod.list_runs(ws))
+wanted = st.query_params.get("run")
+if wanted and wanted not in by_id:
+    st.warning(f"The link names run {wanted!r}, which has no trained model in this workspace (it may still be training, or was deleted).")
+
+
+def _run_choice(r: str) -> str:
+    s = by_id[r]
+    score = "" if s.best_val_dice is None else f" · val Dice {s.best_val_dice:.3f}"
+    return f"{labels.get(r, r)} · {s.model} on {s.dataset}{score}"
+
+
 c = st.columns([3, 2])
-run_id = c[0].selectbox("Run", list(by_id), key="pred_run",
-                        format_func=lambda r: f"{by_id[r].name or by_id[r].model} · {r} · val Dice {by_id[r].best_val_dice or 0:.3f}")
+_ui.from_url("pred_run", "run", list(by_id))
+run_id = c[0].selectbox("Run", list(by_id), key="pred_run", format_func=_run_choice, **_ui.url_sync("run", "pred_run"))
+_ui.to_url("run", "pred_run")
 source = c[1].radio("Images", ["Upload", "Dataset samples"], horizontal=True, key="pred_source")
 s = by_id[run_id]
 folder = runs_mod.RunFolder(s.path)
@@ -115,7 +130,7 @@ from segcore.prediction import probs_to_mask  # noqa: E402  (numpy only; the mod
 if dataset_info is not None:
     st.markdown("Colours: " + _ui.class_legend(dataset_info, void=False), unsafe_allow_html=True)
 
-for name, image in images:
+for n, (name, image) in enumerate(images):
     with st.container(border=True):
         try:
             probs = predict(str(folder.path), _mtime(model_file), hashlib.sha1(np.ascontiguousarray(image).tobytes()).hexdigest() + str(image.shape), image)
@@ -129,9 +144,9 @@ for name, image in images:
         cols[1].image(viz.overlay(rgb, mask, colors, opacity, None), caption="predicted mask over the image", width="stretch")
         cols[2].image(viz.heatmap_with_colorbar(viz.class_probability(probs, mode, class_index)), caption=f"probability of {class_names[class_index]} (0 to 1)", width="stretch")
         areas = viz.mask_areas(mask, class_names[: len(colors)])
-        cols[3].dataframe(areas, hide_index=True, column_config={"percent": st.column_config.NumberColumn("% of image", format="%.2f")}, key=f"areas_{name}")
+        cols[3].dataframe(areas, hide_index=True, column_config={"percent": st.column_config.NumberColumn("% of image", format="%.2f")}, key=f"areas_{n}_{name}")
         data, file_name, mime = viz.encode_mask(mask, mode, name)
-        cols[3].download_button("Download mask", data, file_name, mime, key=f"dl_{name}", icon=":material/download:",
+        cols[3].download_button("Download mask", data, file_name, mime, key=f"dl_{n}_{name}", icon=":material/download:", on_click="ignore",
                                 help="Class ids as pixel values (0 = background); multilabel: a zip of one 0/1 PNG per class.")
         with st.expander("Heatmaps of every class"):
             st.image(viz.colorbar_horizontal(320, label="probability"), width=320)

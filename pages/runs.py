@@ -3,9 +3,6 @@ actions (stop, resume, re-run, delete), downloads, and the study results table."
 
 from __future__ import annotations
 
-import functools
-from pathlib import Path
-
 import streamlit as st
 
 import segcore.training as training
@@ -45,7 +42,7 @@ def runs_table() -> None:
         shown = shown[shown["dataset"].isin(datasets)]
     if query.strip():
         q = query.strip().lower()
-        hay = shown[["run", "model", "encoder", "tags", "notes", "warnings"]].astype(str).agg(" ".join, axis=1).str.lower()
+        hay = shown[["run", "id", "model", "encoder", "tags", "notes", "warnings"]].astype(str).agg(" ".join, axis=1).str.lower()
         shown = shown[hay.str.contains(q, regex=False)]
     st.caption(f"{len(shown)} of {len(df)} runs · updates every 5 s")
     # Tags and warnings only take room when some run has them.
@@ -55,12 +52,13 @@ def runs_table() -> None:
         shown[columns], hide_index=True, key="runs_df",
         column_config={**_ui.run_columns(), "warnings": st.column_config.TextColumn(width="large")},
     )
-    st.session_state["runs_visible"] = shown["run"].tolist()
+    st.session_state["runs_visible"] = shown["id"].tolist()
 
 
 runs_table()
 summaries = runs_mod.list_runs(ws)
 by_id = {s.run_id: s for s in summaries}
+labels = _ui.run_labels(summaries)
 visible = [r for r in st.session_state.get("runs_visible", list(by_id)) if r in by_id] or list(by_id)
 
 # --------------------------------------------------------------------------- curves
@@ -71,10 +69,15 @@ if not with_history:
     st.info("No run has finished an epoch yet; curves appear after the first one.")
 else:
     c = st.columns([3, 1])
-    chosen = c[0].multiselect("Runs to overlay", with_history, default=with_history[:3], key="curve_runs")
-    histories = {r: runs_mod.RunFolder(by_id[r].path).read_history() for r in chosen}
+    # The choice is kept by run id: a label that changes (a second run of the same name) must not drop it.
+    kept = st.session_state.get("curve_runs_ids")
+    st.session_state["curve_runs"] = [r for r in kept if r in with_history] if kept is not None else with_history[:3]
+    chosen = c[0].multiselect("Runs to overlay", with_history, key="curve_runs", format_func=lambda r: labels[r],
+                              on_change=lambda: st.session_state.update(curve_runs_ids=list(st.session_state["curve_runs"])))
+    st.session_state["curve_runs_ids"] = list(chosen)
+    histories = {labels[r]: h for r in chosen if (h := _ui.readable(runs_mod.RunFolder(by_id[r].path).read_history, warn=True))}
     metrics = viz.curve_metrics(histories) or ["loss"]
-    classes = next((runs_mod.RunFolder(by_id[r].path).read_meta().get("dataset") or {} for r in chosen), {}).get("classes") or []
+    classes = next((_ui.readable(runs_mod.RunFolder(by_id[r].path).read_meta, {}).get("dataset") or {} for r in chosen), {}).get("classes") or []
     metric = c[1].selectbox("Metric", metrics, key="curve_metric", format_func=lambda m: _ui.metric_label(m, classes))
     if chosen:
         st.plotly_chart(viz.curves_figure(histories, metric, f"{_ui.metric_label(metric, classes)}: solid = training, dashed = validation"),
@@ -83,115 +86,187 @@ else:
 # --------------------------------------------------------------------------- one run
 
 st.subheader("One run")
-run_id = st.selectbox("Run", visible, key="run_detail", format_func=lambda r: f"{r} · {by_id[r].state}")
-s = by_id[run_id]
-run = runs_mod.RunFolder(s.path)
-status = run.true_status()
-c = st.columns(4)
-c[0].metric("Status", s.state)
-c[1].metric("Epochs", f"{s.epoch}/{s.epochs}")
-c[2].metric("Best validation Dice", "–" if s.best_val_dice is None else f"{s.best_val_dice:.3f}",
-            help="Overlap with the true masks on the validation images, 0 to 1" + (f"; reached at epoch {s.best_epoch}." if s.best_epoch else "."))
-test_dice = (s.test or {}).get("macro_dice")
-c[3].metric("Test Dice", "–" if test_dice is None else f"{test_dice:.3f}",
-            help="On the held-out test images, averaged over the foreground classes (macro); measured when training has ended.")
-if s.message and s.state != "finished":  # a finished run's message only repeats the epochs above
-    st.caption(markdown_text(s.message))
-for w in s.warnings:
-    st.warning(markdown_text(w))
 
-notes = run.read_notes()
-c = st.columns([3, 2])
-new_notes = c[0].text_area("Notes (everyone using this workspace sees them)", notes.get("notes", ""), key=f"notes_{run_id}", height=100)
-new_tags = c[1].text_input("Tags (comma separated)", ", ".join(notes.get("tags", [])), key=f"tags_{run_id}")
-if c[1].button("Save notes and tags", key=f"save_notes_{run_id}"):
-    with _ui.friendly_errors("save the notes"):
-        runs_mod.set_notes(run_id, new_notes, ws)
-        runs_mod.set_tags(run_id, [t.strip() for t in new_tags.split(",") if t.strip()], ws)
-        st.toast("Saved")
 
-a = st.container(horizontal=True)
-if s.state in ("queued", "running"):
-    if a.button("Stop", key=f"runs_stop_{run_id}"):
-        with _ui.friendly_errors("stop the run"):
-            training.stop(run_id, ws)
-            st.toast(f"Stop requested for {run_id}")
-if s.state in ("stopped", "interrupted", "failed"):
-    if a.button("Resume", key=f"runs_resume_{run_id}"):
-        with _ui.friendly_errors("resume the run"):
-            training.resume(run_id, ws)
-            st.toast(f"{run_id} queued again")
-if a.button("Re-run with the same settings", key=f"rerun_{run_id}", help="Queues a new run with this config and split."):
-    with _ui.friendly_errors("re-run"):
-        new_id = runs_mod.rerun(run_id, ws)
-        st.session_state["rerun_of"] = (run_id, new_id)
-if st.session_state.get("rerun_of", (None,))[0] == run_id:
-    st.success(f"Queued `{st.session_state['rerun_of'][1]}` with the settings of `{run_id}`.")
-with a.popover("Delete", icon=":material/delete:"):
-    st.write(f"Delete **{run_id}** and everything in its folder? This cannot be undone.")
-    if st.button("Yes, delete it", type="primary", key=f"delete_{run_id}"):
-        with _ui.friendly_errors("delete the run"):
-            runs_mod.delete_run(run_id, ws)
-            st.session_state.pop("run_detail", None)
+def _act(action: str, fn, *args) -> None:
+    """Run an action on a run, then rerun the whole page so every panel shows the run's new state."""
+    with _ui.friendly_errors(action):
+        fn(*args)
+        st.rerun()
+
+
+def one_run() -> None:
+    """One run's numbers, actions and downloads, read fresh from its folder on every rerun."""
+    summaries = runs_mod.list_runs(ws)
+    by_id = {s.run_id: s for s in summaries}
+    labels = _ui.run_labels(summaries)
+    shown = [r for r in st.session_state.get("runs_visible", list(by_id)) if r in by_id] or list(by_id)
+    wanted = st.query_params.get("run")
+    if wanted in by_id and wanted not in shown:
+        if "run_detail" in st.session_state:  # the filters have just hidden the chosen run: follow them
+            del st.query_params["run"]
+        else:  # a shared link opened with filters left over from before
+            shown = [wanted] + shown
+    _ui.from_url("run_detail", "run", shown)
+    run_id = st.selectbox("Run", shown, key="run_detail", format_func=lambda r: f"{labels[r]} · {by_id[r].state}",
+                          **_ui.url_sync("run", "run_detail"))
+    _ui.to_url("run", "run_detail")
+    s = by_id[run_id]
+    run = runs_mod.RunFolder(s.path)
+    stopping = s.state == "running" and run.stop_requested()
+    c = st.columns(4)
+    c[0].metric("Status", "stopping" if stopping else s.state,
+                help="Stop was pressed: the run stops after its current batch." if stopping else None)
+    c[1].metric("Epochs", f"{s.epoch}/{s.epochs}")
+    c[2].metric("Best validation Dice", "–" if s.best_val_dice is None else f"{s.best_val_dice:.3f}",
+                help="Overlap with the true masks on the validation images, 0 to 1" + (f"; reached at epoch {s.best_epoch}." if s.best_epoch else "."))
+    test_dice = (s.test or {}).get("macro_dice")
+    c[3].metric("Test Dice", "–" if test_dice is None else f"{test_dice:.3f}",
+                help="On the held-out test images, averaged over the foreground classes (macro); measured when training has ended.")
+    # A finished run's message only repeats the epochs above.
+    st.caption(f"Run id `{run_id}` · {markdown_text(s.model)} on {markdown_text(s.dataset)}"
+               + (f" · {markdown_text(s.message)}" if s.message and s.state != "finished" else ""))
+    for name, reason in s.damage.items():
+        st.error(markdown_text(f"{name} is damaged: {reason}"))
+    for w in s.warnings:
+        if not any(w.startswith(f"{name} is damaged") for name in s.damage):
+            st.warning(markdown_text(w))
+
+    notes = _ui.readable(run.read_notes, {"notes": "", "tags": []})
+    c = st.columns([3, 2])
+    new_notes = c[0].text_area("Notes (everyone using this workspace sees them)", notes.get("notes", ""), key=f"notes_{run_id}", height=100)
+    new_tags = c[1].text_input("Tags (comma separated)", ", ".join(notes.get("tags", [])), key=f"tags_{run_id}")
+    if c[1].button("Save notes and tags", key=f"save_notes_{run_id}"):
+        with _ui.friendly_errors("save the notes"):
+            runs_mod.set_notes(run_id, new_notes, ws)
+            runs_mod.set_tags(run_id, [t.strip() for t in new_tags.split(",") if t.strip()], ws)
+            st.toast("Saved")
+
+    a = st.container(horizontal=True)
+    if s.state == "queued":
+        if a.button("Cancel", key=f"runs_stop_{run_id}", icon=":material/close:", help="Takes the run out of the queue; Resume queues it again."):
+            _act("cancel the run", training.stop, run_id, ws)
+        queue = [r.run_id for r in runs_mod.queued_runs(ws)]
+        place = queue.index(run_id) + 1 if run_id in queue else 0
+        if a.button("Move up the queue", key=f"runs_up_{run_id}", icon=":material/arrow_upward:", disabled=place <= 1,
+                    help=f"Place {place} of {len(queue)} in the queue; the worker starts the first one next." if place else None):
+            _act("move the run up", runs_mod.move_up, run_id, ws)
+    if s.state == "running" and not stopping:
+        if a.button("Stop", key=f"runs_stop_{run_id}", help="Stops after the current batch; Resume continues from the last checkpoint."):
+            _act("stop the run", training.stop, run_id, ws)
+    if s.state in ("stopped", "interrupted", "failed", "damaged"):
+        if a.button("Resume", key=f"runs_resume_{run_id}"):
+            _act("resume the run", training.resume, run_id, ws)
+    if a.button("Re-run with the same settings", key=f"rerun_{run_id}", help="Queues a new run with this config and split, and shows it here."):
+        with _ui.friendly_errors("re-run"):
+            new_id = runs_mod.rerun(run_id, ws)
+            st.session_state["rerun_of"] = (run_id, new_id)
+            st.query_params["run"] = new_id
             st.rerun()
+    rerun_of = st.session_state.get("rerun_of") or (None, None)
+    if rerun_of[1] == run_id and rerun_of[0] in by_id:
+        st.success(f"Queued {_ui.code_text(labels[run_id])} with the settings and split of {_ui.code_text(labels[rerun_of[0]])}.")
+    with a.popover("Delete", icon=":material/delete:"):
+        st.write(f"Delete **{markdown_text(labels[run_id])}** (`{run_id}`) and everything in its folder? This cannot be undone.")
+        if st.button("Yes, delete it", type="primary", key=f"delete_{run_id}"):
+            with _ui.friendly_errors("delete the run"):
+                runs_mod.delete_run(run_id, ws)
+                st.session_state.pop("run_detail", None)
+                if "run" in st.query_params:
+                    del st.query_params["run"]
+                st.rerun()
+
+    # Every download is handed over as bytes: a file id that stays valid across reruns
+    # (a deferred callable's id is dropped by the next rerun, and the download then fails).
+    d = st.container(horizontal=True)
+    model_path = run.best_model_path if run.best_model_path.is_file() else run.last_model_path
+    model_bytes = _ui.readable(model_path.read_bytes, b"") if model_path.is_file() else b""
+    d.download_button("Model (.keras)", model_bytes, f"{run_id}.keras", "application/octet-stream", on_click="ignore",
+                      key=f"dl_model_{run_id}", disabled=not model_bytes, icon=":material/download:")
+    config_bytes = _ui.readable(run.config_path.read_bytes, b"")
+    d.download_button("Config (JSON)", config_bytes, f"{run_id}-config.json", "application/json", on_click="ignore",
+                      key=f"dl_cfg_{run_id}", disabled=not config_bytes, icon=":material/download:")
+    history = _ui.readable(run.history_path.read_bytes, b"") if run.history_path.is_file() else b""
+    d.download_button("History (CSV)", history, f"{run_id}-history.csv", "text/csv", on_click="ignore",
+                      key=f"dl_hist_{run_id}", disabled=not history, icon=":material/download:")
+    evaluation = _ui.readable(run.read_evaluation, warn=True)
+    d.download_button("Evaluation (JSON)", _ui.readable(run.evaluation_path.read_bytes, b"") if evaluation else b"", f"{run_id}-evaluation.json", "application/json",
+                      on_click="ignore", key=f"dl_eval_{run_id}", disabled=evaluation is None, icon=":material/download:")
+    if evaluation:
+        st.markdown("**Scores on the test images, per class**", help=_ui.METRICS_HELP)
+        # Per-class pixel accuracy (one class against the rest) is left out: next to the overall pixel
+        # accuracy it reads as a second, different accuracy of the same run.
+        table = viz.per_class_table(evaluation, ("dice", "iou", "precision", "recall")).rename(columns=_ui.METRIC_LABELS)
+        st.dataframe(table.style.format("{:.3f}", na_rep="n/a"), key=f"eval_{run_id}")
+        overall = evaluation.get("pixel_accuracy")
+        st.caption(("" if overall is None else f"Pixel accuracy over all pixels: {overall:.3f}. ")
+                   + "macro: mean over the foreground classes; micro: the foreground pixels of all classes pooled. "
+                   "n/a: the class is in neither the true nor the predicted masks.")
+        for w in evaluation.get("warnings") or []:
+            st.caption(f"⚠ {markdown_text(w)}")
+    if s.state == "finished":
+        _ui.what_next(s, summaries, key="runs")
+    with st.expander("Settings"):
+        st.json(_ui.readable(run.read_meta, {}).get("config", {}), expanded=False)
+    log = _ui.readable(lambda: run.log_path.read_text(errors="replace"), "") if run.log_path.is_file() else ""
+    if log:
+        with st.expander("Log (last 40 lines)"):
+            st.code("\n".join(log.splitlines()[-40:]), language=None)
 
 
-def _read(path: Path) -> bytes:
-    return path.read_bytes()
-
-
-d = st.container(horizontal=True)
-model_path = run.best_model_path if run.best_model_path.is_file() else run.last_model_path
-d.download_button("Model (.keras)", functools.partial(_read, model_path), f"{run_id}.keras", "application/octet-stream",
-                     key=f"dl_model_{run_id}", disabled=not model_path.is_file(), icon=":material/download:")
-d.download_button("Config (JSON)", run.config_path.read_bytes(), f"{run_id}-config.json", "application/json", key=f"dl_cfg_{run_id}", icon=":material/download:")
-d.download_button("History (CSV)", run.history_path.read_bytes() if run.history_path.is_file() else b"", f"{run_id}-history.csv", "text/csv",
-                     key=f"dl_hist_{run_id}", disabled=not run.history_path.is_file(), icon=":material/download:")
-evaluation = run.read_evaluation()
-d.download_button("Evaluation (JSON)", run.evaluation_path.read_bytes() if evaluation else b"", f"{run_id}-evaluation.json", "application/json",
-                     key=f"dl_eval_{run_id}", disabled=evaluation is None, icon=":material/download:")
-if evaluation:
-    st.markdown("**Scores on the test images, per class**", help=_ui.METRICS_HELP)
-    # Per-class pixel accuracy (one class against the rest) is left out: next to the overall pixel
-    # accuracy it reads as a second, different accuracy of the same run.
-    table = viz.per_class_table(evaluation, ("dice", "iou", "precision", "recall")).rename(columns=_ui.METRIC_LABELS)
-    st.dataframe(table.style.format("{:.3f}", na_rep="n/a"), key=f"eval_{run_id}")
-    overall = evaluation.get("pixel_accuracy")
-    st.caption(("" if overall is None else f"Pixel accuracy over all pixels: {overall:.3f}. ")
-               + "macro: mean over the foreground classes; micro: the foreground pixels of all classes pooled. "
-               "n/a: the class is in neither the true nor the predicted masks.")
-    for w in evaluation.get("warnings") or []:
-        st.caption(f"⚠ {markdown_text(w)}")
-with st.expander("Settings"):
-    st.json(run.read_meta().get("config", {}), expanded=False)
-if run.log_path.is_file():
-    with st.expander("Log (last 40 lines)"):
-        st.code("\n".join(run.log_path.read_text(errors="replace").splitlines()[-40:]), language=None)
+# While a run is queued or running its panel polls the folder, so Stop, Resume and the end of
+# training show without a reload; otherwise it redraws only when something is pressed.
+active = any(s.state in ("queued", "running") for s in summaries)
+st.fragment(run_every=3 if active else None)(one_run)()
 
 # --------------------------------------------------------------------------- study table
 
 st.subheader("Results table")
-finished = [r for r in visible if by_id[r].state == "finished"]
-reports = {}
-meta_study = {}
-for r in finished:
-    folder = runs_mod.RunFolder(by_id[r].path)
-    rep = folder.read_evaluation()
-    if rep:
-        reports[r] = rep
-        study = folder.read_meta().get("sweep") or {}
-        meta_study[r] = study.get("id", "") if isinstance(study, dict) else str(study)
-if not reports:
-    st.info("No finished run has a test evaluation yet. The table of Dice, IoU and accuracy appears here when one has.")
-else:
-    everything = "all finished runs shown above"
-    studies = sorted({v for v in meta_study.values() if v}, reverse=True)
-    pick = st.selectbox("Encoder study", [everything] + studies, key="study_pick") if studies else everything
-    labels = [r for r in reports if pick == everything or meta_study.get(r) == pick]
-    info = {r: {"model": by_id[r].name or by_id[r].model, "dataset": by_id[r].dataset, "epochs": by_id[r].epoch} for r in labels}
-    table = viz.study_table({r: reports[r] for r in labels}, info)
-    st.dataframe(viz.highlight_best(table, axis=0, subset=list(viz.STUDY_COLUMNS)), key="study_table")
-    st.caption("Dice, IoU, precision and recall: macro means over the foreground classes on each run's test split; accuracy: pixel accuracy.")
-    e = st.container(horizontal=True)
-    e.download_button("Download CSV", table.to_csv().encode(), "results.csv", "text/csv", key="study_csv", icon=":material/download:")
-    e.download_button("Download Markdown", viz.table_markdown(table).encode(), "results.md", "text/markdown", key="study_md", icon=":material/download:")
+
+
+def results_table() -> None:
+    """The test scores of the finished runs shown above, one dataset at a time."""
+    summaries = runs_mod.list_runs(ws)
+    by_id = {s.run_id: s for s in summaries}
+    labels = _ui.run_labels(summaries)
+    visible = [r for r in st.session_state.get("runs_visible", list(by_id)) if r in by_id] or list(by_id)
+    finished = [r for r in visible if by_id[r].state == "finished"]
+    reports = {}
+    meta_study = {}
+    for r in finished:
+        folder = runs_mod.RunFolder(by_id[r].path)
+        rep = _ui.readable(folder.read_evaluation)
+        if rep:
+            reports[r] = rep
+            study = _ui.readable(folder.read_meta, {}).get("sweep") or {}
+            meta_study[r] = study.get("id", "") if isinstance(study, dict) else str(study)
+    if not reports:
+        st.info("No finished run has a test evaluation yet. The table of Dice, IoU and accuracy appears here when one has.")
+    else:
+        # Scores on different datasets are not comparable: one table per dataset, best values within it.
+        c = st.columns(2)
+        dataset_names = sorted({by_id[r].dataset for r in reports})
+        if len(dataset_names) > 1:
+            current = by_id.get(st.session_state.get("run_detail"))
+            _ui.from_url("study_dataset", "dataset", dataset_names, fallback=current.dataset if current else None)
+            dataset_name = c[0].selectbox("Dataset", dataset_names, key="study_dataset", help="Test scores are compared on one dataset at a time.")
+        else:
+            dataset_name = dataset_names[0]
+        everything = "all finished runs shown above"
+        studies = sorted({meta_study.get(r) for r in reports if meta_study.get(r) and by_id[r].dataset == dataset_name}, reverse=True)
+        pick = c[1].selectbox("Encoder study", [everything] + studies, key="study_pick") if studies else everything
+        ids = [r for r in reports if by_id[r].dataset == dataset_name and (pick == everything or meta_study.get(r) == pick)]
+        info = {labels[r]: {"model": by_id[r].model, "epochs": by_id[r].epoch} for r in ids}
+        table = viz.study_table({labels[r]: reports[r] for r in ids}, info)
+        st.dataframe(viz.highlight_best(table, axis=0, subset=list(viz.STUDY_COLUMNS)), key="study_table")
+        st.caption(f"Test scores on {markdown_text(dataset_name)}: Dice, IoU, precision and recall are macro means over the foreground classes "
+                   "on each run's test split; accuracy: pixel accuracy. The best value of each column is highlighted.")
+        e = st.container(horizontal=True)
+        e.download_button("Download CSV", table.to_csv().encode(), f"results-{dataset_name}.csv", "text/csv", key="study_csv",
+                          icon=":material/download:", on_click="ignore")
+        e.download_button("Download Markdown", viz.table_markdown(table).encode(), f"results-{dataset_name}.md", "text/markdown",
+                          key="study_md", icon=":material/download:", on_click="ignore")
+
+
+# Polls while runs are active, so a run that finishes joins the table without a reload.
+st.fragment(run_every=5 if active else None)(results_table)()

@@ -32,9 +32,9 @@ ws = _ui.workspace()
 st.title("Train")
 
 
-def launch_study(cfg, ws):
-    """Queue the paper's set with these shared settings; returns the run ids."""
-    record = sweep.queue_sweep(cfg, ws, weights=cfg.model.weights)
+def launch_study(cfg, ws, weights):
+    """Queue the paper's set with these shared settings and encoder ``weights``; returns the run ids."""
+    record = sweep.queue_sweep(cfg, ws, weights=weights)
     st.session_state["train_study_notes"] = record.get("notes", [])
     return [r["run_id"] for r in record["runs"]]
 
@@ -50,21 +50,25 @@ if not infos:
 with st.container(border=True):
     st.subheader("New run")
     c = st.columns([2, 2, 2])
-    info = next(i for i in infos if i.name == c[0].selectbox("Dataset", [i.name for i in infos], key="train_dataset",
-                index=[i.name for i in infos].index(st.session_state.get("dataset", infos[0].name)) if st.session_state.get("dataset") in [i.name for i in infos] else 0))
+    names = [i.name for i in infos]
+    _ui.from_url("train_dataset", "dataset", names, fallback=st.session_state.get("dataset", "demo"))
+    chosen_name = c[0].selectbox("Dataset", names, key="train_dataset", **_ui.url_sync("dataset", "train_dataset"))
+    _ui.to_url("dataset", "train_dataset")
+    info = infos[names.index(chosen_name)]
     name = c[1].text_input("Run name (optional)", key="train_name", placeholder="e.g. baseline")
     tags = c[2].text_input("Tags (comma separated)", key="train_tags", placeholder="e.g. depth-study")
     kind = st.segmented_control("What to train", ["One model", "Encoder study"], default="One model", key="train_kind",
                                 help=STUDY)
     study = kind == "Encoder study"
+    study_weights = None
     st.caption(f"{info.name}: {len(info.samples)} images, {info.mode}, classes {markdown_text(', '.join(info.class_names[1:]))}.")
 
     st.markdown("**Model**")
     if study:
         st.info(STUDY + ". Every model trains on the same data and split, one after the other; the Runs page lists them as one study.")
-        encoder = "none"
-        weights = st.selectbox("Encoder weights", ["imagenet", "none"], key="train_study_weights",
-                               help="ImageNet weights must be in ~/.keras/models on a machine without internet access.")
+        encoder, weights = "none", "none"  # the shared settings; each encoder gets study_weights
+        study_weights = st.selectbox("Encoder weights", ["imagenet", "none"], key="train_study_weights",
+                                     help="ImageNet weights must be in ~/.keras/models on a machine without internet access.")
         depth, filters, dropout, activation, norm, upsampling, freeze, fine_tune_after = 4, 32, 0.0, "relu", "group", "transpose", "trainable", 0
     else:
         c = st.columns(4)
@@ -97,10 +101,13 @@ with st.container(border=True):
                                 help="In the decoder blocks; the pretrained encoder keeps its own.")
     init_from = None
     if not study:
-        finished = [s.run_id for s in runs_mod.list_runs(ws) if s.state == "finished"]
+        all_runs = runs_mod.list_runs(ws)
+        labels = _ui.run_labels(all_runs)
+        finished = [s.run_id for s in all_runs if s.state == "finished"]
         if finished:
             init_from = st.selectbox("Start from the weights of an earlier run (layers matched by name and shape; the head is new)",
-                                     [None] + finished, key="train_init_from", format_func=lambda r: "no: random initialisation" if r is None else r)
+                                     [None] + finished, key="train_init_from",
+                                     format_func=lambda r: "no: random initialisation" if r is None else labels.get(r, r))
 
     st.markdown("**Training**")
     c = st.columns([3, 1, 1])
@@ -146,37 +153,50 @@ with st.container(border=True):
         split_method = c[0].selectbox("Split", ["random", "subset"] if has_subsets else ["random"], key="train_split",
                                       help="'subset' keeps the dataset's own train/test folders.")
         val_fraction = c[1].slider("Validation fraction", 0.05, 0.5, s.val_fraction, 0.05, key="train_val")
-        test_fraction = c[2].slider("Test fraction", 0.0, 0.5, s.test_fraction, 0.05, key="train_test")
+        test_fraction = c[2].slider("Test fraction", 0.0, 0.5, s.test_fraction, 0.05, key="train_test",
+                                    disabled=split_method == "subset", help="Not used by 'subset': its test images are the dataset's test folder.")
+        note = viz.subset_split_note(info.samples) if split_method == "subset" else None
+        if note:
+            st.warning(note)
 
-    cfg = RunConfig(
-        model=ModelConfig(
-            encoder=encoder, depth=int(depth), filters=int(filters), dropout=float(dropout), activation=activation,
-            norm=norm, upsampling=upsampling, weights=weights or "none", freeze=freeze,
-            fine_tune_after=int(fine_tune_after), init_from_run=init_from,
-        ),
-        train=TrainConfig(
-            dataset=info.name, image_size=int(image_size), fit=fit, epochs=int(epochs), batch_size=int(batch_size),
-            optimizer=optimizer, learning_rate=float(learning_rate), lr_schedule=lr_schedule, loss=loss, class_weighting=bool(class_weighting),
-            early_stopping_patience=int(patience), seed=int(seed),
-            augment=AugmentConfig(aug_on, hflip, vflip, rotate, zoom, shift, brightness, contrast),
-            split=SplitConfig(method=split_method, val_fraction=val_fraction, test_fraction=test_fraction, seed=int(seed)),
-        ),
-        name=name.strip(),
-        tags=tuple(t.strip() for t in tags.split(",") if t.strip()),
-    )
+    # Every setting is checked when the settings are built: a bad combination is shown here, not queued.
+    try:
+        cfg, cfg_error = None, None
+        cfg = RunConfig(
+            model=ModelConfig(
+                encoder=encoder, depth=int(depth), filters=int(filters), dropout=float(dropout), activation=activation,
+                norm=norm, upsampling=upsampling, weights=weights or "none", freeze=freeze,
+                fine_tune_after=int(fine_tune_after), init_from_run=init_from,
+            ),
+            train=TrainConfig(
+                dataset=info.name, image_size=int(image_size), fit=fit, epochs=int(epochs), batch_size=int(batch_size),
+                optimizer=optimizer, learning_rate=float(learning_rate), lr_schedule=lr_schedule, loss=loss, class_weighting=bool(class_weighting),
+                early_stopping_patience=int(patience), seed=int(seed),
+                augment=AugmentConfig(aug_on, hflip, vflip, rotate, zoom, shift, brightness, contrast),
+                split=SplitConfig(method=split_method, val_fraction=val_fraction, test_fraction=test_fraction, seed=int(seed)),
+            ),
+            name=name.strip(),
+            tags=tuple(t.strip() for t in tags.split(",") if t.strip()),
+        )
+    except ValueError as exc:
+        cfg_error = str(exc)
     label = "Queue the study" if study else "Queue this run"
-    if st.button(label, type="primary", key="train_launch"):
+    if cfg_error:
+        st.error(f"These settings cannot train: {cfg_error}")
+    if st.button(label, type="primary", key="train_launch", disabled=cfg is None):
         with _ui.friendly_errors("queue the run"):
-            launched = launch_study(cfg, ws) if study else training.launch(cfg, ws)
+            launched = launch_study(cfg, ws, study_weights) if study else training.launch(cfg, ws)
             ids = list(launched) if isinstance(launched, (list, tuple)) else [launched]
             st.session_state["train_launched"] = ids
     if st.session_state.get("train_launched"):
         ids = st.session_state["train_launched"]
-        st.success(f"Queued {len(ids)} run(s): {', '.join(f'`{i}`' for i in ids)}. Training runs in its own process; you can leave this page.")
+        labels = _ui.run_labels(runs_mod.list_runs(ws))
+        st.success(f"Queued {len(ids)} run(s): {', '.join(_ui.code_text(labels.get(i, i)) for i in ids)}. "
+                   "Training runs in its own process; you can leave this page.")
         for note in st.session_state.get("train_study_notes") or []:
             st.caption(note)
     with st.expander("The settings as saved in the run's config.json"):
-        st.json(cfg.to_dict(), expanded=False)
+        st.json(cfg.to_dict() if cfg is not None else {}, expanded=False)
 
 # --------------------------------------------------------------------------- live progress
 
@@ -186,42 +206,65 @@ st.subheader("Queue and progress")
 @st.fragment(run_every=2)
 def live() -> None:
     summaries = runs_mod.list_runs(ws)
+    labels = _ui.run_labels(summaries)
     active = [s for s in summaries if s.state in ("queued", "running")]
     recent = [s for s in summaries if s.state not in ("queued", "running")][:3]
     if not active and not recent:
         st.info("Nothing queued. Set up a run above and press **Queue this run**; its progress appears here by itself.")
         return
-    queued = [s for s in active if s.state == "queued"]
+    queued = [r.run_id for r in runs_mod.queued_runs(ws)]
     if queued:
-        st.caption(f"{len(queued)} run(s) waiting in the queue: " + ", ".join(s.run_id for s in reversed(queued)))
+        queue_panel(queued, {s.run_id: s for s in summaries}, labels)
     running = [x for x in active if x.state == "running"]
     # Full panels (progress and curves) for running runs and the run that ended last;
     # one line for the other recent ones.
     for s in running + recent[:1]:
-        run_panel(s)
+        run_panel(s, labels)
+    if recent and recent[0].state == "finished":
+        _ui.what_next(recent[0], summaries, key="train")
     for s in recent[1:]:
         best = "" if s.best_val_dice is None else f", best val Dice {s.best_val_dice:.3f}"
         detail = "" if s.state == "finished" or not s.message else f" ({s.message})"
-        st.caption(f"{s.run_id}: {s.state} after {s.epoch}/{s.epochs} epochs{best}{detail}.")
+        st.caption(f"{markdown_text(labels[s.run_id])}: {s.state} after {s.epoch}/{s.epochs} epochs{best}{markdown_text(detail)}.")
     if recent or running:
         st.page_link("pages/runs.py", label="Every run, with notes and downloads, is on the Runs page", icon=":material/table_chart:")
 
 
-def run_panel(s) -> None:
+def queue_panel(queued: list[str], by_id: dict, labels: dict) -> None:
+    """The waiting runs, front first, each with Cancel and Move up."""
+    with st.container(border=True, key="queue_panel"):
+        st.markdown(f"**Waiting in the queue** ({len(queued)}; the first starts when the running one ends)")
+        for place, run_id in enumerate(queued, start=1):
+            s = by_id.get(run_id)
+            row = st.columns([5, 1, 1], vertical_alignment="center")
+            row[0].markdown(f"{place}. **{markdown_text(labels.get(run_id, run_id))}** · {markdown_text(s.model) if s else ''} on {markdown_text(s.dataset) if s else ''}")
+            if row[1].button("Move up", key=f"up_{run_id}", disabled=place == 1, icon=":material/arrow_upward:"):
+                with _ui.friendly_errors("move the run up"):
+                    runs_mod.move_up(run_id, ws)
+                    st.rerun()
+            if row[2].button("Cancel", key=f"cancel_{run_id}", icon=":material/close:", help="Takes it out of the queue (it shows as stopped; Resume queues it again)."):
+                with _ui.friendly_errors("cancel the run"):
+                    training.stop(run_id, ws)
+                    st.rerun()
+
+
+def run_panel(s, labels: dict) -> None:
     run = runs_mod.RunFolder(s.path)
     status = run.true_status()
     with st.container(border=True):
         c = st.columns([4, 1])
-        c[0].markdown(f"**{s.run_id}** · {s.model} on {s.dataset} · **{s.state}**")
-        if s.state == "running" and c[1].button("Stop", key=f"stop_{s.run_id}", help="Stops after the current batch; resume continues from the last checkpoint."):
+        stopping = s.state == "running" and run.stop_requested()
+        state = "stopping after the current batch" if stopping else s.state
+        c[0].markdown(f"**{markdown_text(labels.get(s.run_id, s.run_id))}** · {markdown_text(s.model)} on {markdown_text(s.dataset)} · **{state}**")
+        if s.state == "running" and not stopping and c[1].button("Stop", key=f"stop_{s.run_id}", help="Stops after the current batch; resume continues from the last checkpoint."):
             with _ui.friendly_errors("stop the run"):
                 training.stop(s.run_id, ws)
-                st.toast(f"Stop requested for {s.run_id}")
-        if s.state in ("stopped", "interrupted", "failed"):
+                st.rerun()
+        if s.state in ("stopped", "interrupted", "failed", "damaged"):
             if c[1].button("Resume", key=f"resume_{s.run_id}"):
                 with _ui.friendly_errors("resume the run"):
                     training.resume(s.run_id, ws)
-                    st.toast(f"{s.run_id} queued again")
+                    st.rerun()
         epochs = max(int(status.get("epochs") or s.epochs or 1), 1)
         epoch = int(status.get("epoch") or 0)
         batch, batches = status.get("batch"), status.get("batches")
@@ -232,10 +275,11 @@ def run_panel(s) -> None:
         st.progress(min(max(frac, 0.0), 1.0), text=text + (f" · {status.get('message')}" if status.get("message") else ""))
         for w in status.get("warnings") or []:
             st.warning(markdown_text(w))
-        history = run.read_history()
+        for name, reason in s.damage.items():
+            st.error(markdown_text(f"{name} is damaged: {reason}"))
+        history = _ui.readable(run.read_history, [])
         if history:
-            # The panel shows one run: name its lines after the model, not the long run id.
-            curves = {s.name or s.model or "this run": history}
+            curves = {labels.get(s.run_id, s.run_id): history}
             metrics = [m for m in viz.curve_metrics(curves) if m in ("loss", "dice")]
             cols = st.columns(2)
             for col, metric in zip(cols, metrics):

@@ -11,6 +11,8 @@ import argparse
 import importlib
 import sys
 
+from segcore.fsutil import describe_os_error, is_write_refused
+
 # (module, description) in the order they appear in --help.
 _STAGES = (
     "segcore.data.cli",
@@ -45,4 +47,10 @@ def main(argv: list[str] | None = None) -> int:
         # Errors for users: one line naming what was wrong, no stack trace.
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"error: {message}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        if not is_write_refused(exc):
+            raise
+        # A read-only or full workspace: one line naming the folder.
+        print(f"error: {describe_os_error(exc)}", file=sys.stderr)
         return 1

@@ -13,6 +13,7 @@ folders whatever the umask.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -36,7 +37,7 @@ def check_name(name: str, what: str = "name") -> str:
     Raises:
         ValueError: if the name could escape its folder or is not a plain word.
     """
-    if not isinstance(name, str) or not _NAME_RE.match(name) or ".." in name:
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name) or ".." in name:
         raise ValueError(
             f"{what} {name!r} is not allowed: use 1 to 64 letters, digits, '.', '_' or '-', "
             "starting with a letter or digit, without '..' or '/'"
@@ -114,6 +115,37 @@ def read_json(path: str | os.PathLike) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path} is not valid JSON: {exc}") from exc
+
+
+# Errors that mean "this folder cannot be written", not a bug: said in one line.
+_NOT_WRITABLE = {errno.EROFS: "is on a read-only file system", errno.EACCES: "is not writable (permission denied)",
+                 errno.EPERM: "is not writable (operation not permitted)"}
+_FULL = {errno.ENOSPC: "has no space left on its device", errno.EDQUOT: "is over its disk quota"}
+
+
+def is_write_refused(exc: BaseException) -> bool:
+    """Whether ``exc`` says a folder is read-only, not writable or full."""
+    return isinstance(exc, OSError) and exc.errno in {**_NOT_WRITABLE, **_FULL}
+
+
+def describe_os_error(exc: OSError) -> str:
+    """One line for a user: which folder could not be written and why (read-only, permission, full).
+
+    Other OS errors are returned as their own message, naming the file.
+    """
+    path = exc.filename or exc.filename2
+    reason = _NOT_WRITABLE.get(exc.errno) or _FULL.get(exc.errno)
+    if reason is None or path is None:
+        return str(exc)
+    folder = Path(os.fsdecode(path))
+    if not folder.is_dir():
+        folder = folder.parent
+    # Name the nearest folder that exists: the one that refused the write.
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    hint = "free some space or point SEGCORE_WORKSPACE at another folder" if exc.errno in _FULL else \
+        "point SEGCORE_WORKSPACE at a writable folder"
+    return f"cannot write to {folder}: it {reason}; {hint}"
 
 
 def _json_default(obj: Any) -> Any:

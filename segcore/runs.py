@@ -18,11 +18,19 @@ them (``RunFolder``). A run folder under ``<workspace>/runs/<run_id>/`` holds::
     notes.json          notes and tags written by people
     transfer.json       what was copied when the model started from another run
     STOP                present while a stop has been requested
+    .process.lock       locked by the training process for as long as it lives
 
 Every file is written atomically (see ``segcore.fsutil``), so the dashboard,
 the CLI and a teammate on the same folder always read whole files. The folder
 is the truth: ``list_runs`` reports a "running" run whose process is gone or
 whose heartbeat is stale as ``interrupted``.
+
+No file is trusted: each is checked on every read (``segcore.runfiles``). A
+run whose ``config.json`` or ``status.json`` is unreadable or of the wrong
+shape is listed as ``damaged``, naming the file and the reason; it can still
+be deleted, and resumed or evaluated where its settings and checkpoints allow.
+The training process keeps its status in memory (``LiveStatus``) and only ever
+writes it whole, so a damaged ``status.json`` is repaired by its next write.
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ import os
 import secrets
 import shutil
 import socket
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -41,12 +50,18 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
+from segcore import runfiles
 from segcore.config import RunConfig
-from segcore.fsutil import read_json, write_bytes_atomic, write_json_atomic, write_text_atomic
+from segcore.fsutil import check_name, write_bytes_atomic, write_json_atomic, write_text_atomic
+from segcore.runfiles import STATES, RunFileError
 from segcore.workspace import Workspace, get_workspace
 
-STATES = ("queued", "running", "finished", "failed", "stopped", "interrupted")
 ACTIVE_STATES = ("queued", "running")
+# What a reader may report besides STATES: a run whose config.json or status.json cannot be read.
+DAMAGED = "damaged"
+LISTED_STATES = STATES + (DAMAGED,)
+# Files whose damage leaves the run's state unknown (the others are reported as warnings).
+_DEFINING_FILES = ("config.json", "status.json")
 # A running process refreshes its heartbeat every few seconds from a thread;
 # a minute of silence means the process is gone or hung.
 HEARTBEAT_STALE_S = 60.0
@@ -137,6 +152,7 @@ class RunSummary:
     tags: list[str] = field(default_factory=list)
     notes: str = ""
     path: str = ""
+    damage: dict[str, str] = field(default_factory=dict)  # damaged file -> what is wrong with it
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -167,19 +183,32 @@ class RunFolder:
     notes_path = property(lambda self: self.path / "notes.json")
     transfer_path = property(lambda self: self.path / "transfer.json")
     stop_path = property(lambda self: self.path / "STOP")
+    process_lock_path = property(lambda self: self.path / ".process.lock")
 
     def exists(self) -> bool:
-        return self.config_path.is_file()
+        """Whether this is a run folder (it has a ``config.json`` or a ``status.json``, readable or not)."""
+        return self.config_path.exists() or self.status_path.exists()
+
+    def _read_checked(self, path: Path, check) -> Any:
+        return check(path, runfiles.load_json(path))
 
     # -- config --------------------------------------------------------------
     def read_meta(self) -> dict[str, Any]:
-        """The whole ``config.json``: ``config`` (RunConfig dict), ``dataset``, ``split``, ``environment``."""
-        if not self.config_path.is_file():
-            raise FileNotFoundError(f"{self.path} is not a run folder: {self.config_path} is missing")
-        return read_json(self.config_path)
+        """The whole ``config.json``: ``config`` (RunConfig dict), ``dataset``, ``split``, ``environment``.
+
+        Raises:
+            FileNotFoundError: not a run folder.
+            RunFileError: the file is not JSON or not of the expected shape.
+        """
+        if not self.config_path.exists():
+            if not self.status_path.exists():
+                raise FileNotFoundError(f"{self.path} is not a run folder: {self.config_path} is missing")
+            raise RunFileError(self.config_path, "the file is missing")
+        return self._read_checked(self.config_path, runfiles.check_meta)
 
     def read_config(self) -> RunConfig:
-        return RunConfig.from_dict(self.read_meta()["config"])
+        """The run's settings as saved (machine-dependent checks are left to ``launch``)."""
+        return RunConfig.from_dict(self.read_meta()["config"], stored=True)
 
     def write_meta(self, meta: dict[str, Any]) -> None:
         write_json_atomic(self.config_path, meta)
@@ -205,11 +234,15 @@ class RunFolder:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
     def read_status(self) -> dict[str, Any]:
-        """``status.json`` as written (not corrected for dead processes; see ``true_status``)."""
+        """``status.json`` as written (not corrected for dead processes; see ``true_status``).
+
+        Raises:
+            RunFileError: the file is missing, not JSON or not of the expected shape.
+        """
         try:
-            return read_json(self.status_path)
+            return self._read_checked(self.status_path, runfiles.check_status)
         except FileNotFoundError:
-            return {"state": "queued", "warnings": []}
+            raise RunFileError(self.status_path, "the file is missing") from None
 
     def write_status(self, status: dict[str, Any]) -> None:
         status = dict(status)
@@ -217,17 +250,29 @@ class RunFolder:
         write_json_atomic(self.status_path, status)
 
     def update_status(self, **fields: Any) -> dict[str, Any]:
-        """Merge ``fields`` into ``status.json`` under the folder lock; returns the new status."""
+        """Merge ``fields`` into ``status.json`` under the folder lock; returns the new status.
+
+        A damaged ``status.json`` is replaced when ``fields`` sets a ``state``
+        (the damage is noted in ``warnings``); otherwise RunFileError is raised.
+        """
         if "state" in fields and fields["state"] not in STATES:
             raise ValueError(f"run state {fields['state']!r} is not one of {STATES}")
         with self._lock():
-            status = self.read_status()
+            try:
+                status = self.read_status()
+            except RunFileError as exc:
+                if "state" not in fields:
+                    raise
+                status = self.rebuilt_status(exc)
             status.update(fields)
             self.write_status(status)
             return status
 
     def transition(self, allowed_from: tuple[str, ...], **fields: Any) -> dict[str, Any] | None:
         """Update the status only if its current true state is in ``allowed_from``.
+
+        ``allowed_from`` may include ``"damaged"``: a damaged status is then
+        rebuilt (see ``rebuilt_status``) before ``fields`` are applied.
 
         Returns:
             The new status, or None when the state was something else.
@@ -236,9 +281,31 @@ class RunFolder:
             status = self.true_status()
             if status.get("state") not in allowed_from:
                 return None
+            if status.get("state") == DAMAGED:
+                status = self.rebuilt_status(status.get("damage", {}).get("status.json"))
             status.update(fields)
             self.write_status(status)
             return status
+
+    def rebuilt_status(self, damage: Any = None) -> dict[str, Any]:
+        """A status to replace a damaged one: progress from ``checkpoints/state.json`` and the settings."""
+        reason = damage.reason if isinstance(damage, RunFileError) else damage
+        status: dict[str, Any] = {"epoch": 0, "warnings": []}
+        if reason:
+            status["warnings"] = [f"status.json was damaged ({reason}) and was rewritten; progress comes from the checkpoints"]
+        try:
+            status["epochs"] = self.read_config().train.epochs
+        except (RunFileError, FileNotFoundError):
+            pass
+        try:
+            state = self.read_train_state()
+        except RunFileError:
+            state = None
+        if state:
+            status["epoch"] = int(state["epoch"])
+            if state.get("best_epoch") is not None:
+                status["best"] = {"val_dice": state.get("best_val_dice"), "epoch": state.get("best_epoch")}
+        return status
 
     def heartbeat(self, **fields: Any) -> None:
         """Record that the training process is alive (plus any progress fields)."""
@@ -247,8 +314,18 @@ class RunFolder:
     def true_status(self, now: float | None = None) -> dict[str, Any]:
         """The status with ``state`` corrected: a "running" run whose process is dead
         (same machine) or whose heartbeat is older than ``HEARTBEAT_STALE_S`` is
-        ``interrupted``."""
-        status = self.read_status()
+        ``interrupted``; an unreadable ``status.json`` gives state ``damaged``
+        with ``damage`` (file -> reason) and ``process_alive``. Never raises for
+        a damaged file."""
+        try:
+            status = self.read_status()
+        except RunFileError as exc:
+            alive = self.process_alive()
+            message = f"damaged: status.json {exc.reason}"
+            message += ("; its training process is still running and rewrites the file at its next heartbeat" if alive
+                        else "; delete the run, or resume it (from its last checkpoint, if it has one)")
+            return {"state": DAMAGED, "damage": {"status.json": exc.reason}, "message": message,
+                    "process_alive": alive, "warnings": []}
         if status.get("state") != "running":
             return status
         now = time.time() if now is None else now
@@ -263,6 +340,38 @@ class RunFolder:
             status["state"] = "interrupted"
             status["message"] = f"interrupted: {reason}; resume continues from the last checkpoint"
         return status
+
+    # -- the training process's lock -----------------------------------------------
+    def acquire_process_lock(self, timeout: float = 5.0):
+        """Lock ``.process.lock`` for the life of this process; returns the open handle, or None if
+        another process holds it (that process is training this run)."""
+        handle = open(self.process_lock_path, "a+")
+        deadline = time.time() + timeout
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return handle
+            except BlockingIOError:
+                if time.time() > deadline:  # readers hold it for microseconds only
+                    handle.close()
+                    return None
+                time.sleep(0.05)
+
+    def process_alive(self) -> bool:
+        """Whether a training process of this run lives on this machine (it holds ``.process.lock``)."""
+        try:
+            fd = os.open(self.process_lock_path, os.O_RDONLY)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
+        finally:
+            os.close(fd)  # closing releases a lock taken here
+        return False
 
     # -- stop requests -----------------------------------------------------------
     def request_stop(self) -> None:
@@ -279,25 +388,10 @@ class RunFolder:
 
     # -- history -------------------------------------------------------------
     def read_history(self) -> list[dict[str, Any]]:
-        """``history.csv`` rows as dicts with float values (``epoch`` as int)."""
+        """``history.csv`` rows as dicts with float values (``epoch`` as int); RunFileError if malformed."""
         if not self.history_path.is_file():
             return []
-        rows = []
-        with open(self.history_path, newline="", encoding="utf-8") as handle:
-            for row in csv.DictReader(handle):
-                parsed: dict[str, Any] = {}
-                for key, value in row.items():
-                    if value in (None, ""):
-                        parsed[key] = None
-                    elif key == "epoch":
-                        parsed[key] = int(float(value))
-                    else:
-                        try:
-                            parsed[key] = float(value)
-                        except ValueError:
-                            parsed[key] = value
-                rows.append(parsed)
-        return rows
+        return runfiles.parse_history(self.history_path)
 
     def write_history(self, rows: list[dict[str, Any]]) -> None:
         keys: list[str] = []
@@ -315,8 +409,9 @@ class RunFolder:
 
     # -- training state --------------------------------------------------------
     def read_train_state(self) -> dict[str, Any] | None:
+        """``checkpoints/state.json`` (epoch, best metric, early-stopping counters), or None before the first epoch."""
         try:
-            return read_json(self.train_state_path)
+            return self._read_checked(self.train_state_path, runfiles.check_train_state)
         except FileNotFoundError:
             return None
 
@@ -325,8 +420,9 @@ class RunFolder:
 
     # -- results -------------------------------------------------------------
     def read_evaluation(self) -> dict[str, Any] | None:
+        """``evaluation.json``, or None before evaluation; RunFileError if damaged."""
         try:
-            return read_json(self.evaluation_path)
+            return self._read_checked(self.evaluation_path, runfiles.check_evaluation)
         except FileNotFoundError:
             return None
 
@@ -361,7 +457,7 @@ class RunFolder:
     def read_prediction_index(self) -> dict[str, Any] | None:
         """``predictions/index.json`` (ids, image_size, mode, class_names), or None before evaluation."""
         try:
-            return read_json(self.predictions_dir / "index.json")
+            return self._read_checked(self.predictions_dir / "index.json", runfiles.check_prediction_index)
         except FileNotFoundError:
             return None
 
@@ -369,15 +465,22 @@ class RunFolder:
         """Cached float32 test probabilities (S, S, outputs) of ``sample_id``, or None if not cached."""
         import numpy as np
 
-        path = self.predictions_dir / f"{sample_id}.npz"
+        path = self.predictions_dir / f"{check_name(sample_id, 'sample id')}.npz"
         if not path.is_file():
             return None
-        with np.load(path) as data:
-            return data["probs"].astype(np.float32) / 255.0
+        try:
+            with np.load(path) as data:
+                probs = data["probs"]
+        except (OSError, ValueError, KeyError, EOFError) as exc:
+            raise RunFileError(path, f"not a prediction cache file ({type(exc).__name__}: {exc})") from None
+        if probs.ndim != 3:
+            raise RunFileError(path, f"expected probabilities of shape (S, S, outputs), found {probs.shape}")
+        return probs.astype(np.float32) / 255.0
 
     def read_notes(self) -> dict[str, Any]:
+        """``notes.json`` with ``notes`` and ``tags`` (empty when absent); RunFileError if damaged."""
         try:
-            notes = read_json(self.notes_path)
+            notes = self._read_checked(self.notes_path, runfiles.check_notes)
         except FileNotFoundError:
             notes = {}
         notes.setdefault("notes", "")
@@ -385,8 +488,12 @@ class RunFolder:
         return notes
 
     def write_notes(self, notes: str | None = None, tags: list[str] | None = None) -> dict[str, Any]:
+        """Replace the notes and/or tags (a damaged ``notes.json`` is replaced); returns the new content."""
         with self._lock():
-            current = self.read_notes()
+            try:
+                current = self.read_notes()
+            except RunFileError:
+                current = {"notes": "", "tags": []}
             if notes is not None:
                 current["notes"] = str(notes)
             if tags is not None:
@@ -402,41 +509,101 @@ class RunFolder:
 
     # -- summary ---------------------------------------------------------------
     def summary(self) -> RunSummary:
-        """The runs-table row for this folder (true state, best and test metrics, notes)."""
-        meta = self.read_meta()
-        cfg = meta.get("config", {})
-        model = cfg.get("model", {})
-        train = cfg.get("train", {})
+        """The runs-table row for this folder (true state, best and test metrics, notes).
+
+        Never raises for a damaged file: the row then has ``damage`` (file ->
+        reason), and state ``damaged`` when ``config.json`` or ``status.json``
+        is the damaged file.
+        """
+        damage: dict[str, str] = {}
+        try:
+            meta = self.read_meta()
+        except RunFileError as exc:
+            meta, damage["config.json"] = {}, exc.reason
         status = self.true_status()
-        notes = self.read_notes()
+        damage.update(status.get("damage") or {})
+        try:
+            notes = self.read_notes()
+        except RunFileError as exc:
+            notes, damage["notes.json"] = {}, exc.reason
+        try:
+            self.read_train_state()
+        except RunFileError as exc:
+            damage["checkpoints/state.json"] = exc.reason
+        cfg = meta.get("config", {})
+        model, train = cfg.get("model", {}), cfg.get("train", {})
         best = status.get("best") or {}
         tags = list(dict.fromkeys(list(cfg.get("tags", [])) + list(notes.get("tags", []))))
-        try:
-            tag = model_tag(RunConfig.from_dict(cfg))
-        except (ValueError, TypeError):
-            tag = model.get("encoder", "")
+        state = DAMAGED if any(name in damage for name in _DEFINING_FILES) else status.get("state", DAMAGED)
+        message = status.get("message", "")
+        if state == DAMAGED and "status.json" not in damage:
+            message = f"damaged: config.json {damage['config.json']}; the run cannot start or resume; delete it"
+        warnings = list(status.get("warnings", []))
+        warnings += [f"{name} is damaged: {reason}" for name, reason in damage.items() if name not in _DEFINING_FILES]
         return RunSummary(
             run_id=self.run_id,
-            state=status.get("state", "queued"),
+            state=state,
             name=cfg.get("name", ""),
             dataset=train.get("dataset", ""),
-            mode=(meta.get("dataset") or {}).get("mode", ""),
-            model=tag,
+            mode=(meta.get("dataset") or {}).get("mode", "") or "",
+            model=model_tag(RunConfig.from_dict(cfg, stored=True)) if cfg else "",
             encoder=model.get("encoder", "none"),
-            created_at=meta.get("created_at", ""),
+            created_at=meta.get("created_at", "") or _mtime_iso(self.path),
             started_at=status.get("started_at"),
             finished_at=status.get("finished_at"),
             epoch=int(status.get("epoch", 0) or 0),
             epochs=int(status.get("epochs", train.get("epochs", 0)) or 0),
-            message=status.get("message", ""),
-            warnings=list(status.get("warnings", [])),
+            message=message,
+            warnings=warnings,
             best_val_dice=best.get("val_dice"),
             best_epoch=best.get("epoch"),
             test=dict(status.get("test") or {}),
             tags=tags,
             notes=notes.get("notes", ""),
             path=str(self.path),
+            damage=damage,
         )
+
+
+def _mtime_iso(path: Path) -> str:
+    try:
+        return iso(path.stat().st_mtime)
+    except OSError:
+        return ""
+
+
+class LiveStatus:
+    """A run's status as its training process owns it: kept in memory, written whole on every change.
+
+    The training process never reads ``status.json`` back, so a file that someone
+    else damaged cannot stop it; its next write (a heartbeat every few seconds)
+    replaces the damaged file. Thread-safe (the heartbeat thread and the
+    trainer share one), and re-entrant for a signal handler.
+    """
+
+    def __init__(self, run: RunFolder, status: dict[str, Any]):
+        self.run = run
+        self._status = dict(status)
+        self._lock = threading.RLock()
+
+    def update(self, **fields: Any) -> dict[str, Any]:
+        """Merge ``fields`` into the status and write it; returns a copy of the new status."""
+        if "state" in fields and fields["state"] not in STATES:
+            raise ValueError(f"run state {fields['state']!r} is not one of {STATES}")
+        with self._lock:
+            self._status.update(fields)
+            self._status["updated_at"] = iso()
+            snapshot = dict(self._status)
+            write_json_atomic(self.run.status_path, snapshot)
+        return snapshot
+
+    def get(self, key: str, default: Any = None) -> Any:
+        with self._lock:
+            return self._status.get(key, default)
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return dict(self._status)
 
 
 # -- the workspace's runs ------------------------------------------------------
@@ -476,16 +643,7 @@ def create_run(
     else:  # pragma: no cover - 20 clashes of 16 random bits in one second
         raise FileExistsError(f"could not find a free run folder name in {ws.runs_dir}")
     run = RunFolder(path)
-    meta = {
-        "run_id": run_id,
-        "created_at": iso(),
-        "config": cfg.to_dict(),
-        "dataset": dataset,
-        "split": split,
-        "environment": {},
-    }
-    meta.update(extra or {})
-    run.write_meta(meta)
+    # status.json first: a folder is listed once config.json exists, and then it has a status.
     run.write_status(
         {
             "state": "queued",
@@ -496,6 +654,16 @@ def create_run(
             "warnings": [],
         }
     )
+    meta = {
+        "run_id": run_id,
+        "created_at": iso(),
+        "config": cfg.to_dict(),
+        "dataset": dataset,
+        "split": split,
+        "environment": {},
+    }
+    meta.update(extra or {})
+    run.write_meta(meta)
     if cfg.tags:
         run.write_notes(tags=list(cfg.tags))
     return run
@@ -510,7 +678,7 @@ def open_run(run_id: str, ws: Workspace | None = None) -> RunFolder:
     run = RunFolder(ws.runs_dir / run_id) if "/" not in run_id and run_id not in ("", ".", "..") else None
     if run is not None and run.exists():
         return run
-    known = sorted(p.parent.name for p in ws.runs_dir.glob("*/config.json"))
+    known = [r.run_id for r in iter_run_folders(ws)]
     matches = [name for name in known if run_id and name.startswith(run_id)]
     if len(matches) == 1:
         return RunFolder(ws.runs_dir / matches[0])
@@ -521,39 +689,86 @@ def open_run(run_id: str, ws: Workspace | None = None) -> RunFolder:
 
 
 def iter_run_folders(ws: Workspace | None = None) -> list[RunFolder]:
-    """Every run folder in the workspace, oldest first."""
+    """Every run folder in the workspace (a folder with a ``config.json`` or a ``status.json``), by name."""
     ws = ws or get_workspace()
     if not ws.runs_dir.is_dir():
         return []
-    return [RunFolder(p.parent) for p in sorted(ws.runs_dir.glob("*/config.json"))]
+    names = {p.parent.name for pattern in ("*/config.json", "*/status.json") for p in ws.runs_dir.glob(pattern)}
+    return [RunFolder(ws.runs_dir / name) for name in sorted(names) if not name.startswith(".")]
 
 
 def list_runs(ws: Workspace | None = None) -> list[RunSummary]:
     """Every run in the workspace with its true state, newest first.
 
-    A folder that cannot be read (half-deleted, hand-edited) is skipped.
+    A run with a damaged file is listed too (``state`` ``damaged`` or a
+    warning, ``damage`` naming the file and the reason); only a folder that
+    vanishes while it is read is left out.
     """
     out = []
     for run in iter_run_folders(ws):
         try:
             out.append(run.summary())
-        except (ValueError, KeyError, OSError):
-            continue
+        except FileNotFoundError:
+            continue  # deleted while we looked
+        except Exception as exc:  # never let one folder hide the others
+            out.append(RunSummary(run_id=run.run_id, state=DAMAGED, message=f"damaged: cannot be read ({type(exc).__name__}: {exc})",
+                                  path=str(run.path), created_at=_mtime_iso(run.path),
+                                  damage={"(folder)": f"{type(exc).__name__}: {exc}"}))
     out.sort(key=lambda s: (s.created_at, s.run_id), reverse=True)
     return out
 
 
-def queued_runs(ws: Workspace) -> list[RunFolder]:
-    """Runs waiting in the queue, in the order they were queued."""
+def queued_runs(ws: Workspace, skipped: dict[str, str] | None = None) -> list[RunFolder]:
+    """Runs waiting in the queue that can start, in the order they were queued.
+
+    Args:
+        ws: the workspace.
+        skipped: if given, filled with ``run_id -> reason`` for the folders
+            that could not be considered (damaged status or settings).
+    """
     waiting = []
     for run in iter_run_folders(ws):
         try:
             status = run.read_status()
-        except ValueError:
+            if status.get("state") != "queued":
+                continue
+            run.read_meta()  # a queued run whose settings are damaged cannot start
+        except (RunFileError, OSError) as exc:
+            if skipped is not None:
+                skipped[run.run_id] = str(exc)
             continue
-        if status.get("state") == "queued":
-            waiting.append((float(status.get("queued_at", 0.0)), run.run_id, run))
+        waiting.append((float(status.get("queued_at") or 0.0), run.run_id, run))
     return [run for _, _, run in sorted(waiting, key=lambda t: (t[0], t[1]))]
+
+
+def move_up(run_id: str, ws: Workspace | None = None) -> list[str]:
+    """Move a queued run one place towards the front of the queue (the worker starts the front first).
+
+    The queue is ordered by ``queued_at``; the waiting runs get new times in
+    the new order (spaced by a millisecond from the earliest), so a run queued
+    meanwhile stays last and one that started meanwhile is left alone.
+
+    Returns:
+        The ids of the queued runs, front first, after the move.
+
+    Raises:
+        FileNotFoundError: no such run.
+        ValueError: the run is not waiting in the queue, or is at its front already.
+    """
+    ws = ws or get_workspace()
+    run = open_run(run_id, ws)
+    order = queued_runs(ws)
+    ids = [r.run_id for r in order]
+    if run.run_id not in ids:
+        raise ValueError(f"run {run.run_id} is {run.true_status().get('state')}, not waiting in the queue; only queued runs can be moved")
+    i = ids.index(run.run_id)
+    if i == 0:
+        raise ValueError(f"run {run.run_id} is at the front of the queue already")
+    order[i - 1], order[i] = order[i], order[i - 1]
+    base = min(float(r.read_status().get("queued_at", 0.0) or 0.0) for r in order)
+    for k, r in enumerate(order):
+        r.transition(("queued",), queued_at=base + k * 1e-3)
+    return [r.run_id for r in queued_runs(ws)]
 
 
 def delete_run(run_id: str, ws: Workspace | None = None, *, force: bool = False) -> None:
@@ -563,9 +778,12 @@ def delete_run(run_id: str, ws: Workspace | None = None, *, force: bool = False)
         ValueError: if the run is active and ``force`` is false.
     """
     run = open_run(run_id, ws)
-    state = run.true_status().get("state")
+    status = run.true_status()
+    state = status.get("state")
     if state in ACTIVE_STATES and not force:
         raise ValueError(f"run {run.run_id} is {state}; stop it first (or pass force=True)")
+    if status.get("process_alive") and not force:
+        raise ValueError(f"run {run.run_id} is damaged but its training process still runs; stop it first (or pass force=True)")
     # Rename first so that a reader never sees a half-deleted run folder.
     ws = ws or get_workspace()
     ws.tmp_dir.mkdir(parents=True, exist_ok=True)

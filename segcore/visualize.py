@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import os
 import json
+import re
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -211,6 +212,16 @@ def resize_for_display(image: np.ndarray, size: int, nearest: bool = False) -> n
         return image
     interp = cv2.INTER_NEAREST if nearest else (cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
     return cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=interp)
+
+
+def resize_to(image: np.ndarray, shape: Sequence[int], nearest: bool = False) -> np.ndarray:
+    """Resize to exactly ``shape`` = (height, width), whatever the aspect (as the model sees an image at its
+    training size); returned unchanged when it has that shape already."""
+    h, w = int(shape[0]), int(shape[1])
+    if image.shape[:2] == (h, w):
+        return image
+    interp = cv2.INTER_NEAREST if nearest else (cv2.INTER_AREA if h * w < image.shape[0] * image.shape[1] else cv2.INTER_LINEAR)
+    return cv2.resize(image, (w, h), interpolation=interp)
 
 
 def stack_tiles(tiles: Sequence[np.ndarray], size: int, gap: int = 4, axis: int = 0) -> np.ndarray:
@@ -461,24 +472,40 @@ def imbalance_warning(class_names: Sequence[str], fractions: Sequence[float], ra
 
 
 def class_frequency_figure(df: pd.DataFrame, title: str = "Pixel share per class"):
-    """A plotly bar chart of ``class_frequency_frame`` output (log scale, percent labels)."""
+    """A plotly bar chart of ``class_frequency_frame`` output: percent of pixels on a linear axis, each bar labelled.
+
+    A linear axis keeps the bars' lengths in proportion (a 22% class is a fifth
+    of the chart, not a sliver next to a log-scale giant); classes too small to
+    see still carry their percentage as a label.
+    """
     import plotly.graph_objects as go
 
     colors = df["color"].tolist() if "color" in df else None
     colors = [("#9aa0a6" if c == "#000000" else c) for c in colors] if colors else None
+    top = float(df["percent"].max()) if len(df) else 100.0
     fig = go.Figure(
         go.Bar(
             x=[plotly_text(c) for c in df["class"]],  # class names are user text; plotly reads tags in labels
             y=df["percent"],
             marker_color=colors,
-            text=[f"{p:.2f}%" for p in df["percent"]],
+            text=[_percent_label(p) for p in df["percent"]],
             textposition="outside",
+            cliponaxis=False,
             hovertemplate="%{x}: %{y:.3f}% of pixels<extra></extra>",
         )
     )
-    fig.update_yaxes(type="log", title="% of pixels (log scale)")
+    fig.update_yaxes(type="linear", range=[0, min(100.0, top * 1.15) or 1.0], title="% of pixels", ticksuffix="%")
     fig.update_layout(title=plotly_text(title), height=340, margin=dict(l=10, r=10, t=40, b=10))
     return fig
+
+
+def _percent_label(p: float) -> str:
+    """``22.4%``, ``0.35%``, ``0.004%``: enough digits that a small share does not read as 0."""
+    if p >= 10:
+        return f"{p:.1f}%"
+    if p >= 0.1 or p == 0:
+        return f"{p:.2f}%"
+    return f"{p:.2g}%"
 
 
 def mask_areas(mask: np.ndarray, class_names: Sequence[str], ignore_index: int | None = 255) -> pd.DataFrame:
@@ -546,7 +573,8 @@ def compare_table(reports: Mapping[str, Mapping[str, Any]], metric: str = "dice"
 
 
 def best_mask(df: pd.DataFrame, axis: int = 1, higher_is_better: bool | Mapping[str, bool] = True, subset: Sequence[Any] | None = None) -> pd.DataFrame:
-    """Boolean frame marking the best value of each row (``axis=1``) or column (``axis=0``); ties all marked.
+    """Boolean frame marking the best value of each row (``axis=1``) or column (``axis=0``); ties all marked,
+    except where every value is the same (a row of equal scores has no best).
 
     ``higher_is_better`` may be a dict keyed by column (``axis=0``) or row
     (``axis=1``) label, e.g. ``{"loss": False}``. ``subset`` limits which rows
@@ -564,6 +592,8 @@ def best_mask(df: pd.DataFrame, axis: int = 1, higher_is_better: bool | Mapping[
         hib = higher_is_better.get(label, True) if isinstance(higher_is_better, Mapping) else higher_is_better
         best = series.max() if hib else series.min()
         hit = np.isclose(series.to_numpy(dtype=float), best, rtol=0, atol=1e-12) & series.notna().to_numpy()
+        if series.notna().sum() > 1 and hit.sum() == series.notna().sum():
+            continue
         if axis == 1:
             out.loc[label] = hit
         else:
@@ -709,7 +739,7 @@ def curve_metrics(histories: Mapping[str, Any]) -> list[str]:
     names: set[str] = set()
     for h in histories.values():
         for col in history_frame(h).columns:
-            if col in ("epoch", "lr", "learning_rate", "time", "duration", "seconds", "wall_time") or col.startswith("_"):
+            if col in ("epoch", "lr", "learning_rate", "time", "duration", "seconds", "wall_time", "ended_at") or col.startswith("_"):
                 continue
             names.add(col[4:] if col.startswith("val_") else col)
     return sorted(names, key=lambda n: (n != "loss", n))
@@ -756,12 +786,14 @@ def runs_frame(summaries: Iterable[Any], now: float | None = None) -> pd.DataFra
     keeps working as summaries gain fields.
 
     Returns:
-        DataFrame with columns ``run``, ``status``, ``dataset``, ``model``,
+        DataFrame with columns ``run`` (the label of ``run_labels``), ``id`` (the run id), ``status``, ``dataset``, ``model``,
         ``encoder``, ``best val Dice``, ``test Dice``, ``epochs``, ``duration``
         (finished - started, or so far for a running run; ``now`` is the time
         in seconds since the epoch, default the current time), ``warnings``,
         ``tags``, ``created``.
     """
+    summaries = list(summaries)
+    labels = run_labels(summaries)
     rows = []
     for s in summaries:
         d = _as_dict(s)
@@ -785,7 +817,8 @@ def runs_frame(summaries: Iterable[Any], now: float | None = None) -> pd.DataFra
         epochs = f"{epochs_done}/{epochs_total}" if epochs_done is not None and epochs_total else (epochs_done if epochs_done is not None else "")
         rows.append(
             {
-                "run": d.get("run_id") or d.get("id") or d.get("name") or "",
+                "run": labels.get(_run_id(d), _run_id(d)),
+                "id": _run_id(d),
                 "status": d.get("status") or d.get("state") or "",
                 "dataset": d.get("dataset") or train.get("dataset", ""),
                 "model": model_desc,
@@ -799,8 +832,42 @@ def runs_frame(summaries: Iterable[Any], now: float | None = None) -> pd.DataFra
                 "created": d.get("created_at") or d.get("created") or "",
             }
         )
-    cols = ["run", "status", "dataset", "model", "encoder", "best val Dice", "test Dice", "epochs", "duration", "warnings", "tags", "created"]
+    cols = ["run", "id", "status", "dataset", "model", "encoder", "best val Dice", "test Dice", "epochs", "duration", "warnings", "tags", "created"]
     return pd.DataFrame(rows, columns=cols)
+
+
+def _run_id(d: Mapping[str, Any]) -> str:
+    return str(d.get("run_id") or d.get("id") or "")
+
+
+# A run id starts with its UTC creation time, ``yyyymmdd-HHMMSS-`` (see ``segcore.runs.new_run_id``).
+_RUN_STAMP = re.compile(r"^\d{8}-\d{6}-")
+
+
+def short_run_id(run_id: str) -> str:
+    """A run id without its leading time stamp: ``20261122-203045-unet-d4f32-demo-1a2b`` -> ``unet-d4f32-demo-1a2b``."""
+    return _RUN_STAMP.sub("", str(run_id)) or str(run_id)
+
+
+def run_label(summary: Any) -> str:
+    """How a run is shown everywhere: its name where one was given, else its short id (``short_run_id``)."""
+    d = _as_dict(summary)
+    name = str(d.get("name") or "").strip()
+    return name or short_run_id(_run_id(d))
+
+
+def run_labels(summaries: Iterable[Any]) -> dict[str, str]:
+    """Run id -> ``run_label``, made unique: runs that share a name get their id's random suffix added
+    (``baseline · 1a2b``), so selectors, legends and table rows never merge two runs.
+    """
+    items = [(_run_id(_as_dict(s)), run_label(s)) for s in summaries]
+    counts: dict[str, int] = {}
+    for _, label in items:
+        counts[label] = counts.get(label, 0) + 1
+    out = {}
+    for run_id, label in items:
+        out[run_id] = f"{label} · {run_id.rsplit('-', 1)[-1]}" if counts[label] > 1 else label
+    return out
 
 
 def size_summary(stats: Mapping[str, Any]) -> str:
@@ -961,3 +1028,55 @@ def _fmt_cell(v: Any, floatfmt: str) -> str:
     if isinstance(v, (float, np.floating)):
         return format(float(v), floatfmt)
     return str(v)
+
+
+def subset_split_note(samples: Iterable[Any]) -> str | None:
+    """What the "subset" split (the dataset's own folders) leaves out, as a warning; None when it has train, val and test.
+
+    Args:
+        samples: ``DatasetInfo.samples`` (each with a ``subset``: train / val / test or None).
+    """
+    found: dict[str, int] = {}
+    for s in samples:
+        subset = str(getattr(s, "subset", None) or (s.get("subset") if isinstance(s, Mapping) else "") or "").lower()
+        subset = "val" if subset in ("valid", "validation") else subset
+        found[subset] = found.get(subset, 0) + 1
+    shown = ", ".join(f"{k} ({v})" for k, v in sorted(found.items()) if k) or "none"
+    notes = []
+    if not found.get("test"):
+        notes.append(
+            f"This dataset has no test folder (its folders: {shown}), so the 'subset' split has **no test images**: "
+            "a run trained on it gets no test Dice and cannot be compared on held-out images. "
+            "Use the 'random' split with a test fraction instead."
+        )
+    if not found.get("val") and found.get("train"):
+        notes.append("It has no val folder either: validation images are drawn from train with the validation fraction.")
+    return " ".join(notes) or None
+
+
+def quick_start_duration_note(measured: Mapping[str, Any], past: Sequence[Any] = ()) -> str:
+    """How long the quick start takes, in measured figures only.
+
+    Args:
+        measured: ``segcore.quickstart.MEASURED`` (``seconds``, ``test_dice``, ``cpus`` from ``bench/quick_start.py``).
+        past: finished quick-start runs of this workspace (``RunSummary``), newest first.
+
+    Returns:
+        A sentence: the benchmark's figure, then (when there is one) how long it took here last time,
+        each from pressing the button to a finished, tested run.
+    """
+    parts = []
+    if measured.get("seconds"):
+        dice = measured.get("test_dice")
+        parts.append(
+            f"Measured from the press to a finished, tested run: {format_duration(measured['seconds'])} on "
+            f"{measured.get('cpus', '?')} CPU cores shared with other work" + (f" (test Dice {dice:.2f})" if dice else "")
+            + "; a GPU or idle cores make it shorter."
+        )
+    if past:
+        last = _as_dict(past[0])
+        seconds = _elapsed(last.get("created_at"), last.get("finished_at"), None)
+        if seconds is not None:
+            dice = _num((last.get("test") or {}).get("macro_dice"))
+            parts.append(f"Here it last took {format_duration(seconds)}" + (f" (test Dice {dice:.2f})." if dice is not None else "."))
+    return " ".join(parts) or "Its duration has not been measured on this machine yet."

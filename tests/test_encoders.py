@@ -171,6 +171,6 @@ def test_weights_file_for_the_encoder(tmp_path):
     with pytest.raises(ValueError, match=f"weights file {bad} does not fit encoder 'vgg16'"):
         build_model(ModelConfig(encoder="vgg16", weights=str(bad)), image_size=SIZE, channels=3, mode="binary",
                     num_classes=2)
-    with pytest.raises(FileNotFoundError, match="nothing.h5 for encoder 'vgg16' does not exist"):
+    with pytest.raises(ValueError, match="setting model.weights is .*nothing.h5 does not exist"):
         build_model(ModelConfig(encoder="vgg16", weights=str(tmp_path / "nothing.h5")), image_size=SIZE,
                     channels=3, mode="binary", num_classes=2)

@@ -134,22 +134,33 @@ def test_forward_gflops_golden():
 @pytest.mark.parametrize(
     "cfg, size, channels, message",
     [
-        (ModelConfig(depth=4), 40, 3, r"image size 40 is not divisible by 2\^depth = 16 \(depth 4\); use a multiple"),
-        (ModelConfig(depth=6), 64, 3, r"depth must be one of \[3, 4, 5\], got 6"),
-        (ModelConfig(activation="gelu"), 32, 3, r"unknown activation 'gelu'; valid ones are \['relu', 'elu'\]"),
-        (ModelConfig(upsampling="bilinear"), 32, 3, "unknown upsampling 'bilinear'"),
-        (ModelConfig(), 32, 2, "channels must be 1 .grey. or 3 .RGB., got 2"),
-        (ModelConfig(weights="imagenet"), 32, 3, "weights 'imagenet' need a pretrained encoder"),
-        (ModelConfig(freeze="frozen"), 32, 3, "freeze 'frozen' needs a pretrained encoder"),
-        (ModelConfig(encoder="vgg19"), 32, 3, r"unknown encoder 'vgg19'; valid encoders are \['vgg16', 'resnet50'"),
-        (ModelConfig(encoder="resnet50"), 48, 3, "image size 48 does not fit encoder 'resnet50': it must be a "
-                                                 "multiple of 32"),
-        (ModelConfig(dropout=1.5), 32, 3, "dropout must be in"),
+        (dict(depth=4), 40, 3, r"image size 40 is not divisible by 2\^depth = 16 \(depth 4\); use a multiple"),
+        (dict(), 32, 2, "channels must be 1 .grey. or 3 .RGB., got 2"),
+        (dict(encoder="resnet50"), 48, 3, "image size 48 does not fit encoder 'resnet50': it must be a "
+                                          "multiple of 32"),
     ],
 )
 def test_bad_settings(cfg, size, channels, message):
     with pytest.raises(ValueError, match=message):
-        build_model(cfg, image_size=size, channels=channels, mode="binary", num_classes=2)
+        build_model(ModelConfig(**cfg), image_size=size, channels=channels, mode="binary", num_classes=2)
+
+
+@pytest.mark.parametrize(
+    "cfg, message",
+    [
+        (dict(depth=6), r"setting model.depth is 6; expected a whole number from 3 to 5"),
+        (dict(activation="gelu"), r"setting model.activation is 'gelu'; expected one of 'relu', 'elu'"),
+        (dict(upsampling="bilinear"), "setting model.upsampling is 'bilinear'"),
+        (dict(weights="imagenet"), "setting model.weights is 'imagenet'; expected 'none' or a weights file: ImageNet "
+                                   "weights need a pretrained encoder"),
+        (dict(freeze="frozen"), "setting model.freeze is 'frozen'; expected 'trainable' for the plain U-Net"),
+        (dict(encoder="vgg19"), r"setting model.encoder is 'vgg19'; expected one of 'none', 'vgg16', 'resnet50'"),
+        (dict(dropout=1.5), r"setting model.dropout is 1.5; expected a finite number in \[0, 1\)"),
+    ],
+)
+def test_bad_model_settings_are_refused_when_built(cfg, message):
+    with pytest.raises(ValueError, match=message):
+        ModelConfig(**cfg)
 
 
 def test_k1_softmax_is_an_error():
@@ -169,7 +180,7 @@ def test_weights_file_round_trip_and_misfit(tmp_path):
     with pytest.raises(ValueError, match=f"weights file {path} does not fit this model"):
         build_model(ModelConfig(depth=3, filters=8, weights=str(path)), image_size=16, channels=3, mode="binary",
                     num_classes=2)
-    with pytest.raises(FileNotFoundError, match="missing.weights.h5 does not exist"):
+    with pytest.raises(ValueError, match="setting model.weights is .*missing.weights.h5 does not exist"):
         build_model(ModelConfig(**TINY, weights=str(tmp_path / "missing.weights.h5")), image_size=16, channels=3,
                     mode="binary", num_classes=2)
 

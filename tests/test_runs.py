@@ -157,7 +157,13 @@ def test_rerun_keeps_settings_and_split(workspace):
     second = rerun(first, workspace, start_worker=False)
     a, b = open_run(first, workspace), open_run(second, workspace)
     assert second != first
-    assert b.read_config() == cfg
+    from dataclasses import replace
+
+    from segcore.training.device import configured_backend
+
+    # launch fills in the backend it was asked for ("auto": this process's $KERAS_BACKEND)
+    assert a.read_config() == replace(cfg, train=replace(cfg.train, backend=configured_backend()))
+    assert b.read_config() == a.read_config()
     assert b.read_meta()["split"] == a.read_meta()["split"]
     assert b.read_meta()["rerun_of"] == first and b.read_status()["state"] == "queued"
 
@@ -167,9 +173,9 @@ def test_launch_refuses_bad_settings_before_queueing(workspace):
 
     with pytest.raises(FileNotFoundError, match="no dataset named 'nope'"):
         launch(RunConfig(train=TrainConfig(dataset="nope")), workspace, start_worker=False)
-    with pytest.raises(ValueError, match="unknown optimizer 'adamx'"):
+    with pytest.raises(ValueError, match="setting train.optimizer is 'adamx'; expected one of 'adam', "):
         launch(RunConfig(train=TrainConfig(optimizer="adamx")), workspace, start_worker=False)
-    with pytest.raises(ValueError, match="fine_tune_after 0 must lie between 1 and epochs - 1"):
+    with pytest.raises(ValueError, match="setting model.fine_tune_after is 0; expected at least 1 with model.freeze 'fine_tune'"):
         launch(RunConfig(model=ModelConfig(encoder="vgg16", freeze="fine_tune")), workspace, start_worker=False)
     assert list_runs(workspace) == []
 
@@ -184,9 +190,9 @@ def test_launch_checks_image_size_against_the_model(workspace):
     from _train_helpers import make_shapes_dataset
 
     make_shapes_dataset(workspace, "shapes", n=6)
-    with pytest.raises(ValueError, match="image_size 60 is not divisible by 2\\^depth = 8 .* e.g. 64"):
+    with pytest.raises(ValueError, match="setting train.image_size is 60; expected a multiple of 2\\^depth = 8 .* e.g. 64"):
         launch(RunConfig(model=ModelConfig(depth=3), train=TrainConfig(dataset="shapes", image_size=60)), workspace,
                start_worker=False)
-    with pytest.raises(ValueError, match="does not fit encoder 'resnet50'"):
+    with pytest.raises(ValueError, match="to fit encoder 'resnet50'"):
         launch(RunConfig(model=ModelConfig(encoder="resnet50"), train=TrainConfig(dataset="shapes", image_size=48)),
                workspace, start_worker=False)

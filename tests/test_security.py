@@ -285,7 +285,7 @@ def test_resolver_refuses_every_way_out(tmp_path):
         ("colors_file=\"../../srv/colors.json\"", "import option colors_file names '../../srv/colors.json', which is not inside"),
         ("max_pixels=1000000000", "['max_pixels'] are server settings, not import options: set ['max_image_pixels']"),
         ("max_bytes=1", "['max_bytes'] are server settings"),
-        ("ignore_index=255", "unknown ImportOptions setting(s) ['ignore_index']; valid ones are ["),
+        ("ignore_index=255", "unknown ImportOptions setting(s) ['ignore_index'] (ignore_index); valid ones are ["),
         ('ignore="x"', "import option ignore is 'x'; expected a list"),
         ("mask_encoding=\"png\"", "import option mask_encoding is 'png'; expected one of ['auto', 'binary'"),
     ],
@@ -316,7 +316,7 @@ def test_classes_file_outside_via_the_secret_is_refused_and_not_read(hostile, tm
     [
         ('{"classes_file": "/etc/passwd"}', "import option classes_file names '/etc/passwd', which is not inside the imported data"),
         ('{"max_pixels": 1000000000}', "server settings, not import options"),
-        ('{"ignore_index": 255}', "unknown ImportOptions setting(s) ['ignore_index']; valid ones are"),
+        ('{"ignore_index": 255}', "unknown ImportOptions setting(s) ['ignore_index'] (ignore_index); valid ones are"),
         ('{"workers": 100000}', "server settings, not import options"),
         ('[1, 2]', "Other options: got a JSON list; expected an object"),
     ],

@@ -72,7 +72,7 @@ def test_subset_split_uses_dataset_folders():
 def test_bad_fractions_and_method():
     with pytest.raises(ValueError, match="leaves no training data"):
         split_ids(IDS, SplitConfig(val_fraction=0.5, test_fraction=0.5))
-    with pytest.raises(ValueError, match="unknown split method 'kfold'"):
+    with pytest.raises(ValueError, match="setting train.split.method is 'kfold'; expected one of 'random', 'ids', 'subset'"):
         split_ids(IDS, SplitConfig(method="kfold"))
 
 

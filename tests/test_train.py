@@ -72,6 +72,10 @@ def test_run_folder_holds_everything(trained):
     assert [row["epoch"] for row in history] == [1, 2]
     assert {"loss", "val_loss", "val_dice", "lr"} <= set(history[0])
     assert run.best_model_path.is_file() and run.last_model_path.is_file()
+    # Wall-clock epoch ends, after the moment training began: what bench/run_throughput.py times.
+    started = float(run.read_status()["training_started_at"])
+    ends = [float(row["ended_at"]) for row in history]
+    assert started < ends[0] < ends[1]
     assert run.read_train_state()["epoch"] == 2
     report = run.read_evaluation()
     assert [row["id"] for row in report["per_image"]] == split["test"]

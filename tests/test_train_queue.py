@@ -108,7 +108,7 @@ def test_stop_then_resume(demo_ws):
     assert status["message"].startswith(f"stopped after {done} finished epoch")
     assert not run.stop_requested()
     waiting = launch(tiny(epochs=1), demo_ws, start_worker=False)
-    with pytest.raises(ValueError, match="only stopped, interrupted or failed"):
+    with pytest.raises(ValueError, match="only stopped, interrupted, failed or damaged"):
         resume(waiting, demo_ws)
     stop(waiting, demo_ws)
     resume(run_id, demo_ws)

@@ -167,6 +167,9 @@ def test_per_class_and_compare_tables():
     best = viz.best_mask(c)
     assert best.loc["bg"].tolist() == [False, True]
     assert best.loc["macro"].tolist() == [True, False]
+    tie = viz.best_mask(pd.DataFrame({"a": [0.5, 0.2], "b": [0.5, 0.3]}))
+    assert tie.values.tolist() == [[False, False], [False, True]]  # equal scores: no best to highlight
+    assert viz.best_mask(pd.DataFrame({"a": [0.5]})).values.tolist() == [[True]]
     low = viz.best_mask(pd.DataFrame({"loss": [0.3, 0.1]}), axis=0, higher_is_better={"loss": False})
     assert low["loss"].tolist() == [False, True]
     html = viz.highlight_best(c).to_html()
@@ -276,3 +279,51 @@ def test_size_summary():
     mixed = {"min_width": 256, "max_width": 640, "min_height": 256, "max_height": 256, "distinct_sizes": 3}
     assert viz.size_summary(mixed) == "256-640 x 256 px (3 sizes)"
     assert viz.size_summary({}) == ""
+
+
+def test_class_frequency_axis_keeps_shares_in_proportion():
+    """ISBI's background is 22% of the pixels: its bar must be about a quarter of the membrane's, not a sliver."""
+    df = viz.class_frequency_frame(["background", "foreground"], [0.22, 0.78])
+    fig = viz.class_frequency_figure(df)
+    axis = fig.layout.yaxis
+    assert axis.type == "linear" and axis.range[0] == 0
+    assert list(fig.data[0].text) == ["22.0%", "78.0%"]
+    tiny = viz.class_frequency_figure(viz.class_frequency_frame(["bg", "a", "b"], [0.99, 0.00996, 0.00004]))
+    assert list(tiny.data[0].text) == ["99.0%", "1.00%", "0.004%"]  # a tiny class still says how tiny
+
+
+def test_run_labels_name_else_short_id_and_never_merge():
+    rows = [
+        {"run_id": "20261122-203045-unet-d3f8-camvid-1a2b", "name": "camvid-tiny"},
+        {"run_id": "20261122-203046-unet-d3f8-camvid-3c4d", "name": ""},
+        {"run_id": "20261122-203047-vgg16-demo-5e6f", "name": "base"},
+        {"run_id": "20261122-203048-vgg16-demo-7a8b", "name": "base"},
+    ]
+    assert viz.run_label(rows[0]) == "camvid-tiny"
+    assert viz.run_label(rows[1]) == "unet-d3f8-camvid-3c4d"
+    assert viz.run_labels(rows) == {
+        rows[0]["run_id"]: "camvid-tiny", rows[1]["run_id"]: "unet-d3f8-camvid-3c4d",
+        rows[2]["run_id"]: "base · 5e6f", rows[3]["run_id"]: "base · 7a8b",
+    }
+    df = viz.runs_frame(rows)
+    assert df["run"].tolist() == ["camvid-tiny", "unet-d3f8-camvid-3c4d", "base · 5e6f", "base · 7a8b"]
+    assert df["id"].tolist() == [r["run_id"] for r in rows]
+
+
+def test_subset_split_note_warns_without_a_test_folder():
+    from segcore.data.dataset import SampleInfo
+
+    camvid_like = [SampleInfo(f"t{i}", 8, 8, subset="train") for i in range(8)] + [SampleInfo(f"v{i}", 8, 8, subset="val") for i in range(2)]
+    note = viz.subset_split_note(camvid_like)
+    assert "no test folder" in note and "train (8), val (2)" in note and "random" in note
+    assert "no val folder" in viz.subset_split_note([SampleInfo("a", 8, 8, subset="train")])
+    full = camvid_like + [SampleInfo("x", 8, 8, subset="test")]
+    assert viz.subset_split_note(full) is None
+
+
+def test_quick_start_note_states_measured_figures_only():
+    assert viz.quick_start_duration_note({"seconds": None}) == "Its duration has not been measured on this machine yet."
+    note = viz.quick_start_duration_note({"seconds": 131.0, "test_dice": 0.962, "cpus": 2})
+    assert "2m 11s" in note and "2 CPU cores" in note and "test Dice 0.96" in note
+    past = [{"created_at": "2026-01-01T00:00:00Z", "finished_at": "2026-01-01T00:03:05Z", "test": {"macro_dice": 0.951}}]
+    assert "Here it last took 3m 05s (test Dice 0.95)." in viz.quick_start_duration_note({"seconds": None}, past)

@@ -26,11 +26,11 @@ import cv2
 import numpy as np
 
 from segcore.data.dataset import Dataset, load_dataset
+from segcore.config import FITS
 from segcore.fsutil import make_temp_dir, write_json_atomic
 from segcore.workspace import Workspace
 
 
-FITS = ("squash", "short_side")
 
 
 def fitted_size(height: int, width: int, size: int, fit: str = "short_side") -> tuple[int, int]:

@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from segcore.fsutil import read_json
+from segcore.fsutil import describe_os_error, read_json
 
 
 def register(subparsers) -> None:
@@ -157,9 +157,10 @@ def _import(args) -> int:
         if not args.json:
             if isinstance(exc, (ValueError, FileNotFoundError, FileExistsError)):
                 raise
-            raise ValueError(str(exc)) from None  # e.g. an unreadable --classes-file: one line, no trace
+            raise ValueError(describe_os_error(exc)) from None  # e.g. a read-only workspace: one line, no trace
         # --json promises one object on stdout, also when the request itself was refused.
-        print(json.dumps({"ok": False, "name": args.name, "error": str(exc), "problems": []}))
+        message = describe_os_error(exc) if isinstance(exc, OSError) else str(exc)
+        print(json.dumps({"ok": False, "name": args.name, "error": message, "problems": []}))
         return 1
     if args.json:
         print(json.dumps(report.to_dict()))

@@ -2,11 +2,15 @@
 
 ``--json`` prints exactly one JSON object (or list) on stdout; progress and
 logs go to stderr.
+
+Every run command first makes sure a queue worker serves any waiting runs
+(``wake_queue``), so a killed worker never leaves the queue stalled.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from dataclasses import replace
@@ -14,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from segcore.config import ENCODERS, NORMS, RunConfig
+from segcore.runs import LISTED_STATES
 from segcore.training.sweep import PAPER_SET
 
 
@@ -137,11 +142,13 @@ def settings_from_args(args: argparse.Namespace, base: RunConfig | None = None) 
         if ids is not None:
             split_kw[flag] = ids
             split_kw.setdefault("method", "ids")
+    model = replace(m, **model_kw)
+    train = replace(t, **train_kw)  # checks the training flags before the split derived from them
     if "seed" in train_kw:
         split_kw.setdefault("seed", train_kw["seed"])
     if split_kw:
-        train_kw["split"] = replace(t.split, **split_kw)
-    cfg = replace(cfg, model=replace(m, **model_kw), train=replace(t, **train_kw))
+        train = replace(train, split=replace(t.split, **split_kw))
+    cfg = replace(cfg, model=model, train=train)
     if getattr(args, "name", None):
         cfg = replace(cfg, name=args.name)
     if getattr(args, "tag", None):
@@ -232,8 +239,10 @@ def cmd_runs(args: argparse.Namespace) -> int:
     for r in rows:
         vd = f"{r.best_val_dice:.4f}" if r.best_val_dice is not None else "-"
         td = r.test.get("macro_dice")
-        td = f"{td:.4f}" if td is not None else "-"
+        td = f"{td:.4f}" if isinstance(td, (int, float)) else "-"
         print(f"{r.run_id:44} {r.state:11} {r.epoch:>3}/{r.epochs:<3} {vd:>8} {td:>9}  {r.name}")
+        for name, reason in r.damage.items():
+            print(f"    {name} is damaged: {reason}")
     return 0
 
 
@@ -369,7 +378,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         return 0
     if not args.dataset and not args.config:
         raise ValueError("sweep needs --dataset NAME (or a config file)")
-    base = settings_from_args(args, RunConfig())
+    # --weights is the study's pretrained weights, applied per encoder by queue_sweep, not the U-Net's.
+    base = settings_from_args(argparse.Namespace(**{**vars(args), "weights": None}), RunConfig())
     models = tuple(args.models.split(",")) if args.models else None
     sweep = queue_sweep(base, ws, weights=args.weights or "imagenet", fine_tune_after=args.fine_tune_after, models=models)
     for note in sweep["notes"]:
@@ -388,6 +398,21 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0 if all(r["state"] == "finished" for r in result["rows"]) else 1
 
 
+def _waking(handler):
+    """``handler`` preceded by a look at the queue: waiting runs and no worker start one."""
+
+    @functools.wraps(handler)
+    def run(args: argparse.Namespace) -> int:
+        from segcore.training.launcher import wake_queue
+        from segcore.workspace import get_workspace
+
+        if wake_queue(get_workspace()):
+            _err("started a queue worker for the runs waiting in the queue")
+        return handler(args)
+
+    return run
+
+
 def register(subparsers) -> None:
     """Add the run commands to the ``python -m segcore`` parser."""
     p = subparsers.add_parser("train", help="queue a training run (or train and wait with --wait)",
@@ -397,14 +422,14 @@ def register(subparsers) -> None:
     p.add_argument("--wait", action="store_true", help="wait until the run ends and print its result")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr while waiting")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_train)
+    p.set_defaults(func=_waking(cmd_train))
 
     p = subparsers.add_parser("runs", help="list runs with their true state and metrics")
-    p.add_argument("--state", choices=("queued", "running", "finished", "failed", "stopped", "interrupted"))
+    p.add_argument("--state", choices=LISTED_STATES)
     p.add_argument("--dataset")
     p.add_argument("--tag")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_runs)
+    p.set_defaults(func=_waking(cmd_runs))
 
     p = subparsers.add_parser("eval", help="evaluate a run's best model on its test split")
     p.add_argument("run")
@@ -414,7 +439,7 @@ def register(subparsers) -> None:
                    "kept in the run folder as evaluations/<dataset>[-<subset>].json")
     p.add_argument("--subset", help="with --dataset: only its samples of this subset (e.g. test)")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_eval)
+    p.set_defaults(func=_waking(cmd_eval))
 
     p = subparsers.add_parser("predict", help="predict a mask for an image with a run's model")
     p.add_argument("run")
@@ -423,19 +448,19 @@ def register(subparsers) -> None:
     p.add_argument("--probs", help="also save the probabilities as a .npy file")
     p.add_argument("--threshold", type=float, default=0.5)
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_predict)
+    p.set_defaults(func=_waking(cmd_predict))
 
     p = subparsers.add_parser("stop", help="stop a queued or running run")
     p.add_argument("run")
     p.add_argument("--wait", type=float, default=60.0, help="seconds to wait for it to stop (SIGTERM after 30 s)")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_stop)
+    p.set_defaults(func=_waking(cmd_stop))
 
     p = subparsers.add_parser("resume", help="resume a stopped, interrupted or failed run from its last checkpoint")
     p.add_argument("run")
     p.add_argument("--wait", action="store_true")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_resume)
+    p.set_defaults(func=_waking(cmd_resume))
 
     p = subparsers.add_parser("sweep", help="queue the encoder study (U-Net, VGG16 frozen/fine-tuned, DenseNet121, ResNet50, MobileNetV2)")
     p.add_argument("config", nargs="?", help="a RunConfig JSON file with the shared settings")
@@ -445,4 +470,4 @@ def register(subparsers) -> None:
     p.add_argument("--table", metavar="SWEEP_ID", help="only (re)write the results table of a sweep")
     p.add_argument("--wait", action="store_true", help="wait for every run and write the results table")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_sweep)
+    p.set_defaults(func=_waking(cmd_sweep))

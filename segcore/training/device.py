@@ -14,12 +14,71 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
+import importlib.util
+import json
 import os
 import platform
-from typing import Any, Iterator
+from pathlib import Path
+from typing import Any, Iterator, Mapping
 
-DISTRIBUTIONS = ("none", "mirrored", "data_parallel")
-PRECISIONS = ("auto", "off", "float32", "on", "mixed_float16", "bfloat16", "mixed_bfloat16")
+from segcore.config import BACKENDS, DISTRIBUTIONS, PRECISIONS, SettingError
+
+# The package each Keras backend needs.
+BACKEND_PACKAGES = {"tensorflow": "tensorflow", "torch": "torch", "jax": "jax"}
+
+
+# The backend a GPU run uses when nothing names one: the fastest measured on an
+# NVIDIA GPU (README "Performance": JAX 718 images/s, PyTorch 230, for the same
+# U-Net on an H100), where it is installed.
+GPU_DEFAULT_BACKEND = "jax"
+
+
+def nvidia_gpus(proc_root: str | os.PathLike = "/proc/driver/nvidia/gpus") -> list[str]:
+    """Model names of the NVIDIA GPUs the driver reports, read without importing any backend."""
+    names = []
+    for info in sorted(Path(proc_root).glob("*/information")):
+        try:
+            for line in info.read_text().splitlines():
+                if line.startswith("Model:"):
+                    names.append(line.split(":", 1)[1].strip())
+        except OSError:
+            continue
+    return names
+
+
+def configured_backend(env: Mapping[str, str] | None = None, gpus: list[str] | None = None) -> str:
+    """The backend a run gets when its settings say "auto", without importing Keras.
+
+    ``$KERAS_BACKEND``, else ``backend`` in ``$KERAS_HOME/keras.json``
+    (``~/.keras/keras.json``): what the user chose. With neither, JAX on a
+    machine with an NVIDIA GPU and JAX installed (the fastest backend measured
+    there), else ``"tensorflow"`` (Keras's own default).
+    """
+    env = os.environ if env is None else env
+    if env.get("KERAS_BACKEND"):
+        return env["KERAS_BACKEND"]
+    home = Path(env.get("KERAS_HOME") or Path.home() / ".keras")
+    try:
+        name = json.loads((home / "keras.json").read_text()).get("backend")
+    except (OSError, ValueError, AttributeError):
+        name = None
+    if isinstance(name, str) and name:
+        return name
+    gpus = nvidia_gpus() if gpus is None else gpus
+    if gpus and importlib.util.find_spec(BACKEND_PACKAGES[GPU_DEFAULT_BACKEND]) is not None:
+        return GPU_DEFAULT_BACKEND
+    return "tensorflow"
+
+
+def check_backend(name: str) -> str:
+    """Refuse a backend that is unknown or not installed; returns ``name``."""
+    if name not in BACKENDS[1:]:
+        raise SettingError("train.backend", name, "one of " + ", ".join(repr(b) for b in BACKENDS[1:])
+                           + " (from train.backend or $KERAS_BACKEND)")
+    if importlib.util.find_spec(BACKEND_PACKAGES[name]) is None:
+        raise SettingError("train.backend", name, f"an installed backend; the package {BACKEND_PACKAGES[name]!r} "
+                           "is not installed here")
+    return name
 
 
 def backend() -> str:

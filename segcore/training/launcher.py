@@ -24,10 +24,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from segcore.config import RunConfig
+from segcore.config import RunConfig, check_memory
 from segcore.data.dataset import load_dataset
 from segcore.data.split import split_ids
-from segcore.runs import ACTIVE_STATES, RunFolder, create_run, iso, open_run
+from segcore.runfiles import RunFileError
+from segcore.runs import ACTIVE_STATES, DAMAGED, RunFolder, create_run, iso, open_run, queued_runs
 from segcore.workspace import Workspace, get_workspace
 
 ENV_CONCURRENCY = "SEGCORE_MAX_CONCURRENT_RUNS"
@@ -81,51 +82,25 @@ def dataset_record(ws: Workspace, name: str) -> tuple[Any, dict[str, Any]]:
     }
 
 
-def check_config(cfg: RunConfig) -> None:
-    """Cheap checks of the training settings, so that mistakes fail at launch, not in the queue."""
-    from segcore.training.device import DISTRIBUTIONS, PRECISIONS
+def check_config(cfg: RunConfig) -> RunConfig:
+    """The launch-time checks that settings objects cannot do alone; returns the settings to queue.
 
-    t = cfg.train
-    for name in ("epochs", "batch_size", "image_size"):
-        value = getattr(t, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"train setting {name} is {value!r}; expected a whole number >= 1")
-    if t.image_size < 16:
-        raise ValueError(f"image_size {t.image_size} is too small; use 16 or more")
-    if not isinstance(t.learning_rate, (int, float)) or isinstance(t.learning_rate, bool) or not t.learning_rate > 0:
-        raise ValueError(f"learning_rate {t.learning_rate!r} must be a positive number (1e-4 is the usual start)")
-    from segcore.training.trainer import LR_SCHEDULES, OPTIMIZERS
+    The settings were validated when they were built (``segcore.config``);
+    here the machine-dependent checks run again (settings read back from a run
+    folder skip them), and ``train.backend`` "auto" becomes the backend of this
+    process's environment (``$KERAS_BACKEND``), checked to be installed.
+    """
+    from dataclasses import replace
 
-    if t.optimizer not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {t.optimizer!r}; valid ones are {list(OPTIMIZERS)}")
-    if t.lr_schedule not in LR_SCHEDULES:
-        raise ValueError(f"unknown lr_schedule {t.lr_schedule!r}; valid ones are {list(LR_SCHEDULES)}")
-    if t.distribution not in DISTRIBUTIONS:
-        raise ValueError(f"unknown distribution {t.distribution!r}; valid ones are {list(DISTRIBUTIONS)}")
-    if t.mixed_precision not in PRECISIONS:
-        raise ValueError(f"unknown mixed_precision {t.mixed_precision!r}; valid ones are {list(PRECISIONS)}")
-    m = cfg.model
-    if m.encoder == "none" and isinstance(m.depth, int) and m.depth > 0 and t.image_size % (2**m.depth):
-        step = 2**m.depth
-        raise ValueError(
-            f"image_size {t.image_size} is not divisible by 2^depth = {step} (depth {m.depth}); "
-            f"use a multiple of {step}, e.g. {max(step, round(t.image_size / step) * step)}"
-        )
-    if m.encoder != "none":
-        from segcore.models import encoders
+    from segcore.config import check_machine
+    from segcore.training.device import check_backend, configured_backend
 
-        spec = encoders.get(m.encoder)
-        if t.image_size < spec.min_size or t.image_size % spec.reduction:
-            step = spec.reduction
-            raise ValueError(
-                f"image_size {t.image_size} does not fit encoder {m.encoder!r}: use a multiple of {step} "
-                f"(at least {spec.min_size}), e.g. {max(spec.min_size, round(t.image_size / step) * step)}"
-            )
-    if cfg.model.freeze == "fine_tune" and not 0 < cfg.model.fine_tune_after < t.epochs:
-        raise ValueError(
-            f"fine_tune_after {cfg.model.fine_tune_after} must lie between 1 and epochs - 1 ({t.epochs - 1}) "
-            "so that some epochs are frozen and some fine-tuned"
-        )
+    check_machine(cfg)
+    backend = cfg.train.backend if cfg.train.backend != "auto" else configured_backend()
+    check_backend(backend)
+    if backend != cfg.train.backend:
+        cfg = replace(cfg, train=replace(cfg.train, backend=backend))
+    return cfg
 
 
 def launch(
@@ -154,8 +129,12 @@ def launch(
         ValueError: settings that cannot train.
     """
     ws = ws or get_workspace()
-    check_config(cfg)
+    cfg = check_config(cfg)
     dataset, record = dataset_record(ws, cfg.train.dataset)
+    size = cfg.train.image_size
+    check_memory(cfg, record["num_samples"] * size * size * (record["channels"] + 1),
+                 f"the {record['num_samples']} images and masks of {cfg.train.dataset!r} in memory at {size}x{size}, "
+                 "plus the activations of one training step")
     if split is None:
         subsets = {s.id: s.subset for s in dataset.info.samples}
         split = split_ids(dataset.ids, cfg.train.split, subsets).to_dict()
@@ -194,9 +173,29 @@ def ensure_worker(ws: Workspace | None = None) -> bool:
     return True
 
 
-def spawn_module(module: str, arg: str, ws: Workspace, log_path: Path, *, detach: bool = False) -> subprocess.Popen:
-    """Start ``python -m <module> <arg>`` for workspace ``ws``, its output appended to ``log_path``."""
-    env = dict(os.environ, SEGCORE_WORKSPACE=str(ws.root))
+def wake_queue(ws: Workspace | None = None) -> bool:
+    """Start a queue worker if runs are waiting and no worker lives (one was killed, or never started).
+
+    The command line and every dashboard page call this, so a queue never
+    stalls for want of a worker. Returns True if a worker was started; never
+    raises for an unreadable or read-only workspace (it then returns False).
+    """
+    ws = ws or get_workspace()
+    try:
+        if not queued_runs(ws) or worker_running(ws):
+            return False
+        return ensure_worker(ws)
+    except OSError:
+        return False
+
+
+def spawn_module(module: str, arg: str, ws: Workspace, log_path: Path, *, detach: bool = False,
+                 env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Start ``python -m <module> <arg>`` for workspace ``ws``, its output appended to ``log_path``.
+
+    ``env`` adds to (or overrides) this process's environment, e.g. the run's ``KERAS_BACKEND``.
+    """
+    env = dict(os.environ, SEGCORE_WORKSPACE=str(ws.root), **(env or {}))
     project_root = str(Path(__file__).resolve().parent.parent.parent)
     env["PYTHONPATH"] = project_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     with open(log_path, "ab") as log:
@@ -276,9 +275,18 @@ def resume(run_id: str, ws: Workspace | None = None, *, start_worker: bool = Tru
     """
     ws = ws or get_workspace()
     run = open_run(run_id, ws)
+    status = run.true_status()
+    if status.get("state") == DAMAGED and status.get("process_alive"):
+        raise ValueError(f"run {run.run_id} is damaged but its training process still runs; wait for its next "
+                         "heartbeat to rewrite status.json, or stop it")
+    try:
+        run.read_config()  # the settings a resumed run trains with
+        run.read_train_state()  # the epoch the checkpoints hold
+    except RunFileError as exc:
+        raise ValueError(f"run {run.run_id} cannot be resumed: {exc}; delete it, or re-run it with new settings") from None
     run.clear_stop()
     done = run.transition(
-        ("stopped", "interrupted", "failed"),
+        ("stopped", "interrupted", "failed", DAMAGED),
         state="queued",
         queued_at=time.time(),
         message="queued to resume from the last checkpoint",
@@ -287,7 +295,7 @@ def resume(run_id: str, ws: Workspace | None = None, *, start_worker: bool = Tru
     )
     if done is None:
         state = run.true_status().get("state")
-        raise ValueError(f"run {run.run_id} is {state}; only stopped, interrupted or failed runs can be resumed")
+        raise ValueError(f"run {run.run_id} is {state}; only stopped, interrupted, failed or damaged runs can be resumed")
     if start_worker:
         ensure_worker(ws)
     return run.run_id
@@ -308,7 +316,8 @@ def wait_for(run_ids: list[str], ws: Workspace | None = None, *, timeout: float 
         statuses = {rid: run.true_status() for rid, run in runs.items()}
         if on_progress is not None:
             on_progress(statuses)
-        active = [rid for rid, s in statuses.items() if s.get("state") in ACTIVE_STATES]
+        # A damaged status whose training process lives is still a run in progress.
+        active = [rid for rid, s in statuses.items() if s.get("state") in ACTIVE_STATES or s.get("process_alive")]
         if not active:
             return statuses
         if any(statuses[rid].get("state") == "queued" for rid in active) and time.time() - last_worker_check > 5:

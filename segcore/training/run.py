@@ -6,6 +6,17 @@ It keeps ``status.json`` current (state, progress, a heartbeat from a thread
 every few seconds) and writes the final state: finished, failed (with the
 error), or stopped.
 
+The process owns the run's status: it reads ``status.json`` once, at the
+start, keeps it in memory (``LiveStatus``) and only ever writes it whole, so a
+file someone else damaged is replaced by its next heartbeat instead of ending
+the run. It holds ``.process.lock`` for its whole life, so readers can tell
+that it lives even while ``status.json`` is unreadable, and a second process
+cannot train the same run.
+
+The Keras backend is the run's ``train.backend`` setting: this process sets
+``KERAS_BACKEND`` before Keras is imported and fails the run, naming both, if
+Keras runs on another backend anyway.
+
 SIGTERM asks for a graceful stop (as the STOP file does); a second SIGTERM
 ends the process at once, leaving the last finished epoch to resume from.
 """
@@ -22,7 +33,8 @@ import time
 import traceback
 from pathlib import Path
 
-from segcore.runs import RunFolder, iso
+from segcore.runfiles import RunFileError
+from segcore.runs import LiveStatus, RunFolder, iso
 
 HEARTBEAT_EVERY_S = 5.0
 
@@ -39,12 +51,27 @@ def _setup_logging(run: RunFolder) -> None:
     root.addHandler(err)
 
 
-def _heartbeat_loop(run: RunFolder, done: threading.Event) -> None:
+def _heartbeat_loop(status: LiveStatus, done: threading.Event) -> None:
     while not done.wait(HEARTBEAT_EVERY_S):
         try:
-            run.heartbeat()
+            status.update(heartbeat=time.time())
         except Exception:  # a full disk must not kill training; the status just ages
             pass
+
+
+def use_backend(requested: str) -> str | None:
+    """Make Keras use ``requested`` (a ``train.backend``) in this process; returns an error message or None."""
+    if requested in (None, "", "auto"):
+        return None
+    if "keras" not in sys.modules:
+        os.environ["KERAS_BACKEND"] = requested
+    import keras
+
+    actual = keras.backend.backend()
+    if actual != requested:
+        return (f"the run asks for the {requested!r} Keras backend but this process runs {actual!r} "
+                f"(KERAS_BACKEND={os.environ.get('KERAS_BACKEND', '')!r}); start it with KERAS_BACKEND={requested}")
+    return None
 
 
 def execute(run_dir: str | os.PathLike) -> int:
@@ -53,20 +80,29 @@ def execute(run_dir: str | os.PathLike) -> int:
     if not run.exists():
         print(f"error: {run_dir} is not a run folder (config.json missing)", file=sys.stderr)
         return 2
+    lock = run.acquire_process_lock()
+    if lock is None:
+        print(f"error: another process is already training {run.run_id}", file=sys.stderr)
+        return 3
     _setup_logging(run)
     log = logging.getLogger("segcore.training")
+    try:
+        previous = run.read_status()
+    except RunFileError as exc:
+        log.warning("%s; starting from the checkpoints' record", exc)
+        previous = run.rebuilt_status(exc)
     if run.stop_requested():
-        run.update_status(state="stopped", message="stopped before training started", finished_at=iso())
+        LiveStatus(run, previous).update(state="stopped", message="stopped before training started", finished_at=iso())
         run.clear_stop()
         return 0
-    status = run.read_status()
-    run.update_status(
+    status = LiveStatus(run, previous)
+    status.update(
         state="running",
         pid=os.getpid(),
         host=socket.gethostname(),
         heartbeat=time.time(),
-        started_at=status.get("started_at") or iso(),
-        attempt=int(status.get("attempt", 0)) + 1,
+        started_at=previous.get("started_at") or iso(),
+        attempt=int(previous.get("attempt", 0)) + 1,
         message="starting",
     )
     terms = {"count": 0}
@@ -76,18 +112,20 @@ def execute(run_dir: str | os.PathLike) -> int:
         if terms["count"] == 1:
             run.request_stop()  # the trainer stops after the current batch
             return
-        run.update_status(state="stopped", message="stopped by SIGTERM; resume continues from the last finished epoch", finished_at=iso())
+        status.update(state="stopped", message="stopped by SIGTERM; resume continues from the last finished epoch", finished_at=iso())
         os._exit(143)
 
     signal.signal(signal.SIGTERM, on_term)
     done = threading.Event()
-    beat = threading.Thread(target=_heartbeat_loop, args=(run, done), daemon=True)
+    beat = threading.Thread(target=_heartbeat_loop, args=(status, done), daemon=True)
     beat.start()
     code = 0
     try:
-        from segcore.training.trainer import train_run
+        from segcore.training.trainer import Trainer
 
-        result = train_run(run)
+        trainer = Trainer(run, status)
+        problem = use_backend(trainer.cfg.train.backend)
+        result = {"state": "failed", "message": problem} if problem else trainer.train()
     except Exception as exc:
         log.error("training failed:\n%s", traceback.format_exc())
         result = {"state": "failed", "message": f"{type(exc).__name__}: {exc}"}
@@ -98,10 +136,11 @@ def execute(run_dir: str | os.PathLike) -> int:
         code = 1
     result.setdefault("message", "")
     log.info("run %s %s: %s", run.run_id, result["state"], result["message"])
-    run.update_status(finished_at=iso(), batch_loss=None, **result)
+    status.update(finished_at=iso(), batch_loss=None, **result)
     if result["state"] in ("stopped", "finished"):
         run.clear_stop()
     logging.shutdown()
+    lock.close()
     return code
 
 

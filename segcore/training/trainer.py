@@ -5,6 +5,15 @@
 ``keras.utils.PyDataset`` of in-memory arrays with joint augmentation. It
 resumes from ``checkpoints/last.keras`` when the folder has one, so a run
 killed mid-epoch loses at most that epoch.
+
+The trainer reads the run folder once, at the start (settings, and on resume
+the checkpoint, ``state.json`` and ``history.csv``); from then on it keeps
+everything in memory and only writes: status through a ``LiveStatus``, the
+history, checkpoints and ``state.json`` whole at every epoch end.
+
+Resuming restores the weights and the optimizer state (moments and step
+count) from ``last.keras``; with the batch order and augmentation depending
+only on (seed, epoch), a stopped-and-resumed run repeats an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -17,17 +26,15 @@ from typing import Any
 
 import numpy as np
 
-from segcore.config import RunConfig
+from segcore.config import LR_SCHEDULES, OPTIMIZERS, RunConfig
 from segcore.data.dataset import load_dataset
 from segcore.fsutil import write_json_atomic
-from segcore.runs import RunFolder
+from segcore.runs import LiveStatus, RunFolder
 from segcore.training import health
 from segcore.training.pipeline import check_masks, class_frequencies, load_arrays, make_batches, windows
 
 log = logging.getLogger("segcore.training")
 
-OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "nadam")
-LR_SCHEDULES = ("none", "cosine", "step", "exponential", "plateau")
 HEALTH_SAMPLES = 32  # validation images the per-epoch health check predicts
 STATUS_EVERY_S = 1.0  # batch progress is written at most this often
 
@@ -185,7 +192,7 @@ def make_run_callback(trainer: "Trainer"):
             self._epoch_start = time.time()
             lr = self.t.lr_for_epoch(epoch)
             _set_lr(self.model, lr)
-            self.t.run.update_status(epoch=epoch, batch=0, batches=self.t.steps_per_epoch, message=f"epoch {epoch + 1}/{self.t.epochs}")
+            self.t.status.update(epoch=epoch, batch=0, batches=self.t.steps_per_epoch, message=f"epoch {epoch + 1}/{self.t.epochs}")
 
         def on_train_batch_end(self, batch, logs=None):
             logs = logs or {}
@@ -208,7 +215,7 @@ def make_run_callback(trainer: "Trainer"):
                 fields = {"batch": batch + 1, "heartbeat": now}
                 if loss is not None:
                     fields["batch_loss"] = float(loss)
-                self.t.run.update_status(**fields)
+                self.t.status.update(**fields)
 
         def on_epoch_end(self, epoch, logs=None):
             if self.partial_epoch:
@@ -236,16 +243,40 @@ def save_model_atomic(model, path) -> None:
     os.replace(tmp, path)
 
 
+def link_atomic(source, target) -> None:
+    """Give ``source``'s file the name ``target`` too (a hard link, or a copy where links fail), atomically."""
+    source, target = os.fspath(source), os.fspath(target)
+    tmp = os.path.join(os.path.dirname(target), f".tmp-{os.getpid()}-{os.path.basename(target)}")
+    try:
+        os.link(source, tmp)
+    except OSError:
+        import shutil
+
+        shutil.copyfile(source, tmp)
+    os.replace(tmp, target)
+
+
+def health_sample_count(available: int, batch_size: int) -> int:
+    """Validation images the per-epoch health check predicts: up to ``HEALTH_SAMPLES``, whole batches only.
+
+    Whole batches keep the compiled prediction step at one shape.
+    """
+    n = min(HEALTH_SAMPLES, available)
+    batch = max(1, min(batch_size, n))
+    return max(batch, (n // batch) * batch)
+
+
 # -- the trainer -----------------------------------------------------------------
 
 
 class Trainer:
     """Trains one run in its folder. Use ``train_run(run)``."""
 
-    def __init__(self, run: RunFolder):
+    def __init__(self, run: RunFolder, status: LiveStatus | None = None):
         self.run = run
         self.meta = run.read_meta()
-        self.cfg: RunConfig = RunConfig.from_dict(self.meta["config"])
+        self.cfg: RunConfig = RunConfig.from_dict(self.meta["config"], stored=True)
+        self.status = status or LiveStatus(run, run.read_status())
         self.epochs = int(self.cfg.train.epochs)
         self.failure: str | None = None
         self.stopped = False
@@ -362,12 +393,14 @@ class Trainer:
         row.update({k: float(v) for k, v in logs.items() if _is_number(v)})
         row["lr"] = self.current_lr
         row["seconds"] = round(seconds, 3)
+        row["ended_at"] = round(time.time(), 3)  # wall clock: epoch-to-epoch time includes everything
         warnings: list[str] = []
         if self.val_x is not None:
-            x = self.val_x[:HEALTH_SAMPLES].astype(np.float32)
-            probs = model.predict(x, batch_size=self.cfg.train.batch_size, verbose=0)
+            n = health_sample_count(len(self.val_x), int(self.cfg.train.batch_size))
+            x = self.val_x[:n].astype(np.float32)
+            probs = model.predict(x, batch_size=min(int(self.cfg.train.batch_size), n), verbose=0)
             h = health.epoch_health(
-                self.val_m[:HEALTH_SAMPLES], np.asarray(probs, np.float32), self.mode, self.class_names,
+                self.val_m[:n], np.asarray(probs, np.float32), self.mode, self.class_names,
                 include_background=self.include_background,
             )
             warnings = health.health_warnings(h, self.health_missing, completed)
@@ -379,7 +412,7 @@ class Trainer:
                 # Batch norm predicts with moving averages: compare with batch statistics.
                 stats = predict_with_batch_stats(model, x, int(self.cfg.train.batch_size))
                 hb = health.epoch_health(
-                    self.val_m[:HEALTH_SAMPLES], stats, self.mode, self.class_names, include_background=self.include_background,
+                    self.val_m[:n], stats, self.mode, self.class_names, include_background=self.include_background,
                 )
                 h["mean_dice_batch_stats"] = hb["mean_dice"]
                 if hb["mean_dice"] is not None:
@@ -398,7 +431,6 @@ class Trainer:
         best = self.state.get("best_val_dice")
         improved = score is not None and (best is None or score > best)
         if improved:
-            save_model_atomic(model, self.run.best_model_path)
             self.state["best_val_dice"] = float(score)
             self.state["best_epoch"] = completed
         # Early stopping on validation loss (patience counted in epochs, kept across resumes).
@@ -418,6 +450,8 @@ class Trainer:
         self.state["epoch"] = completed
         self.state["health_missing"] = dict(self.health_missing)
         save_model_atomic(model, self.run.last_model_path)
+        if improved:  # the same bytes: a second name for the file just written, not a second save
+            link_atomic(self.run.last_model_path, self.run.best_model_path)
         self.run.write_history(self.history)
         self.run.write_train_state(self.state)  # the commit point: resume starts after this epoch
         status = {
@@ -431,7 +465,7 @@ class Trainer:
         }
         if self.last_health is not None:
             status["health"] = self.last_health
-        self.run.update_status(**status)
+        self.status.update(**status)
         log.info("epoch %d/%d %s", completed, self.epochs, {k: round(v, 4) for k, v in row.items() if isinstance(v, float)})
 
     # -- the whole run -----------------------------------------------------------
@@ -448,9 +482,11 @@ class Trainer:
             self.setup_warnings.append(warning)
         keras.mixed_precision.set_global_policy(policy)
         keras.utils.set_random_seed(int(t.seed))
-        env = dict(dev, precision=policy, jit_compile=self.on_gpu, versions=device.package_versions())
-        self.run.update_meta(environment=env)
-        self.run.update_status(message="loading data", backend=dev["backend"], device=dev["device"])
+        env = dict(dev, requested_backend=t.backend, precision=policy, jit_compile=self.on_gpu,
+                   versions=device.package_versions())
+        self.meta["environment"] = env
+        self.run.write_meta(self.meta)
+        self.status.update(message="loading data", backend=dev["backend"], device=dev["device"])
         self.load_data()
         self.setup_warnings += health.check_setup(self.mode, self.num_classes, t.loss)
         resume_state = self.run.read_train_state() if self.run.last_model_path.is_file() else None
@@ -463,14 +499,14 @@ class Trainer:
                 self.health_missing = dict(self.state.get("health_missing", {}))
                 start = int(self.state["epoch"])
                 log.info("resuming from epoch %d (checkpoint %s)", start, self.run.last_model_path)
-                self.run.update_status(resumed_from=start)
+                self.status.update(resumed_from=start)
             else:
                 self.state = {"epoch": 0}
                 model = self.build()
                 self.compile(model, self.lr_for_epoch(0))
                 start = 0
             health.check_setup(self.mode, self.num_classes, t.loss, int(model.output.shape[-1]))
-            self.run.update_status(
+            self.status.update(
                 message="training", epoch=start, epochs=self.epochs, warnings=list(self.setup_warnings),
                 replicas=device.replicas(strategy), params=int(model.count_params()),
             )
@@ -492,6 +528,7 @@ class Trainer:
                 callbacks.append(tb)
             else:
                 log.warning("%s", tb_note)
+            self.status.update(training_started_at=time.time())
             phases = []
             if fine_tune_at and start < fine_tune_at < self.epochs and not self.state.get("fine_tuned"):
                 phases = [(start, fine_tune_at, False), (fine_tune_at, self.epochs, True)]
@@ -505,7 +542,10 @@ class Trainer:
                     self.state["fine_tuned"] = True
                     self.compile(model, self.lr_for_epoch(first))
                     log.info("fine-tuning the encoder from epoch %d at lr %g", first + 1, self.current_lr)
-                model.fit(train, validation_data=val, initial_epoch=first, epochs=last, callbacks=callbacks, verbose=0)
+                # shuffle=False: the batches already come in a (seed, epoch) order; Keras's own shuffle of
+                # the batch order draws from Python's global random state, which a resumed process does not share.
+                model.fit(train, validation_data=val, initial_epoch=first, epochs=last, callbacks=callbacks, verbose=0,
+                          shuffle=False)
                 if self.failure:
                     raise StopRun("failed", self.failure)
                 if self.stopped:
@@ -515,6 +555,13 @@ class Trainer:
                     break
             return self._finish(model)
 
+    def train(self) -> dict[str, Any]:
+        """Train to the end; returns the final status fields (state, message, test metrics)."""
+        try:
+            return self.run_training()
+        except StopRun as stop:
+            return {"state": stop.state, "message": stop.message}
+
     def _resume_model(self):
         import keras
 
@@ -523,7 +570,11 @@ class Trainer:
             if model.optimizer is None:
                 raise ValueError("checkpoint has no optimizer")
         except Exception as exc:  # an unloadable optimizer state: rebuild and restore the weights only
-            log.warning("could not restore the optimizer from %s (%s); restoring the weights only", self.run.last_model_path, exc)
+            note = (f"the optimizer state could not be restored from checkpoints/last.keras ({type(exc).__name__}: "
+                    f"{str(exc)[:200]}); training went on from the weights with a fresh optimizer, so this run "
+                    "differs from an uninterrupted one")
+            log.warning(note)
+            self.setup_warnings.append(note)
             model = self.build()
             if self.state.get("fine_tuned"):
                 from segcore.models import set_encoder_trainable
@@ -545,7 +596,7 @@ class Trainer:
             message = f"finished {done} epoch(s)"
         best_path = self.run.best_model_path if self.run.best_model_path.is_file() else self.run.last_model_path
         if self.test_ids:
-            self.run.update_status(message="evaluating the test split")
+            self.status.update(message="evaluating the test split")
             best = keras.models.load_model(best_path, compile=False)
             from segcore.training.evaluate import evaluate_run_model
 
@@ -598,7 +649,7 @@ def _is_number(value: Any) -> bool:
     return not isinstance(value, (str, bool))
 
 
-def train_run(run: RunFolder) -> dict[str, Any]:
+def train_run(run: RunFolder, status: LiveStatus | None = None) -> dict[str, Any]:
     """Train the run in ``run``'s folder to the end; returns the final status fields.
 
     Returns:
@@ -607,11 +658,7 @@ def train_run(run: RunFolder) -> dict[str, Any]:
     """
     import resource
 
-    trainer = Trainer(run)
-    try:
-        result = trainer.run_training()
-    except StopRun as stop:
-        result = {"state": stop.state, "message": stop.message}
+    result = Trainer(run, status).train()
     usage = resource.getrusage(resource.RUSAGE_SELF)
     result["cpu_seconds"] = round(usage.ru_utime + usage.ru_stime, 1)  # this training process, all its threads
     return result

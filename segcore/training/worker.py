@@ -8,6 +8,13 @@ workspace, also those of a worker that died), sends SIGTERM to a run that
 ignores a stop request for ``STOP_GRACE_S``, records how a training process
 ended if it could not say so itself (killed: interrupted; crashed: failed),
 and exits when the queue is empty.
+
+No run folder can stop it: a queued run whose ``status.json`` or
+``config.json`` is damaged is skipped, with the reason in the worker's log
+(once per run and reason), and an error while handling one run is logged and
+the worker goes on with the others. Each training process is started with the
+run's own ``train.backend`` as ``KERAS_BACKEND``, whatever this worker's
+environment says. The lock file holds the worker's pid.
 """
 
 from __future__ import annotations
@@ -19,13 +26,16 @@ import socket
 import subprocess
 import sys
 import time
+import traceback
 from pathlib import Path
 
-from segcore.runs import RunFolder, iso, iter_run_folders, queued_runs
+from segcore.runfiles import RunFileError
+from segcore.runs import DAMAGED, RunFolder, iso, iter_run_folders, queued_runs
 from segcore.training.launcher import STOP_GRACE_S, lock_path, max_concurrent_runs, spawn_module
 from segcore.workspace import Workspace, get_workspace
 
 POLL_S = 0.3
+MAX_FAILED_LOOPS = 100  # consecutive loops that raised: the workspace is gone or broken, give up
 
 
 def _try_lock(handle) -> bool:
@@ -42,23 +52,31 @@ def _log(message: str) -> None:
 
 def _start(ws: Workspace, run: RunFolder) -> subprocess.Popen | None:
     now = time.time()
+    backend = run.read_config().train.backend
     # Claim the run first, so that no other worker (or a second look) starts it twice.
     claimed = run.transition(("queued",), state="running", pid=None, host=socket.gethostname(), heartbeat=now, message="starting the training process")
     if claimed is None:
         return None
-    proc = spawn_module("segcore.training.run", str(run.path), ws, run.path / "process.log")
+    env = {} if backend == "auto" else {"KERAS_BACKEND": backend}
+    proc = spawn_module("segcore.training.run", str(run.path), ws, run.path / "process.log", env=env)
     with run._lock():
         status = run.read_status()
         if status.get("pid") is None and status.get("state") == "running":
             status["pid"] = proc.pid
             run.write_status(status)
-    _log(f"started {run.run_id} as pid {proc.pid}")
+    _log(f"started {run.run_id} as pid {proc.pid}" + (f" on the {backend} backend" if env else ""))
     return proc
 
 
 def _reap(run: RunFolder, proc: subprocess.Popen) -> None:
     code = proc.returncode
-    status = run.read_status()
+    try:
+        status = run.read_status()
+    except RunFileError as exc:
+        if code == 0:  # it wrote its result; someone damaged the file since
+            _log(f"{run.run_id} ended (exit code 0) but {exc}; it is listed as damaged")
+            return
+        status = {"state": "running", "pid": None}
     if status.get("state") != "running" or status.get("pid") not in (proc.pid, None):
         _log(f"{run.run_id} ended ({status.get('state')}, exit code {code})")
         return
@@ -74,11 +92,32 @@ def _live_runs(ws: Workspace) -> int:
     count = 0
     for run in iter_run_folders(ws):
         try:
-            if run.true_status().get("state") == "running":
-                count += 1
-        except ValueError:
+            status = run.true_status()
+        except (ValueError, OSError):
             continue
+        if status.get("state") == "running" or (status.get("state") == DAMAGED and status.get("process_alive")):
+            count += 1
     return count
+
+
+class _Skips:
+    """Queued runs the worker cannot start, each logged once per reason."""
+
+    def __init__(self) -> None:
+        self.reasons: dict[str, str] = {}
+
+    def record(self, skipped: dict[str, str]) -> None:
+        for run_id, reason in skipped.items():
+            if self.reasons.get(run_id) != reason:
+                _log(f"skipped {run_id}: {reason}")
+        self.reasons = dict(skipped)
+
+
+def _waiting(ws: Workspace, skips: _Skips) -> list[RunFolder]:
+    skipped: dict[str, str] = {}
+    waiting = queued_runs(ws, skipped)
+    skips.record(skipped)
+    return waiting
 
 
 def serve(ws: Workspace) -> int:
@@ -86,38 +125,63 @@ def serve(ws: Workspace) -> int:
     handle = open(lock_path(ws), "a+")
     if not _try_lock(handle):
         return 0
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
     _log("serving the queue")
     children: dict[str, tuple[RunFolder, subprocess.Popen]] = {}
     termed: set[str] = set()
+    skips = _Skips()
+    failed: dict[str, str] = {}  # runs whose start raised: not tried again by this worker
+    failed_loops = 0
     while True:
-        for run_id, (run, proc) in list(children.items()):
-            if proc.poll() is not None:
-                _reap(run, proc)
-                del children[run_id]
-                termed.discard(run_id)
-            elif run_id not in termed and run.stop_path.exists() and time.time() - run.stop_path.stat().st_mtime > STOP_GRACE_S:
-                proc.send_signal(signal.SIGTERM)  # the run did not stop at a batch end in time
-                termed.add(run_id)
         try:
-            limit = max_concurrent_runs(ws)
-        except ValueError as exc:
-            _log(f"{exc}; using 1")
-            limit = 1
-        waiting = queued_runs(ws)
-        if waiting and _live_runs(ws) < limit:
-            run = waiting[0]
-            proc = _start(ws, run)
-            if proc is not None:
-                children[run.run_id] = (run, proc)
-            continue
-        if not children and not waiting:
-            # Release before the last look: a launch that queued after this look finds the lock free.
-            fcntl.flock(handle, fcntl.LOCK_UN)
-            if not queued_runs(ws) or not _try_lock(handle):
-                _log("queue empty, exiting")
-                handle.close()
-                return 0
-            continue
+            for run_id, (run, proc) in list(children.items()):
+                if proc.poll() is not None:
+                    del children[run_id]
+                    termed.discard(run_id)
+                    _reap(run, proc)
+                elif run_id not in termed and run.stop_path.exists() and time.time() - run.stop_path.stat().st_mtime > STOP_GRACE_S:
+                    proc.send_signal(signal.SIGTERM)  # the run did not stop at a batch end in time
+                    termed.add(run_id)
+            try:
+                limit = max_concurrent_runs(ws)
+            except ValueError as exc:
+                _log(f"{exc}; using 1")
+                limit = 1
+            waiting = [r for r in _waiting(ws, skips) if r.run_id not in failed]
+            if waiting and _live_runs(ws) < limit:
+                run = waiting[0]
+                try:
+                    proc = _start(ws, run)
+                except Exception as exc:  # this run's folder, not the queue: skip it and go on
+                    failed[run.run_id] = f"{type(exc).__name__}: {exc}"
+                    _log(f"skipped {run.run_id}: could not start it ({failed[run.run_id]})")
+                    try:
+                        run.update_status(state="failed", finished_at=iso(),
+                                          message=f"the queue worker could not start it: {failed[run.run_id]}")
+                    except Exception:
+                        pass  # the log keeps the reason
+                    continue
+                if proc is not None:
+                    children[run.run_id] = (run, proc)
+                continue
+            if not children and not waiting:
+                # Release before the last look: a launch that queued after this look finds the lock free.
+                fcntl.flock(handle, fcntl.LOCK_UN)
+                if not [r for r in _waiting(ws, skips) if r.run_id not in failed] or not _try_lock(handle):
+                    _log("queue empty, exiting")
+                    handle.close()
+                    return 0
+                continue
+            failed_loops = 0
+        except Exception:
+            failed_loops += 1
+            _log(f"error while serving the queue (it goes on):\n{traceback.format_exc()}")
+            if failed_loops >= MAX_FAILED_LOOPS:
+                _log("giving up after repeated errors")
+                return 1
         time.sleep(POLL_S)
 
 
