@@ -22,9 +22,11 @@ training process's own, which it records in the run's status as ``cpu_seconds``.
 
 Usage:
     python bench/isbi_small_data.py [--data PATH] [--workspace DIR] [--skip-baseline]
-        [--segcore-args "--epochs 40 ..."]
+        [--segcore-args "--epochs 40 ..."] [--segcore-args "..."]
 
-The last line is one JSON object with both Dice values and both CPU times.
+The last line is one JSON object with the Dice values and CPU times of the
+tutorial and of each segcore variant (``segcore``: a list; an empty
+``--segcore-args`` is the defaults).
 """
 
 from __future__ import annotations
@@ -156,7 +158,10 @@ def run_segcore(ws_root: Path, extra: list[str]) -> dict:
     report = run.read_evaluation() or {}
     # The training runs in its own process (started by the run queue, not a child of the CLI):
     # it records its own CPU time; the CLI's (waiting) is added.
-    cpu += float(run.true_status().get("cpu_seconds") or 0.0)
+    own = run.true_status().get("cpu_seconds")
+    if own is None:
+        raise SystemExit(f"run {run.run_id} did not record its training process's cpu_seconds")
+    cpu += float(own)
     membrane = next((r for r in report.get("per_class", []) if r.get("class_id") == 1), {})
     return {
         "membrane_dice": round(float(membrane.get("dice")), 4) if membrane.get("dice") is not None else None,
@@ -174,7 +179,8 @@ def main(argv=None) -> int:
     p.add_argument("--workspace", help="workspace folder (default: a new temporary one)")
     p.add_argument("--skip-baseline", action="store_true")
     p.add_argument("--skip-segcore", action="store_true")
-    p.add_argument("--segcore-args", default="", help="extra flags for segcore train (default: none, the defaults)")
+    p.add_argument("--segcore-args", action="append",
+                   help="extra flags for segcore train (default: none, the defaults); repeat to train several variants")
     args = p.parse_args(argv)
 
     from segcore.data.dataset import load_dataset
@@ -198,11 +204,14 @@ def main(argv=None) -> int:
         out["tutorial"] = run_baseline(dataset, ws.root)
         print(f"tutorial: {out['tutorial']}", file=sys.stderr, flush=True)
     if not args.skip_segcore:
-        out["segcore"] = run_segcore(ws.root, shlex.split(args.segcore_args))
-        print(f"segcore: {out['segcore']}", file=sys.stderr, flush=True)
-    if "tutorial" in out and "segcore" in out:
-        out["dice_ratio"] = round(out["segcore"]["membrane_dice"] / max(out["tutorial"]["membrane_dice"], 1e-9), 3)
-        out["cpu_ratio"] = round(out["segcore"]["cpu_s"] / max(out["tutorial"]["cpu_s"], 1e-9), 3)
+        out["segcore"] = []
+        for extra in args.segcore_args or [""]:
+            result = run_segcore(ws.root, shlex.split(extra))
+            if "tutorial" in out:
+                result["dice_ratio"] = round(result["membrane_dice"] / max(out["tutorial"]["membrane_dice"], 1e-9), 3)
+                result["cpu_ratio"] = round(result["cpu_s"] / max(out["tutorial"]["cpu_s"], 1e-9), 3)
+            out["segcore"].append(result)
+            print(f"segcore: {result}", file=sys.stderr, flush=True)
     print(json.dumps(out))
     return 0
 

@@ -58,7 +58,7 @@ def test_default_norm_is_group_and_older_settings_keep_batch_norm():
     model = build_model(ModelConfig(depth=3, filters=8), image_size=16, channels=1, mode="binary", num_classes=2)
     assert any(isinstance(layer, keras.layers.GroupNormalization) for layer in model.layers)
     assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in model.layers)
-    with pytest.raises(ValueError, match="unknown norm 'layer'"):
+    with pytest.raises(ValueError, match="model.norm is 'layer'"):
         build_model(ModelConfig(norm="layer"), image_size=16, channels=1, mode="binary", num_classes=2)
 
 

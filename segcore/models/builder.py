@@ -16,7 +16,7 @@ from typing import Any
 
 import keras
 
-from segcore.config import FREEZE_MODES, NORMS, ModelConfig
+from segcore.config import FREEZE_MODES, ModelConfig
 from segcore.models import encoders as encoder_registry
 from segcore.models.heads import head_for
 from segcore.models.layers import Preprocess
@@ -37,8 +37,6 @@ def _check_config(cfg: ModelConfig, image_size: int, channels: int) -> None:
         raise ValueError(f"unknown upsampling {cfg.upsampling!r}; valid ones are {list(UPSAMPLING)}")
     if not isinstance(cfg.filters, int) or cfg.filters < 1:
         raise ValueError(f"filters must be a positive int, got {cfg.filters!r}")
-    if cfg.norm not in NORMS:
-        raise ValueError(f"unknown norm {cfg.norm!r}; valid ones are {list(NORMS)}")
     if not 0.0 <= float(cfg.dropout) < 1.0:
         raise ValueError(f"dropout must be in [0, 1), got {cfg.dropout!r}")
     if cfg.freeze not in FREEZE_MODES:

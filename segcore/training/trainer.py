@@ -653,12 +653,6 @@ def train_run(run: RunFolder, status: LiveStatus | None = None) -> dict[str, Any
     """Train the run in ``run``'s folder to the end; returns the final status fields.
 
     Returns:
-        ``{"state": "finished" | "failed" | "stopped", "message": ..., "test": {...}, "cpu_seconds": ...}``
-        (``cpu_seconds``: user + system CPU time of the training process).
+        ``{"state": "finished" | "failed" | "stopped", "message": ..., "test": {...}}``.
     """
-    import resource
-
-    result = Trainer(run, status).train()
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    result["cpu_seconds"] = round(usage.ru_utime + usage.ru_stime, 1)  # this training process, all its threads
-    return result
+    return Trainer(run, status).train()
