@@ -41,10 +41,8 @@ require_login()
 @st.cache_resource(show_spinner="Preparing the demo dataset (first start only)…")
 def prepare_demo(root: str) -> str | None:
     """Create the demo dataset in the workspace at ``root`` if it is missing; return an error message or None."""
-    try:
-        from segcore.data.demo import ensure_demo
-    except ModuleNotFoundError:
-        return "the demo dataset generator is not part of this installation"
+    from segcore.data.demo import ensure_demo
+
     try:
         ensure_demo(get_workspace(root))
     except (ValueError, OSError) as exc:

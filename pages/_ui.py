@@ -7,6 +7,7 @@ Streamlit's, keyed by the workspace path and the dataset's content hash).
 from __future__ import annotations
 
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Iterator
 
 import numpy as np
@@ -16,6 +17,7 @@ from segcore import visualize as viz
 from segcore.data.dataset import Dataset, DatasetInfo, list_datasets, load_dataset
 from segcore.fsutil import describe_os_error
 from segcore.runfiles import RunFileError
+from segcore.runs import RunFolder
 from segcore.safetext import markdown_text
 from segcore.workspace import Workspace, get_workspace
 
@@ -107,6 +109,25 @@ def sample_pair(root: str, name: str, key: str, sample_id: str, size: int = DISP
     return image, mask
 
 
+def mtime(path: Path) -> float:
+    """When ``path`` last changed (0.0 when it is missing): part of a cache key, so a cache follows the file."""
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+@st.cache_resource(max_entries=6, show_spinner="Loading the model (the first time takes a few seconds)…")
+def predictor(path: str, mtime: float):
+    """The ``Predictor`` of the run folder at ``path``, loaded once per checkpoint time ``mtime``.
+
+    Keras is imported on the first call only, so pages that never predict stay light.
+    """
+    from segcore.prediction import Predictor
+
+    return Predictor.from_folder(RunFolder(path))
+
+
 def select_dataset(ws: Workspace, label: str = "Dataset", key: str = "dataset") -> DatasetInfo | None:
     """A dataset picker shared by pages (the choice is kept in session state across pages)."""
     infos = datasets(ws)
@@ -161,7 +182,7 @@ def metric_label(name: str, class_names: list[str] | tuple[str, ...] = ()) -> st
 def run_columns() -> dict:
     """Column settings for tables of runs (from ``visualize.runs_frame``): number formats and what the columns mean."""
     return {
-        "run": st.column_config.TextColumn("run", help="Run id: start time, model, dataset and a random suffix; the run's folder name."),
+        "run": st.column_config.TextColumn("run", help="The run's name, else its id without the start time (model, dataset, a random suffix); runs that share a name get that suffix added."),
         "model": st.column_config.TextColumn("model", help="unet-d3f8: plain U-Net, depth 3, 8 base filters. Otherwise the encoder (vgg16, resnet50...), -frozen: encoder not trained, -ft5: encoder fine-tuned from epoch 5."),
         "best val Dice": st.column_config.NumberColumn(
             "best val Dice", format="%.3f",

@@ -41,20 +41,6 @@ def cached_probs(path: str, sample_id: str, mtime: float) -> np.ndarray | None:
     return runs_mod.RunFolder(path).read_cached_probs(sample_id)
 
 
-@st.cache_resource(max_entries=6, show_spinner="Loading the model…")
-def predictor(path: str, mtime: float):
-    from segcore.prediction import Predictor
-
-    return Predictor.from_folder(runs_mod.RunFolder(path))
-
-
-def _mtime(path) -> float:
-    try:
-        return path.stat().st_mtime
-    except OSError:
-        return 0.0
-
-
 by_dataset: dict[str, list] = {}
 for s in summaries:
     by_dataset.setdefault(s.dataset, []).append(s)
@@ -91,11 +77,11 @@ if len(chosen) < 2:
     st.info("Pick at least two runs.")
     st.stop()
 runs = {r: runs_mod.RunFolder(candidates[r].path) for r in chosen}
-reports = {r: run_report(str(f.path), _mtime(f.evaluation_path)) for r, f in runs.items()}
-indexes = {r: cache_index(str(f.path), _mtime(f.predictions_dir / "index.json")) for r, f in runs.items()}
+reports = {r: run_report(str(f.path), _ui.mtime(f.evaluation_path)) for r, f in runs.items()}
+indexes = {r: cache_index(str(f.path), _ui.mtime(f.predictions_dir / "index.json")) for r, f in runs.items()}
 
 try:
-    ds = _ui.open_dataset(str(ws.root), dataset_name, str(_mtime(ws.dataset_dir(dataset_name) / "dataset.json")))
+    ds = _ui.open_dataset(str(ws.root), dataset_name, str(_ui.mtime(ws.dataset_dir(dataset_name) / "dataset.json")))
 except (FileNotFoundError, ValueError) as exc:
     st.error(f"The runs were trained on dataset {dataset_name!r}, which cannot be opened: {exc}")
     st.stop()
@@ -145,10 +131,10 @@ c[1].caption(
 def prediction(r: str, sid: str) -> np.ndarray:
     """Probabilities for one image: from the run's test cache, else from its model."""
     f = runs[r]
-    probs = cached_probs(str(f.path), sid, _mtime(f.predictions_dir / f"{sid}.npz"))
+    probs = cached_probs(str(f.path), sid, _ui.mtime(f.predictions_dir / f"{sid}.npz"))
     if probs is not None:
         return probs
-    model = predictor(str(f.path), _mtime(f.best_model_path))
+    model = _ui.predictor(str(f.path), _ui.mtime(f.model_path))
     return model.predict_probs(ds.image(sid))
 
 

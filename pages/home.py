@@ -10,6 +10,7 @@ from segcore import runs as runs_mod
 from segcore import visualize as viz
 from segcore.quickstart import MEASURED, QUICK_START, past_quick_starts
 from segcore.safetext import markdown_text
+from segcore.training.device import backend_summary
 
 ws = _ui.workspace()
 st.title("segcore")
@@ -82,7 +83,7 @@ def recent_runs() -> None:
 recent_runs()
 
 st.subheader("Backend and devices")
-env = viz.backend_summary()
+env = backend_summary()
 gpus = ", ".join(env["gpus"]) if env["gpus"] else "none found (training runs on the CPU)"
 st.markdown(
     f"- Keras backend: **{env['backend']}** (from {env['backend_source']}; set `KERAS_BACKEND` to change it)\n"

@@ -23,7 +23,7 @@ st.title("Predict")
 
 def has_model(s) -> bool:
     folder = runs_mod.RunFolder(s.path)
-    return folder.best_model_path.is_file() or folder.last_model_path.is_file()
+    return folder.has_model
 
 
 # A damaged run predicts too while its settings (config.json) can be read.
@@ -38,24 +38,10 @@ if not summaries:
     st.stop()
 
 
-def _mtime(path: Path) -> float:
-    try:
-        return path.stat().st_mtime
-    except OSError:
-        return 0.0
-
-
-@st.cache_resource(max_entries=4, show_spinner="Loading the model (the first time takes a few seconds)…")
-def load_predictor(path: str, mtime: float):
-    from segcore.prediction import Predictor
-
-    return Predictor.from_folder(runs_mod.RunFolder(path))
-
-
 @st.cache_data(max_entries=32, show_spinner=False)
 def predict(path: str, mtime: float, digest: str, _image: np.ndarray) -> np.ndarray:
     """Probabilities at the image's size; cached by run, checkpoint time and image content."""
-    return load_predictor(path, mtime).predict_probs(_image)
+    return _ui.predictor(path, mtime).predict_probs(_image)
 
 
 by_id = {s.run_id: s for s in summaries}
@@ -78,7 +64,7 @@ _ui.to_url("run", "pred_run")
 source = c[1].radio("Images", ["Upload", "Dataset samples"], horizontal=True, key="pred_source")
 s = by_id[run_id]
 folder = runs_mod.RunFolder(s.path)
-model_file = folder.best_model_path if folder.best_model_path.is_file() else folder.last_model_path
+model_file = folder.model_path
 meta = folder.read_meta()
 record = meta.get("dataset") or {}
 
@@ -94,7 +80,7 @@ if source == "Upload":
         st.caption(f"Showing the first {MAX_IMAGES} images.")
 else:
     try:
-        ds = _ui.open_dataset(str(ws.root), s.dataset, str(_mtime(ws.dataset_dir(s.dataset) / "dataset.json")))
+        ds = _ui.open_dataset(str(ws.root), s.dataset, str(_ui.mtime(ws.dataset_dir(s.dataset) / "dataset.json")))
     except (FileNotFoundError, ValueError) as exc:
         st.error(f"The run's dataset {s.dataset!r} cannot be opened: {exc}")
         st.stop()
@@ -110,7 +96,7 @@ if not images:
 class_names = list(record.get("classes") or [])
 mode = record.get("mode", "multiclass")
 try:
-    dataset_info = _ui.open_dataset(str(ws.root), s.dataset, str(_mtime(ws.dataset_dir(s.dataset) / "dataset.json"))).info
+    dataset_info = _ui.open_dataset(str(ws.root), s.dataset, str(_ui.mtime(ws.dataset_dir(s.dataset) / "dataset.json"))).info
     colors = viz.class_colors(dataset_info.classes)
 except (FileNotFoundError, ValueError):
     dataset_info = None
@@ -133,7 +119,7 @@ if dataset_info is not None:
 for n, (name, image) in enumerate(images):
     with st.container(border=True):
         try:
-            probs = predict(str(folder.path), _mtime(model_file), hashlib.sha1(np.ascontiguousarray(image).tobytes()).hexdigest() + str(image.shape), image)
+            probs = predict(str(folder.path), _ui.mtime(model_file), hashlib.sha1(np.ascontiguousarray(image).tobytes()).hexdigest() + str(image.shape), image)
         except (FileNotFoundError, ValueError) as exc:
             st.error(f"Could not predict {markdown_text(name)}: {markdown_text(exc)}")
             continue

@@ -30,20 +30,12 @@ if not runs_mod.list_runs(ws):
 def runs_table() -> None:
     summaries = runs_mod.list_runs(ws)
     df = viz.runs_frame(summaries)
-    df["notes"] = [s.notes for s in summaries]
     c = st.columns([2, 2, 3])
-    states = c[0].multiselect("Status", sorted(df["status"].unique()), key="runs_status", placeholder="any")
-    datasets = c[1].multiselect("Dataset", sorted(df["dataset"].unique()), key="runs_dataset", placeholder="any")
+    states = c[0].multiselect("Status", sorted({s.state for s in summaries}), key="runs_status", placeholder="any")
+    datasets = c[1].multiselect("Dataset", sorted({s.dataset for s in summaries}), key="runs_dataset", placeholder="any")
     query = c[2].text_input("Search run, model, tags, notes", key="runs_query", placeholder="e.g. vgg16 or baseline")
-    shown = df
-    if states:
-        shown = shown[shown["status"].isin(states)]
-    if datasets:
-        shown = shown[shown["dataset"].isin(datasets)]
-    if query.strip():
-        q = query.strip().lower()
-        hay = shown[["run", "id", "model", "encoder", "tags", "notes", "warnings"]].astype(str).agg(" ".join, axis=1).str.lower()
-        shown = shown[hay.str.contains(q, regex=False)]
+    kept = [s.run_id for s in viz.filter_runs(summaries, states, datasets, query)]
+    shown = df[df["id"].isin(kept)]
     st.caption(f"{len(shown)} of {len(df)} runs · updates every 5 s")
     # Tags and warnings only take room when some run has them.
     columns = ["run", "status", "dataset", "model", "best val Dice", "test Dice", "epochs", "duration"]
@@ -159,7 +151,7 @@ def one_run() -> None:
             _act("resume the run", training.resume, run_id, ws)
     if a.button("Re-run with the same settings", key=f"rerun_{run_id}", help="Queues a new run with this config and split, and shows it here."):
         with _ui.friendly_errors("re-run"):
-            new_id = runs_mod.rerun(run_id, ws)
+            new_id = training.rerun(run_id, ws)
             st.session_state["rerun_of"] = (run_id, new_id)
             st.query_params["run"] = new_id
             st.rerun()
@@ -179,7 +171,7 @@ def one_run() -> None:
     # Every download is handed over as bytes: a file id that stays valid across reruns
     # (a deferred callable's id is dropped by the next rerun, and the download then fails).
     d = st.container(horizontal=True)
-    model_path = run.best_model_path if run.best_model_path.is_file() else run.last_model_path
+    model_path = run.model_path
     model_bytes = _ui.readable(model_path.read_bytes, b"") if model_path.is_file() else b""
     d.download_button("Model (.keras)", model_bytes, f"{run_id}.keras", "application/octet-stream", on_click="ignore",
                       key=f"dl_model_{run_id}", disabled=not model_bytes, icon=":material/download:")
@@ -230,22 +222,13 @@ def results_table() -> None:
     by_id = {s.run_id: s for s in summaries}
     labels = _ui.run_labels(summaries)
     visible = [r for r in st.session_state.get("runs_visible", list(by_id)) if r in by_id] or list(by_id)
-    finished = [r for r in visible if by_id[r].state == "finished"]
-    reports = {}
-    meta_study = {}
-    for r in finished:
-        folder = runs_mod.RunFolder(by_id[r].path)
-        rep = _ui.readable(folder.read_evaluation)
-        if rep:
-            reports[r] = rep
-            study = _ui.readable(folder.read_meta, {}).get("sweep") or {}
-            meta_study[r] = study.get("id", "") if isinstance(study, dict) else str(study)
-    if not reports:
+    results = runs_mod.run_results(by_id[r] for r in visible)
+    if not results:
         st.info("No finished run has a test evaluation yet. The table of Dice, IoU and accuracy appears here when one has.")
     else:
         # Scores on different datasets are not comparable: one table per dataset, best values within it.
         c = st.columns(2)
-        dataset_names = sorted({by_id[r].dataset for r in reports})
+        dataset_names = runs_mod.result_datasets(results)
         if len(dataset_names) > 1:
             current = by_id.get(st.session_state.get("run_detail"))
             _ui.from_url("study_dataset", "dataset", dataset_names, fallback=current.dataset if current else None)
@@ -253,11 +236,11 @@ def results_table() -> None:
         else:
             dataset_name = dataset_names[0]
         everything = "all finished runs shown above"
-        studies = sorted({meta_study.get(r) for r in reports if meta_study.get(r) and by_id[r].dataset == dataset_name}, reverse=True)
+        studies = runs_mod.result_studies(results, dataset_name)
         pick = c[1].selectbox("Encoder study", [everything] + studies, key="study_pick") if studies else everything
-        ids = [r for r in reports if by_id[r].dataset == dataset_name and (pick == everything or meta_study.get(r) == pick)]
-        info = {labels[r]: {"model": by_id[r].model, "epochs": by_id[r].epoch} for r in ids}
-        table = viz.study_table({labels[r]: reports[r] for r in ids}, info)
+        chosen = runs_mod.select_results(results, dataset_name, None if pick == everything else pick)
+        info = {labels[r.summary.run_id]: {"model": r.summary.model, "epochs": r.summary.epoch} for r in chosen}
+        table = viz.study_table({labels[r.summary.run_id]: r.report for r in chosen}, info)
         st.dataframe(viz.highlight_best(table, axis=0, subset=list(viz.STUDY_COLUMNS)), key="study_table")
         st.caption(f"Test scores on {markdown_text(dataset_name)}: Dice, IoU, precision and recall are macro means over the foreground classes "
                    "on each run's test split; accuracy: pixel accuracy. The best value of each column is highlighted.")

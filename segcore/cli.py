@@ -1,8 +1,9 @@
 """``python -m segcore``: the command line, usable without the dashboard.
 
 Each stage owns its subcommands in its own ``cli`` module, which exposes
-``register(subparsers)``; this module only gathers them. Stage modules are
-imported lazily so that ``--help`` and the data commands start fast.
+``register(subparsers)``; this module only gathers them. Those modules import
+Keras and the other heavy packages inside their commands, so ``--help`` and
+the data commands start fast.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import sys
 
 from segcore.fsutil import describe_os_error, is_write_refused
 
-# (module, description) in the order they appear in --help.
+# The stages' cli modules, in the order their commands appear in --help.
 _STAGES = (
     "segcore.data.cli",
     "segcore.models.cli",
@@ -25,13 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m segcore", description="segcore: U-Net segmentation workbench")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_name in _STAGES:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            continue
-        module.register(sub)
+        importlib.import_module(module_name).register(sub)
     return parser
 
 

@@ -61,9 +61,7 @@ class Predictor:
         import segcore.metrics  # noqa: F401
         import segcore.models.layers  # noqa: F401
 
-        path = run.checkpoints_dir / f"{checkpoint}.keras"
-        if not path.is_file() and checkpoint == "best":
-            path = run.last_model_path
+        path = run.model_path if checkpoint == "best" else run.checkpoints_dir / f"{checkpoint}.keras"
         if not path.is_file():
             state = run.true_status().get("state")
             raise FileNotFoundError(f"run {run.run_id} ({state}) has no model checkpoint yet: {path} is missing")

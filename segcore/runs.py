@@ -48,7 +48,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from segcore import runfiles
 from segcore.config import RunConfig
@@ -177,6 +177,19 @@ class RunFolder:
     best_model_path = property(lambda self: self.path / "checkpoints" / "best.keras")
     last_model_path = property(lambda self: self.path / "checkpoints" / "last.keras")
     train_state_path = property(lambda self: self.path / "checkpoints" / "state.json")
+
+    @property
+    def model_path(self) -> Path:
+        """The model to use: ``best.keras``, else ``last.keras`` (a run stopped before its first best epoch).
+
+        It may not exist yet; ``has_model`` says whether either does.
+        """
+        return self.best_model_path if self.best_model_path.is_file() else self.last_model_path
+
+    @property
+    def has_model(self) -> bool:
+        """Whether the run has a checkpoint to predict with."""
+        return self.model_path.is_file()
     tensorboard_dir = property(lambda self: self.path / "tensorboard")
     evaluation_path = property(lambda self: self.path / "evaluation.json")
     predictions_dir = property(lambda self: self.path / "predictions")
@@ -718,6 +731,55 @@ def list_runs(ws: Workspace | None = None) -> list[RunSummary]:
     return out
 
 
+@dataclass
+class RunResult:
+    """A finished run's test evaluation, a row of the results table."""
+
+    summary: RunSummary
+    report: dict[str, Any]  # evaluation.json
+    study: str = ""  # id of the encoder study that queued the run ("" for none)
+
+
+def run_results(summaries: Iterable[RunSummary]) -> list[RunResult]:
+    """The finished runs among ``summaries`` that have a test evaluation, in the order given.
+
+    A run whose ``evaluation.json`` is damaged is left out; one whose
+    ``config.json`` is damaged belongs to no study.
+    """
+    out = []
+    for s in summaries:
+        if s.state != "finished":
+            continue
+        folder = RunFolder(s.path)
+        try:
+            report = folder.read_evaluation()
+        except (RunFileError, OSError):
+            continue
+        if not report:
+            continue
+        try:
+            sweep = folder.read_meta().get("sweep") or {}
+        except (RunFileError, OSError):
+            sweep = {}
+        out.append(RunResult(s, report, str(sweep.get("id", "")) if isinstance(sweep, dict) else str(sweep)))
+    return out
+
+
+def result_datasets(results: Iterable[RunResult]) -> list[str]:
+    """The datasets of ``results``, by name: scores are compared on one dataset at a time."""
+    return sorted({r.summary.dataset for r in results})
+
+
+def result_studies(results: Iterable[RunResult], dataset: str) -> list[str]:
+    """The encoder studies with results on ``dataset``, newest first (study ids start with their time)."""
+    return sorted({r.study for r in results if r.study and r.summary.dataset == dataset}, reverse=True)
+
+
+def select_results(results: Iterable[RunResult], dataset: str, study: str | None = None) -> list[RunResult]:
+    """The results on ``dataset``, of one encoder study when ``study`` is given, in the order given."""
+    return [r for r in results if r.summary.dataset == dataset and (study is None or r.study == study)]
+
+
 def queued_runs(ws: Workspace, skipped: dict[str, str] | None = None) -> list[RunFolder]:
     """Runs waiting in the queue that can start, in the order they were queued.
 
@@ -800,13 +862,3 @@ def set_notes(run_id: str, notes: str, ws: Workspace | None = None) -> dict[str,
 def set_tags(run_id: str, tags: list[str], ws: Workspace | None = None) -> dict[str, Any]:
     """Replace the tags of a run; returns ``notes.json``'s content."""
     return open_run(run_id, ws).write_notes(tags=list(tags))
-
-
-def rerun(run_id: str, ws: Workspace | None = None, *, start_worker: bool = True) -> str:
-    """Queue a new run with the same settings and split as ``run_id``; returns the new id."""
-    from segcore.training.launcher import launch
-
-    run = open_run(run_id, ws)
-    meta = run.read_meta()
-    extra = {"rerun_of": run.run_id}
-    return launch(run.read_config(), ws, split=meta.get("split"), extra=extra, start_worker=start_worker)

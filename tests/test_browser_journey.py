@@ -127,10 +127,13 @@ def test_own_data_train_stop_resume_compare_predict_share(chromium, server, work
             for archive, options, name in ((isbi_zip, None, "isbi"), (camvid_zip, {"classes": CAMVID_CLASSES, "ignore": 11}, "camvid")):
                 expander = page.locator("details").filter(has_text="Import a dataset").first
                 if expander.get_attribute("open") is None:
-                    expander.locator("summary").click()
+                    expander.locator("summary").first.click()
                 page.locator(".st-key-import_zip input[type='file']").set_input_files(str(archive))
                 wait_idle(page)
                 if options:
+                    inner = page.locator("details").filter(has_text="Import options (optional)").last
+                    if inner.get_attribute("open") is None:
+                        inner.locator("summary").first.click()
                     page.locator(".st-key-import_options textarea").fill(json.dumps(options))
                     page.locator(".st-key-import_options textarea").press("Tab")
                     wait_idle(page)

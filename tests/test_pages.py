@@ -233,7 +233,7 @@ def fake_training(monkeypatch):
 
     import segcore.training.launcher as launcher
 
-    for module in (training, launcher):  # runs.rerun calls launcher.launch directly
+    for module in (training, launcher):  # launcher.rerun calls launcher.launch directly
         monkeypatch.setattr(module, "launch", launch)
         monkeypatch.setattr(module, "stop", stop)
         monkeypatch.setattr(module, "resume", resume)

@@ -145,8 +145,7 @@ def test_rerun_keeps_settings_and_split(workspace):
     import sys
     from pathlib import Path
 
-    from segcore.runs import rerun
-    from segcore.training import launch
+    from segcore.training import launch, rerun
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from _train_helpers import make_shapes_dataset
@@ -196,3 +195,61 @@ def test_launch_checks_image_size_against_the_model(workspace):
     with pytest.raises(ValueError, match="to fit encoder 'resnet50'"):
         launch(RunConfig(model=ModelConfig(encoder="resnet50"), train=TrainConfig(dataset="shapes", image_size=48)),
                workspace, start_worker=False)
+
+
+def test_run_folders_do_not_import_the_launcher():
+    """Arrows run one way: the launcher uses run folders, never the other way round (no import circle)."""
+    import ast
+    from pathlib import Path
+
+    import segcore.runs
+
+    tree = ast.parse(Path(segcore.runs.__file__).read_text())
+    imported = [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module]
+    imported += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+    assert not [m for m in imported if m.startswith("segcore.training")], imported
+
+
+def _finished(ws, dataset="demo", study=None, report=True):
+    cfg = RunConfig(model=ModelConfig(depth=3, filters=8), train=TrainConfig(dataset=dataset, epochs=3))
+    run = create_run(ws, cfg, dataset=dict(DATASET, name=dataset), split=SPLIT, extra={"sweep": {"id": study, "label": "x"}} if study else None)
+    run.update_status(state="finished", epoch=3)
+    if report:
+        run.write_evaluation({"per_class": [], "per_image": [], "macro": {"dice": 0.5}, "pixel_accuracy": 0.9})
+    return run
+
+
+def test_results_are_finished_evaluated_runs_grouped_by_dataset_and_study(workspace):
+    from segcore.runs import result_datasets, result_studies, run_results, select_results
+
+    old = _finished(workspace, study="sweep-20260101-000000-demo")
+    new = _finished(workspace, study="sweep-20260202-000000-demo")
+    plain = _finished(workspace)
+    cells = _finished(workspace, dataset="cells", study="sweep-20260303-000000-cells")
+    _finished(workspace, report=False)  # finished without a test split: no row
+    make(workspace)  # queued: no row
+    damaged = _finished(workspace)
+    damaged.evaluation_path.write_text("{not json")
+    summaries = sorted(list_runs(workspace), key=lambda s: s.run_id)
+    results = run_results(summaries)
+    assert [r.summary.run_id for r in results] == sorted(r.run_id for r in (old, new, plain, cells))
+    assert {r.summary.run_id: r.study for r in results}[plain.run_id] == ""
+    assert results[0].report["macro"] == {"dice": 0.5}
+    assert result_datasets(results) == ["cells", "demo"]
+    assert result_studies(results, "demo") == ["sweep-20260202-000000-demo", "sweep-20260101-000000-demo"]  # newest first
+    assert [r.summary.run_id for r in select_results(results, "demo")] == sorted(r.run_id for r in (old, new, plain))
+    assert [r.summary.run_id for r in select_results(results, "demo", "sweep-20260101-000000-demo")] == [old.run_id]
+    assert select_results(results, "cells", "sweep-20260202-000000-demo") == []
+
+
+def test_model_path_is_best_else_last(tmp_path):
+    """One rule for every reader: the best checkpoint, else the last one (a run stopped before its best)."""
+    from segcore.runs import RunFolder
+
+    run = RunFolder(tmp_path / "r")
+    run.checkpoints_dir.mkdir(parents=True)
+    assert not run.has_model and run.model_path == run.last_model_path
+    run.last_model_path.write_bytes(b"last")
+    assert run.has_model and run.model_path == run.last_model_path
+    run.best_model_path.write_bytes(b"best")
+    assert run.model_path == run.best_model_path

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from segcore import visualize as viz
+from segcore.runs import RunSummary
 
 COLORS = np.array([[0, 0, 0], [255, 0, 0], [0, 255, 0], [0, 0, 255]], dtype=np.uint8)
 
@@ -210,10 +211,10 @@ def test_history_curves_and_metric_names():
 
 def test_runs_frame_from_summaries():
     rows = [
-        {"run_id": "r1", "state": "finished", "dataset": "demo", "model": "unet-d3f16", "encoder": "none",
-         "epoch": 5, "epochs": 8, "best_val_dice": 0.81, "test": {"dice": 0.79}, "warnings": ["NaN loss"],
-         "tags": ["a", "b"], "started_at": "2026-01-01T00:00:00Z", "finished_at": "2026-01-01T00:01:15Z"},
-        {"run_id": "r2", "state": "running", "started_at": "2026-01-01T00:00:00Z"},
+        RunSummary(run_id="r1", state="finished", dataset="demo", model="unet-d3f16", encoder="none",
+                   epoch=5, epochs=8, best_val_dice=0.81, test={"macro_dice": 0.79}, warnings=["NaN loss"],
+                   tags=["a", "b"], started_at="2026-01-01T00:00:00Z", finished_at="2026-01-01T00:01:15Z"),
+        RunSummary(run_id="r2", state="running", started_at="2026-01-01T00:00:00Z"),
     ]
     df = viz.runs_frame(rows, now=pd.Timestamp("2026-01-01T02:00:00Z").timestamp())
     assert df.loc[0, "status"] == "finished" and df.loc[0, "epochs"] == "5/8"
@@ -222,18 +223,16 @@ def test_runs_frame_from_summaries():
     assert df.loc[0, "warnings"] == "NaN loss" and df.loc[0, "tags"] == "a, b"
 
 
+def test_runs_frame_test_dice_is_the_macro_dice_not_a_guessed_key():
+    """The test block holds any metric names; the table's test Dice is its macro Dice, as the Runs page's is."""
+    row = RunSummary(run_id="r1", state="finished", epochs=3, test={"dice": 0.1, "macro_dice": 0.7, "micro_dice": 0.9})
+    assert viz.runs_frame([row]).loc[0, "test Dice"] == 0.7
+
+
 def test_format_duration_and_markdown():
     assert [viz.format_duration(s) for s in (None, 5, 75, 3725)] == ["", "5s", "1m 15s", "1h 02m"]
     md = viz.table_markdown(pd.DataFrame({"model": ["u|net"], "dice": [0.12345]}))
     assert md == "| model | dice |\n|---|---|\n| u\\|net | 0.123 |\n"
-
-
-def test_backend_summary_reads_env_then_keras_json(tmp_path):
-    assert viz.backend_summary({"KERAS_BACKEND": "jax"}, tmp_path)["backend"] == "jax"
-    (tmp_path / "keras.json").write_text('{"backend": "torch"}')
-    info = viz.backend_summary({}, tmp_path)
-    assert info["backend"] == "torch" and info["backend_source"].endswith("keras.json")
-    assert viz.backend_summary({}, tmp_path / "missing")["backend"] == "tensorflow"
 
 
 def test_stack_tiles_and_colorbar_legend():
@@ -294,20 +293,20 @@ def test_class_frequency_axis_keeps_shares_in_proportion():
 
 def test_run_labels_name_else_short_id_and_never_merge():
     rows = [
-        {"run_id": "20261122-203045-unet-d3f8-camvid-1a2b", "name": "camvid-tiny"},
-        {"run_id": "20261122-203046-unet-d3f8-camvid-3c4d", "name": ""},
-        {"run_id": "20261122-203047-vgg16-demo-5e6f", "name": "base"},
-        {"run_id": "20261122-203048-vgg16-demo-7a8b", "name": "base"},
+        RunSummary(run_id="20261122-203045-unet-d3f8-camvid-1a2b", state="finished", name="camvid-tiny"),
+        RunSummary(run_id="20261122-203046-unet-d3f8-camvid-3c4d", state="finished", name=""),
+        RunSummary(run_id="20261122-203047-vgg16-demo-5e6f", state="finished", name="base"),
+        RunSummary(run_id="20261122-203048-vgg16-demo-7a8b", state="finished", name="base"),
     ]
     assert viz.run_label(rows[0]) == "camvid-tiny"
     assert viz.run_label(rows[1]) == "unet-d3f8-camvid-3c4d"
     assert viz.run_labels(rows) == {
-        rows[0]["run_id"]: "camvid-tiny", rows[1]["run_id"]: "unet-d3f8-camvid-3c4d",
-        rows[2]["run_id"]: "base · 5e6f", rows[3]["run_id"]: "base · 7a8b",
+        rows[0].run_id: "camvid-tiny", rows[1].run_id: "unet-d3f8-camvid-3c4d",
+        rows[2].run_id: "base · 5e6f", rows[3].run_id: "base · 7a8b",
     }
     df = viz.runs_frame(rows)
     assert df["run"].tolist() == ["camvid-tiny", "unet-d3f8-camvid-3c4d", "base · 5e6f", "base · 7a8b"]
-    assert df["id"].tolist() == [r["run_id"] for r in rows]
+    assert df["id"].tolist() == [r.run_id for r in rows]
 
 
 def test_subset_split_note_warns_without_a_test_folder():
@@ -325,5 +324,28 @@ def test_quick_start_note_states_measured_figures_only():
     assert viz.quick_start_duration_note({"seconds": None}) == "Its duration has not been measured on this machine yet."
     note = viz.quick_start_duration_note({"seconds": 131.0, "test_dice": 0.962, "cpus": 2})
     assert "2m 11s" in note and "2 CPU cores" in note and "test Dice 0.96" in note
-    past = [{"created_at": "2026-01-01T00:00:00Z", "finished_at": "2026-01-01T00:03:05Z", "test": {"macro_dice": 0.951}}]
+    past = [RunSummary(run_id="r", state="finished", created_at="2026-01-01T00:00:00Z", finished_at="2026-01-01T00:03:05Z",
+                       test={"macro_dice": 0.951})]
     assert "Here it last took 3m 05s (test Dice 0.95)." in viz.quick_start_duration_note({"seconds": None}, past)
+
+
+def test_filter_runs_by_state_dataset_and_text():
+    rows = [
+        RunSummary(run_id="20260101-000001-vgg16-demo-1a2b", state="finished", name="base", dataset="demo", model="vgg16",
+                   encoder="vgg16", tags=["Baseline"]),
+        RunSummary(run_id="20260101-000002-unet-d3f8-cells-3c4d", state="running", dataset="cells", model="unet-d3f8",
+                   notes="try a lower learning rate"),
+        RunSummary(run_id="20260101-000003-unet-d3f8-demo-5e6f", state="failed", name="base", dataset="demo",
+                   model="unet-d3f8", warnings=["NaN loss at epoch 2"]),
+    ]
+    ids = lambda shown: [s.run_id[-4:] for s in shown]  # noqa: E731
+    assert ids(viz.filter_runs(rows)) == ["1a2b", "3c4d", "5e6f"]
+    assert ids(viz.filter_runs(rows, states=["finished", "failed"])) == ["1a2b", "5e6f"]
+    assert ids(viz.filter_runs(rows, datasets=["demo"], states=["failed"])) == ["5e6f"]
+    assert ids(viz.filter_runs(rows, query="  baseline ")) == ["1a2b"]  # tags, any case, spaces ignored
+    assert ids(viz.filter_runs(rows, query="LEARNING rate")) == ["3c4d"]  # notes
+    assert ids(viz.filter_runs(rows, query="nan loss")) == ["5e6f"]  # warnings
+    assert ids(viz.filter_runs(rows, query="unet-d3f8")) == ["3c4d", "5e6f"]  # model
+    assert ids(viz.filter_runs(rows, query="base · 5e6f")) == ["5e6f"]  # the label people see, made unique over all runs
+    assert ids(viz.filter_runs(rows, query="20260101-000002")) == ["3c4d"]  # the run id
+    assert viz.filter_runs(rows, datasets=["roads"]) == []

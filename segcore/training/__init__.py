@@ -5,6 +5,7 @@ Public API (importing this package does not import Keras)::
     launch(cfg, ws=None, *, split=None) -> run_id     # queued; a worker trains it
     stop(run_id, ws=None, *, wait=0.0)                 # graceful, then SIGTERM
     resume(run_id, ws=None) -> run_id                  # continues from last.keras
+    rerun(run_id, ws=None) -> new run_id               # same settings and split, a new run
     wait_for(run_ids, ws=None, *, timeout=None) -> {run_id: status}
     ensure_worker(ws=None)
 
@@ -14,6 +15,6 @@ training process started by the queue worker.
 
 from __future__ import annotations
 
-from segcore.training.launcher import ensure_worker, launch, resume, stop, wait_for
+from segcore.training.launcher import ensure_worker, launch, rerun, resume, stop, wait_for
 
-__all__ = ["launch", "stop", "resume", "wait_for", "ensure_worker"]
+__all__ = ["launch", "stop", "resume", "rerun", "wait_for", "ensure_worker"]

@@ -54,20 +54,48 @@ def configured_backend(env: Mapping[str, str] | None = None, gpus: list[str] | N
     machine with an NVIDIA GPU and JAX installed (the fastest backend measured
     there), else ``"tensorflow"`` (Keras's own default).
     """
-    env = os.environ if env is None else env
+    return _backend_choice(os.environ if env is None else env, gpus)[0]
+
+
+def backend_summary(env: Mapping[str, str] | None = None, keras_home: str | os.PathLike | None = None,
+                    gpus: list[str] | None = None) -> dict[str, Any]:
+    """Which backend a run started now gets and which accelerators the machine has, without importing Keras.
+
+    Reads the environment, ``keras.json`` and the NVIDIA driver's ``/proc``
+    entries (the rule of ``configured_backend``).
+
+    Args:
+        env: the environment (``os.environ`` when None).
+        keras_home: the folder of ``keras.json`` (``$KERAS_HOME`` or ``~/.keras`` when None).
+        gpus: the GPU names (read from the driver when None).
+
+    Returns:
+        dict with ``backend``, ``backend_source`` (where the choice comes from),
+        ``gpus`` (list of names) and ``cpus``.
+    """
+    env = dict(os.environ if env is None else env)
+    if keras_home is not None:
+        env["KERAS_HOME"] = str(keras_home)
+    gpus = nvidia_gpus() if gpus is None else list(gpus)
+    backend_name, source = _backend_choice(env, gpus)
+    return {"backend": backend_name, "backend_source": source, "gpus": gpus, "cpus": os.cpu_count() or 1}
+
+
+def _backend_choice(env: Mapping[str, str], gpus: list[str] | None) -> tuple[str, str]:
+    """(backend, where the choice comes from): see ``configured_backend``."""
     if env.get("KERAS_BACKEND"):
-        return env["KERAS_BACKEND"]
-    home = Path(env.get("KERAS_HOME") or Path.home() / ".keras")
+        return env["KERAS_BACKEND"], "KERAS_BACKEND"
+    path = Path(env.get("KERAS_HOME") or Path.home() / ".keras") / "keras.json"
     try:
-        name = json.loads((home / "keras.json").read_text()).get("backend")
+        name = json.loads(path.read_text()).get("backend")
     except (OSError, ValueError, AttributeError):
         name = None
     if isinstance(name, str) and name:
-        return name
+        return name, str(path)
     gpus = nvidia_gpus() if gpus is None else gpus
     if gpus and importlib.util.find_spec(BACKEND_PACKAGES[GPU_DEFAULT_BACKEND]) is not None:
-        return GPU_DEFAULT_BACKEND
-    return "tensorflow"
+        return GPU_DEFAULT_BACKEND, "default on a machine with an NVIDIA GPU"
+    return "tensorflow", "default"
 
 
 def check_backend(name: str) -> str:

@@ -1,4 +1,4 @@
-"""Launch, stop and resume runs; keep a queue worker alive.
+"""Launch, stop, resume and re-run runs; keep a queue worker alive.
 
 ``launch(cfg)`` writes a queued run folder and returns its id at once. A queue
 worker (``python -m segcore.training.worker``), a detached process that is a
@@ -299,6 +299,13 @@ def resume(run_id: str, ws: Workspace | None = None, *, start_worker: bool = Tru
     if start_worker:
         ensure_worker(ws)
     return run.run_id
+
+
+def rerun(run_id: str, ws: Workspace | None = None, *, start_worker: bool = True) -> str:
+    """Queue a new run with the same settings and split as ``run_id``; returns the new id."""
+    run = open_run(run_id, ws)
+    meta = run.read_meta()
+    return launch(run.read_config(), ws, split=meta.get("split"), extra={"rerun_of": run.run_id}, start_worker=start_worker)
 
 
 def wait_for(run_ids: list[str], ws: Workspace | None = None, *, timeout: float | None = None, poll: float = 0.5,

@@ -93,8 +93,8 @@ def execute(run_dir: str | os.PathLike) -> int:
         log.warning("%s; starting from the checkpoints' record", exc)
         previous = run.rebuilt_status(exc)
     if run.stop_requested():
-        LiveStatus(run, previous).update(state="stopped", message="stopped before training started", finished_at=iso())
         run.clear_stop()
+        LiveStatus(run, previous).update(state="stopped", message="stopped before training started", finished_at=iso())
         return 0
     status = LiveStatus(run, previous)
     status.update(
@@ -139,9 +139,9 @@ def execute(run_dir: str | os.PathLike) -> int:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     result["cpu_seconds"] = round(usage.ru_utime + usage.ru_stime, 1)  # this training process, all its threads
     log.info("run %s %s: %s", run.run_id, result["state"], result["message"])
-    status.update(finished_at=iso(), batch_loss=None, **result)
     if result["state"] in ("stopped", "finished"):
-        run.clear_stop()
+        run.clear_stop()  # before the final state: whoever sees "stopped" sees no stop request left
+    status.update(finished_at=iso(), batch_loss=None, **result)
     logging.shutdown()
     lock.close()
     return code

@@ -341,7 +341,7 @@ class Trainer:
             from segcore.workspace import get_workspace
 
             source = open_run(m.init_from_run, get_workspace(self.run.path.parent.parent))
-            path = source.best_model_path if source.best_model_path.is_file() else source.last_model_path
+            path = source.model_path
             if not path.is_file():
                 raise FileNotFoundError(f"init_from_run {m.init_from_run!r} has no checkpoint ({path} is missing)")
             report = load_matching_weights(model, str(path))
@@ -594,7 +594,7 @@ class Trainer:
             message = f"early stopping after epoch {done}: validation loss did not improve for {self.cfg.train.early_stopping_patience} epochs"
         else:
             message = f"finished {done} epoch(s)"
-        best_path = self.run.best_model_path if self.run.best_model_path.is_file() else self.run.last_model_path
+        best_path = self.run.model_path
         if self.test_ids:
             self.status.update(message="evaluating the test split")
             best = keras.models.load_model(best_path, compile=False)

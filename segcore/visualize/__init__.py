@@ -1,0 +1,62 @@
+"""Pictures and tables for people: what the dashboard pages and the benchmarks show.
+
+Nothing here imports Streamlit or Keras, reads a run folder or trains
+anything: each function turns arrays, records or plain dicts into an image, a
+figure, a ``pandas.DataFrame`` or a sentence. One module per kind of output:
+
+- ``images``: masks in class colours, overlays, probability heatmaps, colour bars, tiles (numpy, OpenCV);
+- ``files``: uploaded image bytes decoded, predicted masks encoded for download;
+- ``figures``: interactive Plotly charts (probability heatmap, class frequencies, training curves);
+- ``tables``: class frequencies and areas, evaluation tables, best values marked, the study table;
+- ``notes``: sentences about a dataset (sizes, class imbalance, what its own split leaves out);
+- ``runtable``: run labels, the runs table and its filters, durations.
+
+This module is the public surface: pages use ``from segcore import visualize as
+viz`` and ``viz.<name>``; the names below are the whole of it.
+"""
+
+from __future__ import annotations
+
+from segcore.visualize.figures import class_frequency_figure, curve_metrics, curves_figure, heatmap_figure, history_frame
+from segcore.visualize.files import decode_image, encode_mask
+from segcore.visualize.images import (
+    HEATMAP_COLORMAP,
+    IGNORE_COLOR,
+    class_colors,
+    class_probability,
+    colorbar,
+    colorbar_horizontal,
+    colorize_mask,
+    foreground,
+    heatmap,
+    heatmap_with_colorbar,
+    overlay,
+    resize_for_display,
+    resize_to,
+    stack_tiles,
+    to_rgb,
+)
+from segcore.visualize.notes import imbalance_warning, size_summary, subset_split_note
+from segcore.visualize.runtable import (
+    filter_runs,
+    format_duration,
+    quick_start_duration_note,
+    run_label,
+    run_labels,
+    runs_frame,
+    short_run_id,
+)
+from segcore.visualize.tables import (
+    STUDY_COLUMNS,
+    best_mask,
+    class_frequency_frame,
+    compare_table,
+    highlight_best,
+    mask_areas,
+    per_class_table,
+    per_image_differences,
+    per_image_frame,
+    study_table,
+    table_markdown,
+    worst_images,
+)
