@@ -9,7 +9,9 @@ import streamlit as st
 from pages import _ui
 from segcore import runs as runs_mod
 from segcore import visualize as viz
+from segcore.data.dataset import list_datasets
 from segcore.safetext import markdown_text
+from segcore.training import evaluate as run_eval
 
 TILE = 160  # pixels per image tile in the grid
 MAX_RUNS = 6
@@ -217,10 +219,7 @@ else:
 st.subheader("Metrics on another dataset")
 st.caption("Score these runs on any dataset with the same classes (an official test split imported on its own, "
            "another site's images). Results are kept in each run folder, per dataset and subset.")
-from segcore.data.dataset import list_datasets  # noqa: E402
-from segcore.training import evaluate as run_eval  # noqa: E402
-
-others = [d for d in list_datasets(ws)]
+others = list_datasets(ws)
 if not others:
     st.info("No datasets in this workspace.")
 else:
