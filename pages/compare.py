@@ -9,7 +9,9 @@ import streamlit as st
 from pages import _ui
 from segcore import runs as runs_mod
 from segcore import visualize as viz
+from segcore.data.dataset import list_datasets
 from segcore.safetext import markdown_text
+from segcore.training import evaluate as run_eval
 
 TILE = 160  # pixels per image tile in the grid
 MAX_RUNS = 6
@@ -213,3 +215,39 @@ else:
     for label, rep in have.items():
         for w in rep.get("warnings") or []:
             st.caption(f"⚠ {markdown_text(label)}: {markdown_text(w)}")
+
+st.subheader("Metrics on another dataset")
+st.caption("Score these runs on any dataset with the same classes (an official test split imported on its own, "
+           "another site's images). Results are kept in each run folder, per dataset and subset.")
+others = list_datasets(ws)
+if not others:
+    st.info("No datasets in this workspace.")
+else:
+    c = st.columns([2, 1, 1])
+    target = c[0].selectbox("Dataset", [d.name for d in others], key="cmp_eval_dataset")
+    info = next(d for d in others if d.name == target)
+    subsets = sorted({s.subset for s in info.samples if s.subset})
+    subset = c[1].selectbox("Subset", ["all"] + subsets, key="cmp_eval_subset")
+    subset = None if subset == "all" else subset
+    key = run_eval.evaluation_key(target, subset)
+    if c[2].button("Evaluate", key="cmp_eval_go", icon=":material/play_arrow:"):
+        for r in chosen:
+            try:
+                with st.spinner(f"Evaluating {labels[r]} on {target}…"):
+                    run_eval.evaluate_on_dataset(runs[r], target, subset=subset, workspace=ws)
+            except (ValueError, FileNotFoundError) as exc:
+                st.error(f"{markdown_text(labels[r])}: {markdown_text(str(exc))}")
+    kept = {labels[r]: run_eval.dataset_evaluations(runs[r]).get(key) for r in chosen}
+    kept = {label: rep for label, rep in kept.items() if rep}
+    if kept:
+        table = viz.compare_table(kept, "dice")
+        st.dataframe(viz.highlight_best(table, axis=1), key="cmp_eval_table")
+        first = next(iter(kept.values()))
+        st.caption(f"Dice on {markdown_text(target)} ({markdown_text(subset or 'all samples')}, {first.get('num_images')} images); "
+                   + ("macro counts class 0, a real class in this dataset." if first.get("class0") == "class"
+                      else "macro: mean over the foreground classes."))
+        for label, rep in kept.items():
+            for w in rep.get("warnings") or []:
+                st.caption(f"⚠ {markdown_text(label)}: {markdown_text(w)}")
+    else:
+        st.caption("No evaluation of these runs on this dataset yet.")

@@ -85,6 +85,15 @@ def _options_form() -> dict:
             help="For one mask folder per class.",
         )
         invert = c[3].checkbox("Invert binary masks", key="import_invert", help="The bright mask value is the background.")
+        class0 = st.radio(
+            "Class 0 is", ["auto", "background", "class"], horizontal=True, key="import_class0",
+            format_func={
+                "auto": "detect (background when so named or binary)",
+                "background": "the background (left out of means)",
+                "class": "a real class, e.g. Sky (counted in means)",
+            }.get,
+            help="Means over classes (evaluation, the best checkpoint, health checks) leave class 0 out only when it is the background.",
+        )
         extra_text = st.text_area(
             "Other options (JSON, optional)", key="import_options", height=68,
             placeholder='{"merge": {"lesion_a": "lesion"}, "trimap_boundary": "ignore"}',
@@ -101,7 +110,8 @@ def _options_form() -> dict:
         colors_text = _upload_text(colors_upload, "colour table")
     return {
         "classes_text": classes_text, "colors_text": colors_text, "ignore_text": ignore_text, "mask_encoding": encoding,
-        "invert": invert, "multilabel": {"auto": None, "yes": True, "no": False}[multilabel], "extra_text": extra_text,
+        "invert": invert, "multilabel": {"auto": None, "yes": True, "no": False}[multilabel], "class0": class0,
+        "extra_text": extra_text,
     }
 
 

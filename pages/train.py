@@ -8,7 +8,7 @@ import segcore.training as training
 from pages import _ui
 from segcore import runs as runs_mod
 from segcore import visualize as viz
-from segcore.config import ENCODERS, FREEZE_MODES, AugmentConfig, ModelConfig, RunConfig, SplitConfig, TrainConfig
+from segcore.config import ENCODERS, FREEZE_MODES, NORMS, AugmentConfig, ModelConfig, RunConfig, SplitConfig, TrainConfig
 from segcore.safetext import markdown_text
 from segcore.training import sweep
 from segcore.config import LOSSES, LR_SCHEDULES, OPTIMIZERS  # the settings' own lists; no Keras import
@@ -65,7 +65,7 @@ with st.container(border=True):
         encoder, weights = "none", "none"  # the shared settings; each encoder gets study_weights
         study_weights = st.selectbox("Encoder weights", ["imagenet", "none"], key="train_study_weights",
                                      help="ImageNet weights must be in ~/.keras/models on a machine without internet access.")
-        depth, filters, dropout, activation, batch_norm, upsampling, freeze, fine_tune_after = 4, 32, 0.0, "relu", True, "transpose", "trainable", 0
+        depth, filters, dropout, activation, norm, upsampling, freeze, fine_tune_after = 4, 32, 0.0, "relu", "group", "transpose", "trainable", 0
     else:
         c = st.columns(4)
         encoder = c[0].selectbox("Encoder", ENCODERS, key="train_encoder",
@@ -78,7 +78,12 @@ with st.container(border=True):
             activation = c[0].selectbox("Activation", ["relu", "elu"], key="train_activation")
             upsampling = c[1].selectbox("Decoder upsampling", ["transpose", "upsample"], key="train_upsampling",
                                         format_func={"transpose": "transposed convolution", "upsample": "upsampling + convolution"}.get)
-            batch_norm = c[2].toggle("Batch normalisation", True, key="train_bn")
+            norm = c[2].selectbox(
+                "Normalisation", list(NORMS), key="train_norm",
+                format_func={"group": "group norm (safe with few images)", "batch": "batch norm (needs many steps)", "none": "none"}.get,
+                help="Batch norm predicts with moving averages that need many training steps to settle; on a few dozen "
+                "images group norm (or none) trains and predicts alike. The health check says when batch norm lags.",
+            )
             weights, freeze, fine_tune_after = "none", "trainable", 0
         else:
             weights = c[1].selectbox("Weights", ["imagenet", "none", "a file…"], key="train_weights")
@@ -87,7 +92,9 @@ with st.container(border=True):
             freeze = c[2].selectbox("Encoder layers", FREEZE_MODES, key="train_freeze",
                                     format_func={"trainable": "trainable", "frozen": "frozen", "fine_tune": "frozen, then fine-tuned"}.get)
             fine_tune_after = c[3].number_input("Fine-tune after epoch", 0, 500, 5, key="train_ft_after", disabled=freeze != "fine_tune")
-            depth, filters, dropout, activation, batch_norm, upsampling = 4, 32, 0.0, "relu", True, "transpose"
+            depth, filters, dropout, activation, upsampling = 4, 32, 0.0, "relu", "transpose"
+            norm = st.selectbox("Decoder normalisation", list(NORMS), key="train_norm_dec",
+                                help="In the decoder blocks; the pretrained encoder keeps its own.")
     init_from = None
     if not study:
         all_runs = runs_mod.list_runs(ws)
@@ -116,7 +123,13 @@ with st.container(border=True):
     epochs = c[0].number_input("Epochs", 1, 1000, 30, key="train_epochs", help="Passes over the training images.")
     batch_size = c[1].number_input("Batch size", 1, 256, 8, key="train_batch", help="Images per training step; lower it if memory runs out.")
     image_size = c[2].select_slider("Image size (px)", [32, 64, 96, 128, 160, 192, 224, 256, 384, 512], 128, key="train_size",
-                                    help="Images and masks are resized to this square size for training; bigger is slower.")
+                                    help="The model's square window; bigger is slower.")
+    fit = st.radio(
+        "Image shape", ["short_side", "squash"], horizontal=True, key="train_fit",
+        format_func={"short_side": "keep the aspect ratio (random windows in training, tiles in prediction)",
+                     "squash": "squash to the square size"}.get,
+        help="Keeping the aspect ratio scales each image so its shorter side is the image size; nothing is stretched.",
+    )
 
     with st.expander("Augmentation and split"):
         d = AugmentConfig()
@@ -148,11 +161,11 @@ with st.container(border=True):
         cfg = RunConfig(
             model=ModelConfig(
                 encoder=encoder, depth=int(depth), filters=int(filters), dropout=float(dropout), activation=activation,
-                batch_norm=bool(batch_norm), upsampling=upsampling, weights=weights or "none", freeze=freeze,
+                norm=norm, upsampling=upsampling, weights=weights or "none", freeze=freeze,
                 fine_tune_after=int(fine_tune_after), init_from_run=init_from,
             ),
             train=TrainConfig(
-                dataset=info.name, image_size=int(image_size), epochs=int(epochs), batch_size=int(batch_size),
+                dataset=info.name, image_size=int(image_size), fit=fit, epochs=int(epochs), batch_size=int(batch_size),
                 optimizer=optimizer, learning_rate=float(learning_rate), lr_schedule=lr_schedule, loss=loss, class_weighting=bool(class_weighting),
                 early_stopping_patience=int(patience), seed=int(seed),
                 augment=AugmentConfig(aug_on, hflip, vflip, rotate, zoom, shift, brightness, contrast),

@@ -34,6 +34,8 @@ from typing import Any, Iterator, Mapping, TypeVar
 T = TypeVar("T")
 
 ENCODERS = ("none", "vgg16", "resnet50", "densenet121", "mobilenetv2")
+NORMS = ("group", "batch", "none")
+FITS = ("short_side", "squash")  # how images of any shape meet the square model (TrainConfig.fit)
 FREEZE_MODES = ("trainable", "frozen", "fine_tune")
 DEPTHS = (3, 4, 5)
 ACTIVATIONS = ("relu", "elu")
@@ -152,12 +154,21 @@ class ModelConfig:
     """What network to build.
 
     ``encoder="none"`` is the plain U-Net (depth, filters, dropout, activation,
-    batch_norm and upsampling apply); otherwise a ``keras.applications``
+    norm and upsampling apply); otherwise a ``keras.applications``
     encoder with a U-Net decoder. ``weights`` is ``"none"``, ``"imagenet"`` or a
     path to a weights file. ``freeze`` is ``"trainable"``, ``"frozen"`` or
     ``"fine_tune"`` (frozen for ``fine_tune_after`` epochs, then trainable at
     ``learning_rate * fine_tune_lr_factor``). ``init_from_run`` starts the
     model from an earlier run's weights (layers matched by name and shape).
+
+    ``norm`` is the normalisation after each convolution of the U-Net's own
+    blocks (one of ``NORMS``): ``"group"`` (group normalisation, the default:
+    the same in training and inference, so it works with 20 images and 3
+    steps an epoch), ``"batch"`` (batch normalisation; its moving averages
+    need many steps, so the health check compares training- and
+    inference-mode predictions), or ``"none"``. ``batch_norm`` is read from
+    settings written before ``norm`` existed (True: ``"batch"``, False:
+    ``"none"``) and wins over ``norm`` when set.
     """
 
     encoder: str = "none"
@@ -165,13 +176,21 @@ class ModelConfig:
     filters: int = 32
     dropout: float = 0.0
     activation: str = "relu"
-    batch_norm: bool = True
+    norm: str = "group"
+    batch_norm: bool | None = None
     upsampling: str = "transpose"
     weights: str = "none"
     freeze: str = "trainable"
     fine_tune_after: int = 0
     fine_tune_lr_factor: float = 0.1
     init_from_run: str | None = None
+
+    @property
+    def normalization(self) -> str:
+        """The normalisation in effect: ``batch_norm`` from older settings, else ``norm``."""
+        if self.batch_norm is not None:
+            return "batch" if self.batch_norm else "none"
+        return self.norm
 
     def __post_init__(self) -> None:
         p = "model."
@@ -182,7 +201,8 @@ class ModelConfig:
             filters=_int(p + "filters", self.filters, 1, 1024),
             dropout=_float(p + "dropout", self.dropout, 0.0, 1.0, hi_open=True),
             activation=_choice(p + "activation", self.activation, ACTIVATIONS),
-            batch_norm=_bool(p + "batch_norm", self.batch_norm),
+            norm=_choice(p + "norm", self.norm, NORMS),
+            batch_norm=None if self.batch_norm is None else _bool(p + "batch_norm", self.batch_norm),
             upsampling=_choice(p + "upsampling", self.upsampling, UPSAMPLING),
             freeze=_choice(p + "freeze", self.freeze, FREEZE_MODES),
             fine_tune_after=_int(p + "fine_tune_after", self.fine_tune_after, 0, _BIG),
@@ -275,10 +295,20 @@ class SplitConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How to train: data, optimisation, stopping, precision, backend and devices."""
+    """How to train: data, optimisation, stopping, precision, backend and devices.
+
+    ``fit``: how images of any shape meet the square ``image_size`` model.
+    ``"short_side"`` (default) keeps the aspect ratio: each image is scaled
+    so that its shorter side is ``image_size``; training takes a random
+    ``image_size`` window of it every epoch, and evaluation and prediction
+    slide the model over the whole image in overlapping windows. Square
+    images are used whole, as before. ``"squash"`` resizes every image to
+    ``image_size`` x ``image_size``.
+    """
 
     dataset: str = "demo"
     image_size: int = 128
+    fit: str = "short_side"
     epochs: int = 30
     batch_size: int = 8
     optimizer: str = "adam"
@@ -300,6 +330,7 @@ class TrainConfig:
             self,
             dataset=_name(p + "dataset", self.dataset),
             image_size=_int(p + "image_size", self.image_size, 16, MAX_IMAGE_SIZE),
+            fit=_choice(p + "fit", self.fit, FITS),
             epochs=_int(p + "epochs", self.epochs, 1, _BIG),
             batch_size=_int(p + "batch_size", self.batch_size, 1, 4096),
             optimizer=_choice(p + "optimizer", self.optimizer, OPTIMIZERS),

@@ -125,7 +125,8 @@ class IoUScore(_OverlapScore):
         return tp / ops.maximum(denom, 1.0), denom
 
 
-def segmentation_metrics(mode: str, num_classes: int, *, per_class: bool = True) -> list[keras.metrics.Metric]:
+def segmentation_metrics(mode: str, num_classes: int, *, per_class: bool = True,
+                         include_background: bool = False) -> list[keras.metrics.Metric]:
     """The training metrics for a head: mean Dice and IoU, plus Dice per class.
 
     Args:
@@ -133,11 +134,17 @@ def segmentation_metrics(mode: str, num_classes: int, *, per_class: bool = True)
         num_classes: K, classes including the background.
         per_class: add ``dice_<k>`` for every foreground class k (skipped for
             binary, where the mean is the one foreground class).
+        include_background: class 0 is a real class (``DatasetInfo.class0_is_background``
+            false): the means count it, and ``dice_0`` is added.
 
     Returns:
         A list of metric instances, ready for ``model.compile(metrics=...)``.
     """
-    metrics: list[keras.metrics.Metric] = [DiceScore(mode, num_classes), IoUScore(mode, num_classes)]
+    metrics: list[keras.metrics.Metric] = [
+        DiceScore(mode, num_classes, include_background=include_background),
+        IoUScore(mode, num_classes, include_background=include_background),
+    ]
     if per_class and num_classes > 2:
-        metrics += [DiceScore(mode, num_classes, class_id=k) for k in range(1, num_classes)]
+        first = 0 if include_background else 1
+        metrics += [DiceScore(mode, num_classes, class_id=k) for k in range(first, num_classes)]
     return metrics

@@ -1,10 +1,17 @@
 """Predict with a finished run's model on any image, at the image's own size.
 
-The image is resized to the run's training size, the model predicts class
-probabilities, and these are resized back to the image's size (bilinear), so
-the mask lines up with the original pixels. ``Predictor`` holds the loaded
-model; the dashboard keeps one per run in ``st.cache_resource``, so treat it
-as read-only.
+A run trained with ``fit="short_side"`` (the aspect ratio kept) saw its
+images scaled so that their shorter side was the training size: a new image
+is scaled by the same factor (the run records its training images' median
+shorter side), so objects keep the size the model learned, and the model is
+slid over it in overlapping windows of the training size whose
+probabilities are averaged (:func:`predict_tiled`). A large image is tiled,
+never squashed. Runs trained with ``fit="squash"`` (and runs from before the
+fit was recorded) resize the image to the square training size as they were
+trained. Either way the probabilities are resized back to the image's size
+(bilinear), so the mask lines up with the original pixels. ``Predictor``
+holds the loaded model; the dashboard keeps one per run in
+``st.cache_resource``, so treat it as read-only.
 """
 
 from __future__ import annotations
@@ -33,6 +40,8 @@ class Predictor:
     mode: str
     class_names: list[str]
     checkpoint: str
+    fit: str = "squash"
+    reference_short_side: float | None = None  # median shorter side of the training images (fit short_side)
 
     @classmethod
     def from_run(cls, run_id: str, ws: Workspace | None = None, *, checkpoint: str = "best") -> "Predictor":
@@ -60,6 +69,7 @@ class Predictor:
         dataset = meta.get("dataset") or {}
         model = keras.models.load_model(path, compile=False)
         shape = model.input_shape
+        fitted = meta.get("input") or {}
         return cls(
             run_id=run.run_id,
             model=model,
@@ -68,6 +78,8 @@ class Predictor:
             mode=dataset.get("mode", "multiclass"),
             class_names=list(dataset.get("classes", [])),
             checkpoint=str(path),
+            fit=fitted.get("fit", "squash"),
+            reference_short_side=fitted.get("reference_short_side"),
         )
 
     def prepare(self, image: np.ndarray) -> np.ndarray:
@@ -91,13 +103,78 @@ class Predictor:
     def predict_probs(self, image: np.ndarray) -> np.ndarray:
         """Probabilities float32 ``(H, W, outputs)`` at the image's own size."""
         h, w = np.asarray(image).shape[:2]
+        if self.fit == "short_side":
+            x = self.prepare_scaled(image)
+            probs = predict_tiled(self.model, x[None], self.image_size)[0]
+            return resize_probs(probs, h, w)
         x = self.prepare(image)[None]
         probs = np.asarray(self.model.predict_on_batch(x), dtype=np.float32)[0]
         return resize_probs(probs, h, w)
 
+    def scaled_size(self, height: int, width: int) -> tuple[int, int]:
+        """The size an image of ``height`` x ``width`` is predicted at: the training scale, at least one window."""
+        s = self.image_size
+        ref = self.reference_short_side or min(height, width)
+        scale = s / float(ref)
+        return max(s, round(height * scale)), max(s, round(width * scale))
+
+    def prepare_scaled(self, image: np.ndarray) -> np.ndarray:
+        """An image to float32 ``(H', W', C)`` at the training scale, its aspect ratio kept."""
+        img = self._channels(image)
+        h, w = self.scaled_size(img.shape[0], img.shape[1])
+        shrink = img.shape[0] > h or img.shape[1] > w
+        resized = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+        return resized.reshape(h, w, self.channels).astype(np.float32)
+
+    def _channels(self, image: np.ndarray) -> np.ndarray:
+        img, _ = imageio.to_uint8(np.asarray(image))
+        if img.ndim == 2:
+            img = img[..., None]
+        if img.ndim != 3:
+            raise ValueError(f"image must be (H, W) or (H, W, C), got shape {np.asarray(image).shape}")
+        if img.shape[2] == 4:
+            img = img[..., :3]
+        if self.channels == 1 and img.shape[2] == 3:
+            img = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)[..., None]
+        elif self.channels == 3 and img.shape[2] == 1:
+            img = np.repeat(img, 3, axis=2)
+        return img
+
     def predict_mask(self, image: np.ndarray, threshold: float = 0.5) -> np.ndarray:
         """The predicted mask at the image's size (index mask, or planes for multilabel)."""
         return probs_to_mask(self.predict_probs(image), self.mode, threshold)
+
+
+def predict_tiled(model, images: np.ndarray, window: int, batch_size: int = 8) -> np.ndarray:
+    """Probabilities float32 ``(N, H, W, outputs)`` for images ``(N, H, W, C)`` of any size >= ``window``.
+
+    The model (input ``window`` x ``window``) is slid over each image in
+    overlapping windows (:func:`segcore.training.pipeline.window_starts`);
+    where windows overlap their probabilities are averaged.
+    """
+    from segcore.training.pipeline import window_starts
+
+    images = np.asarray(images)
+    n, h, w = images.shape[:3]
+    if (h, w) == (window, window):
+        out = [np.asarray(model.predict_on_batch(images[i : i + batch_size].astype(np.float32)), np.float32)
+               for i in range(0, n, batch_size)]
+        return np.concatenate(out) if out else np.zeros((0, h, w, 1), np.float32)
+    if h < window or w < window:
+        raise ValueError(f"images of {h}x{w} are smaller than the model's window {window}x{window}")
+    spots = [(i, y, x) for i in range(n) for y in window_starts(h, window) for x in window_starts(w, window)]
+    total = None
+    count = np.zeros((n, h, w, 1), np.float32)
+    for start in range(0, len(spots), batch_size):
+        part = spots[start : start + batch_size]
+        batch = np.stack([images[i, y : y + window, x : x + window] for i, y, x in part]).astype(np.float32)
+        probs = np.asarray(model.predict_on_batch(batch), np.float32)
+        if total is None:
+            total = np.zeros((n, h, w, probs.shape[-1]), np.float32)
+        for (i, y, x), p in zip(part, probs):
+            total[i, y : y + window, x : x + window] += p
+            count[i, y : y + window, x : x + window] += 1.0
+    return total / np.maximum(count, 1.0)
 
 
 def resize_probs(probs: np.ndarray, height: int, width: int) -> np.ndarray:

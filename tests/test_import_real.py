@@ -155,10 +155,11 @@ def test_ph2_bmp_ignores_jpeg_copies_and_roi(shared_datasets, ws):
 def test_camvid_index_masks_with_void(shared_datasets, ws):
     src = shared_datasets / "camvid-subset"
     assert detect_layout(src)[0] == "paired"
-    report = import_dataset(src, "camvid", options={"classes": CAMVID_CLASSES, "ignore": 11}, workspace=ws)
+    report = import_dataset(src, "camvid", options={"classes": CAMVID_CLASSES, "ignore": 11, "class0": "class"}, workspace=ws)
     assert report.ok, report.error
     info = report.dataset
     assert (len(info.samples), info.mode, info.num_classes) == (100, "multiclass", 11)
+    assert info.class0_is_background is False  # Sky is a real class
     assert info.class_names == CAMVID_CLASSES
     subsets = [s.subset for s in info.samples]
     assert (subsets.count("train"), subsets.count("val")) == (80, 20)

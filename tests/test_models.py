@@ -40,9 +40,10 @@ def test_head_for():
     "cfg, size, channels, mode, k",
     [
         (ModelConfig(depth=3, filters=4), 16, 3, "binary", 2),
-        (ModelConfig(depth=4, filters=4, activation="elu", batch_norm=False, upsampling="upsample"), 32, 1,
+        (ModelConfig(depth=4, filters=4, activation="elu", norm="none", upsampling="upsample"), 32, 1,
          "multiclass", 4),
-        (ModelConfig(depth=5, filters=2, dropout=0.2), 32, 3, "multilabel", 4),
+        (ModelConfig(depth=5, filters=2, dropout=0.2, norm="batch"), 32, 3, "multilabel", 4),
+        (ModelConfig(depth=3, filters=6, batch_norm=True), 16, 3, "binary", 2),
     ],
 )
 def test_unet_variants_round_trip_through_keras_file(tmp_path, cfg, size, channels, mode, k):
@@ -55,7 +56,8 @@ def test_unet_variants_round_trip_through_keras_file(tmp_path, cfg, size, channe
     assert tuple(model.output.shape) == (None, size, size, outputs)
     assert model.get_layer("head").get_config()["activation"] == activation
     assert len([layer for layer in model.layers if layer.name.startswith("pool")]) == cfg.depth
-    assert any(isinstance(layer, keras.layers.BatchNormalization) for layer in model.layers) == cfg.batch_norm
+    assert any(isinstance(layer, keras.layers.BatchNormalization) for layer in model.layers) == (cfg.normalization == "batch")
+    assert any(isinstance(layer, keras.layers.GroupNormalization) for layer in model.layers) == (cfg.normalization == "group")
     # the compiled loss and metrics travel with the file: no custom_objects needed to load
     # run_eagerly: one step does not repay tracing a graph (seconds per model on a small CPU)
     model.compile(optimizer="adam", loss=losses.get("auto", mode=mode), metrics=segmentation_metrics(mode, k),
@@ -101,14 +103,16 @@ def test_preprocess_matches_keras_applications():
 
 
 def test_count_params_and_contracting_path():
-    model = build_model(ModelConfig(**TINY), image_size=16, channels=3, mode="binary", num_classes=2)
-    assert count_params(model) == model.count_params()
     # contracting path: enc0 (3->4), enc1 (4->8), enc2 (8->16), bottleneck enc3 (16->32);
-    # two 3x3 convs per block without bias (batch norm follows) + 4 BN weights per channel each
-    expected = 0
-    for cin, cout in ((3, 4), (4, 8), (8, 16), (16, 32)):
-        expected += 9 * cin * cout + 9 * cout * cout + 2 * 4 * cout
-    assert encoder_param_count(model) == expected
+    # two 3x3 convs per block without bias (a norm follows): batch norm keeps 4 weights per
+    # channel, group norm 2 (scale and offset)
+    for norm, per_channel in (("batch", 4), ("group", 2)):
+        model = build_model(ModelConfig(**{**TINY, "norm": norm}), image_size=16, channels=3, mode="binary", num_classes=2)
+        assert count_params(model) == model.count_params()
+        expected = 0
+        for cin, cout in ((3, 4), (4, 8), (8, 16), (16, 32)):
+            expected += 9 * cin * cout + 9 * cout * cout + 2 * per_channel * cout
+        assert encoder_param_count(model) == expected
 
 
 def test_forward_gflops_golden():

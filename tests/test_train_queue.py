@@ -67,6 +67,7 @@ def test_sigkill_mid_run_then_resume_continues_epochs(demo_ws):
     final = wait_for([run_id], demo_ws, timeout=240)[run_id]
     assert final["state"] == "finished", final
     assert final["resumed_from"] == done and final["attempt"] == 2
+    assert final["cpu_seconds"] > 0  # the training process's own CPU time, recorded at its end
     assert [row["epoch"] for row in run.read_history()] == list(range(1, 7))  # no epoch twice, none lost
     assert f"resuming from epoch {done}" in run.log_path.read_text()
 

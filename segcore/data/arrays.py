@@ -1,9 +1,16 @@
-"""Loading a canonical dataset into arrays at one square size, fast.
+"""Loading a canonical dataset into arrays at one size, fast.
 
 This is the path training, evaluation and the Compare page use: every file is
 decoded and resized with OpenCV in a thread pool (OpenCV releases the GIL, so
 threads use every core without copying arrays between processes), and the
 result is cached per size beside the dataset.
+
+Two fits (``FITS``): ``"squash"`` resizes every image to ``size`` x ``size``
+(the aspect ratio is lost); ``"short_side"`` keeps the aspect ratio: each
+image is resized so that its shorter side is ``size`` (:func:`fitted_size`)
+and placed at the top left of one canvas as large as the largest of them;
+the rest of the canvas is 0 in images and void (255) in masks. Training then
+takes ``size`` x ``size`` crops and prediction tiles the canvas.
 """
 
 from __future__ import annotations
@@ -19,8 +26,27 @@ import cv2
 import numpy as np
 
 from segcore.data.dataset import Dataset, load_dataset
+from segcore.config import FITS
 from segcore.fsutil import make_temp_dir, write_json_atomic
 from segcore.workspace import Workspace
+
+
+
+
+def fitted_size(height: int, width: int, size: int, fit: str = "short_side") -> tuple[int, int]:
+    """(height, width) of an image after the fit: the shorter side made ``size``, the aspect ratio kept."""
+    if fit == "squash":
+        return size, size
+    if fit != "short_side":
+        raise ValueError(f"unknown fit {fit!r}; expected one of {list(FITS)}")
+    short = min(height, width)
+    return max(size, round(height * size / short)), max(size, round(width * size / short))
+
+
+def canvas_size(dataset: Dataset, size: int, fit: str = "short_side") -> tuple[int, int]:
+    """The (height, width) every sample's arrays share: the largest fitted size over the dataset."""
+    sizes = [fitted_size(s.height, s.width, size, fit) for s in dataset.info.samples] or [(size, size)]
+    return max(h for h, _ in sizes), max(w for _, w in sizes)
 
 
 def default_workers() -> int:
@@ -36,8 +62,9 @@ def load_arrays(
     workers: int | None = None,
     workspace: Workspace | None = None,
     cache: bool = True,
+    fit: str = "squash",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Load images and masks of a dataset resized to ``size`` x ``size``.
+    """Load images and masks of a dataset resized to ``size`` x ``size`` (or fitted, keeping the aspect ratio).
 
     The first call at a size resizes every sample and keeps the result in
     ``<dataset>/cache/size-<size>/`` (two ``.npy`` files, written atomically and
@@ -51,6 +78,8 @@ def load_arrays(
         workers: decoding threads (default: twice the CPU cores).
         workspace: where to find a dataset given by name.
         cache: use and fill the per-size cache (False: always decode the files).
+        fit: ``"squash"`` (``size`` x ``size``) or ``"short_side"`` (the aspect
+            ratio kept, on the dataset's canvas; see the module notes).
 
     Returns:
         ``(images, masks)``: images uint8 ``(N, size, size, C)`` with C the
@@ -68,23 +97,31 @@ def load_arrays(
     if int(size) < 1:
         raise ValueError(f"size must be a positive number of pixels, got {size!r}")
     size = int(size)
+    if fit not in FITS:
+        raise ValueError(f"unknown fit {fit!r}; expected one of {list(FITS)}")
     ids = list(dataset.ids if ids is None else ids)
     for sample_id in ids:
         dataset.sample(sample_id)  # KeyError naming the id
     if cache:
-        cached = _from_cache(dataset, ids, size, workers)
+        cached = _from_cache(dataset, ids, size, workers, fit)
         if cached is not None:
             return cached
-    return _decode_resize(dataset, ids, size, workers)
+    return _decode_resize(dataset, ids, size, workers, fit)
 
 
-def _decode_resize(dataset: Dataset, ids: list[str], size: int, workers: int | None) -> tuple[np.ndarray, np.ndarray]:
+def _decode_resize(dataset: Dataset, ids: list[str], size: int, workers: int | None, fit: str = "squash") -> tuple[np.ndarray, np.ndarray]:
     info = dataset.info
     channels = info.channels
     multilabel = info.mode == "multilabel"
     planes = info.num_classes - 1
-    images = np.empty((len(ids), size, size, channels), np.uint8)
-    masks = np.empty((len(ids), size, size, planes) if multilabel else (len(ids), size, size), np.uint8)
+    ch, cw = (size, size) if fit == "squash" else canvas_size(dataset, size, fit)
+    mask_shape = (len(ids), ch, cw, planes) if multilabel else (len(ids), ch, cw)
+    if fit == "squash":  # every pixel is written
+        images = np.empty((len(ids), ch, cw, channels), np.uint8)
+        masks = np.empty(mask_shape, np.uint8)
+    else:  # the canvas beyond each image: black, and void in the masks
+        images = np.zeros((len(ids), ch, cw, channels), np.uint8)
+        masks = np.full(mask_shape, 255, np.uint8)
     root = dataset.root
     flag = cv2.IMREAD_GRAYSCALE if channels == 1 else cv2.IMREAD_COLOR
 
@@ -96,21 +133,22 @@ def _decode_resize(dataset: Dataset, ids: list[str], size: int, workers: int | N
             raise ValueError(f"cannot read image {path}")
         if channels == 3:
             img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-        img = _resize(img, size, cv2.INTER_AREA)
-        images[i] = img.reshape(size, size, channels)
+        h, w = fitted_size(img.shape[0], img.shape[1], size, fit)
+        img = _resize(img, h, w, cv2.INTER_AREA)
+        images[i, :h, :w] = img.reshape(h, w, channels)
         if multilabel:
             for k in range(planes):
                 mpath = root / "masks" / str(k + 1) / f"{sample_id}.png"
                 plane = cv2.imread(str(mpath), cv2.IMREAD_GRAYSCALE)
                 if plane is None:
                     raise ValueError(f"cannot read mask plane {mpath}")
-                masks[i, :, :, k] = _resize(plane, size, cv2.INTER_NEAREST)
+                masks[i, :h, :w, k] = _resize(plane, h, w, cv2.INTER_NEAREST)
         else:
             mpath = root / "masks" / f"{sample_id}.png"
             mask = cv2.imread(str(mpath), cv2.IMREAD_GRAYSCALE)
             if mask is None:
                 raise ValueError(f"cannot read mask {mpath}")
-            masks[i] = _resize(mask, size, cv2.INTER_NEAREST)
+            masks[i, :h, :w] = _resize(mask, h, w, cv2.INTER_NEAREST)
 
     n_workers = workers or default_workers()
     if n_workers <= 1 or len(ids) <= 1:
@@ -122,13 +160,13 @@ def _decode_resize(dataset: Dataset, ids: list[str], size: int, workers: int | N
     return images, masks
 
 
-def cache_dir(dataset: Dataset, size: int) -> Path:
-    """Where the arrays of ``dataset`` resized to ``size`` are kept."""
-    return dataset.root / "cache" / f"size-{int(size)}"
+def cache_dir(dataset: Dataset, size: int, fit: str = "squash") -> Path:
+    """Where the arrays of ``dataset`` resized to ``size`` (with ``fit``) are kept."""
+    return dataset.root / "cache" / (f"size-{int(size)}" if fit == "squash" else f"short-{int(size)}")
 
 
-def _from_cache(dataset: Dataset, ids: list[str], size: int, workers: int | None):
-    folder = cache_dir(dataset, size)
+def _from_cache(dataset: Dataset, ids: list[str], size: int, workers: int | None, fit: str = "squash"):
+    folder = cache_dir(dataset, size, fit)
     meta_path = folder / "meta.json"
     all_ids = dataset.ids
     meta = None
@@ -138,7 +176,7 @@ def _from_cache(dataset: Dataset, ids: list[str], size: int, workers: int | None
         except (OSError, json.JSONDecodeError):
             meta = None
     if not meta or meta.get("content_hash") != dataset.info.content_hash or meta.get("ids") != all_ids:
-        images, masks = _decode_resize(dataset, all_ids, size, workers)
+        images, masks = _decode_resize(dataset, all_ids, size, workers, fit)
         try:
             _write_cache(folder, images, masks, dataset.info.content_hash, all_ids)
         except OSError:
@@ -175,7 +213,7 @@ def _write_cache(folder: Path, images: np.ndarray, masks: np.ndarray, content_ha
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _resize(arr: np.ndarray, size: int, interpolation: int) -> np.ndarray:
-    if arr.shape[0] == size and arr.shape[1] == size:
+def _resize(arr: np.ndarray, height: int, width: int, interpolation: int) -> np.ndarray:
+    if arr.shape[0] == height and arr.shape[1] == width:
         return arr
-    return cv2.resize(arr, (size, size), interpolation=interpolation)
+    return cv2.resize(arr, (width, height), interpolation=interpolation)

@@ -41,6 +41,16 @@ def register(subparsers) -> None:
     p.add_argument("--mask-encoding", choices=["auto", "binary", "index", "trimap", "color"], default=None)
     p.add_argument("--multilabel", choices=["auto", "yes", "no"], default="auto", help="for per-class folders")
     p.add_argument(
+        "--class0", choices=["auto", "background", "class"], default="auto",
+        help="what class 0 is: the background (left out of every mean) or a real class such as Sky "
+        "(counted in every mean); auto: background when so named or binary, and the report says which was taken",
+    )
+    p.add_argument("--annotator", help="whose masks to use when file or folder names carry annotators (_1stHO, 2nd_manual, ...)")
+    p.add_argument(
+        "--folder-role", action="append", metavar="FOLDER=ROLE",
+        help="for per-class folders: the role of a mask folder, one of class, fov, annotator, ignore (repeatable)",
+    )
+    p.add_argument(
         "--option", action="append", metavar="KEY=JSON",
         help="any other import option (repeatable); unknown keys are refused with the list of valid ones",
     )
@@ -104,6 +114,18 @@ def _options(args):
         opts["mask_encoding"] = args.mask_encoding
     if args.multilabel != "auto":
         opts["multilabel"] = args.multilabel == "yes"
+    if args.class0 != "auto":
+        opts["class0"] = args.class0
+    if args.annotator:
+        opts["annotator"] = args.annotator
+    if args.folder_role:
+        roles = {}
+        for item in args.folder_role:
+            if "=" not in item:
+                raise ValueError(f"--folder-role expects FOLDER=ROLE, got {item!r}")
+            a, b = item.split("=", 1)
+            roles[a] = b
+        opts["folder_roles"] = roles
     for item in args.option or []:
         if "=" not in item:
             raise ValueError(f"--option expects KEY=JSON, got {item!r}")
@@ -147,7 +169,8 @@ def _import(args) -> int:
             info = report.dataset
             print(
                 f"imported {len(info.samples)} samples as {report.name!r} "
-                f"(layout {report.layout}, {info.mode}, classes {info.class_names}, {info.channels} channels)"
+                f"(layout {report.layout}, {info.mode}, classes {info.class_names}, {info.channels} channels, "
+                f"class 0 {'is the background' if info.class0_is_background else 'is a real class'})"
             )
         for p in report.problems:
             print(f"{p.severity}: [{p.kind}] {p.message}", file=sys.stderr)

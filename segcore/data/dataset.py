@@ -11,9 +11,13 @@ Every import, whatever its source layout, ends as one folder under
     masks/<k>/<id>.png      # multilabel: one uint8 plane per foreground class k
                             #   (1..K-1), values 0 / 1 (255 = void, optional)
 
-``classes[0]`` is always the background. A binary dataset has two classes,
-a multiclass one K >= 3 exclusive classes, a multilabel one K - 1 foreground
-classes that may overlap (the background is "no class set").
+A binary dataset has two classes, a multiclass one K >= 3 exclusive classes,
+a multilabel one K - 1 foreground classes that may overlap (class 0 is then
+"no class set"). ``class0`` in ``dataset.json`` states what class 0 is:
+``"background"`` (left out of every mean: evaluation, training metrics, the
+best-checkpoint score, health messages) or ``"class"`` (a real class, such as
+CamVid's Sky, counted in every mean). It is asked at import; datasets written
+before it existed read as ``"background"``.
 """
 
 from __future__ import annotations
@@ -83,6 +87,12 @@ class DatasetInfo:
     problems: tuple[Problem, ...] = ()
     created_at: str = ""
     segcore_version: str = ""
+    class0_is_background: bool = True
+
+    @property
+    def include_background(self) -> bool:
+        """True when class 0 is a real class, so that means over classes count it."""
+        return not self.class0_is_background
 
     @property
     def num_classes(self) -> int:
@@ -103,6 +113,7 @@ class DatasetInfo:
             "classes": [{"name": c.name, "color": list(c.color)} for c in self.classes],
             "channels": self.channels,
             "ignore_index": self.ignore_index,
+            "class0": "background" if self.class0_is_background else "class",
             "num_samples": len(self.samples),
             "source": self.source,
             "content_hash": self.content_hash,
@@ -152,7 +163,15 @@ class DatasetInfo:
             problems=tuple(Problem.from_dict(p) for p in d.get("problems", ())),
             created_at=d.get("created_at", ""),
             segcore_version=d.get("segcore_version", ""),
+            class0_is_background=_class0(d),
         )
+
+
+def _class0(d: dict[str, Any]) -> bool:
+    value = d.get("class0", "background")
+    if value not in ("background", "class"):
+        raise ValueError(f"dataset {d.get('name')!r} has class0 {value!r}; expected 'background' or 'class'")
+    return value == "background"
 
 
 class Dataset:

@@ -67,6 +67,7 @@ class ImportReport:
             "classes": info.class_names if info else [],
             "num_samples": len(info.samples) if info else 0,
             "channels": info.channels if info else None,
+            "class0": ("background" if info.class0_is_background else "class") if info else None,
             "problems": [p.to_dict() for p in self.problems],
             "details": self.details,
             "seconds": round(self.seconds, 3),
@@ -168,6 +169,9 @@ def import_dataset(
         options = _read_tables(options, root.parent if root.is_file() else root)
         discovery = layouts.discover(layout, root, options)
         report.problems.extend(discovery.problems)
+        for key in ("annotators", "folder_roles"):
+            if discovery.details.get(key):
+                report.details[key] = discovery.details[key]
         if root.is_file():  # a COCO file: its folder is the source root
             root = root.parent
         out = scratch / "dataset"
@@ -294,9 +298,10 @@ class _Result:
     labelled: int = 0
     overlap: int = 0
     problems: list[Problem] = field(default_factory=list)
-    noisy: list = field(default_factory=list)  # (mask file, pixels snapped)
+    noisy: list = field(default_factory=list)  # (mask file, pixels snapped, of them farther than a JPEG shift)
     outside: dict = field(default_factory=dict)
     mask_mode: str = ""
+    read_as: str = ""  # how a mask of an unusual mode was read, for the report
     notes: list[str] = field(default_factory=list)
 
 
@@ -360,7 +365,7 @@ def _build(discovery, root: Path, out: Path, name: str, options: ImportOptions, 
             results.append(res)
             if i % 16 == 0 or i == total:
                 progress(i, total, f"read {i}/{total} samples")
-    return _finish(results, discovery, root, out, name, class_names, class_colors, kind, options, report, channels)
+    return _finish(results, discovery, root, out, name, class_names, class_colors, kind, options, report, channels, spec)
 
 
 def _label_kind(raw: layouts.RawSample) -> str:
@@ -374,18 +379,30 @@ def _label_kind(raw: layouts.RawSample) -> str:
 
 
 def _probe_spec(samples, options, max_pixels, report) -> masks.MaskSpec:
-    grey: Counter = Counter()
-    color: Counter = Counter()
-    palette = None
+    """The mask encoding from a probe of up to ``_PROBE`` masks.
+
+    Colour masks, or a colour table in the options, mean the masks are
+    colour-coded: palette PNGs among them are then read through their palette
+    (the colours they show) and grey masks as grey colours, never as indices.
+    """
+    seen = []  # (array, palette) per probed mask
     step = max(1, len(samples) // _PROBE)
     for raw in samples[::step][:_PROBE]:
         try:
             dec = imageio.read_mask(raw.mask, max_pixels)
         except imageio.ImageReadError:
             continue  # reported when the sample itself is read
-        arr = dec.array
-        if dec.palette is not None and palette is None:
-            palette = dec.palette
+        seen.append((dec.array, dec.palette))
+    colour = bool(options.colors) or options.mask_encoding == "color" or any(a.ndim == 3 for a, _ in seen)
+    grey: Counter = Counter()
+    color: Counter = Counter()
+    palette = None
+    neighbours = np.zeros((256, 256), np.int64)
+    for arr, pal in seen:
+        if colour and arr.ndim == 2:
+            arr = masks.palette_to_rgb(arr, pal) if pal is not None else np.repeat(np.clip(arr, 0, 255).astype(np.uint8)[:, :, None], 3, axis=2)
+        if pal is not None and palette is None:
+            palette = pal
         if arr.ndim == 3:
             packed = (arr[:, :, 0].astype(np.int64) << 16) | (arr[:, :, 1].astype(np.int64) << 8) | arr[:, :, 2]
             u, c = np.unique(packed, return_counts=True)
@@ -393,10 +410,16 @@ def _probe_spec(samples, options, max_pixels, report) -> masks.MaskSpec:
         elif arr.dtype in (np.uint8, np.uint16):
             counts = np.bincount(arr.ravel())  # far faster than np.unique for small integer types
             grey.update({int(v): int(counts[v]) for v in np.flatnonzero(counts)})
+            if arr.dtype == np.uint8:
+                neighbours += masks.neighbour_counts(arr)
         else:
             u, c = np.unique(arr, return_counts=True)
             grey.update({int(v): int(n) for v, n in zip(u, c)})
-    return masks.infer_spec(dict(grey), dict(color), palette, options)
+    if colour and options.mask_encoding == "auto" and not options.colors:
+        options = dataclasses.replace(options, mask_encoding="color")
+    spec = masks.infer_spec(dict(grey), dict(color), None if colour else palette, options)
+    spec.suggestions = masks.void_suggestions(spec, dict(grey), neighbours)
+    return spec
 
 
 def _probe_channels(samples, max_pixels) -> int:
@@ -436,6 +459,7 @@ def _process(raw, root, out, kind, spec, value_of, num_classes, max_pixels, chan
         notes = [n.replace(str(raw.image), layouts._rel(raw.image, root)) for n in notes]
     h, w = image.shape[:2]
     res = _Result(None, grey=image.ndim == 2, notes=notes)
+    outside_fov = None
     mask_files = [layouts._rel(p, root) for p in raw.mask_files]
     planes = None
     if kind == "file":
@@ -443,10 +467,14 @@ def _process(raw, root, out, kind, spec, value_of, num_classes, max_pixels, chan
         res.mask_mode = dec.mode
         if dec.array.shape[:2] != (h, w):
             return _size_problem(raw, root, dec.array.shape[:2], (h, w))
-        mr = masks.apply_spec(dec.array, spec)
+        arr = dec.array
+        if spec.encoding == "color" and arr.ndim == 2 and dec.palette is not None:
+            arr = masks.palette_to_rgb(arr, dec.palette)  # the colours the palette PNG shows
+            res.read_as = "palette colours"
+        mr = masks.apply_spec(arr, spec)
         index, res.outside = mr.index, mr.outside
         if mr.snapped:
-            res.noisy.append((mask_files[0], mr.snapped))
+            res.noisy.append((mask_files[0], mr.snapped, mr.snapped_far))
     elif kind == "union":
         index = np.zeros((h, w), np.uint8)
         modes: set[str] = set()
@@ -464,6 +492,12 @@ def _process(raw, root, out, kind, spec, value_of, num_classes, max_pixels, chan
                 return problem
         res.mask_mode = "/".join(sorted(modes))
         index = None
+        if raw.fov is not None:
+            dec = imageio.read_mask(raw.fov, max_pixels)
+            if dec.array.shape[:2] != (h, w):
+                return _size_problem(raw, root, dec.array.shape[:2], (h, w), raw.fov)
+            fov, _ = masks.binarize(dec.array)
+            outside_fov = fov == 0
     else:
         if raw.size and tuple(raw.size) != (h, w):
             return _size_problem(raw, root, tuple(raw.size), (h, w), raw.label_file)
@@ -480,13 +514,17 @@ def _process(raw, root, out, kind, spec, value_of, num_classes, max_pixels, chan
             image = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
         (out / "images" / f"{raw.id}.png").write_bytes(_encode(image))
     if planes is not None:
+        if outside_fov is not None:
+            planes[outside_fov] = 0
         for k in range(planes.shape[2]):
-            (out / "masks" / str(k + 1) / f"{raw.id}.png").write_bytes(_encode(planes[:, :, k], mask=True))
+            plane = planes[:, :, k] if outside_fov is None else np.where(outside_fov, np.uint8(IGNORE_INDEX), planes[:, :, k])
+            (out / "masks" / str(k + 1) / f"{raw.id}.png").write_bytes(_encode(plane, mask=True))
         res.counts = planes.reshape(-1, planes.shape[2]).sum(axis=0, dtype=np.int64)
         depth = planes.sum(axis=2, dtype=np.uint8)
-        res.background = int(np.count_nonzero(depth == 0))
+        void = 0 if outside_fov is None else int(np.count_nonzero(outside_fov))
+        res.background = int(np.count_nonzero(depth == 0)) - void
         res.overlap = int(np.count_nonzero(depth > 1))
-        res.labelled = h * w
+        res.labelled = h * w - void
     else:
         (out / "masks" / f"{raw.id}.png").write_bytes(_encode(index, mask=True))
         counts = np.bincount(index.ravel(), minlength=256)
@@ -522,7 +560,7 @@ def _union_binary_masks(files, out: np.ndarray, raw, root, res: _Result, modes: 
             return _size_problem(raw, root, dec.array.shape[:2], (h, w), f)
         plane, noise = masks.binarize(dec.array)
         if noise:
-            res.noisy.append((layouts._rel(f, root), noise))
+            res.noisy.append((layouts._rel(f, root), noise, 0))
         np.bitwise_or(out, plane, out=out)
     return None
 
@@ -534,7 +572,7 @@ def _size_problem(raw, root, got, want, mask_file=None) -> _Result:
     return _Result(None, problems=[Problem("size_mismatch", msg, files, "error")])
 
 
-def _finish(results, discovery, root, out, name, class_names, class_colors, kind, options, report, channels) -> DatasetInfo:
+def _finish(results, discovery, root, out, name, class_names, class_colors, kind, options, report, channels, spec=None) -> DatasetInfo:
     problems = report.problems
     good = [r for r in results if r.sample is not None]
     for r in results:
@@ -573,40 +611,23 @@ def _finish(results, discovery, root, out, name, class_names, class_colors, kind
                 )
         report.details["overlap_pixels"] = overlap
     # Noise, values outside the table, conversions, mixed encodings.
-    noisy = [fn for r in good for fn in r.noisy]
-    if noisy:
-        total = sum(n for _, n in noisy)
-        problems.append(
-            Problem(
-                "mask_noise",
-                f"{len(noisy)} masks have {total} pixels with values between the class values "
-                f"(e.g. JPEG or anti-aliasing noise); snapped to the nearest class. Worst: "
-                + ", ".join(f"{f} ({n} px)" for f, n in sorted(noisy, key=lambda x: -x[1])[:3]),
-                tuple(f for f, _ in noisy),
-                "warning",
-            )
-        )
-    outside = [(r.sample.source_mask, r.outside) for r in good if r.outside]
-    if outside:
-        vals = sorted({v for _, o in outside for v in o}, key=str)
-        problems.append(
-            Problem(
-                "values_outside_table",
-                f"{len(outside)} masks have values {vals[:10]} outside the class table {class_names}; "
-                "those pixels were set to void (255, not scored)",
-                tuple(f for f, _ in outside),
-                "error",
-            )
-        )
+    problems.extend(_value_problems(good, class_names, spec))
     mixed = Counter(r.mask_mode for r in good if r.mask_mode)
     if len(mixed) > 1:
         common = mixed.most_common(1)[0][0]
         odd = [r.sample.source_mask for r in good if r.mask_mode and r.mask_mode != common]
+        through_palette = sum(1 for r in good if r.read_as == "palette colours")
+        if through_palette:
+            how = f"{through_palette} palette masks were decoded through their palettes to the colours they show"
+        elif spec is not None and spec.encoding == "color":
+            how = "all were read as colours"
+        else:
+            how = "all were read by value" + (" (palette masks as their indices)" if "P" in mixed else "")
         problems.append(
             Problem(
                 "mixed_mask_encoding",
                 f"masks are stored in different image modes {dict(mixed)}; {len(odd)} differ from the usual {common!r} "
-                f"(e.g. {odd[0]}); all were read by value",
+                f"(e.g. {odd[0]}); {how}",
                 tuple(odd),
                 "warning",
             )
@@ -638,6 +659,9 @@ def _finish(results, discovery, root, out, name, class_names, class_colors, kind
     empty = [class_names[k] for k in range(1, num_classes) if fractions[k] == 0]
     if empty:
         problems.append(Problem("empty_class", f"classes {empty} have no pixels in any mask", (), "warning"))
+    if spec is not None and spec.suggestions:
+        problems.append(Problem("void_suggested", "; ".join(spec.suggestions), (), "warning"))
+    background = _class0(options, mode, class_names, spec, report)
     heights = np.array([r.sample.height for r in good])
     widths = np.array([r.sample.width for r in good])
     sizes = Counter(f"{r.sample.height}x{r.sample.width}" for r in good)
@@ -668,7 +692,119 @@ def _finish(results, discovery, root, out, name, class_names, class_colors, kind
         problems=tuple(problems),
         created_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         segcore_version=segcore.__version__,
+        class0_is_background=background,
     )
+
+
+def kind_of_names(options: ImportOptions, spec) -> str:
+    """"given" when class names came from the options or the data, "made up" when the importer named the classes."""
+    if options.classes or options.colors or spec is None:
+        return "given"
+    return "made up" if spec.encoding == "index" else "given"
+
+
+def _class0(options: ImportOptions, mode: str, class_names: list[str], spec, report: ImportReport) -> bool:
+    """Whether class 0 is the background (True) or a real class, as stated or as assumed; the report says which."""
+    name = class_names[0]
+    if options.class0 != "auto":
+        report.details["class0"] = {"value": options.class0, "stated": True}
+        return options.class0 == "background"
+    if mode == "multilabel":
+        value, why = True, "in a multilabel dataset class 0 is 'no class set'"
+    elif mode == "binary":
+        value, why = True, "the masks are binary"
+    elif kind_of_names(options, spec) == "made up":
+        value, why = True, "no class names were given"
+    elif name.lower() in _BACKGROUND_NAMES:
+        value, why = True, f"it is named {name!r}"
+    else:
+        value, why = False, f"its name {name!r} is not a background name"
+    report.details["class0"] = {"value": "background" if value else "class", "stated": False, "why": why}
+    # Asked about when it is a guess: label files whose class 0 was not named as the background.
+    if mode == "multiclass" and spec is not None and not (value and why.startswith("it is named")):
+        other = "class" if value else "background"
+        effect = "left out of every mean (metrics, best checkpoint, health checks)" if value else "counted in every mean like any class"
+        report.problems.append(
+            Problem(
+                "class0_assumed",
+                f"class 0 ({name!r}) was taken as {'the background' if value else 'a real class'} ({why}), so it is {effect}; "
+                f"if it is {'a real class' if value else 'the background'}, import again with --class0 {other} (option \"class0\": \"{other}\")",
+                (),
+                "warning",
+            )
+        )
+    return value
+
+
+# Pixels not explained by the colour table, as a share of all mask pixels, above which the table is wrong.
+TABLE_MISMATCH = 0.05
+
+
+def _value_problems(good, class_names, spec) -> list[Problem]:
+    """Snapped noise, values or colours outside the table, and a colour table that does not fit."""
+    out: list[Problem] = []
+    colour = spec is not None and spec.encoding == "color"
+    noisy = [fn for r in good for fn in r.noisy]
+    if noisy:
+        total = sum(n for _, n, _ in noisy)
+        worst = ", ".join(f"{f} ({n} px)" for f, n, _ in sorted(noisy, key=lambda x: -x[1])[:3])
+        what = (
+            f"colours not in the table that are within {masks.JPEG_SHIFT} of a table colour or lie only on edges "
+            "between regions (JPEG ringing or anti-aliasing)"
+            if colour
+            else "values between the class values (e.g. JPEG or anti-aliasing noise)"
+        )
+        out.append(
+            Problem("mask_noise", f"{len(noisy)} masks have {total} pixels with {what}; snapped to the nearest class. Worst: {worst}",
+                    tuple(f for f, _, _ in noisy), "warning")
+        )
+    outside = [(r.sample.source_mask, r.outside) for r in good if r.outside]
+    if outside:
+        per_value: Counter = Counter()
+        for _, o in outside:
+            per_value.update(o)
+        shown = ", ".join(f"{_value_text(v)}: {n:,} px" for v, n in per_value.most_common(8))
+        if colour:
+            msg = (
+                f"{len(outside)} masks have colours that are not in the colour table and fill solid regions "
+                f"(so they are real colours, not JPEG noise): {shown}; those pixels were set to void (255, not scored). "
+                "If they are classes, add them to the colour table; if they are void, list them in ignore_colors"
+            )
+        else:
+            msg = (
+                f"{len(outside)} masks have values {sorted(per_value, key=str)[:10]} outside the class table {class_names} "
+                f"({shown}); those pixels were set to void (255, not scored)"
+            )
+        out.append(Problem("values_outside_table", msg, tuple(f for f, _ in outside), "error"))
+    if colour and spec.color_table:
+        pixels = sum(r.sample.height * r.sample.width for r in good)
+        unexplained = sum(n for _, o in outside for n in o.values()) + sum(far for _, _, far in noisy)
+        if pixels and unexplained > TABLE_MISMATCH * pixels:
+            seen = np.zeros(len(class_names), np.int64)
+            for r in good:
+                if r.counts is not None:
+                    seen[: len(r.counts)] += r.counts
+            never = [class_names[k] for k in range(len(class_names)) if seen[k] == 0]
+            per_value = Counter()
+            for _, o in outside:
+                per_value.update(o)
+            common = ", ".join(_value_text(v) for v, _ in per_value.most_common(5)) or "none in solid regions"
+            out.append(
+                Problem(
+                    "color_table_mismatch",
+                    f"{unexplained / pixels:.1%} of all mask pixels ({unexplained:,}) are not colours of the colour table: "
+                    f"the table does not fit these masks. Most common colours missing from it: {common}"
+                    + (f"; table colours never seen: {never}" if never else "")
+                    + ". Check the table against the masks' colours",
+                    (),
+                    "error",
+                )
+            )
+    return out
+
+
+def _value_text(v) -> str:
+    return f"({v[0]}, {v[1]}, {v[2]})" if isinstance(v, tuple) else str(v)
 
 
 def _planes_to_index(out: Path, good, num_classes: int) -> None:
@@ -679,7 +815,8 @@ def _planes_to_index(out: Path, good, num_classes: int) -> None:
             plane = cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)
             if index is None:
                 index = np.zeros(plane.shape, np.uint8)
-            index[plane > 0] = k
+            index[(plane > 0) & (plane != IGNORE_INDEX)] = k
+            index[plane == IGNORE_INDEX] = IGNORE_INDEX  # outside the field of view
         (out / "masks" / f"{r.sample.id}.png").write_bytes(_encode(index, mask=True))
     for k in range(1, num_classes):
         shutil.rmtree(out / "masks" / str(k), ignore_errors=True)

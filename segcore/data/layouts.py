@@ -52,6 +52,14 @@ STEM_SUFFIXES = (
     "_segmentation", "_gt", "_annot", "_anno", "_annotation", "_l", "_lesion", "_trimap", "_target", "_class",
     "_training", "_train", "_test", "_image", "_img", "_dermoscopic_image", "_roi",
 )  # fmt: skip
+# Suffixes that name a mask, not an image (the rest of STEM_SUFFIXES may end image names too).
+MASK_SUFFIXES = tuple(x for x in STEM_SUFFIXES if x not in ("_training", "_train", "_test", "_image", "_img", "_dermoscopic_image"))
+# Annotator suffixes: _1stHO / _2ndHO (CHASE_DB1), _manual1 / _manual2 (DRIVE), _annotator2, _rater1, _expert3 ...
+_ANNOTATOR_RE = re.compile(
+    r"[_\-. ](?P<tag>(?P<ord>[1-9])(?:st|nd|rd|th)[_\-]?[a-z]{0,10}|manual(?P<num>[1-9])"
+    r"|(?:annotator|annot|ann|rater|expert|observer|obs|grader|reader)[_\-]?(?P<num2>[1-9]))$",
+    re.I,
+)
 _SUBSET_RE = re.compile(r"(?:^|[_\-. ])(train|training|val|valid|validation|test|testing)(?:$|[_\-. ])", re.I)
 _SUBSET_NAMES = {"training": "train", "train": "train", "val": "val", "valid": "val", "validation": "val"}
 _SUBSET_NAMES.update({"test": "test", "testing": "test"})
@@ -68,6 +76,7 @@ class RawSample:
     mask: Path | None = None  # a single mask file
     union: list[Path] | None = None  # several binary masks, unioned
     class_masks: dict[str, list[Path]] | None = None  # class name -> binary mask files (unioned)
+    fov: Path | None = None  # a field-of-view mask: pixels outside it are void
     shapes: list[poly.Shape] | None = None  # polygons to fill
     rle: list | None = None  # COCO uncompressed RLE: (label, counts)
     image_bytes: bytes | None = None  # embedded image (LabelMe imageData)
@@ -97,9 +106,27 @@ class Discovery:
 # --------------------------------------------------------------------------- helpers
 
 
-def stem_key(name: str) -> str:
-    """The matching key of a file name: lower-case stem without known suffixes."""
+def annotator_of(name: str) -> tuple[str, int] | None:
+    """``(tag, rank)`` of a file name that ends with an annotator suffix (``_2ndHO`` -> ("2ndHO", 2)), else None."""
+    m = _ANNOTATOR_RE.search(Path(name).stem)
+    if m is None:
+        return None
+    rank = int(m.group("ord") or m.group("num") or m.group("num2"))
+    return m.group("tag"), rank
+
+
+def is_mask_name(name: str) -> bool:
+    """True if a file name ends with a mask or annotator suffix (``_mask``, ``_label``, ``_1stHO``, ...)."""
     stem = Path(name).stem.lower()
+    return annotator_of(name) is not None or any(stem.endswith(x) and len(stem) > len(x) for x in MASK_SUFFIXES)
+
+
+def stem_key(name: str) -> str:
+    """The matching key of a file name: lower-case stem without known suffixes (annotator suffixes too)."""
+    stem = Path(name).stem.lower()
+    m = _ANNOTATOR_RE.search(stem)
+    if m is not None and len(stem) > len(m.group(0)):
+        stem = stem[: m.start()]
     changed = True
     while changed:
         changed = False
@@ -199,20 +226,31 @@ def _unique_ids(samples: list[RawSample]) -> None:
 # --------------------------------------------------------------------------- pairing
 
 
-def _pair_folders(image_dir: Path, mask_dir: Path, root: Path, problems: list[Problem], ext_masks=IMAGE_EXTENSIONS):
+def _pair_folders(image_dir: Path, mask_dir: Path, root: Path, problems: list[Problem], ext_masks=IMAGE_EXTENSIONS, annotator: str | None = None, annotators: dict | None = None):
+    """(image, mask) pairs of two folders matched by stem key; ``image_dir == mask_dir``: one folder
+    whose masks are told from its images by their suffixes (``_mask``, ``_1stHO``, ...)."""
     images = image_files(image_dir)
     masks = [p for p in paths.entries(mask_dir) if p.is_file() and p.name.lower().endswith(ext_masks)]
     masks = [m for m in masks if not m.name.startswith(".")]
+    if image_dir == mask_dir:
+        masks = [m for m in masks if is_mask_name(m.name)]
+        images = [i for i in images if not is_mask_name(i.name)]
     masks, copies = _dedupe_lossless(masks)
     if copies:
         problems.append(_grouped_problem("ignored_files", "lossy copies of masks ignored", copies, root, "warning"))
     by_key: dict[str, list[Path]] = defaultdict(list)
     for m in masks:
         by_key[stem_key(m.name)].append(m)
-    pairs, unpaired_images, used = [], [], set()
+    pairs, unpaired_images, used, others = [], [], set(), []
     for img in images:
         key = stem_key(img.name)
         cands = by_key.get(key)
+        if not cands:
+            unpaired_images.append(img)
+            continue
+        cands, rest = _pick_annotator(cands, annotator, annotators)
+        others.extend(rest)
+        used.update(rest)
         if not cands:
             unpaired_images.append(img)
             continue
@@ -221,11 +259,39 @@ def _pair_folders(image_dir: Path, mask_dir: Path, root: Path, problems: list[Pr
         pairs.append((img, cands[0]))
         used.add(cands[0])
     unpaired_masks = [m for m in masks if m not in used]
+    if others:
+        tags = sorted({annotator_of(m.name)[0] for m in others})
+        chosen = sorted({annotator_of(m.name)[0] for _, m in pairs if annotator_of(m.name)})
+        problems.append(
+            _grouped_problem(
+                "other_annotator",
+                f"masks by another annotator ({', '.join(tags)}) not used: the masks of {', '.join(chosen) or 'the first annotator'} "
+                f"were (option annotator={tags[0]!r} uses the others)",
+                others, root, "warning",
+            )
+        )
     if unpaired_images:
         problems.append(_grouped_problem("unpaired_image", "images without a mask (skipped)", unpaired_images, root, "error"))
     if unpaired_masks:
         problems.append(_grouped_problem("unpaired_mask", "masks without an image (skipped)", unpaired_masks, root, "error"))
     return pairs
+
+
+def _pick_annotator(cands: list[Path], annotator: str | None, seen: dict | None) -> tuple[list[Path], list[Path]]:
+    """(masks of the chosen annotator, masks of the others) among one image's candidate masks."""
+    tagged = [(m, annotator_of(m.name)) for m in cands]
+    if seen is not None:
+        for _, a in tagged:
+            if a is not None:
+                seen[a[0]] = seen.get(a[0], 0) + 1
+    if not any(a for _, a in tagged):
+        return cands, []
+    if annotator is not None:
+        want = [m for m, a in tagged if a is not None and a[0].lower() == annotator.lower()]
+    else:
+        first = min(a[1] for _, a in tagged if a is not None)
+        want = [m for m, a in tagged if a is None or a[1] == first]
+    return want, [m for m in cands if m not in want]
 
 
 def _stem_overlap(a: Path, b: Path, ext_b=IMAGE_EXTENSIONS) -> float:
@@ -280,28 +346,69 @@ def discover_paired(root: Path, options: ImportOptions) -> Discovery:
     samples = []
     pairs_found = []
     image_dir, mask_dir = options.images_dir, options.masks_dir
+    if bool(image_dir) != bool(mask_dir):
+        raise ValueError(
+            f"import option {'images_dir' if image_dir else 'masks_dir'} is set but "
+            f"{'masks_dir' if image_dir else 'images_dir'} is not; give both, or neither to let the importer find the folders"
+        )
     if image_dir and mask_dir:
-        candidates = [
-            (
-                paths.resolve_in_source(root, image_dir, field="import option images_dir"),
-                [paths.resolve_in_source(root, mask_dir, field="import option masks_dir")],
+        a = paths.resolve_in_source(root, image_dir, field="import option images_dir")
+        b = paths.resolve_in_source(root, mask_dir, field="import option masks_dir")
+        if a == b:
+            raise ValueError(
+                f"import options images_dir ({image_dir!r}) and masks_dir ({mask_dir!r}) are the same folder: every "
+                "file would pair with itself. Name two different folders, or give neither: images and masks in one "
+                "folder are paired by their suffixes (_mask, _label, _1stHO, ...)"
             )
-        ]
+        candidates = [(a, [b])]
     else:
         candidates = [(a, [b]) for a, bs in _pair_candidates(root) if len(bs) == 1 for b in bs]
         if not candidates:
             candidates = [(a, bs[:1]) for a, bs in _pair_candidates(root)]
+        if not candidates:
+            candidates = [(f, [f]) for f in _same_folder_candidates(root)]
+    annotators: dict[str, int] = {}
     for img_dir, (msk_dir, *_) in candidates:
-        pairs_found.append([_rel(img_dir, root), _rel(msk_dir, root)])
-        for img, msk in _pair_folders(img_dir, msk_dir, root, problems):
+        pairs_found.append([_rel(img_dir, root) or ".", _rel(msk_dir, root) or "."])
+        for img, msk in _pair_folders(img_dir, msk_dir, root, problems, annotator=options.annotator, annotators=annotators):
             samples.append(RawSample(img.stem, img, subset_of(img, root), mask=msk))
+    if options.annotator and annotators and options.annotator.lower() not in {a.lower() for a in annotators}:
+        raise ValueError(f"import option annotator is {options.annotator!r}, but the annotators in the file names are {sorted(annotators)}")
     if not samples:
         raise ValueError(
             f"no image/mask folder pairs found under {root}: expected e.g. images/ + masks/ with matching file names"
+            + _stem_hint(root)
         )
     _note_unused(root, candidates, problems)
     _unique_ids(samples)
-    return Discovery("paired", samples, problems, {"pairs": pairs_found})
+    details = {"pairs": pairs_found}
+    if annotators:
+        details["annotators"] = dict(sorted(annotators.items()))
+    return Discovery("paired", samples, problems, details)
+
+
+def _same_folder_candidates(root: Path) -> list[Path]:
+    """Folders holding images and their masks side by side, told apart by mask suffixes (most images paired)."""
+    found = []
+    for folder in _walk_dirs(root):
+        files = image_files(folder)
+        masks = {stem_key(f.name) for f in files if is_mask_name(f.name)}
+        images = [f for f in files if not is_mask_name(f.name)]
+        if images and masks and sum(stem_key(f.name) in masks for f in images) >= 0.5 * len(images):
+            found.append(folder)
+    return found
+
+
+def _stem_hint(root: Path) -> str:
+    """Why no files paired: a few stems of the largest image folder, and what was tried."""
+    best = max(_walk_dirs(root), key=lambda d: len(image_files(d)), default=None)
+    if best is None or not image_files(best):
+        return "; no image files were found"
+    stems = sorted(f.stem for f in image_files(best))[:4]
+    return (
+        f"; file stems did not match between any two folders, nor within one folder by a mask suffix "
+        f"({', '.join(MASK_SUFFIXES[:4])}, _1stHO, _manual1, ...): e.g. {stems} in {_rel(best, root) or '.'}/"
+    )
 
 
 def _note_unused(root: Path, candidates, problems: list[Problem]) -> None:
@@ -388,9 +495,21 @@ def discover_class_folders(root: Path, options: ImportOptions) -> Discovery:
     samples = []
     labels: list[str] = []
     unpaired: list[Path] = []
+    missing: dict[str, list[Path]] = defaultdict(list)
+    roles_all: dict[str, str] = {}
     for img_dir, class_dirs in groups:
+        roles = folder_roles(img_dir, class_dirs, options, problems, root)
+        roles_all.update({c.name: r for c, r in roles.items()})
+        fov_files: dict[str, Path] = {}
         by_class: dict[str, dict[str, list[Path]]] = {}
         for cdir in class_dirs:
+            role = roles[cdir]
+            if role == "fov":
+                for f in image_files(cdir):
+                    fov_files.setdefault(stem_key(f.name), f)
+                continue
+            if role != "class":
+                continue
             cname = merge.get(cdir.name, cdir.name)
             if cname not in labels:
                 labels.append(cname)
@@ -406,21 +525,165 @@ def discover_class_folders(root: Path, options: ImportOptions) -> Discovery:
             if not cm:
                 unpaired.append(img)
                 continue
-            samples.append(RawSample(img.stem, img, subset_of(img, root), class_masks=cm))
+            for c in by_class:
+                if c not in cm:
+                    missing[c].append(img)
+            samples.append(RawSample(img.stem, img, subset_of(img, root), class_masks=cm, fov=fov_files.get(key)))
     if unpaired:
         problems.append(_grouped_problem("unpaired_image", "images without any class mask (skipped)", unpaired, root, "error"))
+    if missing:
+        n = len({p for files in missing.values() for p in files})
+        per = "; ".join(
+            f"{c!r}: {len(files)} ({', '.join(_rel(f, root) for f in files[:3])}{', ...' if len(files) > 3 else ''})"
+            for c, files in sorted(missing.items())
+        )
+        problems.append(
+            Problem(
+                "missing_class_mask",
+                f"{n} samples have no mask in some class folders, so those classes are empty in them (read as absent): {per}",
+                tuple(_rel(f, root) for files in missing.values() for f in files),
+                "warning",
+            )
+        )
     order = list(options.classes)
     if order:
         order = [c for c in order if c not in ("background", "_background_")]
-        missing = [c for c in order if c not in labels]
-        if missing:
-            raise ValueError(f"classes {missing} given in options have no folder; class folders are {labels}")
+        missing_names = [c for c in order if c not in labels]
+        if missing_names:
+            raise ValueError(f"classes {missing_names} given in options have no folder; class folders are {labels}")
         labels = list(order) + [c for c in labels if c not in order]
     else:
         labels = sorted(labels, key=str.lower)
+    if not labels:
+        raise ValueError(f"no class folders left under {root} after folder roles {roles_all}; give at least one the role 'class'")
     _unique_ids(samples)
-    details = {"groups": [[_rel(a, root), [b.name for b in bs]] for a, bs in groups], "merge": merge}
+    details = {"groups": [[_rel(a, root), [b.name for b in bs]] for a, bs in groups], "merge": merge, "folder_roles": roles_all}
     return Discovery("class_folders", samples, problems, details, labels)
+
+
+_FOV_NAMES = ("fov", "field_of_view", "field-of-view", "fieldofview", "roi")
+_FOLDER_ANNOTATOR_RE = re.compile(
+    r"^(?:(?P<ord>[1-9])(?:st|nd|rd|th)[_\- ]?(?P<base1>.*)|(?P<base2>.*?)[_\- ]?(?:manual|annotator|annotation|rater|expert|observer|grader|reader)[_\- ]?(?P<num>[1-9]))$",
+    re.I,
+)
+_FOV_PROBE = 8
+
+
+def folder_roles(img_dir: Path, class_dirs: list[Path], options: ImportOptions, problems: list[Problem], root: Path) -> dict[Path, str]:
+    """The role of each mask folder beside ``img_dir``: class, fov, annotator or ignore.
+
+    Stated roles (option ``folder_roles``) win. Otherwise: folders named as
+    the 1st / 2nd ... annotator of the same thing (``1st_manual``,
+    ``2nd_manual``) keep the first (or option ``annotator``) as the class and
+    set the others aside; a folder whose masks cover much of every image with
+    the same region (a field-of-view mask) makes the pixels outside it void.
+    Every guess is reported with the option that changes it.
+    """
+    stated = dict(options.folder_roles)
+    roles: dict[Path, str] = {c: stated.get(c.name, "") for c in class_dirs}
+    # Annotators, by folder name.
+    families: dict[str, list[tuple[int, Path]]] = defaultdict(list)
+    for c in class_dirs:
+        m = _FOLDER_ANNOTATOR_RE.match(c.name)
+        if m and not roles[c]:
+            base = (m.group("base1") if m.group("base1") is not None else m.group("base2") or "").strip("_- ").lower()
+            families[base].append((int(m.group("ord") or m.group("num")), c))
+    for base, members in families.items():
+        if len(members) < 2:
+            continue
+        members.sort(key=lambda x: x[0])
+        chosen = next((c for _, c in members if options.annotator and c.name.lower() == options.annotator.lower()), members[0][1])
+        others = [c for _, c in members if c != chosen]
+        roles[chosen] = "class"
+        for c in others:
+            roles[c] = "annotator"
+        names = [c.name for c in others]
+        problems.append(
+            Problem(
+                "other_annotator",
+                f"mask folders {names} look like other annotators' masks of what {chosen.name!r} holds (their names say so); "
+                f"{chosen.name!r} was used as the class and they were not. To use one of them instead, set option "
+                f"annotator={names[0]!r}; to make them classes, option folder_roles={{{names[0]!r}: \"class\"}}",
+                tuple(_rel(c, root) for c in others),
+                "warning",
+            )
+        )
+    # Field of view, by name or by contents.
+    for c in class_dirs:
+        if roles[c]:
+            continue
+        others = [o for o in class_dirs if o != c and roles[o] in ("", "class")]
+        share = _fov_share(c, others)
+        named = c.name.lower() in _FOV_NAMES
+        if named or share is not None:
+            roles[c] = "fov"
+            why = f"it is named {c.name!r}" if named and share is None else (
+                f"its masks cover {share:.0%} of each image with the same region in every image"
+            )
+            problems.append(
+                Problem(
+                    "field_of_view",
+                    f"mask folder {c.name!r} looks like a field-of-view mask ({why}): it is not a class, and pixels outside "
+                    f"it are void (not scored). If it is a class, import again with option folder_roles={{{c.name!r}: \"class\"}}; "
+                    f"to ignore it, {{{c.name!r}: \"ignore\"}}",
+                    (_rel(c, root),),
+                    "warning",
+                )
+            )
+    for c in class_dirs:
+        roles[c] = roles[c] or "class"
+    if sum(r == "fov" for r in roles.values()) > 1:
+        fovs = [c.name for c, r in roles.items() if r == "fov"]
+        raise ValueError(f"mask folders {fovs} all look like field-of-view masks; state which with option folder_roles")
+    return roles
+
+
+def _fov_share(folder: Path, others: list[Path]) -> float | None:
+    """The share of the image a field-of-view folder's masks cover, or None if they do not look like one.
+
+    A field of view covers at least 30% of every image, the masks of
+    different images are nearly the same region (IoU >= 0.9 with the first),
+    and the other folders' masks of the same images lie inside it (95%).
+    """
+    import numpy as np
+
+    from segcore.data import imageio, masks as mask_codec
+
+    files = sorted(image_files(folder))
+    if len(files) < 2:
+        return None
+    step = max(1, len(files) // _FOV_PROBE)
+    first, shares, contained = None, [], 0
+    for f in files[::step][:_FOV_PROBE]:
+        try:
+            plane, _ = mask_codec.binarize(imageio.read_mask(f).array)
+        except (imageio.ImageReadError, OSError, ValueError):
+            return None
+        plane = plane > 0
+        share = float(plane.mean())
+        if share < 0.3 or share > 0.995:
+            return None
+        if first is None:
+            first = plane
+        elif first.shape != plane.shape or (first & plane).sum() < 0.9 * (first | plane).sum():
+            return None
+        shares.append(share)
+        for o in others:
+            key = stem_key(f.name)
+            match = [g for g in image_files(o) if stem_key(g.name) == key]
+            if not match:
+                continue
+            try:
+                inside, _ = mask_codec.binarize(imageio.read_mask(match[0]).array)
+            except (imageio.ImageReadError, OSError, ValueError):
+                return None
+            inside = inside > 0
+            if inside.shape != plane.shape or (inside & ~plane).sum() > 0.05 * max(int(inside.sum()), 1):
+                return None
+            contained += 1
+    if not others or contained == 0:
+        return None
+    return float(np.mean(shares)) if len(shares) >= 2 else None
 
 
 def discover_polygons(root: Path, options: ImportOptions) -> Discovery:
@@ -528,8 +791,41 @@ def discover_labelme(root: Path, options: ImportOptions) -> Discovery:
         )
     if not samples:
         raise ValueError(f"no LabelMe .json files found under {root}")
+    _note_unlabelled(root, samples, problems, "a LabelMe .json file")
     _unique_ids(samples)
     return Discovery("labelme", samples, problems, {"files": len(samples)}, labels)
+
+
+def _note_unlabelled(root: Path, samples: list[RawSample], problems: list[Problem], what: str) -> None:
+    """Name the image files an annotation-file import did not use.
+
+    Files named like an imported sample (masks or renderings of the same
+    image, such as ``SegmentationClass/<id>.png``) are reported apart from
+    images that have no annotation at all.
+    """
+    used = {s.image.resolve() for s in samples if s.image is not None}
+    keys = {stem_key(s.image.name) for s in samples if s.image is not None} | {
+        stem_key(s.label_file.name) for s in samples if s.label_file is not None and s.image is None
+    }
+    beside, unlabelled = [], []
+    for folder in _walk_dirs(root):
+        for f in image_files(folder):
+            if f.resolve() in used:
+                continue
+            (beside if stem_key(f.name) in keys else unlabelled).append(f)
+    if unlabelled:
+        problems.append(
+            _grouped_problem("unlabelled_image", f"images without {what} (not imported)", sorted(unlabelled), root, "warning")
+        )
+    if beside:
+        problems.append(
+            _grouped_problem(
+                "ignored_files",
+                "image files named like imported samples (masks or renderings beside the annotations) not used; "
+                "the annotations were",
+                sorted(beside), root, "warning",
+            )
+        )
 
 
 def discover_coco(root: Path, options: ImportOptions) -> Discovery:
@@ -571,6 +867,16 @@ def discover_coco(root: Path, options: ImportOptions) -> Discovery:
             samples.append(
                 RawSample(Path(im["file"]).stem, im["file"], subset_of(im["file"], root), shapes=im["shapes"], rle=im["rle"], size=(im["height"], im["width"]), label_file=ann)
             )
+    bare = [s for s in samples if not s.shapes and not s.rle]
+    if bare:
+        problems.append(
+            _grouped_problem(
+                "no_annotations",
+                "images listed in the COCO file with no annotation (imported as all background)",
+                [s.image for s in bare], root, "warning",
+            )
+        )
+    _note_unlabelled(root, samples, problems, "an entry in the COCO file")
     _unique_ids(samples)
     return Discovery("coco", samples, problems, {"annotation_files": [_rel(a, root) for a in ann_files]}, labels)
 
@@ -660,7 +966,14 @@ def _detect(root: Path) -> tuple[str, dict]:
         return "paired", {"reason": "image and mask folders with matching file names", "pairs": [[_rel(a, root), _rel(bs[0], root)] for a, bs in cands]}
     if _pair_candidates(root, ext_masks=(".txt",)) or any(image_files(d) and _files(d, ".txt") for d in dirs):
         return "polygons", {"reason": "images with .txt files of the same name"}
-    names = sorted({_rel(d, root) for d in dirs})[:10]
+    same = _same_folder_candidates(root)
+    if same:
+        return "paired", {
+            "reason": "images and their masks side by side in one folder, told apart by suffixes (_mask, _1stHO, ...)",
+            "pairs": [[_rel(f, root) or ".", _rel(f, root) or "."] for f in same],
+        }
+    names = sorted({_rel(d, root) or "." for d in dirs})[:10]
     raise ValueError(
-        f"cannot tell the layout of {root} (folders seen: {names}); state it with layout= one of {sorted(LAYOUTS)}"
+        f"cannot tell the layout of {root} (folders seen: {names}){_stem_hint(root)}; "
+        f"state it with layout= one of {sorted(LAYOUTS)}"
     )

@@ -12,8 +12,18 @@ to every mask. Encodings:
 * ``trimap``: values 1/2/3 (foreground / background / boundary, as in the
   Oxford-IIIT Pet trimaps): 2 -> background, 1 -> foreground, 3 -> boundary
   (or void with option ``trimap_boundary="ignore"``).
-* ``color``: RGB masks with a colour-to-class table; other colours are snapped
-  to the nearest table colour when they are rare (noise), else made void.
+* ``color``: RGB masks with a colour-to-class table. Palette PNGs among them
+  are decoded through their palette (to the colours they show). A colour not
+  in the table is snapped to the nearest table colour when it is a JPEG shift
+  (within ``JPEG_SHIFT``) or lies only on edges (noise and anti-aliasing); a
+  colour that fills solid regions is a real colour the table does not list:
+  its pixels are void and the import reports it.
+
+A class named like void (``ImportOptions.ignore_labels``: ``void``,
+``ignore``, ``unlabelled``, ...) in ``classes`` or ``colors`` is void, not a
+class. Values that look like void without being named (one that borders
+every other class, as CamVid's 11 does) are suggested, never applied
+(``MaskSpec.suggestions``).
 """
 
 from __future__ import annotations
@@ -32,6 +42,12 @@ MAX_CLEAN_VALUES = 64
 NOISE_DISTANCE = 48
 NOISE_FRACTION = 0.05
 COLOR_NOISE_FRACTION = 0.02
+# A colour this close to a table colour is that colour shifted by JPEG.
+JPEG_SHIFT = 12
+# A colour with at least this many pixels whose four neighbours share it, making up
+# at least SOLID_SHARE of its pixels, fills regions: a real colour, not edge noise.
+SOLID_PIXELS = 25
+SOLID_SHARE = 0.2
 
 # Distinct colours for classes 1.. (class 0, the background, is black).
 PALETTE = (
@@ -59,6 +75,8 @@ class MaskSpec:
     value_map: dict[int, int] = field(default_factory=dict)  # grey value -> class (255 = void)
     color_table: list[tuple[tuple[int, int, int], int]] = field(default_factory=list)  # colour -> class
     notes: list[str] = field(default_factory=list)
+    suggestions: list[str] = field(default_factory=list)  # void-like values: what to state, and why
+    void_names: dict[str, int] = field(default_factory=dict)  # class name read as void -> its value
 
     def to_dict(self) -> dict:
         d = {"encoding": self.encoding}
@@ -68,6 +86,8 @@ class MaskSpec:
             d["color_table"] = [[list(c), k] for c, k in self.color_table]
         if self.notes:
             d["notes"] = list(self.notes)
+        if self.suggestions:
+            d["suggestions"] = list(self.suggestions)
         return d
 
 
@@ -76,6 +96,7 @@ class MaskResult:
     index: np.ndarray  # (H, W) uint8
     snapped: int = 0  # noise pixels snapped to the nearest table value
     outside: dict = field(default_factory=dict)  # raw value -> pixel count made void
+    snapped_far: int = 0  # of ``snapped``: pixels farther than a JPEG shift from their new colour
 
 
 def infer_spec(
@@ -155,12 +176,102 @@ def infer_spec(
             names = ["background"] + [f"class_{v}" for v in range(1, k)]
     for v in ignore:
         vmap[v] = IGNORE_INDEX
+    void_names: dict[str, int] = {}
+    if encoding == "index":
+        names, vmap, void_names = _drop_void_names(names, vmap, options.ignore_labels)
+        if void_names:
+            notes.append(
+                f"classes {sorted(void_names)} are named as void: their values {sorted(void_names.values())} "
+                "are void (255, not scored), not classes"
+            )
     k = len(names)
     colors = [default_color(i) for i in range(k)]
     if palette is not None and encoding == "index":
         inv = {c: v for v, c in vmap.items() if c != IGNORE_INDEX}
         colors = [tuple(int(x) for x in palette[inv[i]]) if i in inv and inv[i] < 256 else colors[i] for i in range(k)]
-    return MaskSpec(encoding, names, colors, value_map=vmap, notes=notes)
+    return MaskSpec(encoding, names, colors, value_map=vmap, notes=notes, void_names=void_names)
+
+
+def is_void_name(name: str, ignore_labels) -> bool:
+    """True for a class name that means "not labelled" (``void``, ``ignore``, ``unlabelled``, ...)."""
+    return str(name).strip().lower() in {str(x).lower() for x in ignore_labels}
+
+
+def _drop_void_names(names: list[str], vmap: dict[int, int], ignore_labels) -> tuple[list[str], dict[int, int], dict[str, int]]:
+    """Classes named like void become void: (names left, value map, {void name: value})."""
+    void = [i for i, n in enumerate(names) if is_void_name(n, ignore_labels)]
+    if not void or len(void) >= len(names) - 1:
+        return names, vmap, {}
+    keep = [i for i in range(len(names)) if i not in void]
+    new_index = {old: new for new, old in enumerate(keep)}
+    void_names = {}
+    out = {}
+    for v, c in vmap.items():
+        if c in void:
+            out[v] = IGNORE_INDEX
+            void_names[names[c]] = int(v)
+        else:
+            out[v] = new_index.get(c, c) if c != IGNORE_INDEX else IGNORE_INDEX
+    return [names[i] for i in keep], out, void_names
+
+
+def neighbour_counts(index: np.ndarray) -> np.ndarray:
+    """(256, 256) counts of 4-neighbour pixel pairs with different values in a uint8 mask (symmetric)."""
+    out = np.zeros(256 * 256, np.int64)
+    a = index.astype(np.int64, copy=False)
+    for x, y in ((a[:, 1:], a[:, :-1]), (a[1:], a[:-1])):
+        d = x != y
+        if d.any():
+            out += np.bincount((x[d] * 256 + y[d]).ravel(), minlength=256 * 256)
+    out = out.reshape(256, 256)
+    return out + out.T
+
+
+def void_suggestions(spec: MaskSpec, pixels: dict[int, int], neighbours: np.ndarray | None) -> list[str]:
+    """Values that look like void but are imported as classes, each with the option that states it.
+
+    A value other than 0 that borders (nearly) every other class, is the
+    first or second neighbour of most of them, and is broken into more edges
+    per pixel than the usual class (1.5 times the median) behaves as
+    unlabelled pixels do (CamVid's 11): it is suggested, never applied.
+    Needs 4 classes or more, and nothing is suggested once some value is void.
+    """
+    if spec.encoding != "index" or neighbours is None:
+        return []
+    if any(c == IGNORE_INDEX for c in spec.value_map.values()):
+        return []  # void already stated (or 255 read as void)
+    present = [v for v, c in spec.value_map.items() if c != IGNORE_INDEX and v < 256 and pixels.get(v, 0) > 0]
+    if len(present) < 4:
+        return []
+    edges = {v: float(neighbours[v].sum()) / pixels[v] for v in present}
+    out = []
+    for v in present:
+        if v == 0:
+            continue  # 0 bordering everything is the background, the default reading
+        if edges[v] < 1.5 * float(np.median([edges[u] for u in present if u != v])):
+            continue
+        others = [u for u in present if u != v]
+        touches = [u for u in others if neighbours[v, u] > 0]
+        top2 = 0
+        for u in others:
+            row = [(int(neighbours[u, w]), w) for w in present if w != u]
+            ranked = [w for n, w in sorted(row, reverse=True) if n > 0][:2]
+            top2 += v in ranked
+        if len(touches) >= 0.9 * len(others) and top2 >= 0.6 * len(others):
+            name = spec.class_names[spec.value_map[v]]
+            out.append(
+                f"value {v} borders {len(touches)} of the {len(others)} other classes and is the first or second "
+                f"neighbour of {top2} of them, as unlabelled (void) pixels do; it was imported as class {name!r}. "
+                f"If it marks void, import again with --ignore {v} (option \"ignore\": [{v}])"
+            )
+    return out
+
+
+def palette_to_rgb(index: np.ndarray, palette: np.ndarray) -> np.ndarray:
+    """A palette image's indices (H, W) as the colours they show (H, W, 3) uint8."""
+    pal = np.zeros((256, 3), np.uint8)
+    pal[: len(palette)] = np.asarray(palette, np.uint8)[:256, :3]
+    return pal[np.clip(index, 0, 255).astype(np.uint8)]
 
 
 def _guess_grey_encoding(values, counts, total, names, palette) -> str:
@@ -212,10 +323,17 @@ def _color_spec(color_counts, options, names) -> MaskSpec:
         else:
             table = [("background", bg)] + [(f"color_{r}_{g}_{b}", (r, g, b)) for r, g, b in ordered[1:]]
         notes.append(f"{len(table)} colours found in the masks, {ordered[0]} read as background")
+    void_names = {n: c for n, c in table if is_void_name(n, options.ignore_labels)}
+    if void_names and len(void_names) < len(table) - 1:
+        table = [(n, c) for n, c in table if n not in void_names]
+        ignore_colors += [c for c in void_names.values() if c not in ignore_colors]
+        notes.append(f"colours {sorted(void_names)} are named as void: their pixels are void (255, not scored)")
+    else:
+        void_names = {}
     class_names = [n for n, _ in table]
     colors = [c for _, c in table]
     ctable = [(c, i) for i, c in enumerate(colors)] + [(c, IGNORE_INDEX) for c in ignore_colors]
-    return MaskSpec("color", class_names, colors, color_table=ctable, notes=notes)
+    return MaskSpec("color", class_names, colors, color_table=ctable, notes=notes, void_names={n: -1 for n in void_names})
 
 
 def apply_spec(raw: np.ndarray, spec: MaskSpec) -> MaskResult:
@@ -275,11 +393,13 @@ def _apply_color(raw: np.ndarray, spec: MaskSpec) -> MaskResult:
         raw = np.repeat(raw[:, :, None], 3, axis=2)
     packed = (raw[:, :, 0].astype(np.int32) << 16) | (raw[:, :, 1].astype(np.int32) << 8) | raw[:, :, 2].astype(np.int32)
     uniq, inverse = np.unique(packed.ravel(), return_inverse=True)
+    inverse = inverse.reshape(-1)
     counts = np.bincount(inverse)
     table = {(r << 16) | (g << 8) | b: k for (r, g, b), k in spec.color_table}
     cols = np.array([c for c, _ in spec.color_table], np.int64)
     out = np.empty(len(uniq), np.uint8)
-    snapped, outside = 0, {}
+    snapped, snapped_far, outside = 0, 0, {}
+    solid = None
     for i, u in enumerate(uniq.tolist()):
         if u in table:
             out[i] = table[u]
@@ -287,14 +407,28 @@ def _apply_color(raw: np.ndarray, spec: MaskSpec) -> MaskResult:
         rgb = np.array([(u >> 16) & 255, (u >> 8) & 255, u & 255])
         d = np.sqrt(((cols - rgb) ** 2).sum(axis=1))
         j = int(np.argmin(d))
-        # JPEG shifts whole regions by a few levels and leaves many rare colours at edges.
-        if d[j] <= 8 or counts[i] <= COLOR_NOISE_FRACTION * packed.size:
-            out[i] = spec.color_table[j][1]
-            snapped += int(counts[i])
-        else:
-            out[i] = IGNORE_INDEX
-            outside[tuple(int(x) for x in rgb)] = int(counts[i])
-    return MaskResult(out[inverse].reshape(packed.shape), snapped, outside)
+        if d[j] > JPEG_SHIFT:
+            if solid is None:
+                solid = np.bincount(inverse[_interior(packed).ravel()], minlength=len(uniq))
+            if solid[i] >= SOLID_PIXELS and solid[i] >= SOLID_SHARE * counts[i]:
+                # Solid regions of one colour: a real colour the table does not list.
+                out[i] = IGNORE_INDEX
+                outside[tuple(int(x) for x in rgb)] = int(counts[i])
+                continue
+            snapped_far += int(counts[i])
+        # A JPEG shift of a table colour, or edge pixels (JPEG ringing, anti-aliasing).
+        out[i] = spec.color_table[j][1]
+        snapped += int(counts[i])
+    return MaskResult(out[inverse].reshape(packed.shape), snapped, outside, snapped_far)
+
+
+def _interior(packed: np.ndarray) -> np.ndarray:
+    """Pixels whose four neighbours have their value (image borders count as different)."""
+    inner = np.zeros(packed.shape, bool)
+    if packed.shape[0] > 2 and packed.shape[1] > 2:
+        c = packed[1:-1, 1:-1]
+        inner[1:-1, 1:-1] = (c == packed[:-2, 1:-1]) & (c == packed[2:, 1:-1]) & (c == packed[1:-1, :-2]) & (c == packed[1:-1, 2:])
+    return inner
 
 
 def binarize(raw: np.ndarray) -> tuple[np.ndarray, int]:

@@ -28,7 +28,9 @@ from segcore.config import from_dict, to_dict
 
 ENCODINGS = ("auto", "binary", "index", "trimap", "color")
 TRIMAP_BOUNDARIES = ("class", "ignore", "foreground")
-IGNORE_LABELS = ("__ignore__", "_ignore_", "ignore", "void")
+IGNORE_LABELS = ("__ignore__", "_ignore_", "ignore", "void", "unlabelled", "unlabeled")
+CLASS0 = ("auto", "background", "class")
+FOLDER_ROLES = ("class", "fov", "annotator", "ignore")
 # Keys that used to be import options and are now server settings.
 SERVER_KEYS = {
     "max_pixels": "max_image_pixels",
@@ -56,6 +58,18 @@ class ImportOptions:
     data. ``annotations``: the COCO file, inside the data. ``default_label``:
     the class of unlabelled polygons. ``foreground``: the class name of
     folder-per-sample masks.
+
+    ``class0``: what class 0 is, one of ``CLASS0``: ``"background"`` (left
+    out of every mean: metrics, best checkpoint, health messages),
+    ``"class"`` (a real class such as CamVid's Sky, counted in every mean),
+    or ``"auto"`` (background when its name says so or the masks are binary,
+    else a real class; the report says which was assumed). ``annotator``: the
+    annotator whose masks to use when files carry annotator suffixes such as
+    ``_1stHO`` / ``_2ndHO`` or ``_manual1`` / ``_manual2`` (default: the
+    first). ``folder_roles``: for class-folder imports, folder -> one of
+    ``FOLDER_ROLES``: ``class``; ``fov`` (a field-of-view mask: pixels outside
+    it are void); ``annotator`` (another annotator's masks of a class: not
+    used); ``ignore``. Folders not named are recognised by their contents.
     """
 
     classes: tuple[str, ...] = ()
@@ -75,6 +89,9 @@ class ImportOptions:
     annotations: str | None = None
     default_label: str = "foreground"
     foreground: str = "foreground"
+    class0: str = "auto"
+    annotator: str | None = None
+    folder_roles: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         put = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 (frozen)
@@ -90,7 +107,11 @@ class ImportOptions:
             _bool("multilabel", self.multilabel)
         _choice("mask_encoding", self.mask_encoding, ENCODINGS)
         _choice("trimap_boundary", self.trimap_boundary, TRIMAP_BOUNDARIES)
-        for name in ("classes_file", "colors_file", "images_dir", "masks_dir", "annotations"):
+        _choice("class0", self.class0, CLASS0)
+        put("folder_roles", _pairs("folder_roles", self.folder_roles))
+        for folder, role in self.folder_roles:
+            _choice(f"folder_roles[{folder!r}]", role, FOLDER_ROLES)
+        for name in ("classes_file", "colors_file", "images_dir", "masks_dir", "annotations", "annotator"):
             value = getattr(self, name)
             if value is not None:
                 _text(name, value)
@@ -233,7 +254,7 @@ def _pairs(name: str, value: Any) -> tuple[tuple[str, str], ...]:
     out = []
     for i, item in enumerate(items):
         if not isinstance(item, (list, tuple)) or len(item) != 2:
-            raise ValueError(f"import option {name}[{i}] is {item!r}; expected {{\"folder\": \"class\"}} pairs")
+            raise ValueError(f"import option {name}[{i}] is {item!r}; expected {{\"folder\": \"value\"}} pairs")
         out.append((_text(f"{name} folder", item[0]), _text(f"{name}[{item[0]!r}]", item[1])))
     return tuple(out)
 
@@ -246,6 +267,7 @@ def form_options(
     mask_encoding: str = "auto",
     invert: bool = False,
     multilabel: bool | None = None,
+    class0: str = "auto",
     extra_text: str = "",
 ) -> ImportOptions:
     """Import options from the dashboard's form: typed text, never a server path.
@@ -257,6 +279,7 @@ def form_options(
         mask_encoding: one of ``ENCODINGS``.
         invert: binary masks whose bright value is the background.
         multilabel: for class folders (None: when classes overlap).
+        class0: what class 0 is, one of ``CLASS0``.
         extra_text: more options as a JSON object, read strictly.
 
     Raises:
@@ -297,6 +320,8 @@ def form_options(
         typed["invert"] = True
     if multilabel is not None:
         typed["multilabel"] = multilabel
+    if class0 != "auto":
+        typed["class0"] = class0
     both = sorted(set(typed) & set(data))
     if both:
         raise ValueError(f"Other options: {both} are also set by the form fields above; give each option once")

@@ -69,14 +69,20 @@ def _nearest_multiple(value: int, step: int) -> int:
     return max(step, int(round(value / step)) * step)
 
 
+GROUPS = 8  # group normalisation: at most 8 groups (fewer where the filters do not divide by 8)
+
+
 def _conv_block(x, filters: int, name: str, cfg: ModelConfig):
+    norm = cfg.normalization
     for i in (1, 2):
         x = keras.layers.Conv2D(
-            filters, 3, padding="same", kernel_initializer="he_normal", use_bias=not cfg.batch_norm,
+            filters, 3, padding="same", kernel_initializer="he_normal", use_bias=norm == "none",
             name=f"{name}_conv{i}",
         )(x)
-        if cfg.batch_norm:
+        if norm == "batch":
             x = keras.layers.BatchNormalization(name=f"{name}_bn{i}")(x)
+        elif norm == "group":
+            x = keras.layers.GroupNormalization(groups=math.gcd(filters, GROUPS), name=f"{name}_gn{i}")(x)
         x = keras.layers.Activation(cfg.activation, name=f"{name}_act{i}")(x)
     if cfg.dropout > 0:
         x = keras.layers.Dropout(cfg.dropout, name=f"{name}_drop")(x)

@@ -17,7 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from segcore.config import ENCODERS, RunConfig
+from segcore.config import ENCODERS, NORMS, RunConfig
 from segcore.runs import LISTED_STATES
 from segcore.training.sweep import PAPER_SET
 
@@ -44,7 +44,10 @@ def _err(message: str) -> None:
 def _add_settings(p: argparse.ArgumentParser, *, sweep: bool = False) -> None:
     g = p.add_argument_group("data")
     g.add_argument("--dataset", help="dataset name in the workspace")
-    g.add_argument("--image-size", type=int, help="training size in pixels (square)")
+    g.add_argument("--image-size", type=int, help="training size in pixels (square windows)")
+    g.add_argument("--fit", choices=("short_side", "squash"),
+                   help="short_side (default): keep the aspect ratio, train on random windows, predict in tiles; "
+                   "squash: resize every image to the square size")
     g.add_argument("--split", choices=("random", "ids", "subset"), help="split method (default random)")
     g.add_argument("--val-fraction", type=float)
     g.add_argument("--test-fraction", type=float)
@@ -62,6 +65,7 @@ def _add_settings(p: argparse.ArgumentParser, *, sweep: bool = False) -> None:
     m.add_argument("--depth", type=int, choices=(3, 4, 5))
     m.add_argument("--filters", type=int)
     m.add_argument("--dropout", type=float)
+    m.add_argument("--norm", choices=NORMS, help="normalisation in the U-Net blocks (default group: safe with few images)")
     t = p.add_argument_group("training")
     t.add_argument("--epochs", type=int)
     t.add_argument("--batch-size", type=int)
@@ -101,10 +105,12 @@ def settings_from_args(args: argparse.Namespace, base: RunConfig | None = None) 
         cfg = RunConfig.from_dict(data)
     m, t = cfg.model, cfg.train
     model_kw: dict[str, Any] = {}
-    for flag, field in (("depth", "depth"), ("filters", "filters"), ("dropout", "dropout"), ("weights", "weights")):
+    for flag, field in (("depth", "depth"), ("filters", "filters"), ("dropout", "dropout"), ("weights", "weights"), ("norm", "norm")):
         value = getattr(args, flag, None)
         if value is not None:
             model_kw[field] = value
+    if getattr(args, "norm", None) is not None:
+        model_kw["batch_norm"] = None  # a settings file from before "norm" existed: the flag wins
     if getattr(args, "encoder", None) is not None:
         model_kw["encoder"] = args.encoder
     if getattr(args, "init_from_run", None):
@@ -115,7 +121,7 @@ def settings_from_args(args: argparse.Namespace, base: RunConfig | None = None) 
         model_kw["freeze"] = "fine_tune"
         model_kw["fine_tune_after"] = args.fine_tune_after
     train_kw: dict[str, Any] = {}
-    for flag in ("dataset", "image_size", "epochs", "batch_size", "learning_rate", "optimizer", "lr_schedule", "loss", "seed", "mixed_precision", "distribution"):
+    for flag in ("dataset", "image_size", "fit", "epochs", "batch_size", "learning_rate", "optimizer", "lr_schedule", "loss", "seed", "mixed_precision", "distribution"):
         value = getattr(args, flag, None)
         if value is not None:
             train_kw[flag] = value
@@ -244,7 +250,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from segcore.runs import open_run
 
     run = open_run(args.run)
-    if args.cached:
+    if args.dataset:
+        from segcore.training.evaluate import evaluate_on_dataset
+
+        report = evaluate_on_dataset(run, args.dataset, subset=args.subset)
+    elif args.subset:
+        raise ValueError("--subset needs --dataset (the run's own test split is evaluated without them)")
+    elif args.cached:
         report = run.read_evaluation()
         if report is None:
             raise FileNotFoundError(f"run {run.run_id} has no evaluation.json yet (state {run.true_status().get('state')})")
@@ -278,7 +290,13 @@ def evaluate_run(run, *, write: bool = False) -> dict[str, Any]:
         raise ValueError(f"run {run.run_id} has no test split to evaluate")
     predictor = Predictor.from_folder(run)
     dataset = load_dataset(meta["config"]["train"]["dataset"], get_workspace())
-    return evaluate_run_model(run, predictor.model, dataset, test_ids, predictor.image_size, save_predictions=write, write=write)
+    report = evaluate_run_model(run, predictor.model, dataset, test_ids, predictor.image_size, save_predictions=write, write=write,
+                                fit=predictor.fit)
+    if write:
+        from segcore.training.trainer import summary_metrics
+
+        run.update_status(test=summary_metrics(report))  # the runs table shows the rewritten numbers
+    return report
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -417,6 +435,9 @@ def register(subparsers) -> None:
     p.add_argument("run")
     p.add_argument("--cached", action="store_true", help="print evaluation.json instead of recomputing")
     p.add_argument("--write", action="store_true", help="rewrite evaluation.json and the prediction cache")
+    p.add_argument("--dataset", help="evaluate on this dataset (same classes) instead of the run's test split; "
+                   "kept in the run folder as evaluations/<dataset>[-<subset>].json")
+    p.add_argument("--subset", help="with --dataset: only its samples of this subset (e.g. test)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_waking(cmd_eval))
 

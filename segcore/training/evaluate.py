@@ -39,6 +39,7 @@ def evaluate_run_model(
     *,
     save_predictions: bool = True,
     write: bool = True,
+    fit: str = "squash",
 ) -> dict[str, Any]:
     """Evaluate ``model`` on ``test_ids`` and (optionally) write the report and cache.
 
@@ -50,31 +51,62 @@ def evaluate_run_model(
         size: the training image size.
         save_predictions: write ``predictions/``.
         write: write ``evaluation.json``.
+        fit: how the run fitted images (``TrainConfig.fit``): with
+            ``"short_side"`` each image is scored whole at the training scale,
+            the model slid over it in overlapping windows.
 
     Returns:
         The evaluation report as a dict (``per_class``, ``macro``, ``micro``,
         ``per_image`` with ids, ``warnings``).
     """
     info = dataset.info
-    images, masks = load_arrays(dataset, list(test_ids), size)
-    probs = predict_arrays(model, images)
-    report = evaluate_probs(masks, probs, info.mode, info.class_names, list(test_ids))
+    images, masks = load_arrays(dataset, list(test_ids), size, fit=fit)
+    probs = _predict(model, images, size)
+    report = evaluate_probs(masks, probs, info.mode, info.class_names, list(test_ids), include_background=info.include_background)
     report["run_id"] = run.run_id
     report["split"] = "test"
     report["image_size"] = size
+    report["fit"] = fit
     report["created_at"] = iso()
     if write:
         run.write_evaluation(report)
     if save_predictions:
-        run.write_prediction_cache(list(test_ids), probs, info.mode, info.class_names, size)
+        run.write_prediction_cache(list(test_ids), _own_regions(dataset, test_ids, probs, size, fit), info.mode, info.class_names, size)
     return report
 
 
-def evaluate_probs(masks: np.ndarray, probs: np.ndarray, mode: str, class_names: Sequence[str], ids: Sequence[str]) -> dict[str, Any]:
-    """The evaluation report for masks and probabilities at the same size."""
+def _predict(model, images: np.ndarray, size: int, batch_size: int = 8) -> np.ndarray:
+    """Probabilities for arrays at the model's size, or slid over larger (aspect-kept) canvases."""
+    if images.shape[1:3] == (size, size):
+        return predict_arrays(model, images, batch_size)
+    from segcore.prediction import predict_tiled
+
+    return predict_tiled(model, images, size, batch_size)
+
+
+def _own_regions(dataset, ids, probs: np.ndarray, size: int, fit: str) -> np.ndarray:
+    """The canvas probabilities cut to the images' own region when all the images have the same one."""
+    if fit == "squash" or probs.shape[1:3] == (size, size):
+        return probs
+    from segcore.data.arrays import fitted_size
+
+    regions = {fitted_size(dataset.sample(i).height, dataset.sample(i).width, size, fit) for i in ids}
+    if len(regions) != 1:
+        return probs
+    h, w = regions.pop()
+    return probs[:, :h, :w]
+
+
+def evaluate_probs(masks: np.ndarray, probs: np.ndarray, mode: str, class_names: Sequence[str], ids: Sequence[str],
+                   include_background: bool = False) -> dict[str, Any]:
+    """The evaluation report for masks and probabilities at the same size.
+
+    ``include_background``: class 0 is a real class (the dataset's ``class0``), counted in the macro and micro means.
+    """
     from segcore.evaluation import evaluate_predictions
 
-    result = evaluate_predictions(iter(list(masks)), iter(list(probs)), mode, list(class_names), ignore_index=255, ids=list(ids))
+    result = evaluate_predictions(iter(list(masks)), iter(list(probs)), mode, list(class_names), ignore_index=255,
+                                  ids=list(ids), include_background=include_background)
     report = result.to_dict() if hasattr(result, "to_dict") else dict(result)
     report["ids"] = list(ids)
     return _plain(report)
@@ -96,3 +128,109 @@ def _plain(obj: Any) -> Any:
     if isinstance(obj, np.bool_):
         return bool(obj)
     return obj
+
+
+# -- any run on any compatible dataset --------------------------------------------
+
+EVALUATIONS_DIR = "evaluations"
+
+
+def evaluation_key(dataset: str, subset: str | None) -> str:
+    """The file stem of a per-dataset evaluation: ``<dataset>`` or ``<dataset>-<subset>``."""
+    return dataset if not subset else f"{dataset}-{subset}"
+
+
+def check_compatible(run_mode: str, run_classes: list[str], run_channels: int, info) -> list[str]:
+    """Refuse a dataset a run's model cannot be scored on; warnings for what differs but fits.
+
+    Raises:
+        ValueError: a different mode or number of classes, naming both.
+    """
+    if info.mode != run_mode or info.num_classes != len(run_classes):
+        raise ValueError(
+            f"dataset {info.name!r} is {info.mode} with {info.num_classes} classes {info.class_names}, but the run's model "
+            f"predicts {run_mode} with {len(run_classes)} classes {run_classes}; evaluate it on a dataset with the same classes"
+        )
+    warnings = []
+    if list(info.class_names) != list(run_classes):
+        warnings.append(f"class names differ: the run's {run_classes}, the dataset's {info.class_names}; matched by position")
+    if info.channels != run_channels:
+        warnings.append(f"the dataset's images have {info.channels} channel(s), the model takes {run_channels}: converted")
+    return warnings
+
+
+def evaluate_on_dataset(run: RunFolder, dataset_name: str, *, subset: str | None = None, workspace=None,
+                        write: bool = True, batch_size: int = 8) -> dict[str, Any]:
+    """Evaluate a run's best model on (a subset of) any dataset with the same classes.
+
+    The result is kept in the run folder per dataset and subset
+    (``evaluations/<dataset>[-<subset>].json``); the run's own
+    ``evaluation.json`` (its test split) is left as it is. Means count class 0
+    as the evaluated dataset states it (``class0``).
+
+    Args:
+        run: the run folder.
+        dataset_name: a dataset in the workspace.
+        subset: only samples of this subset (``train``, ``val``, ``test``, as
+            the source folders named them); None: every sample.
+        workspace: the workspace (default: the current one).
+        write: keep the report in the run folder.
+
+    Raises:
+        FileNotFoundError: no such dataset, or the run has no checkpoint.
+        ValueError: an incompatible dataset, or a subset with no samples.
+    """
+    from segcore.data.dataset import load_dataset
+    from segcore.prediction import Predictor
+    from segcore.workspace import get_workspace
+
+    ws = workspace or get_workspace()
+    predictor = Predictor.from_folder(run)
+    dataset = load_dataset(dataset_name, ws)
+    info = dataset.info
+    warnings = check_compatible(predictor.mode, predictor.class_names, predictor.channels, info)
+    ids = [s.id for s in info.samples if subset is None or s.subset == subset]
+    if not ids:
+        subsets = sorted({str(s.subset) for s in info.samples})
+        raise ValueError(f"dataset {dataset_name!r} has no samples in subset {subset!r}; its subsets are {subsets}")
+    meta = run.read_meta()
+    if dataset_name == (meta.get("config") or {}).get("train", {}).get("dataset"):
+        seen = set((meta.get("split") or {}).get("train", [])) | set((meta.get("split") or {}).get("val", []))
+        overlap = sum(1 for i in ids if i in seen)
+        if overlap:
+            warnings.append(f"{overlap} of these {len(ids)} images were in the run's training or validation split")
+    images, masks = load_arrays(dataset, ids, predictor.image_size, fit=predictor.fit)
+    images = _to_channels(images, predictor.channels)
+    probs = _predict(predictor.model, images, predictor.image_size, batch_size)
+    report = evaluate_probs(masks, probs, info.mode, info.class_names, ids, include_background=info.include_background)
+    report["warnings"] = warnings + list(report.get("warnings") or [])
+    report.update(run_id=run.run_id, dataset=dataset_name, subset=subset, image_size=predictor.image_size,
+                  class0="class" if info.include_background else "background", created_at=iso())
+    if write:
+        from segcore.fsutil import write_json_atomic
+
+        write_json_atomic(run.path / EVALUATIONS_DIR / f"{evaluation_key(dataset_name, subset)}.json", report)
+    return report
+
+
+def dataset_evaluations(run: RunFolder) -> dict[str, dict[str, Any]]:
+    """The run's evaluations on other datasets, by ``evaluation_key`` (unreadable files skipped)."""
+    from segcore.fsutil import read_json
+
+    out = {}
+    folder = run.path / EVALUATIONS_DIR
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            out[path.stem] = read_json(path)
+        except (OSError, ValueError):
+            continue
+    return out
+
+
+def _to_channels(images: np.ndarray, channels: int) -> np.ndarray:
+    if images.shape[-1] == channels:
+        return images
+    if channels == 3:
+        return np.repeat(images, 3, axis=-1)
+    weights = np.array([0.299, 0.587, 0.114], np.float32)
+    return np.clip(images.astype(np.float32) @ weights, 0, 255).astype(np.uint8)[..., None]

@@ -3,8 +3,14 @@
 - Before training: masks, head and loss agree (``check_setup``).
 - While training: a NaN or infinite loss stops the run with a message naming
   the likely cause (``nan_message``); a class never predicted for several
-  epochs (output collapsed to background) and high pixel accuracy with low
-  Dice ("accuracy is lying") become warnings (``epoch_health``).
+  epochs (output collapsed to one class) and high pixel accuracy with low
+  Dice ("accuracy is lying") become warnings (``epoch_health``); a model
+  that predicts far better with batch statistics than in inference mode
+  (batch-norm moving averages that have not caught up) is named
+  (``train_inference_gap``).
+
+Means over classes count class 0 only when it is a real class
+(``include_background``, from the dataset's ``class0`` statement).
 """
 
 from __future__ import annotations
@@ -93,7 +99,8 @@ def predicted_labels(probs: np.ndarray, mode: str, threshold: float = 0.5) -> np
     return (probs >= threshold).astype(np.uint8)
 
 
-def epoch_health(masks: np.ndarray, probs: np.ndarray, mode: str, class_names: Sequence[str], void: int = 255) -> dict[str, Any]:
+def epoch_health(masks: np.ndarray, probs: np.ndarray, mode: str, class_names: Sequence[str], void: int = 255,
+                 include_background: bool = False) -> dict[str, Any]:
     """Per-class true vs predicted pixel fractions, pixel accuracy and foreground Dice.
 
     Args:
@@ -102,15 +109,21 @@ def epoch_health(masks: np.ndarray, probs: np.ndarray, mode: str, class_names: S
         mode: the dataset's mode.
         class_names: the K class names.
         void: mask value not scored.
+        include_background: class 0 is a real class: it is checked and
+            counted in the mean like the others.
 
     Returns:
-        ``{"pixel_accuracy", "mean_foreground_dice", "true_fraction": {name: f},
-        "pred_fraction": {name: f}, "dice": {name: d}}``; classes 1..K-1 for the
-        fractions and Dice.
+        ``{"pixel_accuracy", "mean_dice", "mean_foreground_dice",
+        "true_fraction": {name: f}, "pred_fraction": {name: f}, "dice": {name: d}}``;
+        the scored classes (1..K-1, or 0..K-1 with ``include_background``) for
+        the fractions and Dice. ``mean_dice`` is over the scored classes
+        present in the truth; ``mean_foreground_dice`` is the same number,
+        kept under its older name.
     """
     pred = predicted_labels(probs, mode)
     k = len(class_names)
     true_fraction, pred_fraction, dice = {}, {}, {}
+    first = 0 if include_background and mode != "multilabel" else 1
     if mode == "multilabel":
         valid = ~np.any(masks == void, axis=-1)
         n = max(int(valid.sum()), 1)
@@ -127,16 +140,20 @@ def epoch_health(masks: np.ndarray, probs: np.ndarray, mode: str, class_names: S
         valid = masks != void
         n = max(int(valid.sum()), 1)
         accuracy = float(((pred == masks) & valid).sum() / n)
-        for c in range(1, k):
+        for c in range(first, k):
             t = (masks == c) & valid
             p = (pred == c) & valid
             true_fraction[class_names[c]] = float(t.sum() / n)
             pred_fraction[class_names[c]] = float(p.sum() / n)
             dice[class_names[c]] = _dice(t, p)
     present = [dice[name] for name in dice if true_fraction[name] > 0]
+    mean = float(np.mean(present)) if present else None
     return {
         "pixel_accuracy": float(accuracy),
-        "mean_foreground_dice": float(np.mean(present)) if present else None,
+        "mean_dice": mean,
+        "mean_foreground_dice": mean,
+        "class0": class_names[0] if class_names else "background",
+        "include_background": bool(first == 0),
         "true_fraction": true_fraction,
         "pred_fraction": pred_fraction,
         "dice": dice,
@@ -169,13 +186,67 @@ def health_warnings(health: dict[str, Any], missing_epochs: dict[str, int], epoc
         if missing_epochs[name] >= COLLAPSE_EPOCHS:
             warnings.append(
                 f"class '{name}' has not been predicted anywhere in the validation images for "
-                f"{missing_epochs[name]} epochs (output collapsed to background): try the Dice or focal loss, "
+                f"{missing_epochs[name]} epochs ({_collapse_text(health, name)}): try the Dice or focal loss, "
                 "class weighting, more epochs or a higher learning rate"
             )
-    acc, dice = health["pixel_accuracy"], health["mean_foreground_dice"]
+    acc, dice = health["pixel_accuracy"], health.get("mean_dice", health.get("mean_foreground_dice"))
     if epoch >= 2 and dice is not None and acc >= LYING_ACCURACY and dice < LYING_DICE:
+        if health.get("include_background"):
+            what, why = "mean Dice", "a few large classes dominate the pixels"
+        else:
+            what, why = "mean foreground Dice", f"the background ('{health.get('class0', 'background')}') dominates the pixels"
         warnings.append(
-            f"pixel accuracy is {acc:.3f} but mean foreground Dice is {dice:.3f}: accuracy is lying "
-            "(the background dominates the pixels); judge this model by Dice and IoU"
+            f"pixel accuracy is {acc:.3f} but {what} is {dice:.3f}: accuracy is lying "
+            f"({why}); judge this model by Dice and IoU"
         )
     return warnings
+
+
+def _collapse_text(health: dict[str, Any], missing: str) -> str:
+    """What the output collapsed to: the background, or the classes it does predict when class 0 is a real class."""
+    if not health.get("include_background"):
+        return f"output collapsed to the background, '{health.get('class0', 'background')}'"
+    predicted = sorted((f, n) for n, f in health["pred_fraction"].items() if n != missing and f > 0)
+    top = [n for _, n in reversed(predicted)][:2]
+    return "output collapsed to " + (" and ".join(f"'{n}'" for n in top) if top else "other classes")
+
+
+# Dice in inference mode this far below Dice with batch statistics: the moving averages are off.
+NORM_GAP = 0.15
+
+
+def train_inference_gap(inference_dice: float | None, batch_stats_dice: float | None, steps_per_epoch: int,
+                        momentum: float | None, epoch: int) -> str | None:
+    """A warning when the model scores far worse in inference mode than with batch statistics.
+
+    Batch normalisation predicts with moving averages of the batch
+    statistics; with few steps (a 20-image dataset gives 3 an epoch) the
+    averages (momentum 0.99 keeps 99% of the old value each step) lag far
+    behind the weights, so the saved model scores much worse than training
+    suggests, and the best checkpoint is chosen on those numbers.
+
+    Args:
+        inference_dice: validation mean Dice in inference mode (as saved).
+        batch_stats_dice: the same with batch statistics (training mode).
+        steps_per_epoch: training steps an epoch.
+        momentum: the batch-norm momentum (None if unknown).
+        epoch: completed epochs.
+
+    Returns:
+        The warning, naming the cause and the fix, or None.
+    """
+    if inference_dice is None or batch_stats_dice is None:
+        return None
+    if batch_stats_dice - inference_dice < NORM_GAP:
+        return None
+    steps = steps_per_epoch * epoch
+    caught = "" if momentum is None else (
+        f"; with momentum {momentum:g} the moving averages keep {momentum ** steps:.0%} of their starting value "
+        f"after the {steps} steps so far"
+    )
+    return (
+        f"validation Dice is {inference_dice:.3f} in inference mode (the model as saved) but {batch_stats_dice:.3f} "
+        f"with batch statistics: the batch-norm moving averages have not caught up with the weights "
+        f"({steps_per_epoch} steps an epoch{caught}). Use norm 'group' or 'none' (model setting norm), "
+        "or train on more images or for many more steps"
+    )

@@ -19,18 +19,20 @@ from segcore.config import AugmentConfig
 from segcore.data.augment import VOID, augment_pair, sample_rng
 
 
-def load_arrays(dataset: Any, ids: Sequence[str], size: int) -> tuple[np.ndarray, np.ndarray]:
+def load_arrays(dataset: Any, ids: Sequence[str], size: int, fit: str = "squash") -> tuple[np.ndarray, np.ndarray]:
     """Images ``uint8 (N, S, S, C)`` and masks ``uint8 (N, S, S)`` or ``(N, S, S, K-1)`` at ``size``.
 
     Uses ``segcore.data.arrays.load_arrays`` where it exists; otherwise resizes
     here (images bilinear/area, masks nearest so class ids stay exact).
+    ``fit="short_side"``: the aspect ratio kept, on the dataset's canvas (see
+    ``segcore.data.arrays``).
     """
     try:
         from segcore.data.arrays import load_arrays as data_load_arrays
     except ImportError:
         data_load_arrays = None
     if data_load_arrays is not None:
-        images, masks = data_load_arrays(dataset, list(ids), size)
+        images, masks = data_load_arrays(dataset, list(ids), size, fit=fit)
         images = np.asarray(images)
         if images.ndim == 3:
             images = images[..., None]
@@ -162,6 +164,8 @@ def make_batches(
     epoch: int = 0,
     workers: int | None = None,
     training: bool | None = None,
+    crop: int | None = None,
+    sizes: np.ndarray | None = None,
 ):
     """A ``keras.utils.PyDataset`` of (float32 images in [0, 255], targets) batches.
 
@@ -190,6 +194,11 @@ def make_batches(
         workers: threads preparing batches ahead of the model (OpenCV and
             numpy release the GIL); default: the CPU count, at most 8.
         training: full batches by repetition (True) or by void padding (False).
+        crop: take a random ``crop`` x ``crop`` window of each sample (drawn
+            again every epoch, from ``(seed, epoch, sample)``): for images kept
+            at their aspect ratio on a larger canvas. None: the whole array.
+        sizes: ``(N, 2)`` height and width of each sample's own region at the
+            top left of the canvas; crops are drawn inside it.
 
     Returns:
         The dataset; its ``epoch`` attribute advances at every epoch end.
@@ -202,6 +211,11 @@ def make_batches(
     training = shuffle if training is None else bool(training)
     workers = default_workers() if workers is None else max(1, int(workers))
     target_table = None if mode == "multilabel" else _target_table(mode, num_classes, VOID)
+    if crop is not None and images.shape[1:3] == (crop, crop):
+        crop = None  # the whole array is one window
+    item_shape = images.shape[1:] if crop is None else (crop, crop) + images.shape[3:]
+    mask_shape = masks.shape[1:] if crop is None else (crop, crop) + masks.shape[3:]
+    regions = np.asarray(sizes if sizes is not None else [images.shape[1:3]] * count, np.int64)
 
     class _Batches(base):
         def __init__(self):
@@ -231,10 +245,13 @@ def make_batches(
                 idx = order[positions % count]
             else:
                 idx = order[positions[real]]
-            x = np.zeros((size,) + images.shape[1:], np.float32)
-            m = np.full((size,) + masks.shape[1:], VOID, np.uint8)
+            x = np.zeros((size,) + item_shape, np.float32)
+            m = np.full((size,) + mask_shape, VOID, np.uint8)
             for n, j in enumerate(idx):
                 img, msk = images[j], masks[j]
+                if crop is not None:
+                    y0, x0 = crop_origin(regions[j], crop, seed, self.epoch, int(j))
+                    img, msk = img[y0 : y0 + crop, x0 : x0 + crop], msk[y0 : y0 + crop, x0 : x0 + crop]
                 if augment is not None and augment.enabled:
                     img, msk = augment_pair(img, msk, augment, sample_rng(seed, self.epoch, int(j)))
                 x[n] = img.reshape(x.shape[1:])
@@ -249,6 +266,35 @@ def make_batches(
             self.epoch += 1
 
     return _Batches()
+
+
+def crop_origin(region, crop: int, seed: int, epoch: int, index: int) -> tuple[int, int]:
+    """Top-left corner of a random ``crop`` window inside a sample's region ``(height, width)``."""
+    h, w = int(region[0]), int(region[1])
+    rng = np.random.default_rng([int(seed), int(epoch), int(index), 1])
+    return int(rng.integers(0, max(h - crop, 0) + 1)), int(rng.integers(0, max(w - crop, 0) + 1))
+
+
+def window_starts(length: int, window: int) -> list[int]:
+    """Starts of ``window``-long windows covering ``length`` (the last one ends at ``length``; they may overlap)."""
+    if length <= window:
+        return [0]
+    step = max(1, window // 2) if length < 2 * window else window - window // 4
+    starts = list(range(0, length - window + 1, step))
+    if starts[-1] != length - window:
+        starts.append(length - window)
+    return starts
+
+
+def windows(images: np.ndarray, masks: np.ndarray, sizes: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every sample cut into ``window`` x ``window`` pieces covering its own region (for validation batches)."""
+    xs, ms = [], []
+    for img, msk, (h, w) in zip(images, masks, np.asarray(sizes, np.int64)):
+        for y in window_starts(max(int(h), window), window):
+            for x in window_starts(max(int(w), window), window):
+                xs.append(img[y : y + window, x : x + window])
+                ms.append(msk[y : y + window, x : x + window])
+    return np.stack(xs), np.stack(ms)
 
 
 def default_workers() -> int:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import os
+import resource
 import signal
 import socket
 import sys
@@ -135,6 +136,8 @@ def execute(run_dir: str | os.PathLike) -> int:
     if result.get("state") == "failed":
         code = 1
     result.setdefault("message", "")
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    result["cpu_seconds"] = round(usage.ru_utime + usage.ru_stime, 1)  # this training process, all its threads
     log.info("run %s %s: %s", run.run_id, result["state"], result["message"])
     if result["state"] in ("stopped", "finished"):
         run.clear_stop()  # before the final state: whoever sees "stopped" sees no stop request left

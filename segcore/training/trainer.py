@@ -31,7 +31,7 @@ from segcore.data.dataset import load_dataset
 from segcore.fsutil import write_json_atomic
 from segcore.runs import LiveStatus, RunFolder
 from segcore.training import health
-from segcore.training.pipeline import check_masks, class_frequencies, load_arrays, make_batches
+from segcore.training.pipeline import check_masks, class_frequencies, load_arrays, make_batches, windows
 
 log = logging.getLogger("segcore.training")
 
@@ -120,11 +120,42 @@ def class_weight_note(name: str, mode: str) -> str | None:
     return None
 
 
-def make_metrics(mode: str, num_classes: int) -> list:
-    """Keras metrics ``dice`` and ``iou`` (foreground mean, void excluded) and ``dice_<k>`` per class."""
+def make_metrics(mode: str, num_classes: int, include_background: bool = False) -> list:
+    """Keras metrics ``dice`` and ``iou`` (mean over the scored classes, void excluded) and ``dice_<k>`` per class.
+
+    ``include_background``: class 0 is a real class, counted in the means.
+    """
     from segcore import metrics
 
-    return metrics.segmentation_metrics(mode, num_classes)
+    return metrics.segmentation_metrics(mode, num_classes, include_background=include_background)
+
+
+def batch_norm_layers(model) -> list:
+    """The batch-normalisation layers of a model, nested models included."""
+    import keras
+
+    found = []
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            found += batch_norm_layers(layer)
+        elif isinstance(layer, keras.layers.BatchNormalization):
+            found.append(layer)
+    return found
+
+
+def predict_with_batch_stats(model, images: np.ndarray, batch_size: int) -> np.ndarray:
+    """Probabilities with batch statistics (training mode), leaving the moving averages as they were."""
+    layers = batch_norm_layers(model)
+    saved = [(v, np.array(v.numpy())) for layer in layers for v in (layer.moving_mean, layer.moving_variance)]
+    try:
+        out = []
+        for start in range(0, len(images), batch_size):
+            batch = images[start : start + batch_size].astype(np.float32)
+            out.append(np.asarray(model(batch, training=True), dtype=np.float32))
+        return np.concatenate(out)
+    finally:
+        for var, value in saved:
+            var.assign(value)
 
 
 def compute_class_weights(masks: np.ndarray, mode: str, num_classes: int) -> np.ndarray:
@@ -273,16 +304,27 @@ class Trainer:
                 f"was {recorded[:12]}); results may differ"
             )
         self.mode, self.class_names = info.mode, info.class_names
+        self.include_background = info.include_background
         self.num_classes = info.num_classes
         self.channels = info.channels
         split = self.meta["split"]
         if not split.get("train"):
             raise ValueError(f"run {self.run.run_id} has no training samples in its split")
         size = t.image_size
-        log.info("loading %d train, %d val, %d test samples at %dx%d", len(split["train"]), len(split["val"]), len(split["test"]), size, size)
-        self.train_x, self.train_m = load_arrays(self.dataset, split["train"], size)
-        self.val_x, self.val_m = load_arrays(self.dataset, split["val"], size) if split["val"] else (None, None)
+        from segcore.data.arrays import fitted_size
+
+        self.fit = t.fit
+        log.info("loading %d train, %d val, %d test samples at %dx%d (%s)", len(split["train"]), len(split["val"]), len(split["test"]), size, size, t.fit)
+        self.train_x, self.train_m = load_arrays(self.dataset, split["train"], size, fit=t.fit)
+        regions = lambda ids: np.array([fitted_size(self.dataset.sample(i).height, self.dataset.sample(i).width, size, t.fit) for i in ids], np.int64).reshape(-1, 2)  # noqa: E731
+        self.train_sizes = regions(split["train"])
+        self.val_x, self.val_m = load_arrays(self.dataset, split["val"], size, fit=t.fit) if split["val"] else (None, None)
+        if self.val_x is not None and self.val_x.shape[1:3] != (size, size):
+            # Validation in windows of the model's size covering each image.
+            self.val_x, self.val_m = windows(self.val_x, self.val_m, regions(split["val"]), size)
         self.test_ids = list(split["test"])
+        shorter = [min(self.dataset.sample(i).height, self.dataset.sample(i).width) for i in split["train"]]
+        self.run.update_meta(input={"fit": t.fit, "image_size": size, "reference_short_side": float(np.median(shorter))})
         for name, masks in (("train", self.train_m), ("validation", self.val_m)):
             if masks is not None:
                 check_masks(masks, self.mode, self.num_classes, where=f" of the {name} split")
@@ -323,7 +365,7 @@ class Trainer:
         model.compile(
             optimizer=make_optimizer(t.optimizer, lr),
             loss=make_loss(t.loss, self.mode, self.num_classes, weights),
-            metrics=make_metrics(self.mode, self.num_classes),
+            metrics=make_metrics(self.mode, self.num_classes, self.include_background),
             jit_compile=self.on_gpu,
         )
         self.current_lr = lr
@@ -355,12 +397,31 @@ class Trainer:
         warnings: list[str] = []
         if self.val_x is not None:
             n = health_sample_count(len(self.val_x), int(self.cfg.train.batch_size))
-            probs = model.predict(self.val_x[:n].astype(np.float32), batch_size=min(int(self.cfg.train.batch_size), n), verbose=0)
-            h = health.epoch_health(self.val_m[:n], np.asarray(probs, np.float32), self.mode, self.class_names)
+            x = self.val_x[:n].astype(np.float32)
+            probs = model.predict(x, batch_size=min(int(self.cfg.train.batch_size), n), verbose=0)
+            h = health.epoch_health(
+                self.val_m[:n], np.asarray(probs, np.float32), self.mode, self.class_names,
+                include_background=self.include_background,
+            )
             warnings = health.health_warnings(h, self.health_missing, completed)
             row["val_pixel_accuracy"] = h["pixel_accuracy"]
-            if "val_dice" not in row and h["mean_foreground_dice"] is not None:
-                row["val_dice"] = h["mean_foreground_dice"]
+            if "val_dice" not in row and h["mean_dice"] is not None:
+                row["val_dice"] = h["mean_dice"]
+            bn = batch_norm_layers(model)
+            if bn:
+                # Batch norm predicts with moving averages: compare with batch statistics.
+                stats = predict_with_batch_stats(model, x, int(self.cfg.train.batch_size))
+                hb = health.epoch_health(
+                    self.val_m[:n], stats, self.mode, self.class_names, include_background=self.include_background,
+                )
+                h["mean_dice_batch_stats"] = hb["mean_dice"]
+                if hb["mean_dice"] is not None:
+                    row["val_dice_batch_stats"] = hb["mean_dice"]
+                gap = health.train_inference_gap(
+                    h["mean_dice"], hb["mean_dice"], self.steps_per_epoch, float(bn[0].momentum), completed
+                )
+                if gap:
+                    warnings.append(gap)
             self.last_health = h
         else:
             self.last_health = None
@@ -453,7 +514,10 @@ class Trainer:
             common = dict(batch_size=batch_size, mode=self.mode, num_classes=self.num_classes, seed=int(t.seed))
             if self.state.get("early_stopped") or start >= self.epochs:
                 return self._finish(model)
-            train = make_batches(self.train_x, self.train_m, augment=t.augment, shuffle=True, epoch=start, **common)
+            train = make_batches(
+                self.train_x, self.train_m, augment=t.augment, shuffle=True, epoch=start,
+                crop=int(t.image_size), sizes=self.train_sizes, **common,
+            )
             val = None
             if self.val_x is not None:
                 val = make_batches(self.val_x, self.val_m, augment=None, shuffle=False, **common)
@@ -536,7 +600,9 @@ class Trainer:
             best = keras.models.load_model(best_path, compile=False)
             from segcore.training.evaluate import evaluate_run_model
 
-            report = evaluate_run_model(self.run, best, self.dataset, self.test_ids, self.cfg.train.image_size, save_predictions=True)
+            report = evaluate_run_model(
+                self.run, best, self.dataset, self.test_ids, self.cfg.train.image_size, save_predictions=True, fit=self.fit
+            )
             test = summary_metrics(report)
         else:
             test = {}
