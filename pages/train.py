@@ -8,10 +8,12 @@ import segcore.training as training
 from pages import _ui
 from segcore import runs as runs_mod
 from segcore import visualize as viz
-from segcore.config import ENCODERS, FREEZE_MODES, NORMS, AugmentConfig, ModelConfig, RunConfig, SplitConfig, TrainConfig
+from segcore.config import (  # the settings' own lists; no Keras import
+    ENCODERS, FREEZE_MODES, LOSSES, LR_SCHEDULES, NORMS, OPTIMIZERS,
+    AugmentConfig, ModelConfig, RunConfig, SplitConfig, TrainConfig,
+)
 from segcore.safetext import markdown_text
 from segcore.training import sweep
-from segcore.config import LOSSES, LR_SCHEDULES, OPTIMIZERS  # the settings' own lists; no Keras import
 LOSS_HELP = {
     "auto": "Dice + cross-entropy of the head (a good default)",
     "dice": "soft Dice: robust to class imbalance",

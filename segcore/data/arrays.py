@@ -25,8 +25,8 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from segcore.data.dataset import Dataset, load_dataset
 from segcore.config import FITS
+from segcore.data.dataset import Dataset, load_dataset
 from segcore.fsutil import make_temp_dir, write_json_atomic
 from segcore.workspace import Workspace
 

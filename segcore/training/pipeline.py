@@ -12,7 +12,6 @@ import math
 import os
 from typing import Any, Sequence
 
-import cv2
 import numpy as np
 
 from segcore.config import AugmentConfig
@@ -22,43 +21,17 @@ from segcore.data.augment import VOID, augment_pair, sample_rng
 def load_arrays(dataset: Any, ids: Sequence[str], size: int, fit: str = "squash") -> tuple[np.ndarray, np.ndarray]:
     """Images ``uint8 (N, S, S, C)`` and masks ``uint8 (N, S, S)`` or ``(N, S, S, K-1)`` at ``size``.
 
-    Uses ``segcore.data.arrays.load_arrays`` where it exists; otherwise resizes
-    here (images bilinear/area, masks nearest so class ids stay exact).
-    ``fit="short_side"``: the aspect ratio kept, on the dataset's canvas (see
-    ``segcore.data.arrays``).
+    ``segcore.data.arrays.load_arrays`` (threaded decoding, per-size cache),
+    with grey images given their channel axis. ``fit="short_side"``: the
+    aspect ratio kept, on the dataset's canvas (see ``segcore.data.arrays``).
     """
-    try:
-        from segcore.data.arrays import load_arrays as data_load_arrays
-    except ImportError:
-        data_load_arrays = None
-    if data_load_arrays is not None:
-        images, masks = data_load_arrays(dataset, list(ids), size, fit=fit)
-        images = np.asarray(images)
-        if images.ndim == 3:
-            images = images[..., None]
-        return images, np.asarray(masks)
-    channels = dataset.info.channels
-    images = np.zeros((len(ids), size, size, channels), np.uint8)
-    masks = None
-    for n, sample_id in enumerate(ids):
-        img = dataset.image(sample_id)
-        if img.ndim == 2:
-            img = img[..., None]
-        if img.shape[2] != channels:
-            img = img[..., :channels] if img.shape[2] > channels else np.repeat(img, channels, axis=2)
-        shrink = img.shape[0] > size or img.shape[1] > size
-        resized = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
-        images[n] = resized.reshape(size, size, channels)
-        mask = dataset.mask(sample_id)
-        m = cv2.resize(mask, (size, size), interpolation=cv2.INTER_NEAREST)
-        if mask.ndim == 3 and m.ndim == 2:
-            m = m[..., None]
-        if masks is None:
-            masks = np.zeros((len(ids),) + m.shape, np.uint8)
-        masks[n] = m
-    if masks is None:
-        masks = np.zeros((0, size, size), np.uint8)
-    return images, masks
+    from segcore.data.arrays import load_arrays as data_load_arrays
+
+    images, masks = data_load_arrays(dataset, list(ids), size, fit=fit)
+    images = np.asarray(images)
+    if images.ndim == 3:
+        images = images[..., None]
+    return images, np.asarray(masks)
 
 
 def make_targets(masks: np.ndarray, mode: str, num_classes: int, ignore_index: int = VOID) -> np.ndarray:
