@@ -219,14 +219,15 @@ else:
 st.subheader("Metrics on another dataset")
 st.caption("Score these runs on any dataset with the same classes (an official test split imported on its own, "
            "another site's images). Results are kept in each run folder, per dataset and subset.")
-others = list_datasets(ws)
+others = run_eval.compatible_datasets(list_datasets(ws), info.mode, info.num_classes)
 if not others:
-    st.info("No datasets in this workspace.")
+    st.info(f"No dataset in this workspace is {info.mode} with {info.num_classes} classes like {dataset_name}.")
 else:
     c = st.columns([2, 1, 1])
-    target = c[0].selectbox("Dataset", [d.name for d in others], key="cmp_eval_dataset")
-    info = next(d for d in others if d.name == target)
-    subsets = sorted({s.subset for s in info.samples if s.subset})
+    target = c[0].selectbox("Dataset", [d.name for d in others], key="cmp_eval_dataset",
+                            help=f"Datasets that are {info.mode} with {info.num_classes} classes, as these runs predict.")
+    other = next(d for d in others if d.name == target)
+    subsets = sorted({s.subset for s in other.samples if s.subset})
     subset = c[1].selectbox("Subset", ["all"] + subsets, key="cmp_eval_subset")
     subset = None if subset == "all" else subset
     key = run_eval.evaluation_key(target, subset)

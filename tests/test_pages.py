@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import cv2
+import json
+
 import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -426,6 +428,31 @@ def test_compare_grid_heatmaps_and_tables(demo_ws):
     assert not at.exception
     # ...and say which model each is worst for
     assert [c for c in captions_of(at) if c.startswith("s0")] == ["s019 · worst for b, a"]
+
+
+def test_compare_offers_only_datasets_the_runs_can_be_scored_on(demo_ws):
+    """'Metrics on another dataset' lists datasets with the runs' mode and class count, not every dataset."""
+    import shutil
+
+    from segcore.data.dataset import load_dataset
+
+    make_run(demo_ws, name="a", evaluation=make_report([0.6, 0.7, 0.2]))
+    make_run(demo_ws, name="b", evaluation=make_report([0.8, 0.9, 0.1]))
+    shutil.copytree(demo_ws.dataset_dir("demo"), demo_ws.dataset_dir("demo-copy"))
+    info = load_dataset("demo-copy", demo_ws).info
+    meta = json.loads((demo_ws.dataset_dir("demo-copy") / "dataset.json").read_text())
+    meta["name"] = "demo-copy"
+    (demo_ws.dataset_dir("demo-copy") / "dataset.json").write_text(json.dumps(meta))
+    other = demo_ws.dataset_dir("binary-one")
+    shutil.copytree(demo_ws.dataset_dir("demo"), other)
+    meta = json.loads((other / "dataset.json").read_text())
+    meta.update(name="binary-one", mode="binary", classes=meta["classes"][:2])
+    (other / "dataset.json").write_text(json.dumps(meta))
+    at = app(60).run()
+    at.switch_page("pages/compare.py").run()
+    assert not at.exception
+    assert info.num_classes == 4
+    assert at.selectbox(key="cmp_eval_dataset").options == ["demo", "demo-copy"]
 
 
 def test_compare_heatmap_shows_the_chosen_class(demo_ws, media):

@@ -140,6 +140,11 @@ def evaluation_key(dataset: str, subset: str | None) -> str:
     return dataset if not subset else f"{dataset}-{subset}"
 
 
+def compatible_datasets(infos, mode: str, num_classes: int) -> list:
+    """The datasets (``DatasetInfo``) a model for ``mode`` with ``num_classes`` classes can be scored on."""
+    return [d for d in infos if d.mode == mode and d.num_classes == num_classes]
+
+
 def check_compatible(run_mode: str, run_classes: list[str], run_channels: int, info) -> list[str]:
     """Refuse a dataset a run's model cannot be scored on; warnings for what differs but fits.
 
