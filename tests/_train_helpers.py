@@ -7,6 +7,7 @@ square, placed at random (seeded). Learnable by a depth-3 U-Net in seconds.
 from __future__ import annotations
 
 import json
+import time
 
 import cv2
 import numpy as np
@@ -54,3 +55,14 @@ def make_shapes_dataset(ws: Workspace, name: str = "shapes", n: int = 24, size: 
     }
     (root / "dataset.json").write_text(json.dumps(info))
     return name
+
+
+def wait_until(predicate, timeout: float = 240.0, poll: float = 0.05):
+    """Poll ``predicate`` until it returns something truthy (returned), or raise TimeoutError after ``timeout`` s."""
+    start = time.time()
+    while time.time() - start < timeout:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(poll)
+    raise TimeoutError("condition not reached")

@@ -7,12 +7,12 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from _train_helpers import wait_until
 from segcore.config import AugmentConfig, ModelConfig, RunConfig, SplitConfig, TrainConfig
 from segcore.data.demo import make_demo
 from segcore.runs import open_run
@@ -65,14 +65,9 @@ def _cfg(epochs: int, **train) -> RunConfig:
     )
 
 
-def _wait_until(predicate, timeout=240.0, poll=0.05):
-    start = time.time()
-    while time.time() - start < timeout:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(poll)
-    raise TimeoutError("condition not reached")
+
+def _wait_until(predicate, timeout=240.0):
+    return wait_until(predicate, timeout)
 
 
 # The columns a run's history holds that must repeat; "seconds" is wall time.

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from _train_helpers import make_shapes_dataset
+from _train_helpers import make_shapes_dataset, wait_until
 
 from segcore.config import AugmentConfig, ModelConfig, RunConfig, SplitConfig, TrainConfig
 from segcore.runs import DAMAGED, RunFolder, create_run, delete_run, list_runs, open_run, queued_runs
@@ -379,14 +379,9 @@ def test_read_only_workspace_data_page_upload_says_so(workspace, tmp_path):
 # -- real processes: a damaged status under training, a killed worker --------------------------
 
 
-def _wait_until(predicate, timeout=180.0, poll=0.05):
-    start = time.time()
-    while time.time() - start < timeout:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(poll)
-    raise TimeoutError("condition not reached")
+
+def _wait_until(predicate, timeout=180.0):
+    return wait_until(predicate, timeout)
 
 
 def _epoch(run):

@@ -7,11 +7,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
+from _train_helpers import wait_until
 from segcore.config import AugmentConfig, ModelConfig, RunConfig, SplitConfig, TrainConfig
 from segcore.data.demo import make_demo
 from segcore.runs import RunFolder, open_run
@@ -37,15 +37,6 @@ def demo_ws(workspace):
     make_demo(workspace, num_samples=40, size=32)
     return workspace
 
-
-def wait_until(predicate, timeout=120.0, poll=0.05):
-    start = time.time()
-    while time.time() - start < timeout:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(poll)
-    raise TimeoutError("condition not reached")
 
 
 def epoch_of(run):

@@ -87,6 +87,17 @@ def _demo(args) -> int:
     return 0
 
 
+def _pairs(items: list[str], flag: str, expected: str) -> dict[str, str]:
+    """``["A=B", ...]`` from a repeatable flag as ``{A: B}``; an item without ``=`` is refused naming the flag."""
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise ValueError(f"{flag} expects {expected}, got {item!r}")
+        a, b = item.split("=", 1)
+        out[a] = b
+    return out
+
+
 def _options(args):
     """The import options of the command line, read strictly (an unknown key is an error)."""
     from segcore.data.imports import read_class_list
@@ -103,13 +114,7 @@ def _options(args):
     if args.ignore:
         opts["ignore"] = args.ignore
     if args.merge:
-        merge = {}
-        for item in args.merge:
-            if "=" not in item:
-                raise ValueError(f"--merge expects A=B (class folder A becomes class B), got {item!r}")
-            a, b = item.split("=", 1)
-            merge[a] = b
-        opts["merge"] = merge
+        opts["merge"] = _pairs(args.merge, "--merge", "A=B (class folder A becomes class B)")
     if args.mask_encoding:
         opts["mask_encoding"] = args.mask_encoding
     if args.multilabel != "auto":
@@ -119,13 +124,7 @@ def _options(args):
     if args.annotator:
         opts["annotator"] = args.annotator
     if args.folder_role:
-        roles = {}
-        for item in args.folder_role:
-            if "=" not in item:
-                raise ValueError(f"--folder-role expects FOLDER=ROLE, got {item!r}")
-            a, b = item.split("=", 1)
-            roles[a] = b
-        opts["folder_roles"] = roles
+        opts["folder_roles"] = _pairs(args.folder_role, "--folder-role", "FOLDER=ROLE")
     for item in args.option or []:
         if "=" not in item:
             raise ValueError(f"--option expects KEY=JSON, got {item!r}")
