@@ -195,6 +195,8 @@ class RunFolder:
     predictions_dir = property(lambda self: self.path / "predictions")
     notes_path = property(lambda self: self.path / "notes.json")
     transfer_path = property(lambda self: self.path / "transfer.json")
+    # A run folder lives at <workspace>/runs/<run id>.
+    workspace_root = property(lambda self: self.path.parent.parent)
     stop_path = property(lambda self: self.path / "STOP")
     process_lock_path = property(lambda self: self.path / ".process.lock")
 
@@ -441,6 +443,10 @@ class RunFolder:
 
     def write_evaluation(self, report: dict[str, Any]) -> None:
         write_json_atomic(self.evaluation_path, report)
+
+    def write_transfer(self, report: dict[str, Any]) -> None:
+        """What was copied when the model started from another run's weights (``transfer.json``)."""
+        write_json_atomic(self.transfer_path, report)
 
     # Test-split probabilities cached for the Compare page: predictions/<id>.npz
     # holds uint8 round(p * 255), shape (S, S, outputs); index.json lists them.

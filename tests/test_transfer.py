@@ -35,7 +35,7 @@ def test_binary_to_three_class_from_a_keras_file(tmp_path):
     with_weights = [layer.name for layer in multi.layers if layer.weights]
     assert sorted(report.loaded) == sorted(n for n in with_weights if n != "head")
     assert report.skipped == [("head", "output head: always new")]
-    for name in ("enc0_conv1", "enc3_bn2", "dec1_up", "dec0_conv2"):
+    for name in ("enc0_conv1", "enc3_gn2", "dec1_up", "dec0_conv2"):
         for a, b in zip(weights_of(multi, name), weights_of(binary, name)):
             np.testing.assert_array_equal(a, b)
     head = multi.get_layer("head").kernel
@@ -56,8 +56,8 @@ def test_shape_mismatch_and_missing_layers_are_reported():
     assert "head" in report.loaded  # same head shape and new_head=False
     new_layers = sorted(n for n, _ in report.skipped)
     assert new_layers == sorted(
-        [f"enc4_{k}{i}" for k in ("conv", "bn") for i in (1, 2)]
-        + ["dec3_up"] + [f"dec3_{k}{i}" for k in ("conv", "bn") for i in (1, 2)]
+        [f"enc4_{k}{i}" for k in ("conv", "gn") for i in (1, 2)]
+        + ["dec3_up"] + [f"dec3_{k}{i}" for k in ("conv", "gn") for i in (1, 2)]
     )
     assert {r for _, r in report.skipped} == {"not in source"}
     # a grey model: only the first convolution differs (1 input channel instead of 3)

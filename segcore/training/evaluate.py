@@ -107,7 +107,7 @@ def evaluate_probs(masks: np.ndarray, probs: np.ndarray, mode: str, class_names:
 
     result = evaluate_predictions(iter(list(masks)), iter(list(probs)), mode, list(class_names), ignore_index=255,
                                   ids=list(ids), include_background=include_background)
-    report = result.to_dict() if hasattr(result, "to_dict") else dict(result)
+    report = result.to_dict()
     report["ids"] = list(ids)
     return _plain(report)
 

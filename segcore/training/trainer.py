@@ -28,7 +28,6 @@ import numpy as np
 
 from segcore.config import LR_SCHEDULES, OPTIMIZERS, RunConfig
 from segcore.data.dataset import load_dataset
-from segcore.fsutil import write_json_atomic
 from segcore.runs import LiveStatus, RunFolder
 from segcore.training import health
 from segcore.training.pipeline import check_masks, class_frequencies, load_arrays, make_batches, windows
@@ -292,10 +291,9 @@ class Trainer:
     # -- data ----------------------------------------------------------------
     def load_data(self) -> None:
         t = self.cfg.train
-        ws_root = self.run.path.parent.parent
         from segcore.workspace import get_workspace
 
-        self.dataset = load_dataset(t.dataset, get_workspace(ws_root))
+        self.dataset = load_dataset(t.dataset, get_workspace(self.run.workspace_root))
         info = self.dataset.info
         recorded = (self.meta.get("dataset") or {}).get("content_hash")
         if recorded and info.content_hash and recorded != info.content_hash:
@@ -340,14 +338,13 @@ class Trainer:
             from segcore.runs import open_run
             from segcore.workspace import get_workspace
 
-            source = open_run(m.init_from_run, get_workspace(self.run.path.parent.parent))
+            source = open_run(m.init_from_run, get_workspace(self.run.workspace_root))
             path = source.model_path
             if not path.is_file():
                 raise FileNotFoundError(f"init_from_run {m.init_from_run!r} has no checkpoint ({path} is missing)")
             report = load_matching_weights(model, str(path))
-            data = report.to_dict() if hasattr(report, "to_dict") else dict(report)
-            data["source_run"] = source.run_id
-            write_json_atomic(self.run.transfer_path, data)
+            data = {**report.to_dict(), "source_run": source.run_id}
+            self.run.write_transfer(data)
             log.info("transferred weights from %s: %s", source.run_id, {k: v for k, v in data.items() if not isinstance(v, list)})
         return model
 
