@@ -118,7 +118,7 @@ with st.container(border=True):
     learning_rate = c[0].select_slider("Learning rate", [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2], 1e-4, key="train_lr", format_func=lambda v: f"{v:g}",
                                        help="Step size of the optimiser: 1e-4 suits pretrained encoders, 1e-3 small models trained from scratch.")
     patience = c[1].number_input("Patience", 0, 200, 5, key="train_patience",
-                                 help="Early stopping: epochs without a better validation Dice before training stops; 0 = never stop early.")
+                                 help="Early stopping: epochs without a lower validation loss before training stops; 0 = never stop early.")
     seed = c[2].number_input("Seed", 0, 2**31 - 1, 0, key="train_seed", help="Same seed and settings: same split, same augmentation, same starting weights.")
     class_weighting = c[3].toggle("Class weighting", False, key="train_class_weights", help="Weight the loss by inverse class frequency (helps rare classes).")
     c = st.columns([1, 1, 2])
