@@ -144,13 +144,15 @@ def batch_norm_layers(model) -> list:
 
 def predict_with_batch_stats(model, images: np.ndarray, batch_size: int) -> np.ndarray:
     """Probabilities with batch statistics (training mode), leaving the moving averages as they were."""
+    import keras
+
     layers = batch_norm_layers(model)
     saved = [(v, np.array(v.numpy())) for layer in layers for v in (layer.moving_mean, layer.moving_variance)]
     try:
         out = []
         for start in range(0, len(images), batch_size):
             batch = images[start : start + batch_size].astype(np.float32)
-            out.append(np.asarray(model(batch, training=True), dtype=np.float32))
+            out.append(np.asarray(keras.ops.convert_to_numpy(model(batch, training=True)), dtype=np.float32))
         return np.concatenate(out)
     finally:
         for var, value in saved:
