@@ -240,7 +240,10 @@ def test_own_data_train_stop_resume_compare_predict_share(chromium, server, work
             assert json.loads(got["dl_cfg"].read_text())["config"]["train"]["dataset"] == "camvid"
             assert len(pd.read_csv(got["dl_hist"])) == 4
             assert "per_class" in json.loads(got["dl_eval"].read_text())
-            results = pd.read_csv(j.download("study_csv", downloads), index_col=0)
+            # the results table refreshes every 5 s while runs are active: the finished re-run joins it
+            deadline = time.time() + 30
+            while len(results := pd.read_csv(j.download("study_csv", downloads), index_col=0)) < 2 and time.time() < deadline:
+                page.wait_for_timeout(2_000)
             assert len(results) == 2 and results["Dice"].between(0, 1).all()
             assert j.download("study_md", downloads).read_text().startswith("| run |")
 
