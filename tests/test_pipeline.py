@@ -180,3 +180,35 @@ def test_a_partial_last_batch_and_validation_compile_no_extra_step():
     assert out.returncode == 0, out.stderr[-3000:]
     counts = json.loads(out.stdout.strip().splitlines()[-1])
     assert counts["partial"] == counts["divisible"], counts
+
+
+def test_tensorflow_is_fed_the_same_batches_through_a_mapped_dataset_with_static_shapes():
+    """Keras wraps a PyDataset in Dataset.from_generator on TensorFlow, which doubles a step's CPU
+    time (bench/fit_feed.py); ``feed`` maps batch numbers instead, and the epoch is the one set."""
+    pytest.importorskip("tensorflow")
+    import tensorflow as tf
+
+    from segcore.training.pipeline import feed
+
+    images, masks = _data(n=10, size=16, channels=1, classes=2)
+    batches = make_batches(images, masks, batch_size=4, mode="binary", num_classes=2,
+                           augment=AugmentConfig(), seed=3, workers=2)
+    data = feed(batches, "tensorflow")
+    assert isinstance(data, tf.data.Dataset)
+    x_spec, y_spec = data.element_spec
+    assert tuple(x_spec.shape) == (4, 16, 16, 1) and tuple(y_spec.shape) == (4, 16, 16, 1)
+    graph = data._as_serialized_graph().numpy()
+    assert b"Generator" not in graph  # no from_generator inside
+    seen = {}
+    for epoch in (0, 1):
+        batches.epoch = epoch
+        got = [(x.numpy(), y.numpy()) for x, y in data]
+        want = [batches[i] for i in range(len(batches))]
+        assert len(got) == len(want) == 3
+        for (xa, ya), (xb, yb) in zip(got, want):
+            np.testing.assert_array_equal(xa, xb)
+            np.testing.assert_array_equal(ya, yb)
+        seen[epoch] = got
+    assert not np.array_equal(seen[0][0][0], seen[1][0][0])  # a new epoch, a new order and augmentation
+    # The other backends read the PyDataset directly.
+    assert feed(batches, "jax") is batches and feed(batches, "torch") is batches

@@ -30,7 +30,7 @@ from segcore.config import LR_SCHEDULES, OPTIMIZERS, RunConfig
 from segcore.data.dataset import load_dataset
 from segcore.runs import LiveStatus, RunFolder
 from segcore.training import health
-from segcore.training.pipeline import check_masks, class_frequencies, load_arrays, make_batches, windows
+from segcore.training.pipeline import check_masks, class_frequencies, feed, load_arrays, make_batches, windows
 
 log = logging.getLogger("segcore.training")
 
@@ -191,6 +191,8 @@ def make_run_callback(trainer: "Trainer"):
         def on_epoch_begin(self, epoch, logs=None):
             self.partial_epoch = False
             self._epoch_start = time.time()
+            if self.t.train_batches is not None:
+                self.t.train_batches.epoch = epoch  # the batch order and augmentation of this epoch
             lr = self.t.lr_for_epoch(epoch)
             _set_lr(self.model, lr)
             self.t.status.update(epoch=epoch, batch=0, batches=self.t.steps_per_epoch, message=f"epoch {epoch + 1}/{self.t.epochs}")
@@ -286,6 +288,7 @@ class Trainer:
         self.current_lr = float(self.cfg.train.learning_rate)
         self.base_lr = float(self.cfg.train.learning_rate)
         self.steps_per_epoch = 0
+        self.train_batches = None  # the training PyDataset; its epoch is set at every epoch start
         self.history: list[dict[str, Any]] = []
         self.health_missing: dict[str, int] = {}
         self.setup_warnings: list[str] = []
@@ -521,6 +524,7 @@ class Trainer:
             if self.val_x is not None:
                 val = make_batches(self.val_x, self.val_m, augment=None, shuffle=False, **common)
             self.steps_per_epoch = len(train)
+            self.train_batches = train
             callbacks = [make_run_callback(self)]
             tb, tb_note = _tensorboard(self.run)
             if tb is not None:
@@ -543,7 +547,7 @@ class Trainer:
                     log.info("fine-tuning the encoder from epoch %d at lr %g", first + 1, self.current_lr)
                 # shuffle=False: the batches already come in a (seed, epoch) order; Keras's own shuffle of
                 # the batch order draws from Python's global random state, which a resumed process does not share.
-                model.fit(train, validation_data=val, initial_epoch=first, epochs=last, callbacks=callbacks, verbose=0,
+                model.fit(feed(train), validation_data=None if val is None else feed(val), initial_epoch=first, epochs=last, callbacks=callbacks, verbose=0,
                           shuffle=False)
                 if self.failure:
                     raise StopRun("failed", self.failure)
