@@ -8,10 +8,11 @@ import segcore.training as training
 from pages import _ui
 from segcore import runs as runs_mod
 from segcore import visualize as viz
-from segcore.config import (  # the settings' own lists; no Keras import
-    ENCODERS, FREEZE_MODES, LOSSES, LR_SCHEDULES, NORMS, OPTIMIZERS,
+from segcore.config import (  # the settings' own lists and defaults; no Keras import
+    ACTIVATIONS, DEPTHS, ENCODERS, FITS, FREEZE_MODES, LOSSES, LR_SCHEDULES, NORMS, OPTIMIZERS, UPSAMPLING,
     AugmentConfig, ModelConfig, RunConfig, SplitConfig, TrainConfig,
 )
+from segcore.models import encoders
 from segcore.safetext import markdown_text
 from segcore.training import sweep
 LOSS_HELP = {
@@ -24,6 +25,7 @@ LOSS_HELP = {
     "dice_ce": "Dice + cross-entropy",
     "jaccard": "soft IoU",
 }
+M, T = ModelConfig(), TrainConfig()  # the defaults every widget starts from
 STUDY = "The paper's encoder study: plain U-Net, VGG16 frozen, VGG16 fine-tuned (frozen for the first half of the epochs), DenseNet121, ResNet50, MobileNetV2"
 
 ws = _ui.workspace()
@@ -67,26 +69,27 @@ with st.container(border=True):
         encoder, weights = "none", "none"  # the shared settings; each encoder gets study_weights
         study_weights = st.selectbox("Encoder weights", ["imagenet", "none"], key="train_study_weights",
                                      help="ImageNet weights must be in ~/.keras/models on a machine without internet access.")
-        depth, filters, dropout, activation, norm, upsampling, freeze, fine_tune_after = 4, 32, 0.0, "relu", "group", "transpose", "trainable", 0
+        depth, filters, dropout, activation, norm, upsampling = M.depth, M.filters, M.dropout, M.activation, M.norm, M.upsampling
+        freeze, fine_tune_after = M.freeze, M.fine_tune_after
     else:
         c = st.columns(4)
         encoder = c[0].selectbox("Encoder", ENCODERS, key="train_encoder",
-                                 format_func=lambda e: "plain U-Net" if e == "none" else e)
-        if encoder == "none":
-            depth = c[1].select_slider("Depth", [3, 4, 5], 4, key="train_depth")
-            filters = c[2].select_slider("Base filters", [8, 16, 32, 64], 32, key="train_filters")
-            dropout = c[3].slider("Dropout", 0.0, 0.5, 0.0, 0.05, key="train_dropout")
+                                 format_func=lambda e: encoders.get(e).label)
+        if not encoders.get(encoder).pretrained:
+            depth = c[1].select_slider("Depth", DEPTHS, M.depth, key="train_depth")
+            filters = c[2].select_slider("Base filters", sorted({8, 16, 32, 64, M.filters}), M.filters, key="train_filters")
+            dropout = c[3].slider("Dropout", 0.0, 0.5, M.dropout, 0.05, key="train_dropout")
             c = st.columns(3)
-            activation = c[0].selectbox("Activation", ["relu", "elu"], key="train_activation")
-            upsampling = c[1].selectbox("Decoder upsampling", ["transpose", "upsample"], key="train_upsampling",
+            activation = c[0].selectbox("Activation", ACTIVATIONS, ACTIVATIONS.index(M.activation), key="train_activation")
+            upsampling = c[1].selectbox("Decoder upsampling", UPSAMPLING, UPSAMPLING.index(M.upsampling), key="train_upsampling",
                                         format_func={"transpose": "transposed convolution", "upsample": "upsampling + convolution"}.get)
             norm = c[2].selectbox(
-                "Normalisation", list(NORMS), key="train_norm",
+                "Normalisation", NORMS, NORMS.index(M.norm), key="train_norm",
                 format_func={"group": "group norm (safe with few images)", "batch": "batch norm (needs many steps)", "none": "none"}.get,
                 help="Batch norm predicts with moving averages that need many training steps to settle; on a few dozen "
                 "images group norm (or none) trains and predicts alike. The health check says when batch norm lags.",
             )
-            weights, freeze, fine_tune_after = "none", "trainable", 0
+            weights, freeze, fine_tune_after = "none", "trainable", M.fine_tune_after
         else:
             weights = c[1].selectbox("Weights", ["imagenet", "none", "a file…"], key="train_weights")
             if weights == "a file…":
@@ -94,8 +97,8 @@ with st.container(border=True):
             freeze = c[2].selectbox("Encoder layers", FREEZE_MODES, key="train_freeze",
                                     format_func={"trainable": "trainable", "frozen": "frozen", "fine_tune": "frozen, then fine-tuned"}.get)
             fine_tune_after = c[3].number_input("Fine-tune after epoch", 0, 500, 5, key="train_ft_after", disabled=freeze != "fine_tune")
-            depth, filters, dropout, activation, upsampling = 4, 32, 0.0, "relu", "transpose"
-            norm = st.selectbox("Decoder normalisation", list(NORMS), key="train_norm_dec",
+            depth, filters, dropout, activation, upsampling = M.depth, M.filters, M.dropout, M.activation, M.upsampling
+            norm = st.selectbox("Decoder normalisation", NORMS, NORMS.index(M.norm), key="train_norm_dec",
                                 help="In the decoder blocks; the pretrained encoder keeps its own.")
     init_from = None
     if not study:
@@ -109,25 +112,27 @@ with st.container(border=True):
 
     st.markdown("**Training**")
     c = st.columns([3, 1, 1])
-    loss = c[0].selectbox("Loss", LOSSES, key="train_loss", format_func=lambda n: f"{n}: {LOSS_HELP.get(n, '')}",
+    loss = c[0].selectbox("Loss", LOSSES, LOSSES.index(T.loss), key="train_loss", format_func=lambda n: f"{n}: {LOSS_HELP.get(n, '')}",
                           help="What training minimises. Dice-based losses cope best with small objects.")
-    optimizer = c[1].selectbox("Optimiser", OPTIMIZERS, key="train_optimizer")
-    lr_schedule = c[2].selectbox("LR schedule", LR_SCHEDULES, key="train_lr_schedule",
+    optimizer = c[1].selectbox("Optimiser", OPTIMIZERS, OPTIMIZERS.index(T.optimizer), key="train_optimizer")
+    lr_schedule = c[2].selectbox("LR schedule", LR_SCHEDULES, LR_SCHEDULES.index(T.lr_schedule), key="train_lr_schedule",
                                  help="Learning-rate schedule: how the learning rate changes over the epochs; none keeps it constant.")
     c = st.columns([2, 1, 1, 1.5])
-    learning_rate = c[0].select_slider("Learning rate", [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2], 1e-4, key="train_lr", format_func=lambda v: f"{v:g}",
+    learning_rate = c[0].select_slider("Learning rate", sorted({1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, T.learning_rate}),
+                                       T.learning_rate, key="train_lr", format_func=lambda v: f"{v:g}",
                                        help="Step size of the optimiser: 1e-4 suits pretrained encoders, 1e-3 small models trained from scratch.")
-    patience = c[1].number_input("Patience", 0, 200, 5, key="train_patience",
+    patience = c[1].number_input("Patience", 0, 200, T.early_stopping_patience, key="train_patience",
                                  help="Early stopping: epochs without a lower validation loss before training stops; 0 = never stop early.")
-    seed = c[2].number_input("Seed", 0, 2**31 - 1, 0, key="train_seed", help="Same seed and settings: same split, same augmentation, same starting weights.")
-    class_weighting = c[3].toggle("Class weighting", False, key="train_class_weights", help="Weight the loss by inverse class frequency (helps rare classes).")
+    seed = c[2].number_input("Seed", 0, 2**31 - 1, T.seed, key="train_seed", help="Same seed and settings: same split, same augmentation, same starting weights.")
+    class_weighting = c[3].toggle("Class weighting", T.class_weighting, key="train_class_weights", help="Weight the loss by inverse class frequency (helps rare classes).")
     c = st.columns([1, 1, 2])
-    epochs = c[0].number_input("Epochs", 1, 1000, 30, key="train_epochs", help="Passes over the training images.")
-    batch_size = c[1].number_input("Batch size", 1, 256, 8, key="train_batch", help="Images per training step; lower it if memory runs out.")
-    image_size = c[2].select_slider("Image size (px)", [32, 64, 96, 128, 160, 192, 224, 256, 384, 512], 128, key="train_size",
+    epochs = c[0].number_input("Epochs", 1, 1000, T.epochs, key="train_epochs", help="Passes over the training images.")
+    batch_size = c[1].number_input("Batch size", 1, 256, T.batch_size, key="train_batch", help="Images per training step; lower it if memory runs out.")
+    image_size = c[2].select_slider("Image size (px)", sorted({32, 64, 96, 128, 160, 192, 224, 256, 384, 512, T.image_size}),
+                                    T.image_size, key="train_size",
                                     help="The model's square window; bigger is slower.")
     fit = st.radio(
-        "Image shape", ["short_side", "squash"], horizontal=True, key="train_fit",
+        "Image shape", FITS, FITS.index(T.fit), horizontal=True, key="train_fit",
         format_func={"short_side": "keep the aspect ratio (random windows in training, tiles in prediction)",
                      "squash": "squash to the square size"}.get,
         help="Keeping the aspect ratio scales each image so its shorter side is the image size; nothing is stretched.",

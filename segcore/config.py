@@ -31,9 +31,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping, TypeVar
 
+from segcore.models import encoders as _encoders  # the registry imports neither Keras nor this module
+
 T = TypeVar("T")
 
-ENCODERS = ("none", "vgg16", "resnet50", "densenet121", "mobilenetv2")
+ENCODERS = _encoders.names()  # "none" is the plain U-Net
 NORMS = ("group", "batch", "none")
 FITS = ("short_side", "squash")  # how images of any shape meet the square model (TrainConfig.fit)
 FREEZE_MODES = ("trainable", "frozen", "fine_tune")
@@ -196,7 +198,7 @@ class ModelConfig:
         p = "model."
         _set(
             self,
-            encoder=_choice(p + "encoder", self.encoder, ENCODERS),
+            encoder=_choice(p + "encoder", self.encoder, _encoders.names()),
             depth=_int(p + "depth", self.depth, DEPTHS[0], DEPTHS[-1]),
             filters=_int(p + "filters", self.filters, 1, 1024),
             dropout=_float(p + "dropout", self.dropout, 0.0, 1.0, hi_open=True),
@@ -212,13 +214,14 @@ class ModelConfig:
             _set(self, init_from_run=_name(p + "init_from_run", self.init_from_run))
         if not isinstance(self.weights, str) or not self.weights.strip():
             raise SettingError(p + "weights", self.weights, "'none', 'imagenet' or the path of a weights file")
-        if self.encoder == "none":
+        spec = _encoders.get(self.encoder)
+        if not spec.pretrained:
             if self.weights == "imagenet":
                 raise SettingError(p + "weights", self.weights, "'none' or a weights file: ImageNet weights need a "
-                                   f"pretrained encoder (model.encoder one of {', '.join(ENCODERS[1:])})")
+                                   f"pretrained encoder (model.encoder one of {', '.join(_encoders.pretrained_names())})")
             if self.freeze != "trainable":
-                raise SettingError(p + "freeze", self.freeze, "'trainable' for the plain U-Net (model.encoder 'none'); "
-                                   "freezing needs a pretrained encoder")
+                raise SettingError(p + "freeze", self.freeze, f"'trainable' for the {spec.label} (model.encoder "
+                                   f"{spec.name!r}); freezing needs a pretrained encoder")
         if self.freeze == "fine_tune" and self.fine_tune_after < 1:
             raise SettingError(p + "fine_tune_after", self.fine_tune_after,
                                "at least 1 with model.freeze 'fine_tune' (epochs trained frozen before fine-tuning)")
@@ -399,19 +402,16 @@ class RunConfig:
 
 def check_image_size(model: ModelConfig, image_size: int) -> None:
     """Refuse an image size the model cannot take (depth of the U-Net, an encoder's reduction and minimum)."""
-    if model.encoder == "none":
-        step = 2**model.depth
-        if image_size % step:
-            raise SettingError("train.image_size", image_size,
-                               f"a multiple of 2^depth = {step} (model.depth {model.depth}), e.g. {_nearest(image_size, step)}")
+    spec = _encoders.get(model.encoder)
+    step, smallest = spec.size_step(model.depth), spec.smallest_size(model.depth)
+    if image_size >= smallest and image_size % step == 0:
         return
-    from segcore.models import encoders
-
-    spec = encoders.get(model.encoder)
-    if image_size < spec.min_size or image_size % spec.reduction:
+    if spec.reduction:
         raise SettingError("train.image_size", image_size,
-                           f"a multiple of {spec.reduction} and at least {spec.min_size} to fit encoder {model.encoder!r}, "
-                           f"e.g. {max(spec.min_size, _nearest(image_size, spec.reduction))}")
+                           f"a multiple of {step} and at least {smallest} to fit encoder {model.encoder!r}, "
+                           f"e.g. {max(smallest, _nearest(image_size, step))}")
+    raise SettingError("train.image_size", image_size,
+                       f"a multiple of 2^depth = {step} (model.depth {model.depth}), e.g. {_nearest(image_size, step)}")
 
 
 def _nearest(value: int, step: int) -> int:
@@ -428,8 +428,7 @@ def activation_bytes(cfg: RunConfig) -> int:
     and the gradients come on top, so real use is several times higher.
     """
     t, m = cfg.train, cfg.model
-    filters = m.filters if m.encoder == "none" else 32
-    depth = m.depth if m.encoder == "none" else 5
+    filters, depth = _encoders.get(m.encoder).memory_shape(m.depth, m.filters)
     values = sum(t.batch_size * (t.image_size / 2**level) ** 2 * filters * 2**level * 6 for level in range(depth + 1))
     return int(values * 4)
 

@@ -79,15 +79,11 @@ def iso(ts: float | None = None) -> str:
 
 def model_tag(cfg: RunConfig) -> str:
     """A short readable description of the model: ``unet-d4f32``, ``vgg16-frozen``, ``resnet50``."""
+    from segcore.models import encoders
+
     m = cfg.model
-    if m.encoder == "none":
-        return f"unet-d{m.depth}f{m.filters}"
-    tag = m.encoder
-    if m.freeze == "frozen":
-        tag += "-frozen"
-    elif m.freeze == "fine_tune":
-        tag += f"-ft{m.fine_tune_after}"
-    return tag
+    return encoders.get(m.encoder).tag(depth=m.depth, filters=m.filters, freeze=m.freeze,
+                                       fine_tune_after=m.fine_tune_after)
 
 
 def new_run_id(cfg: RunConfig, now: datetime | None = None) -> str:

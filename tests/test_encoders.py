@@ -33,10 +33,11 @@ def built():
 
 
 def test_registry():
-    assert encoders.names() == ("vgg16", "resnet50", "densenet121", "mobilenetv2")
+    assert encoders.pretrained_names() == ("vgg16", "resnet50", "densenet121", "mobilenetv2")
+    assert encoders.names() == ("none", *encoders.pretrained_names())  # the plain U-Net is an entry too
     assert encoders.get("VGG16").application == "VGG16"
-    with pytest.raises(ValueError, match=r"unknown encoder 'efficientnet'; valid encoders are \['vgg16', 'resnet50', "
-                                         r"'densenet121', 'mobilenetv2'\]"):
+    with pytest.raises(ValueError, match=r"unknown encoder 'efficientnet'; valid encoders are \['none', 'vgg16', "
+                                         r"'resnet50', 'densenet121', 'mobilenetv2'\]"):
         encoders.get("efficientnet")
     assert encoders.get("vgg16").imagenet_file(256) == "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
     assert encoders.get("mobilenetv2").imagenet_file(128) == (
@@ -45,7 +46,7 @@ def test_registry():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", encoders.names())
+@pytest.mark.parametrize("name", encoders.pretrained_names())
 def test_encoder_params_equal_keras_applications(built, name):
     spec = encoders.get(name)
     app = getattr(keras.applications, spec.application)(include_top=False, weights=None,
@@ -54,7 +55,7 @@ def test_encoder_params_equal_keras_applications(built, name):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", encoders.names())
+@pytest.mark.parametrize("name", encoders.pretrained_names())
 def test_skips_by_layer_name_feed_the_decoder(built, name):
     model = built(name)
     spec = encoders.get(name)
@@ -72,7 +73,7 @@ def test_skips_by_layer_name_feed_the_decoder(built, name):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", encoders.names())
+@pytest.mark.parametrize("name", encoders.pretrained_names())
 def test_encoder_unet_round_trip_through_keras_file(built, tmp_path, name):
     model = built(name)
     x = np.random.default_rng(0).uniform(0, 255, (1, SIZE, SIZE, 3)).astype("float32")
@@ -174,3 +175,40 @@ def test_weights_file_for_the_encoder(tmp_path):
     with pytest.raises(ValueError, match="setting model.weights is .*nothing.h5 does not exist"):
         build_model(ModelConfig(encoder="vgg16", weights=str(tmp_path / "nothing.h5")), image_size=SIZE,
                     channels=3, mode="binary", num_classes=2)
+
+
+def test_an_encoder_is_one_registry_entry(monkeypatch):
+    """The settings, the size check, the run name and the builder all ask the entry, not a second list."""
+    from dataclasses import replace
+
+    from segcore import runs
+    from segcore.config import RunConfig, SettingError, TrainConfig, check_image_size
+
+    extra = replace(encoders.get("vgg16"), name="vgg16b", label="VGG16 (second entry)")
+    monkeypatch.setitem(encoders._REGISTRY, "vgg16b", extra)
+    cfg = ModelConfig(encoder="vgg16b", freeze="frozen", filters=4)
+    assert runs.model_tag(RunConfig(model=cfg, train=TrainConfig(image_size=32))) == "vgg16b-frozen"
+    check_image_size(cfg, 32)
+    with pytest.raises(SettingError, match="a multiple of 16 and at least 32 to fit encoder 'vgg16b'"):
+        check_image_size(cfg, 40)
+    model = build_model(cfg, image_size=32, channels=1, mode="binary", num_classes=2)
+    assert model.name == "vgg16b_unet" and model.get_layer("encoder") is not None
+    # The plain U-Net is an entry with its own rules: no ImageNet weights, no freezing, 2^depth sizes.
+    plain = encoders.get("none")
+    assert not plain.pretrained and plain.size_step(4) == 16 and plain.label == "plain U-Net"
+    with pytest.raises(SettingError, match="model.freeze"):
+        ModelConfig(encoder="none", freeze="frozen")
+    with pytest.raises(SettingError, match=r"a multiple of 2\^depth = 8"):
+        check_image_size(ModelConfig(depth=3), 36)
+
+
+def test_no_code_tests_an_encoder_by_name():
+    """Quirks live in the registry entries: nothing outside it compares ``encoder`` with "none"."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    pattern = re.compile(r"""encoder\s*[!=]=\s*["']none["']""")
+    found = [f"{p.relative_to(root)}:{n}" for p in [*root.glob("segcore/**/*.py"), *root.glob("pages/*.py")]
+             for n, line in enumerate(p.read_text().splitlines(), 1) if pattern.search(line)]
+    assert not found, found

@@ -6,16 +6,17 @@ Public API::
     build_model(cfg, *, image_size, channels, mode, num_classes) -> keras.Model
     set_encoder_trainable(model, trainable)
     count_params(model), encoder_param_count(model), forward_gflops(model_or_cfg, image_size)
-    encoders.get(name)                      # registry of pretrained encoders
+    encoders.get(name)                      # registry of every encoder, the plain U-Net's included
     transfer.load_matching_weights(model, source) -> TransferReport
 
 ``head_for`` and the encoder registry do not import Keras; the builder
-functions import it on first use.
+functions import it on first use. This package imports nothing itself, so
+``segcore.config`` can read the encoder registry.
 """
 
 from __future__ import annotations
 
-from segcore.models.heads import MODES, head_for
+import importlib
 
 _BUILDER_NAMES = (
     "build_model",
@@ -31,7 +32,9 @@ __all__ = ["MODES", "head_for", *_BUILDER_NAMES]
 
 def __getattr__(name):
     if name in _BUILDER_NAMES:
-        from segcore.models import builder
-
-        return getattr(builder, name)
+        return getattr(importlib.import_module("segcore.models.builder"), name)
+    if name in ("MODES", "head_for"):
+        return getattr(importlib.import_module("segcore.models.heads"), name)
+    if name in ("encoders", "heads", "builder", "layers", "transfer", "cli"):
+        return importlib.import_module(f"segcore.models.{name}")
     raise AttributeError(f"module 'segcore.models' has no attribute {name!r}")

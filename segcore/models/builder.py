@@ -16,14 +16,10 @@ from typing import Any
 
 import keras
 
-from segcore.config import FREEZE_MODES, ModelConfig
+from segcore.config import ACTIVATIONS, DEPTHS, FREEZE_MODES, UPSAMPLING, ModelConfig
 from segcore.models import encoders as encoder_registry
 from segcore.models.heads import head_for
 from segcore.models.layers import Preprocess
-
-ACTIVATIONS = ("relu", "elu")
-UPSAMPLING = ("transpose", "upsample")
-DEPTHS = (3, 4, 5)
 
 
 def _check_config(cfg: ModelConfig, image_size: int, channels: int) -> None:
@@ -41,27 +37,27 @@ def _check_config(cfg: ModelConfig, image_size: int, channels: int) -> None:
         raise ValueError(f"dropout must be in [0, 1), got {cfg.dropout!r}")
     if cfg.freeze not in FREEZE_MODES:
         raise ValueError(f"unknown freeze mode {cfg.freeze!r}; valid ones are {list(FREEZE_MODES)}")
-    if cfg.encoder == "none":
+    spec = encoder_registry.get(cfg.encoder)
+    if not spec.pretrained:
         if cfg.depth not in DEPTHS:
             raise ValueError(f"U-Net depth must be one of {list(DEPTHS)}, got {cfg.depth!r}")
-        if image_size % (2**cfg.depth):
-            raise ValueError(
-                f"image size {image_size} is not divisible by 2^depth = {2**cfg.depth} (depth {cfg.depth}); "
-                f"use a multiple of {2**cfg.depth}, e.g. {_nearest_multiple(image_size, 2**cfg.depth)}"
-            )
         if cfg.weights == "imagenet":
-            raise ValueError("weights 'imagenet' need a pretrained encoder; the plain U-Net (encoder 'none') "
-                             f"takes weights 'none' or a weights file; encoders are {list(encoder_registry.names())}")
+            raise ValueError(f"weights 'imagenet' need a pretrained encoder; the {spec.label} (encoder {spec.name!r}) "
+                             "takes weights 'none' or a weights file; pretrained encoders are "
+                             f"{list(encoder_registry.pretrained_names())}")
         if cfg.freeze != "trainable":
-            raise ValueError(f"freeze {cfg.freeze!r} needs a pretrained encoder; the plain U-Net "
-                             "(encoder 'none') is always 'trainable'")
-        return
-    spec = encoder_registry.get(cfg.encoder)
-    if image_size < spec.min_size or image_size % spec.reduction:
+            raise ValueError(f"freeze {cfg.freeze!r} needs a pretrained encoder; the {spec.label} "
+                             f"(encoder {spec.name!r}) is always 'trainable'")
+    step, smallest = spec.size_step(cfg.depth), spec.smallest_size(cfg.depth)
+    if image_size < smallest or image_size % step:
+        if not spec.reduction:
+            raise ValueError(
+                f"image size {image_size} is not divisible by 2^depth = {step} (depth {cfg.depth}); "
+                f"use a multiple of {step}, e.g. {_nearest_multiple(image_size, step)}"
+            )
         raise ValueError(
             f"image size {image_size} does not fit encoder {spec.name!r}: it must be a multiple of "
-            f"{spec.reduction} and at least {spec.min_size}, e.g. "
-            f"{max(spec.min_size, _nearest_multiple(image_size, spec.reduction))}"
+            f"{step} and at least {smallest}, e.g. {max(smallest, _nearest_multiple(image_size, step))}"
         )
 
 
@@ -137,30 +133,35 @@ def build_model(cfg: ModelConfig, *, image_size: int, channels: int, mode: str, 
     activation, outputs = head_for(mode, num_classes)
     _check_config(cfg, image_size, channels)
     inputs = keras.Input((image_size, image_size, channels), dtype="float32", name="image")
-    if cfg.encoder == "none":
-        x = Preprocess("unit", name="preprocess", dtype="float32")(inputs)
-        skips = []
-        for level in range(cfg.depth):
-            x = _conv_block(x, cfg.filters * 2**level, f"enc{level}", cfg)
-            skips.append(x)
-            x = keras.layers.MaxPooling2D(2, name=f"pool{level}")(x)
-        x = _conv_block(x, cfg.filters * 2**cfg.depth, f"enc{cfg.depth}", cfg)
-        name = "unet"
-    else:
-        spec = encoder_registry.get(cfg.encoder)
-        x = Preprocess(spec.preprocess, to_rgb=True, name="preprocess", dtype="float32")(inputs)
+    spec = encoder_registry.get(cfg.encoder)
+    # Pretrained encoders take RGB in their own preprocessing; the plain U-Net takes the image as it is.
+    x = Preprocess(spec.preprocess, to_rgb=spec.pretrained, name="preprocess", dtype="float32")(inputs)
+    if spec.pretrained:
         encoder = spec.build(image_size, None if cfg.weights == "none" else cfg.weights)
         if cfg.freeze in ("frozen", "fine_tune"):
             encoder.trainable = False  # BatchNormalization then also runs in inference mode
         *skips, x = encoder(x)
         name = f"{spec.name}_unet"
+    else:
+        skips, x = _plain_encoder(x, cfg)
+        name = "unet"
     x = _decoder(x, skips, image_size, cfg)
     # The head stays float32 under mixed precision so probabilities are exact.
     out = keras.layers.Conv2D(outputs, 1, activation=activation, dtype="float32", name="head")(x)
     model = keras.Model(inputs, out, name=name)
-    if cfg.encoder == "none" and cfg.weights not in ("none", None, ""):
-        _load_whole_model_weights(model, cfg.weights)
+    if not spec.pretrained and cfg.weights not in ("none", None, ""):
+        _load_whole_model_weights(model, cfg.weights)  # a pretrained encoder loaded its own file above
     return model
+
+
+def _plain_encoder(x, cfg: ModelConfig) -> tuple[list, Any]:
+    """The plain U-Net's contracting path: ``(skips, bottleneck)``; layers ``enc<level>_*`` and ``pool<level>``."""
+    skips = []
+    for level in range(cfg.depth):
+        x = _conv_block(x, cfg.filters * 2**level, f"enc{level}", cfg)
+        skips.append(x)
+        x = keras.layers.MaxPooling2D(2, name=f"pool{level}")(x)
+    return skips, _conv_block(x, cfg.filters * 2**cfg.depth, f"enc{cfg.depth}", cfg)
 
 
 def _load_whole_model_weights(model, path: str) -> None:

@@ -24,11 +24,10 @@ def variants_table(image_size: int = 256) -> list[dict]:
     from segcore.models import build_model, count_params, encoder_param_count, encoders, forward_gflops
 
     rows = []
-    for name in ("unet", *encoders.names()):
-        cfg = ModelConfig(encoder="none" if name == "unet" else name)
-        model = build_model(cfg, image_size=image_size, channels=3, mode="binary", num_classes=2)
+    for name in encoders.names():
+        model = build_model(ModelConfig(encoder=name), image_size=image_size, channels=3, mode="binary", num_classes=2)
         rows.append({
-            "name": name,
+            "name": model.name.removesuffix("_unet"),  # "unet" for the plain U-Net
             "params": count_params(model),
             "encoder_params": encoder_param_count(model),
             "gflops": round(forward_gflops(model), 2),

@@ -1,9 +1,15 @@
-"""Pretrained encoders from ``keras.applications``, in a registry looked up by name.
+"""Every U-Net encoder in one registry looked up by name: the plain U-Net's and ``keras.applications``'.
 
-Each entry names the layers whose outputs feed the U-Net decoder (skip
-features, highest resolution first) and the bottleneck layer, always by layer
-name, never by index, so a Keras release that inserts a layer cannot shift
-them. Adding an encoder is adding one ``EncoderSpec`` to ``_REGISTRY``.
+``"none"`` is the plain U-Net's own contracting path (its depth, filters,
+normalisation and dropout come from ``ModelConfig``). The others are
+pretrained ``keras.applications`` networks: each entry names the layers whose
+outputs feed the U-Net decoder (skip features, highest resolution first) and
+the bottleneck layer, always by layer name, never by index, so a Keras release
+that inserts a layer cannot shift them. An encoder's quirks live in its
+entry's fields (input size step, preprocessing, whether ImageNet weights and
+freezing apply), so the settings, the builder and the run names ask the entry
+instead of testing the encoder's name. Adding an encoder is adding one
+``EncoderSpec`` to ``_REGISTRY``; ``segcore.config.ENCODERS`` is its names.
 
 Importing this module does not import Keras; ``EncoderSpec.build`` does.
 """
@@ -23,19 +29,28 @@ class EncoderSpec:
     """How to build one encoder and where its features come from.
 
     Attributes:
-        name: registry name (``"vgg16"``).
-        application: constructor name in ``keras.applications``.
+        name: registry name (``"vgg16"``; ``"none"`` for the plain U-Net).
+        label: what people call it (``"VGG16"``, ``"plain U-Net"``).
+        application: constructor name in ``keras.applications``; empty for
+            the plain U-Net, whose encoder the builder makes from ``ModelConfig``.
         skips: layer names of the skip features, highest resolution first.
         bottleneck: layer name of the deepest feature map.
-        preprocess: the ``preprocess_input`` style of the encoder: ``"caffe"``
-            (RGB to BGR, ImageNet mean subtracted), ``"torch"`` (scaled to
-            [0, 1], ImageNet mean and std) or ``"tf"`` (scaled to [-1, 1]).
-        reduction: input size / bottleneck size; input sizes must be multiples.
+        preprocess: the ``preprocess_input`` style of the encoder: ``"unit"``
+            (``x / 255``), ``"caffe"`` (RGB to BGR, ImageNet mean subtracted),
+            ``"torch"`` (scaled to [0, 1], ImageNet mean and std) or ``"tf"``
+            (scaled to [-1, 1]).
+        reduction: input size / bottleneck size; input sizes must be
+            multiples. 0: ``2 ** depth`` (the plain U-Net's own depth).
         min_size: smallest input size ``keras.applications`` accepts.
         weights_url: folder that ``keras.applications`` downloads weights from.
+        stem_filters: channels of the first feature map, for the memory
+            estimate; 0: ``ModelConfig.filters``.
+        levels: resolution levels below the input, for the memory estimate;
+            0: ``ModelConfig.depth``.
     """
 
     name: str
+    label: str
     application: str
     skips: tuple[str, ...]
     bottleneck: str
@@ -43,6 +58,35 @@ class EncoderSpec:
     reduction: int
     min_size: int
     weights_url: str
+    stem_filters: int = 0
+    levels: int = 0
+
+    @property
+    def pretrained(self) -> bool:
+        """A ``keras.applications`` network: takes ImageNet weights and can be frozen."""
+        return bool(self.application)
+
+    def size_step(self, depth: int) -> int:
+        """Input sizes must be multiples of this (``depth``: ``ModelConfig.depth``, used by the plain U-Net)."""
+        return self.reduction or 2 ** int(depth)
+
+    def smallest_size(self, depth: int) -> int:
+        """The smallest input size this encoder takes."""
+        return max(self.min_size, self.size_step(depth))
+
+    def memory_shape(self, depth: int, filters: int) -> tuple[int, int]:
+        """``(first feature channels, levels)`` for the activation-memory estimate."""
+        return self.stem_filters or int(filters), self.levels or int(depth)
+
+    def tag(self, *, depth: int, filters: int, freeze: str, fine_tune_after: int) -> str:
+        """A short readable model name for run ids: ``unet-d4f32``, ``vgg16-frozen``, ``resnet50-ft5``."""
+        if not self.pretrained:
+            return f"unet-d{depth}f{filters}"
+        if freeze == "frozen":
+            return f"{self.name}-frozen"
+        if freeze == "fine_tune":
+            return f"{self.name}-ft{fine_tune_after}"
+        return self.name
 
     def imagenet_file(self, image_size: int) -> str:
         """File name ``keras.applications`` caches the no-top ImageNet weights under."""
@@ -68,6 +112,9 @@ class EncoderSpec:
                 downloaded; the message says which file to put where.
             ValueError: a weights file that does not fit this encoder.
         """
+        if not self.pretrained:
+            raise ValueError(f"encoder {self.name!r} ({self.label}) is built by segcore.models.build_model "
+                             "from the model settings, not from keras.applications")
         import keras
 
         constructor = getattr(keras.applications, self.application)
@@ -134,7 +181,19 @@ _REGISTRY: dict[str, EncoderSpec] = {
     spec.name: spec
     for spec in (
         EncoderSpec(
+            name="none",
+            label="plain U-Net",
+            application="",
+            skips=(),
+            bottleneck="",
+            preprocess="unit",
+            reduction=0,
+            min_size=1,
+            weights_url="",
+        ),
+        EncoderSpec(
             name="vgg16",
+            label="VGG16",
             application="VGG16",
             skips=("block1_conv2", "block2_conv2", "block3_conv3", "block4_conv3"),
             bottleneck="block5_conv3",
@@ -142,9 +201,12 @@ _REGISTRY: dict[str, EncoderSpec] = {
             reduction=16,
             min_size=32,
             weights_url=_APPS + "vgg16/",
+            stem_filters=32,
+            levels=5,
         ),
         EncoderSpec(
             name="resnet50",
+            label="ResNet50",
             application="ResNet50",
             skips=("conv1_relu", "conv2_block3_out", "conv3_block4_out", "conv4_block6_out"),
             bottleneck="conv5_block3_out",
@@ -152,9 +214,12 @@ _REGISTRY: dict[str, EncoderSpec] = {
             reduction=32,
             min_size=32,
             weights_url=_APPS + "resnet/",
+            stem_filters=32,
+            levels=5,
         ),
         EncoderSpec(
             name="densenet121",
+            label="DenseNet121",
             application="DenseNet121",
             skips=("conv1_relu", "pool2_relu", "pool3_relu", "pool4_relu"),
             bottleneck="relu",
@@ -162,9 +227,12 @@ _REGISTRY: dict[str, EncoderSpec] = {
             reduction=32,
             min_size=32,
             weights_url=_APPS + "densenet/",
+            stem_filters=32,
+            levels=5,
         ),
         EncoderSpec(
             name="mobilenetv2",
+            label="MobileNetV2",
             application="MobileNetV2",
             skips=("block_1_expand_relu", "block_3_expand_relu", "block_6_expand_relu", "block_13_expand_relu"),
             bottleneck="out_relu",
@@ -172,21 +240,28 @@ _REGISTRY: dict[str, EncoderSpec] = {
             reduction=32,
             min_size=32,
             weights_url=_APPS + "mobilenet_v2/",
+            stem_filters=32,
+            levels=5,
         ),
     )
 }
 
 
 def names() -> tuple[str, ...]:
-    """Registered encoder names, in registry order."""
+    """Every registered encoder name, in registry order (``"none"``, the plain U-Net, first)."""
     return tuple(_REGISTRY)
+
+
+def pretrained_names() -> tuple[str, ...]:
+    """The ``keras.applications`` encoders' names, in registry order."""
+    return tuple(name for name, spec in _REGISTRY.items() if spec.pretrained)
 
 
 def get(name: str) -> EncoderSpec:
     """Look up an encoder by name (case-insensitive).
 
     Args:
-        name: e.g. ``"vgg16"``, ``"resnet50"``, ``"densenet121"``, ``"mobilenetv2"``.
+        name: e.g. ``"none"`` (the plain U-Net), ``"vgg16"``, ``"resnet50"``, ``"densenet121"``, ``"mobilenetv2"``.
 
     Returns:
         The ``EncoderSpec``.
@@ -196,5 +271,5 @@ def get(name: str) -> EncoderSpec:
     """
     key = str(name).lower()
     if key not in _REGISTRY:
-        raise ValueError(f"unknown encoder {name!r}; valid encoders are {list(_REGISTRY)} (or 'none' for the plain U-Net)")
+        raise ValueError(f"unknown encoder {name!r}; valid encoders are {list(_REGISTRY)} ('none' is the plain U-Net)")
     return _REGISTRY[key]

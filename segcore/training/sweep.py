@@ -22,6 +22,7 @@ from typing import Any
 
 from segcore.config import RunConfig
 from segcore.fsutil import read_json, write_json_atomic, write_text_atomic
+from segcore.models import encoders
 from segcore.runs import open_run
 from segcore.workspace import Workspace, get_workspace
 
@@ -42,8 +43,6 @@ TABLE_COLUMNS = (
 
 def imagenet_available(encoder: str, image_size: int) -> bool:
     """Whether the ImageNet weights of ``encoder`` are in the Keras cache."""
-    from segcore.models import encoders
-
     spec = encoders.get(encoder)
     return os.path.isfile(os.path.join(encoders.keras_cache_dir(), "models", spec.imagenet_file(image_size)))
 
@@ -94,7 +93,8 @@ def queue_sweep(
     after = fine_tune_after if fine_tune_after is not None else max(1, epochs // 2)
     for label, encoder, freeze in chosen:
         w = "none"
-        if encoder != "none":
+        pretrained = encoders.get(encoder).pretrained
+        if pretrained:
             if weights == "imagenet" and not imagenet_available(encoder, base.train.image_size):
                 note = f"{label}: ImageNet weights are not in the Keras cache, so it trains from scratch (weights none)"
                 if freeze != "trainable":
@@ -106,7 +106,7 @@ def queue_sweep(
             base.model, encoder=encoder, weights=w, freeze=freeze,
             fine_tune_after=after if freeze == "fine_tune" else 0,
         )
-        if encoder == "none":
+        if not pretrained:
             model = replace(model, freeze="trainable")
         cfg = replace(base, model=model, name=label, tags=tuple(dict.fromkeys([*base.tags, sweep_id])))
         run_id = launch(cfg, ws, split=split, extra={"sweep": {"id": sweep_id, "label": label}}, start_worker=False)
