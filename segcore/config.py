@@ -31,7 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping, TypeVar
 
-from segcore.models import encoders as _encoders  # the registry imports neither Keras nor this module
+from segcore.models import encoders as _encoders  # the registries import neither Keras nor this module
+from segcore.training import optim as _optim
 
 T = TypeVar("T")
 
@@ -43,8 +44,8 @@ DEPTHS = (3, 4, 5)
 ACTIVATIONS = ("relu", "elu")
 UPSAMPLING = ("transpose", "upsample")
 MODES = ("binary", "multiclass", "multilabel")  # dataset modes, each with its own head
-OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "nadam")
-LR_SCHEDULES = ("none", "cosine", "step", "exponential", "plateau")
+OPTIMIZERS = _optim.optimizer_names()
+LR_SCHEDULES = _optim.schedule_names()
 # The names segcore.losses registers, plus "auto" (tests check the two agree).
 LOSSES = ("auto", "dice", "bce", "cce", "weighted_cce", "focal", "dice_ce", "jaccard")
 PRECISIONS = ("auto", "off", "float32", "on", "mixed_float16", "bfloat16", "mixed_bfloat16")

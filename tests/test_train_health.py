@@ -7,7 +7,7 @@ import pytest
 
 from segcore.training.health import check_setup, epoch_health, health_warnings, nan_message
 from segcore.training.pipeline import check_masks, class_frequencies, make_targets
-from segcore.training.trainer import scheduled_lr
+from segcore.training.optim import scheduled_lr
 
 
 def test_multiclass_targets_one_hot_and_void_minus_one_everywhere():
@@ -133,3 +133,22 @@ def test_batches_are_seeded_per_epoch_and_augmented_jointly():
     valid = y[..., 0] >= 0
     agree = (x[..., 0] > 127) == (y[..., 0] > 0.5)
     assert agree[valid].mean() > 0.8
+
+
+def test_optimizers_and_schedules_are_registries_the_settings_read():
+    from segcore import config
+    from segcore.training import optim
+
+    assert config.OPTIMIZERS == optim.optimizer_names() and config.LR_SCHEDULES == optim.schedule_names()
+    sgd = optim.make_optimizer("sgd", 0.01)
+    assert type(sgd).__name__ == "SGD" and float(sgd.momentum) == pytest.approx(0.9)
+    assert float(sgd.learning_rate) == pytest.approx(0.01)
+    with pytest.raises(ValueError, match=r"unknown optimizer 'lamb'; valid ones are \['adam', 'adamw', 'sgd'"):
+        optim.make_optimizer("lamb", 1e-3)
+    with pytest.raises(ValueError, match="learning_rate must be a positive number"):
+        optim.make_optimizer("adam", 0)
+    # Every registered name builds: the lists cannot offer what the trainer lacks.
+    for name in config.OPTIMIZERS:
+        assert optim.make_optimizer(name, 1e-3) is not None
+    for name in config.LR_SCHEDULES:
+        assert optim.scheduled_lr(name, 1e-3, 0, 10) == pytest.approx(1e-3)

@@ -19,17 +19,17 @@ only on (seed, epoch), a stopped-and-resumed run repeats an uninterrupted one.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import time
 from typing import Any
 
 import numpy as np
 
-from segcore.config import LR_SCHEDULES, OPTIMIZERS, RunConfig
+from segcore.config import RunConfig
 from segcore.data.dataset import load_dataset
 from segcore.runs import LiveStatus, RunFolder
 from segcore.training import health
+from segcore.training.optim import make_optimizer, scheduled_lr
 from segcore.training.pipeline import check_masks, class_frequencies, feed, load_arrays, make_batches, windows
 
 log = logging.getLogger("segcore.training")
@@ -48,44 +48,6 @@ class StopRun(Exception):
 
 
 # -- settings to Keras objects ---------------------------------------------------
-
-
-def make_optimizer(name: str, learning_rate: float):
-    """A Keras optimizer by name (``adam``, ``adamw``, ``sgd`` with momentum 0.9, ``rmsprop``, ``nadam``)."""
-    import keras
-
-    if not (isinstance(learning_rate, (int, float)) and learning_rate > 0):
-        raise ValueError(f"learning_rate must be a positive number, got {learning_rate!r}")
-    lr = float(learning_rate)
-    if name == "adam":
-        return keras.optimizers.Adam(lr)
-    if name == "adamw":
-        return keras.optimizers.AdamW(lr)
-    if name == "sgd":
-        return keras.optimizers.SGD(lr, momentum=0.9)
-    if name == "rmsprop":
-        return keras.optimizers.RMSprop(lr)
-    if name == "nadam":
-        return keras.optimizers.Nadam(lr)
-    raise ValueError(f"unknown optimizer {name!r}; valid ones are {list(OPTIMIZERS)}")
-
-
-def scheduled_lr(schedule: str, base_lr: float, epoch: int, epochs: int) -> float:
-    """Learning rate at (0-based) ``epoch`` for a schedule that depends on the epoch only.
-
-    ``cosine``: ``base * 0.5 * (1 + cos(pi * epoch / epochs))``; ``step``: halved
-    every 10 epochs; ``exponential``: ``base * 0.95 ** epoch``; ``none`` and
-    ``plateau`` (handled by the trainer on validation loss): ``base``.
-    """
-    if schedule not in LR_SCHEDULES:
-        raise ValueError(f"unknown lr_schedule {schedule!r}; valid ones are {list(LR_SCHEDULES)}")
-    if schedule == "cosine":
-        return base_lr * 0.5 * (1.0 + math.cos(math.pi * epoch / max(epochs, 1)))
-    if schedule == "step":
-        return base_lr * 0.5 ** (epoch // 10)
-    if schedule == "exponential":
-        return base_lr * 0.95**epoch
-    return base_lr
 
 
 # Losses whose cross-entropy term takes class weights, and what they become with them.
