@@ -2,7 +2,7 @@
 
 A singleton per workspace (an exclusive ``fcntl`` lock on
 ``.queue/worker.lock``). It starts queued runs in queue order, each in its own
-process (``python -m segcore.training.run RUN_DIR``), keeps at most
+process (``python -m segcore.training.process RUN_DIR``), keeps at most
 ``max_concurrent_runs`` training at once (counting every live run in the
 workspace, also those of a worker that died), sends SIGTERM to a run that
 ignores a stop request for ``STOP_GRACE_S``, records how a training process
@@ -58,7 +58,7 @@ def _start(ws: Workspace, run: RunFolder) -> subprocess.Popen | None:
     if claimed is None:
         return None
     env = {} if backend == "auto" else {"KERAS_BACKEND": backend}
-    proc = spawn_module("segcore.training.run", str(run.path), ws, run.path / "process.log", env=env)
+    proc = spawn_module("segcore.training.process", str(run.path), ws, run.path / "process.log", env=env)
     with run._lock():
         status = run.read_status()
         if status.get("pid") is None and status.get("state") == "running":
