@@ -118,8 +118,9 @@ with st.container(border=True):
     lr_schedule = c[2].selectbox("LR schedule", LR_SCHEDULES, LR_SCHEDULES.index(T.lr_schedule), key="train_lr_schedule",
                                  help="Learning-rate schedule: how the learning rate changes over the epochs; none keeps it constant.")
     c = st.columns([2, 1, 1, 1.5])
-    learning_rate = c[0].select_slider("Learning rate", sorted({1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, T.learning_rate}),
-                                       T.learning_rate, key="train_lr", format_func=lambda v: f"{v:g}",
+    start_lr = T.learning_rate or encoders.get(encoder).learning_rate  # the encoder's own unless the settings name one
+    learning_rate = c[0].select_slider("Learning rate", sorted({1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, start_lr}),
+                                       start_lr, key="train_lr", format_func=lambda v: f"{v:g}",
                                        help="Step size of the optimiser: 1e-4 suits pretrained encoders, 1e-3 small models trained from scratch.")
     patience = c[1].number_input("Patience", 0, 200, T.early_stopping_patience, key="train_patience",
                                  help="Early stopping: epochs without a lower validation loss before training stops; 0 = never stop early.")

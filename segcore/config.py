@@ -176,7 +176,7 @@ class ModelConfig:
 
     encoder: str = "none"
     depth: int = 4
-    filters: int = 32
+    filters: int = 16
     dropout: float = 0.0
     activation: str = "relu"
     norm: str = "group"
@@ -308,15 +308,20 @@ class TrainConfig:
     slide the model over the whole image in overlapping windows. Square
     images are used whole, as before. ``"squash"`` resizes every image to
     ``image_size`` x ``image_size``.
+
+    ``learning_rate`` None (the default) is the encoder's own starting rate
+    (``EncoderSpec.learning_rate``: 1e-3 for the plain U-Net trained from
+    scratch, 1e-4 for a pretrained encoder); ``RunConfig.learning_rate``
+    resolves it, and a launched run's ``config.json`` holds the number.
     """
 
     dataset: str = "demo"
     image_size: int = 128
     fit: str = "short_side"
-    epochs: int = 30
+    epochs: int = 20
     batch_size: int = 8
     optimizer: str = "adam"
-    learning_rate: float = 1e-4
+    learning_rate: float | None = None
     lr_schedule: str = "none"
     loss: str = "auto"
     class_weighting: bool = False
@@ -338,7 +343,8 @@ class TrainConfig:
             epochs=_int(p + "epochs", self.epochs, 1, _BIG),
             batch_size=_int(p + "batch_size", self.batch_size, 1, 4096),
             optimizer=_choice(p + "optimizer", self.optimizer, OPTIMIZERS),
-            learning_rate=_float(p + "learning_rate", self.learning_rate, 0.0, math.inf, lo_open=True),
+            learning_rate=None if self.learning_rate is None else _float(
+                p + "learning_rate", self.learning_rate, 0.0, math.inf, lo_open=True),
             lr_schedule=_choice(p + "lr_schedule", self.lr_schedule, LR_SCHEDULES),
             loss=_choice(p + "loss", self.loss, LOSSES),
             class_weighting=_bool(p + "class_weighting", self.class_weighting),
@@ -385,6 +391,19 @@ class RunConfig:
                                "are frozen and some fine-tuned")
         if _machine_checks.get():
             check_memory(self)
+
+    @property
+    def learning_rate(self) -> float:
+        """The learning rate the run starts from: ``train.learning_rate``, else the encoder's own."""
+        if self.train.learning_rate is not None:
+            return float(self.train.learning_rate)
+        return float(_encoders.get(self.model.encoder).learning_rate)
+
+    def resolved(self) -> "RunConfig":
+        """These settings with every "the default" value made explicit (the learning rate), as a run stores them."""
+        if self.train.learning_rate is not None:
+            return self
+        return dataclasses.replace(self, train=dataclasses.replace(self.train, learning_rate=self.learning_rate))
 
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)

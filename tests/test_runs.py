@@ -160,8 +160,10 @@ def test_rerun_keeps_settings_and_split(workspace):
 
     from segcore.training.device import configured_backend
 
-    # launch fills in the backend it was asked for ("auto": this process's $KERAS_BACKEND)
-    assert a.read_config() == replace(cfg, train=replace(cfg.train, backend=configured_backend()))
+    # launch fills in the backend it was asked for ("auto": this process's $KERAS_BACKEND) and the
+    # learning rate the run starts from (none named: the plain U-Net's own, 1e-3)
+    assert cfg.train.learning_rate is None and cfg.learning_rate == 1e-3
+    assert a.read_config() == replace(cfg, train=replace(cfg.train, backend=configured_backend(), learning_rate=1e-3))
     assert b.read_config() == a.read_config()
     assert b.read_meta()["split"] == a.read_meta()["split"]
     assert b.read_meta()["rerun_of"] == first and b.read_status()["state"] == "queued"

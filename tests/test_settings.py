@@ -180,3 +180,15 @@ def test_sweep_refuses_flags_and_takes_its_weights_per_encoder(workspace, capsys
         mp.undo()
     assert code == 0, err
     assert [c.model.weights for c in queued] == ["none"]
+
+
+def test_the_learning_rate_defaults_to_the_encoders_own():
+    """From scratch the plain U-Net starts at 1e-3; a pretrained encoder at 1e-4; a named rate always wins."""
+    assert RunConfig().learning_rate == 1e-3
+    assert RunConfig(model=ModelConfig(encoder="vgg16"), train=TrainConfig(image_size=64)).learning_rate == 1e-4
+    named = RunConfig(train=TrainConfig(learning_rate=3e-4))
+    assert named.learning_rate == 3e-4 and named.resolved() is named
+    resolved = RunConfig().resolved()
+    assert resolved.train.learning_rate == 1e-3
+    assert RunConfig.from_dict(resolved.to_dict()) == resolved
+    assert RunConfig.from_dict(RunConfig().to_dict()).train.learning_rate is None

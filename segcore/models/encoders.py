@@ -47,6 +47,10 @@ class EncoderSpec:
             estimate; 0: ``ModelConfig.filters``.
         levels: resolution levels below the input, for the memory estimate;
             0: ``ModelConfig.depth``.
+        learning_rate: the learning rate a run starts from when its settings
+            name none (``TrainConfig.learning_rate`` None): 1e-3 for a network
+            trained from scratch, 1e-4 for a pretrained encoder, whose ImageNet
+            features a large first step would wash out.
     """
 
     name: str
@@ -60,6 +64,7 @@ class EncoderSpec:
     weights_url: str
     stem_filters: int = 0
     levels: int = 0
+    learning_rate: float = 1e-4
 
     @property
     def pretrained(self) -> bool:
@@ -190,6 +195,7 @@ _REGISTRY: dict[str, EncoderSpec] = {
             reduction=0,
             min_size=1,
             weights_url="",
+            learning_rate=1e-3,
         ),
         EncoderSpec(
             name="vgg16",

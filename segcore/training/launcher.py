@@ -87,8 +87,9 @@ def check_config(cfg: RunConfig) -> RunConfig:
 
     The settings were validated when they were built (``segcore.config``);
     here the machine-dependent checks run again (settings read back from a run
-    folder skip them), and ``train.backend`` "auto" becomes the backend of this
-    process's environment (``$KERAS_BACKEND``), checked to be installed.
+    folder skip them), the learning rate "the encoder's own" becomes its number,
+    and ``train.backend`` "auto" becomes the backend of this process's
+    environment (``$KERAS_BACKEND``), checked to be installed.
     """
     from dataclasses import replace
 
@@ -96,6 +97,7 @@ def check_config(cfg: RunConfig) -> RunConfig:
     from segcore.training.device import check_backend, configured_backend
 
     check_machine(cfg)
+    cfg = cfg.resolved()  # config.json holds the learning rate the run starts from
     backend = cfg.train.backend if cfg.train.backend != "auto" else configured_backend()
     check_backend(backend)
     if backend != cfg.train.backend:

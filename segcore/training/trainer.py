@@ -247,8 +247,8 @@ class Trainer:
         self.stopped = False
         self.state: dict[str, Any] = {}
         self.current_epoch = 0
-        self.current_lr = float(self.cfg.train.learning_rate)
-        self.base_lr = float(self.cfg.train.learning_rate)
+        self.current_lr = self.cfg.learning_rate
+        self.base_lr = self.cfg.learning_rate
         self.steps_per_epoch = 0
         self.train_batches = None  # the training PyDataset; its epoch is set at every epoch start
         self.history: list[dict[str, Any]] = []
