@@ -41,7 +41,10 @@ def run(args) -> int:
     if args.json:
         print(json.dumps(rows))
         return 0
-    print(f"model variants at {args.image_size}x{args.image_size}x3 (binary head, filters 32):", file=sys.stderr)
+    from segcore.config import ModelConfig
+
+    print(f"model variants at {args.image_size}x{args.image_size}x3 (binary head, filters {ModelConfig().filters}):",
+          file=sys.stderr)
     print(f"{'name':<12} {'params':>12} {'encoder_params':>15} {'gflops':>8}")
     for r in rows:
         print(f"{r['name']:<12} {r['params']:>12,} {r['encoder_params']:>15,} {r['gflops']:>8.2f}")
