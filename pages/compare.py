@@ -10,8 +10,9 @@ from pages import _ui
 from segcore import runs as runs_mod
 from segcore import visualize as viz
 from segcore.data.dataset import list_datasets
+from segcore.evaluation import run as run_eval
+from segcore.prediction import probs_to_mask, run_probabilities
 from segcore.safetext import markdown_text
-from segcore.training import evaluate as run_eval
 
 TILE = 160  # pixels per image tile in the grid
 MAX_RUNS = 6
@@ -131,18 +132,16 @@ c[1].caption(
 
 
 def prediction(r: str, sid: str) -> np.ndarray:
-    """Probabilities for one image: from the run's test cache, else from its model."""
+    """Probabilities for one image: from the run's test cache, else from its model (both through the page's caches)."""
     f = runs[r]
-    probs = cached_probs(str(f.path), sid, _ui.mtime(f.predictions_dir / f"{sid}.npz"))
-    if probs is not None:
-        return probs
-    model = _ui.predictor(str(f.path), _ui.mtime(f.model_path))
-    return model.predict_probs(ds.image(sid))
+    return run_probabilities(
+        f, ds, [sid],
+        read_cached=lambda i: cached_probs(str(f.path), i, _ui.mtime(f.predictions_dir / f"{i}.npz")),
+        load_predictor=lambda: _ui.predictor(str(f.path), _ui.mtime(f.model_path)),
+    )[sid]
 
 
 def prediction_tiles(r: str, sid: str, image: np.ndarray, colors: np.ndarray) -> np.ndarray:
-    from segcore.prediction import probs_to_mask
-
     probs = prediction(r, sid)
     # Cached probabilities are at the training size (square); the image goes to the same shape.
     shown = viz.resize_to(image, probs.shape[:2])

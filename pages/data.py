@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import re
-import shutil
-from pathlib import Path
-
 import pandas as pd
 import streamlit as st
 
 from pages import _ui
 from segcore import visualize as viz
 from segcore.config import AugmentConfig, SplitConfig
-from segcore.data import augment, imports
+from segcore.data import augment, imports, uploads
 from segcore.data import split as split_mod
+from segcore.data.dataset import Problem
 from segcore.data.options import ENCODINGS, ImportOptions, form_options
-from segcore.fsutil import make_temp_dir, write_bytes_atomic
 from segcore.safetext import markdown_text
 
 ws = _ui.workspace()
@@ -23,32 +19,6 @@ st.title("Data")
 
 
 # --------------------------------------------------------------------------- import
-
-
-def _progress_callback(bar):
-    """Adapt the importer's progress reports (done/total, a fraction, and/or a message) to a progress bar."""
-
-    def report(*args, **kwargs) -> None:
-        nums = [a for a in args if isinstance(a, (int, float)) and not isinstance(a, bool)]
-        texts = [a for a in args if isinstance(a, str)] + [v for v in kwargs.values() if isinstance(v, str)]
-        done = kwargs.get("done", nums[0] if nums else None)
-        total = kwargs.get("total", nums[1] if len(nums) > 1 else None)
-        if done is None:
-            return
-        fraction = done / total if total else float(done)
-        label = texts[0] if texts else (f"{done} of {total} files" if total else "")
-        bar.progress(min(max(fraction, 0.0), 1.0), text=label)
-
-    return report
-
-
-def _save_upload(upload) -> Path:
-    """Write an uploaded zip into the workspace's scratch folder (the importer reads it from there)."""
-    safe = re.sub(r"[^A-Za-z0-9._-]", "_", Path(upload.name).name)[:80] or "upload.zip"
-    folder = make_temp_dir(ws.tmp_dir, "upload-")
-    path = folder / safe
-    write_bytes_atomic(path, upload.getbuffer())
-    return path
 
 
 @st.cache_data(ttl=30, max_entries=16, show_spinner="Looking at the folder…")
@@ -147,8 +117,7 @@ def import_section(expanded: bool) -> None:
         layouts = dict(imports.LAYOUTS)
         layout_names = ["auto"] + [n for n in layouts if n != "auto"]
         cols = st.columns([2, 2, 1])
-        default_name = Path(upload.name).stem if upload is not None else (source_path.stem if source_path else "")
-        default_name = re.sub(r"[^A-Za-z0-9._-]", "_", default_name).lstrip("._-")[:64]
+        default_name = uploads.suggest_name(upload.name if upload is not None else (source_path.name if source_path else ""))
         name = cols[0].text_input("Dataset name", value=default_name, key=f"import_name_{default_name}")
         layout = cols[1].selectbox(
             "Layout", layout_names, key="import_layout",
@@ -170,50 +139,39 @@ def import_section(expanded: bool) -> None:
         ready = (upload is not None or source_path is not None) and name and options is not None
         if st.button("Import", type="primary", key="import_go", disabled=not ready):
             bar = st.progress(0.0, text="Importing…")
-            source = None
+            how = {"name": name, "layout": layout, "options": options, "strict": strict, "workspace": ws,
+                   "on_exists": "version" if version else "error"}  # fmt: skip
+
+            def show(p: uploads.ImportProgress) -> None:
+                bar.progress(p.fraction, text=p.message)
+
             try:
                 with _ui.friendly_errors(f"import {getattr(upload, 'name', None) or folder}"):
-                    source = _save_upload(upload) if upload is not None else source_path
-                    report = imports.import_dataset(
-                        str(source), name, layout=layout, options=options, strict=strict,
-                        workspace=ws, progress=_progress_callback(bar), on_exists="version" if version else "error",
-                    )
+                    if upload is not None:
+                        files = [uploads.UploadedFile(upload.name, upload.getbuffer())]
+                        report = uploads.import_upload(files, **how, progress=show)
+                    else:
+                        report = imports.import_dataset(source_path, **how, progress=uploads.progress_records(show))
                     st.session_state["import_report"] = report.to_dict()
                     if report.ok:
-                        st.session_state["dataset"] = report.dataset.name if hasattr(report.dataset, "name") else name
+                        st.session_state["dataset"] = report.dataset.name
                         st.query_params["dataset"] = st.session_state["dataset"]
             finally:
                 bar.empty()
-                if upload is not None and source is not None:
-                    shutil.rmtree(source.parent, ignore_errors=True)
         last = st.session_state.get("import_report")
         if last:
             if last.get("ok"):
                 st.success(f"Imported **{markdown_text(last.get('name') or st.session_state.get('dataset'))}**; {len(last.get('problems') or [])} problem(s) noted below.")
             else:
                 st.error(f"Import failed: {markdown_text(last.get('error') or 'see the problems below')}")
-            problems = last.get("problems") or []
+            problems = [Problem.from_dict(p) for p in last.get("problems") or []]
             if problems:
                 _problems_table(problems)
 
 
-def _problems_frame(problems) -> pd.DataFrame:
-    """One row per problem: the whole message (it ends with what to do), and the files it names."""
-    rows = []
-    for p in problems:
-        d = p.to_dict() if hasattr(p, "to_dict") else dict(p)
-        files = list(d.get("files") or [])
-        rows.append({
-            "severity": d.get("severity", "warning"), "kind": d.get("kind", ""), "message": d.get("message", ""),
-            "files": str(len(files)) if files else "–",
-            "which": ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "") if files else "the dataset as a whole",
-        })
-    return pd.DataFrame(rows, columns=["severity", "kind", "message", "files", "which"])
-
-
-def _problems_table(problems) -> None:
+def _problems_table(problems: list[Problem] | tuple[Problem, ...]) -> None:
     """The problems as a table that wraps long messages instead of cutting them off."""
-    st.table(_problems_frame(problems).set_index("severity"))
+    st.table(viz.problems_frame(problems).set_index("severity"))
 
 
 infos = _ui.datasets(ws)

@@ -12,6 +12,7 @@ import streamlit as st
 from pages import _ui
 from segcore import runs as runs_mod
 from segcore import visualize as viz
+from segcore.prediction import prediction_setup, probs_to_mask
 from segcore.safetext import markdown_text
 
 IMAGE_TYPES = ["png", "jpg", "jpeg", "tif", "tiff", "bmp", "gif"]
@@ -66,7 +67,6 @@ s = by_id[run_id]
 folder = runs_mod.RunFolder(s.path)
 model_file = folder.model_path
 meta = folder.read_meta()
-record = meta.get("dataset") or {}
 
 images: list[tuple[str, np.ndarray]] = []
 if source == "Upload":
@@ -93,16 +93,8 @@ if not images:
     st.info("Upload an image (PNG, JPEG, TIFF, BMP or GIF) or pick a dataset sample to see the model's prediction.")
     st.stop()
 
-class_names = list(record.get("classes") or [])
-mode = record.get("mode", "multiclass")
-try:
-    dataset_info = _ui.open_dataset(str(ws.root), s.dataset, str(_ui.mtime(ws.dataset_dir(s.dataset) / "dataset.json"))).info
-    colors = viz.class_colors(dataset_info.classes)
-except (FileNotFoundError, ValueError):
-    dataset_info = None
-    colors = viz.class_colors(class_names)
-if not class_names:
-    class_names = [f"class {k}" for k in range(len(colors))]
+setup = prediction_setup(meta, lambda: _ui.open_dataset(str(ws.root), s.dataset, str(_ui.mtime(ws.dataset_dir(s.dataset) / "dataset.json"))).info)
+mode, class_names, colors, dataset_info = setup.mode, setup.class_names, setup.colors, setup.dataset
 
 c = st.columns([2, 2, 1])
 class_index = c[0].selectbox("Heatmap class", list(range(len(class_names))), index=1 if len(class_names) > 1 else 0,
@@ -110,8 +102,6 @@ class_index = c[0].selectbox("Heatmap class", list(range(len(class_names))), ind
 opacity = c[1].slider("Overlay opacity", 0.0, 1.0, 0.5, 0.05, key="pred_opacity")
 threshold = c[2].slider("Threshold", 0.05, 0.95, 0.5, 0.05, key="pred_threshold", disabled=mode == "multiclass",
                         help="Probability above which a pixel counts as the class (binary and multilabel datasets); multiclass models take the most likely class.")
-
-from segcore.prediction import probs_to_mask  # noqa: E402  (numpy only; the model is loaded lazily above)
 
 if dataset_info is not None:
     st.markdown("Colours: " + _ui.class_legend(dataset_info, void=False), unsafe_allow_html=True)

@@ -19,6 +19,8 @@ _STAGES = (
     "segcore.data.cli",
     "segcore.models.cli",
     "segcore.training.cli",
+    "segcore.evaluation.cli",
+    "segcore.prediction.cli",
 )
 
 

@@ -16,6 +16,7 @@ from segcore.evaluation import (
     evaluate_predictions,
     metrics_from_counts,
 )
+from tests._train_helpers import make_shapes_dataset
 
 # Rows: truth, columns: prediction.
 CM = np.array([[50, 2, 3], [4, 10, 1], [1, 0, 4]])
@@ -185,3 +186,81 @@ def test_bad_inputs():
         evaluate_predictions([np.zeros((2, 2), "uint8")], [np.zeros((2, 2))] * 2, "binary", ["bg", "fg"])
     with pytest.raises(ValueError, match="at least 2 classes"):
         ConfusionAccumulator("multiclass", 1)
+
+
+# --------------------------------------------------------------------------- typed reports of a run
+
+
+def test_summary_metrics_are_the_headline_numbers_and_leave_out_na():
+    from segcore.evaluation import EvaluationReport, summary_metrics
+
+    truth, probs = arrays_for(CM)
+    report = evaluate_predictions([truth], [probs], "multiclass", ["bg", "a", "b"])
+    summary = summary_metrics(report)
+    assert set(summary) == {f"{avg}_{m}" for avg in ("macro", "micro") for m in ("dice", "iou", "precision", "recall")} | {"pixel_accuracy"}
+    assert summary["macro_dice"] == pytest.approx(report.macro["dice"])
+    assert summary["micro_iou"] == pytest.approx(report.micro["iou"])
+    assert summary["pixel_accuracy"] == pytest.approx(report.pixel_accuracy)
+    assert all(type(v) is float for v in summary.values())
+    na = EvaluationReport(mode="binary", class_names=["bg", "fg"], threshold=0.5, ignore_index=255, include_background=False,
+                          num_images=1, num_pixels=4, num_ignored=0, pixel_accuracy=math.nan, per_class=[],
+                          macro={"dice": math.nan, "iou": 0.25}, micro={"dice": 0.5}, confusion_matrix=None)
+    assert summary_metrics(na) == {"macro_iou": 0.25, "micro_dice": 0.5}  # n/a left out, missing keys too
+
+
+def test_report_record_is_the_json_a_run_keeps_with_its_ids():
+    from segcore.evaluation import report_record
+
+    truth = np.zeros((4, 4), "uint8")  # class 1 absent from truth and prediction: n/a
+    probs = np.zeros((4, 4, 2), "float32")
+    probs[..., 0] = 1.0
+    report = evaluate_predictions([truth, truth], [probs, probs], "multiclass", ["bg", "fg"], ids=["a", "b"])
+    record = report_record(report, ["a", "b"])
+    assert record["ids"] == ["a", "b"] and [row["id"] for row in record["per_image"]] == ["a", "b"]
+    assert record["per_class"][1]["dice"] is None and record["macro"]["dice"] is None  # NaN -> None (n/a)
+    assert {k: v for k, v in record.items() if k != "ids"} == report.to_dict()
+    json.dumps(record, allow_nan=False)
+
+
+class _FlatModel:
+    """A stand-in for a Keras model: the same probabilities everywhere (no Keras needed)."""
+
+    def __init__(self, outputs: int):
+        self.outputs = outputs
+        self.batches = 0
+
+    def predict_on_batch(self, x):
+        self.batches += 1
+        probs = np.zeros(x.shape[:3] + (self.outputs,), np.float32)
+        probs[..., 0] = 0.8
+        probs[..., 1:] = 0.2 / (self.outputs - 1)
+        return probs
+
+
+def test_evaluate_run_model_keeps_the_record_and_returns_the_typed_report(workspace):
+    from segcore.config import RunConfig, TrainConfig
+    from segcore.data.dataset import load_dataset
+    from segcore.evaluation import EvaluationReport, RunEvaluation, evaluate_run_model, summary_metrics
+    from segcore.runs import create_run
+
+    make_shapes_dataset(workspace, n=6, size=16)
+    dataset = load_dataset("shapes", workspace)
+    test_ids = dataset.ids[-2:]
+    run = create_run(workspace, RunConfig(train=TrainConfig(dataset="shapes", image_size=16)),
+                     dataset={"name": "shapes", "mode": "multiclass", "classes": dataset.info.class_names, "channels": 3},
+                     split={"train": dataset.ids[:4], "val": [], "test": test_ids})
+    evaluation = evaluate_run_model(run, _FlatModel(3), dataset, test_ids, 16)
+    assert isinstance(evaluation, RunEvaluation) and isinstance(evaluation.report, EvaluationReport)
+    assert evaluation.report.num_images == 2 and evaluation.report.mode == "multiclass"
+    record = evaluation.record
+    assert record["ids"] == test_ids and record["run_id"] == run.run_id and record["split"] == "test"
+    assert record["image_size"] == 16 and record["fit"] == "squash"
+    assert run.read_evaluation() == json.loads(json.dumps(record))  # what the run folder keeps
+    assert run.read_prediction_index()["ids"] == test_ids
+    assert summary_metrics(evaluation.report)["pixel_accuracy"] == pytest.approx(record["pixel_accuracy"])
+
+    other = create_run(workspace, RunConfig(train=TrainConfig(dataset="shapes", image_size=16)),
+                       dataset={"name": "shapes", "mode": "multiclass", "classes": dataset.info.class_names, "channels": 3},
+                       split={"train": dataset.ids[:4], "val": [], "test": test_ids})
+    evaluate_run_model(other, _FlatModel(3), dataset, test_ids, 16, write=False, save_predictions=False)
+    assert other.read_evaluation() is None and other.read_prediction_index() is None

@@ -2,6 +2,7 @@
 
 import cv2
 import numpy as np
+import pytest
 
 from segcore.data import imageio
 from segcore.prediction import Predictor, read_image
@@ -35,3 +36,93 @@ def test_rgba_upload_drops_alpha_and_grey_model_gets_one_channel(tmp_path):
     assert img.shape == (4, 4, 3) and img[0, 0].tolist() == [200, 0, 0]
     x = _predictor(1, 4).prepare(img)
     assert x.shape == (4, 4, 1) and x.dtype == np.float32
+
+
+# --------------------------------------------------------------------------- a run's setup and probabilities
+
+
+def test_run_head_reads_the_recorded_dataset_with_defaults():
+    from segcore.prediction import run_head
+
+    assert run_head({"dataset": {"mode": "binary", "classes": ["bg", "fg"]}}) == ("binary", ["bg", "fg"])
+    assert run_head({"dataset": {"classes": None}}) == ("multiclass", [])
+    assert run_head({}) == ("multiclass", [])
+
+
+def test_prediction_setup_takes_colours_from_the_dataset_else_the_palette():
+    from types import SimpleNamespace
+
+    from segcore.prediction import PredictionSetup, prediction_setup
+    from segcore.visualize import class_colors
+
+    classes = [SimpleNamespace(name="bg", color=(0, 0, 0)), SimpleNamespace(name="cell", color=(10, 200, 30))]
+    info = SimpleNamespace(classes=classes)
+    meta = {"dataset": {"mode": "binary", "classes": ["bg", "cell"]}}
+    setup = prediction_setup(meta, lambda: info)
+    assert isinstance(setup, PredictionSetup)
+    assert setup.mode == "binary" and setup.class_names == ["bg", "cell"] and setup.dataset is info
+    assert setup.colors.tolist() == [[0, 0, 0], [10, 200, 30]]
+
+    def gone():
+        raise FileNotFoundError("dataset deleted")
+
+    for opener in (gone, None):
+        setup = prediction_setup(meta, opener)
+        assert setup.dataset is None and setup.class_names == ["bg", "cell"]
+        np.testing.assert_array_equal(setup.colors, class_colors(["bg", "cell"]))
+    # A run that recorded no classes: named by number, as many as its dataset has.
+    setup = prediction_setup({"dataset": {}}, lambda: info)
+    assert setup.mode == "multiclass" and setup.class_names == ["class 0", "class 1"]
+
+
+def test_run_probabilities_reads_saved_predictions_and_predicts_the_rest(tmp_path):
+    from types import SimpleNamespace
+
+    from segcore.prediction import run_probabilities
+    from segcore.runs import RunFolder
+
+    run = RunFolder(tmp_path / "run")
+    saved = np.zeros((1, 4, 4, 2), np.float32)
+    saved[..., 1] = 1.0
+    run.write_prediction_cache(["a"], saved, "multiclass", ["bg", "fg"], 4)
+    dataset = SimpleNamespace(image=lambda sid: np.full((6, 8, 3), ord(sid), np.uint8))
+    loaded = []
+
+    class FakePredictor:
+        def predict_probs(self, image):
+            return np.full(image.shape[:2] + (2,), image[0, 0, 0] / 255.0, np.float32)
+
+    def load():
+        loaded.append(1)
+        return FakePredictor()
+
+    # Saved: read from predictions/, the model never loaded.
+    out = run_probabilities(run, dataset, ["a"], load_predictor=load)
+    assert out["a"].shape == (4, 4, 2) and out["a"][..., 1].min() == 1.0 and not loaded
+    # Not saved: predicted at the image's size, the model loaded once for all of them.
+    out = run_probabilities(run, dataset, ["a", "b", "c"], load_predictor=load)
+    assert list(out) == ["a", "b", "c"] and loaded == [1]
+    assert out["b"].shape == (6, 8, 2) and out["c"][0, 0, 0] == pytest.approx(ord("c") / 255.0)
+    # The page's own (cached) reader is used instead of the run folder's.
+    out = run_probabilities(run, dataset, ["a"], read_cached=lambda sid: None, load_predictor=load)
+    assert out["a"].shape == (6, 8, 2)
+
+
+def test_mask_files_are_named_in_one_place(tmp_path):
+    import io
+    import zipfile
+
+    from segcore.prediction import label_plane_files, save_mask_png
+    from segcore.visualize import encode_mask
+
+    planes = np.zeros((5, 6, 2), np.uint8)
+    planes[1, 2, 0] = planes[3, 4, 1] = 1
+    files = label_plane_files(planes, "cell")
+    assert [name for name, _ in files] == ["cell_1.png", "cell_2.png"]
+    assert all(p.dtype == np.uint8 and p.flags["C_CONTIGUOUS"] and p.shape == (5, 6) for _, p in files)
+    np.testing.assert_array_equal(files[1][1], planes[..., 1])
+    written = save_mask_png(planes, tmp_path / "cell.png", "multilabel")
+    data, _, _ = encode_mask(planes, "multilabel", "cell")
+    assert [p.name for p in written] == [name for name, _ in files]
+    assert zipfile.ZipFile(io.BytesIO(data)).namelist() == [name for name, _ in files]
+    np.testing.assert_array_equal(cv2.imread(str(written[1]), cv2.IMREAD_GRAYSCALE), planes[..., 1])

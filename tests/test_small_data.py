@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 
 from segcore.config import AugmentConfig, ModelConfig, RunConfig, SplitConfig, TrainConfig
-from segcore.data.arrays import fitted_size, load_arrays
+from segcore.data.arrays import fitted_size, load_arrays, window_starts
 from segcore.models import build_model
 from segcore.runs import open_run
 from segcore.training import health
 from segcore.training.launcher import launch
-from segcore.training.pipeline import make_batches, window_starts
+from segcore.training.pipeline import make_batches
 from segcore.training.trainer import make_metrics, predict_with_batch_stats, train_run
 from tests._train_helpers import make_shapes_dataset
 
@@ -136,8 +136,8 @@ def test_class0_statement_reaches_evaluation_and_best_checkpoint(workspace):
 
 
 def test_eval_on_another_dataset_is_kept_per_dataset(workspace):
-    from segcore.training.cli import cmd_eval, register  # noqa: F401
-    from segcore.training.evaluate import dataset_evaluations, evaluate_on_dataset
+    from segcore.evaluation import dataset_evaluations, evaluate_on_dataset
+    from segcore.evaluation.cli import cmd_eval, register  # noqa: F401
 
     make_shapes_dataset(workspace, n=24, size=32)
     make_shapes_dataset(workspace, name="shapes-b", n=12, size=32, seed=5)
@@ -160,7 +160,7 @@ def test_eval_write_shows_in_the_runs_table(workspace):
     import argparse
 
     from segcore.runs import list_runs
-    from segcore.training.cli import cmd_eval
+    from segcore.evaluation.cli import cmd_eval
 
     make_shapes_dataset(workspace, n=24, size=32)
     run, _ = _run(workspace, _cfg(epochs=1))

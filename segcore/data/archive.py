@@ -25,7 +25,26 @@ _CHUNK = 1 << 20
 
 
 class UnsafeArchiveError(ValueError):
-    """An archive refused for safety; the message names the member and the rule."""
+    """An archive (or an upload) refused for safety; the message names the member and the rule."""
+
+
+def relative_path(name: str, *, what: str, refusing: str) -> PurePosixPath:
+    """``name`` (``/`` or ``\\`` separated) as a relative path that stays inside the folder it is written to.
+
+    Args:
+        name: a path as given by an archive member or an upload.
+        what: what the name belongs to, for the message (``"cells.zip member"``).
+        refusing: what is refused (``"the archive"``).
+
+    Raises:
+        UnsafeArchiveError: for an absolute path (``/``, ``\\`` or a drive letter first) or a ``..`` part.
+    """
+    posix = PurePosixPath(name.replace("\\", "/"))
+    if name.startswith(("/", "\\")) or posix.is_absolute() or (len(name) > 1 and name[1] == ":"):
+        raise UnsafeArchiveError(f"{what} {name!r} has an absolute path; refusing {refusing}")
+    if ".." in posix.parts:
+        raise UnsafeArchiveError(f"{what} {name!r} contains '..'; refusing {refusing}")
+    return posix
 
 
 def check_members(zf: zipfile.ZipFile, archive: str | Path, max_bytes: int, max_files: int) -> list[zipfile.ZipInfo]:
@@ -40,11 +59,7 @@ def check_members(zf: zipfile.ZipFile, archive: str | Path, max_bytes: int, max_
     total = 0
     for info in infos:
         name = info.filename
-        posix = PurePosixPath(name.replace("\\", "/"))
-        if name.startswith(("/", "\\")) or posix.is_absolute() or (len(name) > 1 and name[1] == ":"):
-            raise UnsafeArchiveError(f"{archive} member {name!r} has an absolute path; refusing the archive")
-        if ".." in posix.parts:
-            raise UnsafeArchiveError(f"{archive} member {name!r} contains '..'; refusing the archive")
+        relative_path(name, what=f"{archive} member", refusing="the archive")
         unix_mode = info.external_attr >> 16
         if stat.S_ISLNK(unix_mode):
             raise UnsafeArchiveError(f"{archive} member {name!r} is a symbolic link; refusing the archive")

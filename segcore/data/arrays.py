@@ -31,8 +31,6 @@ from segcore.fsutil import make_temp_dir, write_json_atomic
 from segcore.workspace import Workspace
 
 
-
-
 def fitted_size(height: int, width: int, size: int, fit: str = "short_side") -> tuple[int, int]:
     """(height, width) of an image after the fit: the shorter side made ``size``, the aspect ratio kept."""
     if fit == "squash":
@@ -47,6 +45,20 @@ def canvas_size(dataset: Dataset, size: int, fit: str = "short_side") -> tuple[i
     """The (height, width) every sample's arrays share: the largest fitted size over the dataset."""
     sizes = [fitted_size(s.height, s.width, size, fit) for s in dataset.info.samples] or [(size, size)]
     return max(h for h, _ in sizes), max(w for _, w in sizes)
+
+
+def window_starts(length: int, window: int) -> list[int]:
+    """Starts of ``window``-long windows covering ``length`` (the last one ends at ``length``; they may overlap).
+
+    The windows training validates on and prediction slides the model over.
+    """
+    if length <= window:
+        return [0]
+    step = max(1, window // 2) if length < 2 * window else window - window // 4
+    starts = list(range(0, length - window + 1, step))
+    if starts[-1] != length - window:
+        starts.append(length - window)
+    return starts
 
 
 def default_workers() -> int:
@@ -105,8 +117,16 @@ def load_arrays(
     if cache:
         cached = _from_cache(dataset, ids, size, workers, fit)
         if cached is not None:
-            return cached
-    return _decode_resize(dataset, ids, size, workers, fit)
+            return _with_channel_axis(*cached)
+    return _with_channel_axis(*_decode_resize(dataset, ids, size, workers, fit))
+
+
+def _with_channel_axis(images: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Grey images ``(N, H, W)`` given their channel axis, as a model takes them."""
+    images = np.asarray(images)
+    if images.ndim == 3:
+        images = images[..., None]
+    return images, np.asarray(masks)
 
 
 def _decode_resize(dataset: Dataset, ids: list[str], size: int, workers: int | None, fit: str = "squash") -> tuple[np.ndarray, np.ndarray]:

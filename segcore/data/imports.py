@@ -8,12 +8,20 @@
 A failed import leaves nothing behind. Problems found in the data are listed
 in the report and in ``dataset.json``; a bad file is skipped with a problem,
 and only ``strict=True`` turns such problems into a failed import.
+
+Inside, an import is a row of named steps that pass one record along,
+:class:`_Import` (the request, where the data is read from, what was found,
+the report so far): unpack, choose the layout, discover the samples, plan how
+to read them (:class:`_Plan`: the class table, the mask encoding, the
+channels), read every sample, finish (dataset-wide problems and statistics),
+publish.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import functools
 import hashlib
 import os
 import shutil
@@ -74,6 +82,11 @@ class ImportReport:
         }
 
 
+def is_zip(path: Path) -> bool:
+    """Whether ``path`` is a ``.zip`` archive to extract (a file named ``*.zip``, any case)."""
+    return path.is_file() and path.suffix.lower() == ".zip"
+
+
 def detect_layout(path: str | os.PathLike, workspace: Workspace | None = None) -> tuple[str, dict]:
     """Guess the layout of a folder, ``.zip`` archive or COCO ``.json`` file.
 
@@ -91,16 +104,20 @@ def detect_layout(path: str | os.PathLike, workspace: Workspace | None = None) -
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist")
-    if path.is_file() and path.suffix.lower() == ".zip":
+    if is_zip(path):
         ws = workspace or get_workspace()
-        limits = ws.settings()
-        folder = extract_zip(path, ws.tmp_dir, max_bytes=limits.max_archive_bytes, max_files=limits.max_archive_files)
+        folder = _extract(path, ws.tmp_dir, ws.settings())
         try:
             inner, details = layouts.detect(content_root(folder))
         finally:
             shutil.rmtree(folder, ignore_errors=True)
         return "zip", {"inner_layout": inner, **details}
     return layouts.detect(path.resolve())
+
+
+def _extract(archive: Path, into: Path, limits: ServerSettings) -> Path:
+    """Extract ``archive`` safely into a new folder under ``into``, within the server's archive limits."""
+    return extract_zip(archive, into, max_bytes=limits.max_archive_bytes, max_files=limits.max_archive_files)
 
 
 def import_dataset(
@@ -144,6 +161,75 @@ def import_dataset(
     ws.ensure()
     options = as_options(options)
     limits = ws.settings()
+    name, source = _check_request(ws, name=name, source=source, layout=layout, on_exists=on_exists)
+    job = _Import(
+        source=source, name=name, options=options, workspace=ws, limits=limits,
+        progress=progress or _no_progress, scratch=make_temp_dir(ws.tmp_dir, f"import-{name}-"),
+    )  # fmt: skip
+    try:
+        _run(job, layout=layout, strict=strict)
+    except _ImportFailed as exc:
+        job.fail(exc)
+    except (ValueError, OSError) as exc:
+        if isinstance(exc, FileExistsError) and not job.report.layout:
+            raise
+        job.fail(exc)
+    finally:
+        shutil.rmtree(job.scratch, ignore_errors=True)
+        job.report.seconds = time.perf_counter() - started
+    return job.report
+
+
+class _ImportFailed(Exception):
+    pass
+
+
+def _no_progress(done: int, total: int, message: str) -> None:
+    pass
+
+
+@dataclass
+class _Import:
+    """What an import has gathered so far, passed from one step to the next.
+
+    The request comes first (``source`` resolved, ``name`` free, ``options``,
+    ``workspace`` and its ``limits``, ``progress``, the ``scratch`` folder);
+    the steps then set ``root`` (the folder the data is read from: the source,
+    or the extracted archive), ``discovery`` (the samples found) and, all
+    along, the ``report``.
+    """
+
+    source: Path
+    name: str
+    options: ImportOptions
+    workspace: Workspace
+    limits: ServerSettings
+    progress: Progress
+    scratch: Path
+    report: ImportReport = None  # type: ignore[assignment]
+    root: Path = None  # type: ignore[assignment]
+    discovery: layouts.Discovery | None = None
+
+    def __post_init__(self) -> None:
+        self.report = self.report or ImportReport(name=self.name, ok=False)
+        self.root = self.root or self.source
+
+    @property
+    def out(self) -> Path:
+        """The dataset folder being written, inside the scratch folder until it is published."""
+        return self.scratch / "dataset"
+
+    @property
+    def samples(self) -> list[layouts.RawSample]:
+        return self.discovery.samples if self.discovery else []
+
+    def fail(self, exc: Exception) -> None:
+        """Mark the report failed with ``exc`` as its error (nothing is imported)."""
+        self.report.ok, self.report.error, self.report.dataset = False, str(exc), None
+
+
+def _check_request(ws: Workspace, *, name: str, source: str | os.PathLike, layout: str, on_exists: str) -> tuple[str, Path]:
+    """(the name to import as, the resolved source), or an error for a bad request before anything is written."""
     check_name(name, "dataset name")
     if layout not in LAYOUTS and layout != "auto":
         raise ValueError(f"layout {layout!r} is not known; layouts are {sorted(LAYOUTS)} or 'auto'")
@@ -151,63 +237,75 @@ def import_dataset(
     source = Path(source).expanduser()
     if not source.exists():
         raise FileNotFoundError(f"{source} does not exist")
-    source = source.resolve()
-    progress = progress or (lambda done, total, message: None)
-    scratch = make_temp_dir(ws.tmp_dir, f"import-{name}-")
-    report = ImportReport(name=name, ok=False)
-    try:
-        root = source
-        if source.is_file() and source.suffix.lower() == ".zip":
-            progress(0, 0, f"extracting {source.name}")
-            extracted = extract_zip(source, scratch, max_bytes=limits.max_archive_bytes, max_files=limits.max_archive_files)
-            root = content_root(extracted)
-            report.details["archive"] = source.name
-        if layout in ("auto", "zip"):
-            layout, why = layouts.detect(root)
-            report.details["detected"] = why
-        report.layout = layout
-        options = _read_tables(options, root.parent if root.is_file() else root)
-        discovery = layouts.discover(layout, root, options)
-        report.problems.extend(discovery.problems)
-        for key in ("annotators", "folder_roles"):
-            if discovery.details.get(key):
-                report.details[key] = discovery.details[key]
-        if root.is_file():  # a COCO file: its folder is the source root
-            root = root.parent
-        out = scratch / "dataset"
-        info = _build(discovery, root, out, name, options, limits, report, progress)
-        info = DatasetInfo(
-            **{
-                **info.__dict__,
-                "source": {"path": str(source), "layout": layout, "options": options.changed(), **report.details},
-            }
-        )
-        report.dataset = info
-        if strict:
-            errors = [p for p in report.problems if p.severity == "error"]
-            if errors:
-                raise _ImportFailed(f"strict mode: {len(errors)} problems; first: {errors[0].message}")
-        write_json_atomic(out / "dataset.json", info.to_dict())
-        target = ws.dataset_dir(name)
-        if target.exists():
-            raise FileExistsError(f"dataset {name!r} appeared in {ws.datasets_dir} during the import; not overwritten")
-        os.rename(out, target)
-        report.ok = True
-        progress(len(info.samples), len(info.samples), f"imported {len(info.samples)} samples as {name!r}")
-    except _ImportFailed as exc:
-        report.ok, report.error, report.dataset = False, str(exc), None
-    except (ValueError, OSError) as exc:
-        if isinstance(exc, FileExistsError) and not report.layout:
-            raise
-        report.ok, report.error, report.dataset = False, str(exc), None
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-        report.seconds = time.perf_counter() - started
-    return report
+    return name, source.resolve()
 
 
-class _ImportFailed(Exception):
-    pass
+def _run(job: _Import, *, layout: str, strict: bool) -> None:
+    """The import's steps in order; any of them may raise to fail the import."""
+    _unpack(job)
+    layout = _choose_layout(job, layout)
+    job.options = _read_tables(job.options, job.root.parent if job.root.is_file() else job.root)
+    _discover(job, layout)
+    info = _with_source(job, _build(job))
+    job.report.dataset = info
+    if strict:
+        _refuse_errors(job.report)
+    _publish(job, info)
+
+
+def _unpack(job: _Import) -> None:
+    """Extract a zip source into the scratch folder and read from there."""
+    if not is_zip(job.source):
+        return
+    job.progress(0, 0, f"extracting {job.source.name}")
+    job.root = content_root(_extract(job.source, job.scratch, job.limits))
+    job.report.details["archive"] = job.source.name
+
+
+def _choose_layout(job: _Import, layout: str) -> str:
+    """The layout stated, or the one detected (and why, in the report)."""
+    if layout in ("auto", "zip"):
+        layout, why = layouts.detect(job.root)
+        job.report.details["detected"] = why
+    job.report.layout = layout
+    return layout
+
+
+def _discover(job: _Import, layout: str) -> None:
+    """Find the samples; the layout's problems and notable details go to the report."""
+    discovery = layouts.discover(layout, job.root, job.options)
+    job.report.problems.extend(discovery.problems)
+    for key in ("annotators", "folder_roles"):
+        if discovery.details.get(key):
+            job.report.details[key] = discovery.details[key]
+    if job.root.is_file():  # a COCO file: its folder is the source root
+        job.root = job.root.parent
+    job.discovery = discovery
+
+
+def _with_source(job: _Import, info: DatasetInfo) -> DatasetInfo:
+    """``info`` with where it came from: the source path, the layout, the options changed and the report's details."""
+    source = {"path": str(job.source), "layout": job.report.layout, "options": job.options.changed(), **job.report.details}
+    return DatasetInfo(**{**info.__dict__, "source": source})
+
+
+def _refuse_errors(report: ImportReport) -> None:
+    """Strict mode: fail when any problem is an error (a file was skipped)."""
+    errors = [p for p in report.problems if p.severity == "error"]
+    if errors:
+        raise _ImportFailed(f"strict mode: {len(errors)} problems; first: {errors[0].message}")
+
+
+def _publish(job: _Import, info: DatasetInfo) -> None:
+    """Write ``dataset.json`` and rename the finished folder into the workspace in one step."""
+    write_json_atomic(job.out / "dataset.json", info.to_dict())
+    target = job.workspace.dataset_dir(job.name)
+    if target.exists():
+        raise FileExistsError(f"dataset {job.name!r} appeared in {job.workspace.datasets_dir} during the import; not overwritten")
+    os.rename(job.out, target)
+    job.report.ok = True
+    n = len(info.samples)
+    job.progress(n, n, f"imported {n} samples as {job.name!r}")
 
 
 def _free_name(ws: Workspace, name: str, on_exists: str) -> str:
@@ -259,21 +357,25 @@ def _read_tables(options: ImportOptions, root: Path) -> ImportOptions:
     return dataclasses.replace(options, **changes) if changes else options
 
 
-def _polygon_classes(discovery: layouts.Discovery, root: Path, options: ImportOptions, report: ImportReport) -> tuple[list[str], set[str]]:
+def _class_list_in_data(job: _Import) -> list[str]:
+    """Class names from a class list file at the top of the data (``labels.txt`` ...), or none."""
+    for candidate in ("labels.txt", "class_names.txt", "classes.txt"):
+        try:
+            path = paths.resolve_in_source(job.root, candidate, field="class list")
+        except paths.OutsideSourceError as exc:
+            job.report.problems.append(Problem("outside_source", str(exc), (candidate,), "warning"))
+            continue
+        if path.is_file() and path.stat().st_size <= _MAX_TABLE_BYTES:
+            return read_class_list(path.read_text(encoding="utf-8", errors="replace"), job.options.ignore_labels)
+    return []
+
+
+def _polygon_classes(job: _Import) -> tuple[list[str], set[str]]:
     """(class names with background first, labels treated as void)."""
-    ignore_labels = set(options.ignore_labels)
-    names = list(options.classes)
+    ignore_labels = set(job.options.ignore_labels)
+    names = list(job.options.classes) or _class_list_in_data(job)
     if not names:
-        for candidate in ("labels.txt", "class_names.txt", "classes.txt"):
-            try:
-                path = paths.resolve_in_source(root, candidate, field="class list")
-            except paths.OutsideSourceError as exc:
-                report.problems.append(Problem("outside_source", str(exc), (candidate,), "warning"))
-                continue
-            if path.is_file() and path.stat().st_size <= _MAX_TABLE_BYTES:
-                names = read_class_list(path.read_text(encoding="utf-8", errors="replace"), options.ignore_labels)
-                break
-    if not names:
+        discovery = job.discovery
         labels = [lab for lab in discovery.labels or [] if lab not in ignore_labels]
         if discovery.layout != "coco":
             labels = sorted(labels, key=lambda s: (not s.isdigit(), int(s) if s.isdigit() else 0, s.lower()))
@@ -286,7 +388,85 @@ def _polygon_classes(discovery: layouts.Discovery, root: Path, options: ImportOp
     return names, ignore_labels
 
 
+@dataclass(frozen=True)
+class _ClassTable:
+    """The classes of an import: names (background first), colours, label -> value, and the mask encoding if masks are files."""
+
+    names: list[str]
+    colors: list
+    value_of: dict[str, int] = field(default_factory=dict)
+    spec: masks.MaskSpec | None = None
+
+
+def _file_classes(job: _Import) -> _ClassTable:
+    """Mask files: the classes and encoding from a probe of the masks (and the options)."""
+    spec = _probe_spec(job.samples, options=job.options, max_pixels=job.limits.max_image_pixels)
+    job.report.details["mask_encoding"] = spec.to_dict()
+    return _ClassTable(spec.class_names, spec.class_colors, spec=spec)
+
+
+def _union_classes(job: _Import) -> _ClassTable:
+    """Binary masks unioned per sample: background and one foreground class."""
+    names = [str(c) for c in job.options.classes or ["background", job.options.foreground]]
+    if len(names) != 2:
+        raise ValueError(f"a folder-per-sample dataset has 2 classes (background, foreground); got {names}")
+    return _ClassTable(names, [masks.default_color(i) for i in range(2)])
+
+
+def _folder_classes(job: _Import) -> _ClassTable:
+    """One mask folder per class: the folders name the classes, after the background."""
+    names = ["background"] + list(job.discovery.labels or [])
+    value_of = {n: i for i, n in enumerate(names) if i > 0}
+    return _ClassTable(names, [masks.default_color(i) for i in range(len(names))], value_of)
+
+
+def _polygon_table(job: _Import) -> _ClassTable:
+    """Polygons: classes named by the options, a class list in the data or the labels; an unknown label is a problem."""
+    names, ignore_labels = _polygon_classes(job)
+    value_of = {n: i for i, n in enumerate(names)}
+    value_of.update({lab: IGNORE_INDEX for lab in ignore_labels})
+    unknown = sorted({s.label for smp in job.samples for s in smp.shapes or []} - set(value_of))
+    if unknown:
+        job.report.problems.append(
+            Problem(
+                "unknown_label",
+                f"polygon labels {unknown} are not in the class table {names}; those polygons were skipped",
+                tuple(sorted({str(smp.label_file) for smp in job.samples for s in smp.shapes or [] if s.label in unknown})),
+                "warning",
+            )
+        )
+    return _ClassTable(names, [masks.default_color(i) for i in range(len(names))], value_of)
+
+
+_CLASS_TABLES: dict[str, Callable[[_Import], _ClassTable]] = {
+    "file": _file_classes,
+    "union": _union_classes,
+    "classes": _folder_classes,
+    "polygons": _polygon_table,
+}
+
+
 # --------------------------------------------------------------------------- the import
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """How every sample of an import is read and written: the same for all of them, shared by the reading threads."""
+
+    kind: str  # how labels are stored: "file", "union", "classes" or "polygons" (see _label_kind)
+    root: Path  # the folder the data is read from
+    out: Path  # the dataset folder being written
+    classes: _ClassTable
+    channels: int  # 1 or 3, as probed; the finish may raise it to 3
+    max_pixels: int
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes.names)
+
+    @property
+    def spec(self) -> masks.MaskSpec | None:
+        return self.classes.spec
 
 
 @dataclass
@@ -305,68 +485,55 @@ class _Result:
     notes: list[str] = field(default_factory=list)
 
 
-def _build(discovery, root: Path, out: Path, name: str, options: ImportOptions, limits: ServerSettings, report: ImportReport, progress) -> DatasetInfo:
-    samples = discovery.samples
-    if not samples:
-        raise _ImportFailed(f"no samples found in {root} with layout {discovery.layout!r}")
-    max_pixels = limits.max_image_pixels
-    (out / "images").mkdir(parents=True)
-    (out / "masks").mkdir()
-    kind = _label_kind(samples[0])
-    spec = None
-    value_of: dict[str, int] = {}
-    if kind == "file":
-        spec = _probe_spec(samples, options, max_pixels, report)
-        class_names, class_colors = spec.class_names, spec.class_colors
-        report.details["mask_encoding"] = spec.to_dict()
-    elif kind == "union":
-        fg = options.classes or ["background", options.foreground]
-        class_names = [str(c) for c in fg]
-        if len(class_names) != 2:
-            raise ValueError(f"a folder-per-sample dataset has 2 classes (background, foreground); got {class_names}")
-        class_colors = [masks.default_color(i) for i in range(2)]
-    elif kind == "classes":
-        class_names = ["background"] + list(discovery.labels or [])
-        class_colors = [masks.default_color(i) for i in range(len(class_names))]
-        value_of = {n: i for i, n in enumerate(class_names) if i > 0}
-        for k in range(1, len(class_names)):
-            (out / "masks" / str(k)).mkdir()
-    else:  # polygons
-        class_names, ignore_labels = _polygon_classes(discovery, root, options, report)
-        value_of = {n: i for i, n in enumerate(class_names)}
-        value_of.update({lab: IGNORE_INDEX for lab in ignore_labels})
-        class_colors = [masks.default_color(i) for i in range(len(class_names))]
-        unknown = sorted({s.label for smp in samples for s in smp.shapes or []} - set(value_of))
-        if unknown:
-            report.problems.append(
-                Problem(
-                    "unknown_label",
-                    f"polygon labels {unknown} are not in the class table {class_names}; those polygons were skipped",
-                    tuple(sorted({str(smp.label_file) for smp in samples for s in smp.shapes or [] if s.label in unknown})),
-                    "warning",
-                )
-            )
-    num_classes = len(class_names)
-    channels = _probe_channels(samples, max_pixels)
-    workers = limits.import_workers or min(8, (os.cpu_count() or 2) * 2)
+def _build(job: _Import) -> DatasetInfo:
+    """Plan, read every sample, and sum up: the dataset record of what was written under ``job.out``."""
+    if not job.samples:
+        raise _ImportFailed(f"no samples found in {job.root} with layout {job.discovery.layout!r}")
+    plan = _plan(job)
+    _make_folders(plan)
+    return _finish(job, plan, _read_samples(job, plan))
 
-    def work(raw: layouts.RawSample) -> _Result:
-        try:
-            return _process(raw, root, out, kind, spec, value_of, num_classes, max_pixels, channels)
-        except (imageio.ImageReadError, ValueError, OSError) as exc:
-            files = [str(raw.image)] if raw.image else []
-            return _Result(None, problems=[Problem("unreadable", f"sample {raw.id}: {exc}", tuple(files), "error")])
 
+def _plan(job: _Import) -> _Plan:
+    kind = _label_kind(job.samples[0])
+    classes = _CLASS_TABLES[kind](job)
+    max_pixels = job.limits.max_image_pixels
+    channels = _probe_channels(job.samples, max_pixels)
+    return _Plan(kind=kind, root=job.root, out=job.out, classes=classes, channels=channels, max_pixels=max_pixels)
+
+
+def _make_folders(plan: _Plan) -> None:
+    (plan.out / "images").mkdir(parents=True)
+    (plan.out / "masks").mkdir()
+    if plan.kind == "classes":  # one plane per class until the finish decides
+        for k in range(1, plan.num_classes):
+            (plan.out / "masks" / str(k)).mkdir()
+
+
+def _read_samples(job: _Import, plan: _Plan) -> list[_Result]:
+    """Every sample read and written, in parallel; the progress is reported every 16 samples."""
+    samples = job.samples
+    workers = job.limits.import_workers or min(8, (os.cpu_count() or 2) * 2)
     results: list[_Result] = []
     total = len(samples)
-    progress(0, total, f"reading {total} samples ({discovery.layout})")
+    job.progress(0, total, f"reading {total} samples ({job.discovery.layout})")
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        for i, res in enumerate(pool.map(work, samples), 1):
+        for i, res in enumerate(pool.map(functools.partial(_read_one, plan=plan), samples), 1):
             results.append(res)
             if i % 16 == 0 or i == total:
-                progress(i, total, f"read {i}/{total} samples")
-    return _finish(results, discovery, root, out, name, class_names, class_colors, kind, options, report, channels, spec)
+                job.progress(i, total, f"read {i}/{total} samples")
+    return results
 
+
+def _read_one(raw: layouts.RawSample, *, plan: _Plan) -> _Result:
+    """One sample read and written, or skipped with the problem that says why."""
+    try:
+        return _process(_Sample(raw=raw, plan=plan))
+    except _Skipped as skipped:
+        return skipped.result
+    except (imageio.ImageReadError, ValueError, OSError) as exc:
+        files = [str(raw.image)] if raw.image else []
+        return _Result(None, problems=[Problem("unreadable", f"sample {raw.id}: {exc}", tuple(files), "error")])
 
 def _label_kind(raw: layouts.RawSample) -> str:
     if raw.mask is not None:
@@ -378,7 +545,7 @@ def _label_kind(raw: layouts.RawSample) -> str:
     return "polygons"
 
 
-def _probe_spec(samples, options, max_pixels, report) -> masks.MaskSpec:
+def _probe_spec(samples: list[layouts.RawSample], *, options: ImportOptions, max_pixels: int) -> masks.MaskSpec:
     """The mask encoding from a probe of up to ``_PROBE`` masks.
 
     Colour masks, or a colour table in the options, mean the masks are
@@ -422,7 +589,7 @@ def _probe_spec(samples, options, max_pixels, report) -> masks.MaskSpec:
     return spec
 
 
-def _probe_channels(samples, max_pixels) -> int:
+def _probe_channels(samples: list[layouts.RawSample], max_pixels: int) -> int:
     step = max(1, len(samples) // _PROBE)
     for raw in samples[::step][:_PROBE]:
         try:
@@ -453,165 +620,283 @@ def _read_sample_image_full(raw: layouts.RawSample, max_pixels: int) -> tuple[np
     return dec.array, dec.notes, ""
 
 
-def _process(raw, root, out, kind, spec, value_of, num_classes, max_pixels, channels) -> _Result:
-    image, notes, plain_mode = _read_sample_image_full(raw, max_pixels)
+
+class _Skipped(Exception):
+    """A sample that cannot be imported, with the result that says why (raised while reading it)."""
+
+    def __init__(self, result: _Result) -> None:
+        super().__init__(result.problems[0].message if result.problems else "skipped")
+        self.result = result
+
+
+@dataclass
+class _Sample:
+    """One sample while it is read: the raw sample, the plan, the result so far, the image's size and the mask modes seen."""
+
+    raw: layouts.RawSample
+    plan: _Plan
+    result: _Result = field(default_factory=lambda: _Result(None))
+    height: int = 0
+    width: int = 0
+    modes: set[str] = field(default_factory=set)
+
+    def name(self, path: Path) -> str:
+        """How the report names a file of this sample (relative to the import's root)."""
+        return layouts.relative_name(path, self.plan.root)
+
+    @functools.cached_property
+    def mask_files(self) -> list[str]:
+        return [self.name(p) for p in self.raw.mask_files]
+
+    def check_size(self, got: tuple[int, ...], mask_file: Path | None = None) -> None:
+        """Skip the sample (a ``size_mismatch`` problem) if a mask's (height, width) is not the image's."""
+        if tuple(got[:2]) != (self.height, self.width):
+            raise _Skipped(_size_problem(self, got=got, mask_file=mask_file))
+
+
+@dataclass
+class _Labels:
+    """A sample's labels as read: an index mask (H, W), or class planes (H, W, K-1) with the pixels outside the field of view."""
+
+    index: np.ndarray | None = None
+    planes: np.ndarray | None = None
+    outside_fov: np.ndarray | None = None
+
+
+def _process(s: _Sample) -> _Result:
+    """Read one sample's image and labels, write them as PNGs, and return what was seen."""
+    raw, plan = s.raw, s.plan
+    image, notes, plain_mode = _read_sample_image_full(raw, plan.max_pixels)
     if raw.image is not None:
-        notes = [n.replace(str(raw.image), layouts._rel(raw.image, root)) for n in notes]
-    h, w = image.shape[:2]
-    res = _Result(None, grey=image.ndim == 2, notes=notes)
-    outside_fov = None
-    mask_files = [layouts._rel(p, root) for p in raw.mask_files]
-    planes = None
-    if kind == "file":
-        dec = imageio.read_mask(raw.mask, max_pixels)
-        res.mask_mode = dec.mode
-        if dec.array.shape[:2] != (h, w):
-            return _size_problem(raw, root, dec.array.shape[:2], (h, w))
-        arr = dec.array
-        if spec.encoding == "color" and arr.ndim == 2 and dec.palette is not None:
-            arr = masks.palette_to_rgb(arr, dec.palette)  # the colours the palette PNG shows
-            res.read_as = "palette colours"
-        mr = masks.apply_spec(arr, spec)
-        index, res.outside = mr.index, mr.outside
-        if mr.snapped:
-            res.noisy.append((mask_files[0], mr.snapped, mr.snapped_far))
-    elif kind == "union":
-        index = np.zeros((h, w), np.uint8)
-        modes: set[str] = set()
-        problem = _union_binary_masks(raw.union, index, raw, root, res, modes, max_pixels)
-        if problem is not None:
-            return problem
-        res.mask_mode = "/".join(sorted(modes))
-    elif kind == "classes":
-        planes = np.zeros((h, w, num_classes - 1), np.uint8)
-        modes = set()
-        for cname, files in raw.class_masks.items():
-            plane_out = planes[:, :, value_of[cname] - 1]  # a view: written in place
-            problem = _union_binary_masks(files, plane_out, raw, root, res, modes, max_pixels)
-            if problem is not None:
-                return problem
-        res.mask_mode = "/".join(sorted(modes))
-        index = None
-        if raw.fov is not None:
-            dec = imageio.read_mask(raw.fov, max_pixels)
-            if dec.array.shape[:2] != (h, w):
-                return _size_problem(raw, root, dec.array.shape[:2], (h, w), raw.fov)
-            fov, _ = masks.binarize(dec.array)
-            outside_fov = fov == 0
+        notes = [n.replace(str(raw.image), s.name(raw.image)) for n in notes]
+    s.height, s.width = image.shape[:2]
+    s.result = _Result(None, grey=image.ndim == 2, notes=notes)
+    labels = _LABEL_READERS[plan.kind](s)
+    _write_image(s, image, plain_mode)
+    if labels.planes is not None:
+        _write_planes(s, labels)
     else:
-        if raw.size and tuple(raw.size) != (h, w):
-            return _size_problem(raw, root, tuple(raw.size), (h, w), raw.label_file)
-        index = polygons.fill(raw.shapes or [], h, w, value_of)
-        for label, counts in raw.rle or []:
-            if label in value_of:
-                index[polygons.rle_decode(counts, h, w) > 0] = value_of[label]
-    # Write.
-    if (plain_mode, channels) in (("L", 1), ("RGB", 3)):
-        # Already a canonical PNG: keep its bytes (re-encoding is the slowest step of an import).
-        shutil.copyfile(raw.image, out / "images" / f"{raw.id}.png")
-    else:
-        if channels == 3 and image.ndim == 2:
-            image = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
-        (out / "images" / f"{raw.id}.png").write_bytes(_encode(image))
-    if planes is not None:
-        if outside_fov is not None:
-            planes[outside_fov] = 0
-        for k in range(planes.shape[2]):
-            plane = planes[:, :, k] if outside_fov is None else np.where(outside_fov, np.uint8(IGNORE_INDEX), planes[:, :, k])
-            (out / "masks" / str(k + 1) / f"{raw.id}.png").write_bytes(_encode(plane, mask=True))
-        res.counts = planes.reshape(-1, planes.shape[2]).sum(axis=0, dtype=np.int64)
-        depth = planes.sum(axis=2, dtype=np.uint8)
-        void = 0 if outside_fov is None else int(np.count_nonzero(outside_fov))
-        res.background = int(np.count_nonzero(depth == 0)) - void
-        res.overlap = int(np.count_nonzero(depth > 1))
-        res.labelled = h * w - void
-    else:
-        (out / "masks" / f"{raw.id}.png").write_bytes(_encode(index, mask=True))
-        counts = np.bincount(index.ravel(), minlength=256)
-        res.counts = counts[:num_classes].astype(np.int64)
-        res.labelled = int(counts[:num_classes].sum())
-        stray = counts[num_classes:IGNORE_INDEX].sum()
-        if stray:
-            raise ValueError(f"mask values above the class table in {mask_files}")
+        _write_index(s, labels.index)
+    s.result.sample = _sample_info(s)
+    return s.result
+
+
+def _file_labels(s: _Sample) -> _Labels:
+    """A mask file decoded through the mask encoding; noise snapped and values outside the table noted."""
+    dec = imageio.read_mask(s.raw.mask, s.plan.max_pixels)
+    s.result.mask_mode = dec.mode
+    s.check_size(dec.array.shape)
+    arr = dec.array
+    if s.plan.spec.encoding == "color" and arr.ndim == 2 and dec.palette is not None:
+        arr = masks.palette_to_rgb(arr, dec.palette)  # the colours the palette PNG shows
+        s.result.read_as = "palette colours"
+    mr = masks.apply_spec(arr, s.plan.spec)
+    s.result.outside = mr.outside
+    if mr.snapped:
+        s.result.noisy.append((s.mask_files[0], mr.snapped, mr.snapped_far))
+    return _Labels(index=mr.index)
+
+
+def _union_labels(s: _Sample) -> _Labels:
+    """Several binary masks of one sample, unioned into the foreground."""
+    index = np.zeros((s.height, s.width), np.uint8)
+    _union_binary_masks(s.raw.union, index, s)
+    s.result.mask_mode = "/".join(sorted(s.modes))
+    return _Labels(index=index)
+
+
+def _class_folder_labels(s: _Sample) -> _Labels:
+    """One plane per class, each the union of that class's binary masks; a field-of-view mask marks void."""
+    planes = np.zeros((s.height, s.width, s.plan.num_classes - 1), np.uint8)
+    for cname, files in s.raw.class_masks.items():
+        _union_binary_masks(files, planes[:, :, s.plan.classes.value_of[cname] - 1], s)  # a view: written in place
+    s.result.mask_mode = "/".join(sorted(s.modes))
+    return _Labels(planes=planes, outside_fov=_outside_fov(s))
+
+
+def _outside_fov(s: _Sample) -> np.ndarray | None:
+    """Where the sample's field-of-view mask is 0 (None when it has none)."""
+    if s.raw.fov is None:
+        return None
+    dec = imageio.read_mask(s.raw.fov, s.plan.max_pixels)
+    s.check_size(dec.array.shape, s.raw.fov)
+    fov, _ = masks.binarize(dec.array)
+    return fov == 0
+
+
+def _polygon_labels(s: _Sample) -> _Labels:
+    """Polygons (and COCO RLE) filled into an index mask."""
+    raw = s.raw
+    if raw.size:
+        s.check_size(tuple(raw.size), raw.label_file)
+    index = polygons.fill(raw.shapes or [], s.height, s.width, s.plan.classes.value_of)
+    for label, counts in raw.rle or []:
+        if label in s.plan.classes.value_of:
+            index[polygons.rle_decode(counts, s.height, s.width) > 0] = s.plan.classes.value_of[label]
+    return _Labels(index=index)
+
+
+_LABEL_READERS: dict[str, Callable[[_Sample], _Labels]] = {
+    "file": _file_labels,
+    "union": _union_labels,
+    "classes": _class_folder_labels,
+    "polygons": _polygon_labels,
+}
+
+
+def _write_image(s: _Sample, image: np.ndarray, plain_mode: str) -> None:
+    """The image as a PNG with the dataset's channels; a canonical PNG already is one and is copied as it is."""
+    path = s.plan.out / "images" / f"{s.raw.id}.png"
+    if (plain_mode, s.plan.channels) in (("L", 1), ("RGB", 3)):
+        shutil.copyfile(s.raw.image, path)  # re-encoding is the slowest step of an import
+        return
+    if s.plan.channels == 3 and image.ndim == 2:
+        image = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+    path.write_bytes(_encode(image))
+
+
+def _write_planes(s: _Sample, labels: _Labels) -> None:
+    """One binary PNG per class (void outside the field of view); counts per class, background and overlap."""
+    planes, outside_fov = labels.planes, labels.outside_fov
+    if outside_fov is not None:
+        planes[outside_fov] = 0
+    for k in range(planes.shape[2]):
+        plane = planes[:, :, k] if outside_fov is None else np.where(outside_fov, np.uint8(IGNORE_INDEX), planes[:, :, k])
+        (s.plan.out / "masks" / str(k + 1) / f"{s.raw.id}.png").write_bytes(_encode(plane, mask=True))
+    res = s.result
+    res.counts = planes.reshape(-1, planes.shape[2]).sum(axis=0, dtype=np.int64)
+    depth = planes.sum(axis=2, dtype=np.uint8)
+    void = 0 if outside_fov is None else int(np.count_nonzero(outside_fov))
+    res.background = int(np.count_nonzero(depth == 0)) - void
+    res.overlap = int(np.count_nonzero(depth > 1))
+    res.labelled = s.height * s.width - void
+
+
+def _write_index(s: _Sample, index: np.ndarray) -> None:
+    """The index mask as a PNG; counts per class. A value above the class table (not void) fails the sample."""
+    (s.plan.out / "masks" / f"{s.raw.id}.png").write_bytes(_encode(index, mask=True))
+    num_classes = s.plan.num_classes
+    counts = np.bincount(index.ravel(), minlength=256)
+    s.result.counts = counts[:num_classes].astype(np.int64)
+    s.result.labelled = int(counts[:num_classes].sum())
+    if counts[num_classes:IGNORE_INDEX].sum():
+        raise ValueError(f"mask values above the class table in {s.mask_files}")
+
+
+def _sample_info(s: _Sample) -> SampleInfo:
+    """The sample's record: its id, size, subset and the source files it came from."""
+    raw, mask_files = s.raw, s.mask_files
     source_mask = mask_files[0] if len(mask_files) == 1 else (str(Path(mask_files[0]).parent) if mask_files else "")
     if raw.label_file is not None:
-        source_mask = layouts._rel(raw.label_file, root)
-    res.sample = SampleInfo(
+        source_mask = s.name(raw.label_file)
+    return SampleInfo(
         id=raw.id,
-        height=h,
-        width=w,
+        height=s.height,
+        width=s.width,
         subset=raw.subset,
-        source_image=layouts._rel(raw.image, root) if raw.image else (layouts._rel(raw.label_file, root) + "#imageData"),
+        source_image=s.name(raw.image) if raw.image else (s.name(raw.label_file) + "#imageData"),
         source_mask=source_mask,
     )
-    return res
 
 
 _encode = imageio.encode_png
 
 
-def _union_binary_masks(files, out: np.ndarray, raw, root, res: _Result, modes: set, max_pixels: int) -> _Result | None:
-    """OR the binary masks in ``files`` into ``out`` (H, W); a size-mismatch problem, or None when all fit."""
-    h, w = out.shape
+def _union_binary_masks(files: list[Path], into: np.ndarray, s: _Sample) -> None:
+    """OR the binary masks in ``files`` into ``into`` (H, W); a mask of another size skips the sample."""
     for f in files:
-        dec = imageio.read_mask(f, max_pixels)
-        modes.add(dec.mode)
-        if dec.array.shape[:2] != (h, w):
-            return _size_problem(raw, root, dec.array.shape[:2], (h, w), f)
+        dec = imageio.read_mask(f, s.plan.max_pixels)
+        s.modes.add(dec.mode)
+        s.check_size(dec.array.shape, f)
         plane, noise = masks.binarize(dec.array)
         if noise:
-            res.noisy.append((layouts._rel(f, root), noise, 0))
-        np.bitwise_or(out, plane, out=out)
-    return None
+            s.result.noisy.append((s.name(f), noise, 0))
+        np.bitwise_or(into, plane, out=into)
 
 
-def _size_problem(raw, root, got, want, mask_file=None) -> _Result:
+def _size_problem(s: _Sample, *, got: tuple[int, ...], mask_file: Path | None = None) -> _Result:
+    raw = s.raw
     f = mask_file or raw.mask or raw.label_file
-    files = tuple(str(layouts._rel(Path(p), root)) for p in (raw.image, f) if p is not None)
-    msg = f"sample {raw.id}: mask {files[-1]} is {got[0]}x{got[1]} (HxW) but image {files[0]} is {want[0]}x{want[1]}; skipped"
+    files = tuple(str(s.name(Path(p))) for p in (raw.image, f) if p is not None)
+    msg = f"sample {raw.id}: mask {files[-1]} is {got[0]}x{got[1]} (HxW) but image {files[0]} is {s.height}x{s.width}; skipped"
     return _Result(None, problems=[Problem("size_mismatch", msg, files, "error")])
 
 
-def _finish(results, discovery, root, out, name, class_names, class_colors, kind, options, report, channels, spec=None) -> DatasetInfo:
-    problems = report.problems
-    good = [r for r in results if r.sample is not None]
+# --------------------------------------------------------------------------- the finish
+
+
+def _finish(job: _Import, plan: _Plan, results: list[_Result]) -> DatasetInfo:
+    """Dataset-wide decisions, problems and statistics over every sample read: the dataset's record."""
+    good = _kept_samples(job, results)
+    plan = _settle_channels(plan, good)
+    mode = _settle_mode(job, plan, good)
+    problems = job.report.problems
+    problems.extend(_value_problems(good, plan))
+    problems.extend(_encoding_problems(good, plan.spec))
+    fractions = _class_fractions(plan, good, mode)
+    problems.extend(_fraction_problems(plan, mode=mode, fractions=fractions))
+    background = _class0(job, plan, mode)
+    job.report.details["subsets"] = {str(k): v for k, v in Counter(r.sample.subset for r in good).items()}
+    job.report.details["skipped"] = len(results) - len(good)
+    return _dataset_info(job, plan, good, mode=mode, fractions=fractions, background=background)
+
+
+def _kept_samples(job: _Import, results: list[_Result]) -> list[_Result]:
+    """The samples read, their problems merged into the report's; fails the import when none was read."""
+    problems = job.report.problems
     for r in results:
         problems.extend(r.problems)
     problems[:] = _merge_problems(problems)
+    good = [r for r in results if r.sample is not None]
     if not good:
         first = problems[0].message if problems else "no samples"
-        raise _ImportFailed(f"no sample of {root} could be imported; first problem: {first}")
-    num_classes = len(class_names)
-    # Channels: RGB if any image has colour; grey images are then stored as RGB too.
-    # The probe usually decided this up front; a colour image found later means
-    # rewriting the grey ones written before it.
-    if channels == 1 and not all(r.grey for r in good):
-        channels = 3
-        for r in good:
-            if r.grey:
-                p = out / "images" / f"{r.sample.id}.png"
-                img = cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)
-                (p).write_bytes(_encode(cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)))
-    mode = "binary" if num_classes == 2 else "multiclass"
-    if kind == "classes":
-        overlap = sum(r.overlap for r in good)
-        want = options.multilabel
-        if want is True or (want is None and overlap > 0):
-            mode = "multilabel"
-        else:
-            _planes_to_index(out, good, num_classes)
-            if overlap:
-                problems.append(
-                    Problem(
-                        "overlap_resolved",
-                        f"{overlap} pixels belong to several classes; multilabel=False kept the last class in order {class_names[1:]}",
-                        (),
-                        "warning",
-                    )
+        raise _ImportFailed(f"no sample of {job.root} could be imported; first problem: {first}")
+    return good
+
+
+def _settle_channels(plan: _Plan, good: list[_Result]) -> _Plan:
+    """RGB if any image has colour; grey images are then stored as RGB too.
+
+    The probe usually decided this up front; a colour image found later means
+    rewriting the grey ones written before it.
+    """
+    if plan.channels != 1 or all(r.grey for r in good):
+        return plan
+    for r in good:
+        if r.grey:
+            p = plan.out / "images" / f"{r.sample.id}.png"
+            img = cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)
+            p.write_bytes(_encode(cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)))
+    return dataclasses.replace(plan, channels=3)
+
+
+def _settle_mode(job: _Import, plan: _Plan, good: list[_Result]) -> str:
+    """binary, multiclass or multilabel; class planes become index masks unless the dataset is multilabel."""
+    mode = "binary" if plan.num_classes == 2 else "multiclass"
+    if plan.kind != "classes":
+        return mode
+    overlap = sum(r.overlap for r in good)
+    want = job.options.multilabel
+    if want is True or (want is None and overlap > 0):
+        mode = "multilabel"
+    else:
+        _planes_to_index(plan.out, good, plan.num_classes)
+        if overlap:
+            job.report.problems.append(
+                Problem(
+                    "overlap_resolved",
+                    f"{overlap} pixels belong to several classes; multilabel=False kept the last class in order {plan.classes.names[1:]}",
+                    (),
+                    "warning",
                 )
-        report.details["overlap_pixels"] = overlap
-    # Noise, values outside the table, conversions, mixed encodings.
-    problems.extend(_value_problems(good, class_names, spec))
+            )
+    job.report.details["overlap_pixels"] = overlap
+    return mode
+
+
+def _encoding_problems(good: list[_Result], spec: masks.MaskSpec | None) -> list[Problem]:
+    """Masks stored in several image modes, and images converted on the way in."""
+    out: list[Problem] = []
     mixed = Counter(r.mask_mode for r in good if r.mask_mode)
     if len(mixed) > 1:
         common = mixed.most_common(1)[0][0]
@@ -623,7 +908,7 @@ def _finish(results, discovery, root, out, name, class_names, class_colors, kind
             how = "all were read as colours"
         else:
             how = "all were read by value" + (" (palette masks as their indices)" if "P" in mixed else "")
-        problems.append(
+        out.append(
             Problem(
                 "mixed_mask_encoding",
                 f"masks are stored in different image modes {dict(mixed)}; {len(odd)} differ from the usual {common!r} "
@@ -634,38 +919,50 @@ def _finish(results, discovery, root, out, name, class_names, class_colors, kind
         )
     notes = [n for r in good for n in r.notes]
     if notes:
-        problems.append(Problem("converted", f"{len(notes)} images converted: {notes[0]}", tuple(n.split(":")[0] for n in notes), "warning"))
-    # Class pixel fractions.
+        out.append(Problem("converted", f"{len(notes)} images converted: {notes[0]}", tuple(n.split(":")[0] for n in notes), "warning"))
+    return out
+
+
+def _class_fractions(plan: _Plan, good: list[_Result], mode: str) -> list[float]:
+    """Each class's share of the labelled pixels (multilabel: of all pixels, class 0 being 'no class')."""
     counts = np.sum([r.counts for r in good], axis=0)
     if mode == "multilabel":
         labelled = sum(r.labelled for r in good)
         bg = sum(r.background for r in good)
-        fractions = [bg / labelled] + [float(c) / labelled for c in counts]
-    else:
-        if kind == "classes":
-            counts = _index_counts(out, good, num_classes)
-        labelled = max(1, int(counts.sum()))
-        fractions = [float(c) / labelled for c in counts]
+        return [bg / labelled] + [float(c) / labelled for c in counts]
+    if plan.kind == "classes":
+        counts = _index_counts(plan.out, good, plan.num_classes)
+    labelled = max(1, int(counts.sum()))
+    return [float(c) / labelled for c in counts]
+
+
+def _fraction_problems(plan: _Plan, *, mode: str, fractions: list[float]) -> list[Problem]:
+    """A foreground that covers most pixels, classes with no pixels, and values the probe suggests are void."""
+    out: list[Problem] = []
+    names = plan.classes.names
     if mode == "binary" and fractions[1] > 0.5:
-        problems.append(
+        out.append(
             Problem(
                 "foreground_majority",
-                f"the foreground class {class_names[1]!r} covers {fractions[1]:.0%} of all pixels; if the masks "
+                f"the foreground class {names[1]!r} covers {fractions[1]:.0%} of all pixels; if the masks "
                 "mark the background in white, import again with option invert=true",
                 (),
                 "warning",
             )
         )
-    empty = [class_names[k] for k in range(1, num_classes) if fractions[k] == 0]
+    empty = [names[k] for k in range(1, plan.num_classes) if fractions[k] == 0]
     if empty:
-        problems.append(Problem("empty_class", f"classes {empty} have no pixels in any mask", (), "warning"))
-    if spec is not None and spec.suggestions:
-        problems.append(Problem("void_suggested", "; ".join(spec.suggestions), (), "warning"))
-    background = _class0(options, mode, class_names, spec, report)
+        out.append(Problem("empty_class", f"classes {empty} have no pixels in any mask", (), "warning"))
+    if plan.spec is not None and plan.spec.suggestions:
+        out.append(Problem("void_suggested", "; ".join(plan.spec.suggestions), (), "warning"))
+    return out
+
+
+def _size_stats(good: list[_Result]) -> dict[str, Any]:
     heights = np.array([r.sample.height for r in good])
     widths = np.array([r.sample.width for r in good])
     sizes = Counter(f"{r.sample.height}x{r.sample.width}" for r in good)
-    stats = {
+    return {
         "min_height": int(heights.min()),
         "max_height": int(heights.max()),
         "min_width": int(widths.min()),
@@ -675,21 +972,22 @@ def _finish(results, discovery, root, out, name, class_names, class_colors, kind
         "distinct_sizes": len(sizes),
         "most_common_size": sizes.most_common(1)[0][0],
     }
-    subsets = Counter(r.sample.subset for r in good)
-    report.details["subsets"] = {str(k): v for k, v in subsets.items()}
-    report.details["skipped"] = len(results) - len(good)
-    samples = tuple(sorted((r.sample for r in good), key=lambda s: s.id))
+
+
+def _dataset_info(job: _Import, plan: _Plan, good: list[_Result], *, mode: str, fractions: list[float], background: bool) -> DatasetInfo:
+    """The dataset's record (``dataset.json``) of what was written under ``plan.out``."""
+    classes = plan.classes
     return DatasetInfo(
-        name=name,
+        name=job.name,
         mode=mode,
-        classes=tuple(ClassInfo(n, tuple(int(x) for x in c)) for n, c in zip(class_names, class_colors)),
-        channels=channels,
-        samples=samples,
+        classes=tuple(ClassInfo(n, tuple(int(x) for x in c)) for n, c in zip(classes.names, classes.colors)),
+        channels=plan.channels,
+        samples=tuple(sorted((r.sample for r in good), key=lambda s: s.id)),
         ignore_index=IGNORE_INDEX,
-        content_hash=content_hash(out),
-        image_size_stats=stats,
+        content_hash=content_hash(plan.out),
+        image_size_stats=_size_stats(good),
         class_pixel_fraction=tuple(round(f, 6) for f in fractions),
-        problems=tuple(problems),
+        problems=tuple(job.report.problems),
         created_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         segcore_version=segcore.__version__,
         class0_is_background=background,
@@ -703,105 +1001,128 @@ def kind_of_names(options: ImportOptions, spec) -> str:
     return "made up" if spec.encoding == "index" else "given"
 
 
-def _class0(options: ImportOptions, mode: str, class_names: list[str], spec, report: ImportReport) -> bool:
+def _class0(job: _Import, plan: _Plan, mode: str) -> bool:
     """Whether class 0 is the background (True) or a real class, as stated or as assumed; the report says which."""
-    name = class_names[0]
+    options, spec, details = job.options, plan.spec, job.report.details
     if options.class0 != "auto":
-        report.details["class0"] = {"value": options.class0, "stated": True}
+        details["class0"] = {"value": options.class0, "stated": True}
         return options.class0 == "background"
-    if mode == "multilabel":
-        value, why = True, "in a multilabel dataset class 0 is 'no class set'"
-    elif mode == "binary":
-        value, why = True, "the masks are binary"
-    elif kind_of_names(options, spec) == "made up":
-        value, why = True, "no class names were given"
-    elif name.lower() in _BACKGROUND_NAMES:
-        value, why = True, f"it is named {name!r}"
-    else:
-        value, why = False, f"its name {name!r} is not a background name"
-    report.details["class0"] = {"value": "background" if value else "class", "stated": False, "why": why}
+    value, why = _class0_guess(options, plan, mode)
+    details["class0"] = {"value": "background" if value else "class", "stated": False, "why": why}
     # Asked about when it is a guess: label files whose class 0 was not named as the background.
     if mode == "multiclass" and spec is not None and not (value and why.startswith("it is named")):
-        other = "class" if value else "background"
-        effect = "left out of every mean (metrics, best checkpoint, health checks)" if value else "counted in every mean like any class"
-        report.problems.append(
-            Problem(
-                "class0_assumed",
-                f"class 0 ({name!r}) was taken as {'the background' if value else 'a real class'} ({why}), so it is {effect}; "
-                f"if it is {'a real class' if value else 'the background'}, import again with --class0 {other} (option \"class0\": \"{other}\")",
-                (),
-                "warning",
-            )
-        )
+        job.report.problems.append(_class0_assumed(plan.classes.names[0], value=value, why=why))
     return value
+
+
+def _class0_guess(options: ImportOptions, plan: _Plan, mode: str) -> tuple[bool, str]:
+    """(class 0 is the background, why so) when the options do not say."""
+    name = plan.classes.names[0]
+    if mode == "multilabel":
+        return True, "in a multilabel dataset class 0 is 'no class set'"
+    if mode == "binary":
+        return True, "the masks are binary"
+    if kind_of_names(options, plan.spec) == "made up":
+        return True, "no class names were given"
+    if name.lower() in _BACKGROUND_NAMES:
+        return True, f"it is named {name!r}"
+    return False, f"its name {name!r} is not a background name"
+
+
+def _class0_assumed(name: str, *, value: bool, why: str) -> Problem:
+    other = "class" if value else "background"
+    effect = "left out of every mean (metrics, best checkpoint, health checks)" if value else "counted in every mean like any class"
+    return Problem(
+        "class0_assumed",
+        f"class 0 ({name!r}) was taken as {'the background' if value else 'a real class'} ({why}), so it is {effect}; "
+        f"if it is {'a real class' if value else 'the background'}, import again with --class0 {other} (option \"class0\": \"{other}\")",
+        (),
+        "warning",
+    )
 
 
 # Pixels not explained by the colour table, as a share of all mask pixels, above which the table is wrong.
 TABLE_MISMATCH = 0.05
 
 
-def _value_problems(good, class_names, spec) -> list[Problem]:
+def _value_problems(good: list[_Result], plan: _Plan) -> list[Problem]:
     """Snapped noise, values or colours outside the table, and a colour table that does not fit."""
-    out: list[Problem] = []
+    spec = plan.spec
     colour = spec is not None and spec.encoding == "color"
     noisy = [fn for r in good for fn in r.noisy]
-    if noisy:
-        total = sum(n for _, n, _ in noisy)
-        worst = ", ".join(f"{f} ({n} px)" for f, n, _ in sorted(noisy, key=lambda x: -x[1])[:3])
-        what = (
-            f"colours not in the table that are within {masks.JPEG_SHIFT} of a table colour or lie only on edges "
-            "between regions (JPEG ringing or anti-aliasing)"
-            if colour
-            else "values between the class values (e.g. JPEG or anti-aliasing noise)"
-        )
-        out.append(
-            Problem("mask_noise", f"{len(noisy)} masks have {total} pixels with {what}; snapped to the nearest class. Worst: {worst}",
-                    tuple(f for f, _, _ in noisy), "warning")
-        )
     outside = [(r.sample.source_mask, r.outside) for r in good if r.outside]
+    out = [_noise_problem(noisy, colour=colour)] if noisy else []
     if outside:
-        per_value: Counter = Counter()
-        for _, o in outside:
-            per_value.update(o)
-        shown = ", ".join(f"{_value_text(v)}: {n:,} px" for v, n in per_value.most_common(8))
-        if colour:
-            msg = (
-                f"{len(outside)} masks have colours that are not in the colour table and fill solid regions "
-                f"(so they are real colours, not JPEG noise): {shown}; those pixels were set to void (255, not scored). "
-                "If they are classes, add them to the colour table; if they are void, list them in ignore_colors"
-            )
-        else:
-            msg = (
-                f"{len(outside)} masks have values {sorted(per_value, key=str)[:10]} outside the class table {class_names} "
-                f"({shown}); those pixels were set to void (255, not scored)"
-            )
-        out.append(Problem("values_outside_table", msg, tuple(f for f, _ in outside), "error"))
+        out.append(_outside_problem(outside, colour=colour, class_names=plan.classes.names))
     if colour and spec.color_table:
-        pixels = sum(r.sample.height * r.sample.width for r in good)
-        unexplained = sum(n for _, o in outside for n in o.values()) + sum(far for _, _, far in noisy)
-        if pixels and unexplained > TABLE_MISMATCH * pixels:
-            seen = np.zeros(len(class_names), np.int64)
-            for r in good:
-                if r.counts is not None:
-                    seen[: len(r.counts)] += r.counts
-            never = [class_names[k] for k in range(len(class_names)) if seen[k] == 0]
-            per_value = Counter()
-            for _, o in outside:
-                per_value.update(o)
-            common = ", ".join(_value_text(v) for v, _ in per_value.most_common(5)) or "none in solid regions"
-            out.append(
-                Problem(
-                    "color_table_mismatch",
-                    f"{unexplained / pixels:.1%} of all mask pixels ({unexplained:,}) are not colours of the colour table: "
-                    f"the table does not fit these masks. Most common colours missing from it: {common}"
-                    + (f"; table colours never seen: {never}" if never else "")
-                    + ". Check the table against the masks' colours",
-                    (),
-                    "error",
-                )
-            )
+        out.extend(_table_mismatch(good, plan, noisy=noisy, outside=outside))
     return out
 
+
+def _noise_problem(noisy: list, *, colour: bool) -> Problem:
+    total = sum(n for _, n, _ in noisy)
+    worst = ", ".join(f"{f} ({n} px)" for f, n, _ in sorted(noisy, key=lambda x: -x[1])[:3])
+    what = (
+        f"colours not in the table that are within {masks.JPEG_SHIFT} of a table colour or lie only on edges "
+        "between regions (JPEG ringing or anti-aliasing)"
+        if colour
+        else "values between the class values (e.g. JPEG or anti-aliasing noise)"
+    )
+    return Problem(
+        "mask_noise", f"{len(noisy)} masks have {total} pixels with {what}; snapped to the nearest class. Worst: {worst}",
+        tuple(f for f, _, _ in noisy), "warning",
+    )  # fmt: skip
+
+
+def _outside_counts(outside: list) -> Counter:
+    """Pixels per value (or colour) outside the table, over all masks."""
+    per_value: Counter = Counter()
+    for _, o in outside:
+        per_value.update(o)
+    return per_value
+
+
+def _outside_problem(outside: list, *, colour: bool, class_names: list[str]) -> Problem:
+    per_value = _outside_counts(outside)
+    shown = ", ".join(f"{_value_text(v)}: {n:,} px" for v, n in per_value.most_common(8))
+    if colour:
+        msg = (
+            f"{len(outside)} masks have colours that are not in the colour table and fill solid regions "
+            f"(so they are real colours, not JPEG noise): {shown}; those pixels were set to void (255, not scored). "
+            "If they are classes, add them to the colour table; if they are void, list them in ignore_colors"
+        )
+    else:
+        msg = (
+            f"{len(outside)} masks have values {sorted(per_value, key=str)[:10]} outside the class table {class_names} "
+            f"({shown}); those pixels were set to void (255, not scored)"
+        )
+    return Problem("values_outside_table", msg, tuple(f for f, _ in outside), "error")
+
+
+def _table_mismatch(good: list[_Result], plan: _Plan, *, noisy: list, outside: list) -> list[Problem]:
+    """A colour table that leaves more than ``TABLE_MISMATCH`` of the mask pixels unexplained (none or one problem)."""
+    pixels = sum(r.sample.height * r.sample.width for r in good)
+    unexplained = sum(n for _, o in outside for n in o.values()) + sum(far for _, _, far in noisy)
+    if not pixels or unexplained <= TABLE_MISMATCH * pixels:
+        return []
+    names = plan.classes.names
+    seen = np.zeros(len(names), np.int64)
+    for r in good:
+        if r.counts is not None:
+            seen[: len(r.counts)] += r.counts
+    never = [names[k] for k in range(len(names)) if seen[k] == 0]
+    common = ", ".join(_value_text(v) for v, _ in _outside_counts(outside).most_common(5)) or "none in solid regions"
+    return [
+        Problem(
+            "color_table_mismatch",
+            f"{unexplained / pixels:.1%} of all mask pixels ({unexplained:,}) are not colours of the colour table: "
+            f"the table does not fit these masks. Most common colours missing from it: {common}"
+            + (f"; table colours never seen: {never}" if never else "")
+            + ". Check the table against the masks' colours",
+            (),
+            "error",
+        )
+    ]
 
 def _value_text(v) -> str:
     return f"({v[0]}, {v[1]}, {v[2]})" if isinstance(v, tuple) else str(v)

@@ -193,7 +193,17 @@ def _dedupe_lossless(files: list[Path]) -> tuple[list[Path], list[Path]]:
     return sorted(kept), sorted(dropped)
 
 
-def _rel(path: Path, root: Path) -> str:
+def relative_name(path: Path, root: Path) -> str:
+    """How problems, reports and ``dataset.json`` name a source file: relative to the import's ``root``.
+
+    Args:
+        path: a file or folder found in the imported data.
+        root: the folder the import reads from.
+
+    Returns:
+        ``path`` relative to ``root`` (``"."`` for ``root`` itself), or the whole
+        ``path`` when it is not under ``root``.
+    """
     try:
         return str(path.relative_to(root))
     except ValueError:
@@ -201,7 +211,7 @@ def _rel(path: Path, root: Path) -> str:
 
 
 def _grouped_problem(kind: str, what: str, files: list[Path], root: Path, severity: str) -> Problem:
-    names = [_rel(f, root) for f in files]
+    names = [relative_name(f, root) for f in files]
     shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
     return Problem(kind, f"{len(names)} {what}: {shown}", tuple(names), severity)
 
@@ -369,7 +379,7 @@ def discover_paired(root: Path, options: ImportOptions) -> Discovery:
             candidates = [(f, [f]) for f in _same_folder_candidates(root)]
     annotators: dict[str, int] = {}
     for img_dir, (msk_dir, *_) in candidates:
-        pairs_found.append([_rel(img_dir, root) or ".", _rel(msk_dir, root) or "."])
+        pairs_found.append([relative_name(img_dir, root) or ".", relative_name(msk_dir, root) or "."])
         for img, msk in _pair_folders(img_dir, msk_dir, root, problems, annotator=options.annotator, annotators=annotators):
             samples.append(RawSample(img.stem, img, subset_of(img, root), mask=msk))
     if options.annotator and annotators and options.annotator.lower() not in {a.lower() for a in annotators}:
@@ -407,7 +417,7 @@ def _stem_hint(root: Path) -> str:
     stems = sorted(f.stem for f in image_files(best))[:4]
     return (
         f"; file stems did not match between any two folders, nor within one folder by a mask suffix "
-        f"({', '.join(MASK_SUFFIXES[:4])}, _1stHO, _manual1, ...): e.g. {stems} in {_rel(best, root) or '.'}/"
+        f"({', '.join(MASK_SUFFIXES[:4])}, _1stHO, _manual1, ...): e.g. {stems} in {relative_name(best, root) or '.'}/"
     )
 
 
@@ -424,8 +434,8 @@ def _note_unused(root: Path, candidates, problems: list[Problem]) -> None:
         problems.append(
             Problem(
                 "unused_files",
-                f"{n} images in {_rel(folder, root)}/ are not part of any image/mask pair; not imported",
-                (_rel(folder, root),),
+                f"{n} images in {relative_name(folder, root)}/ are not part of any image/mask pair; not imported",
+                (relative_name(folder, root),),
                 "warning",
             )
         )
@@ -534,14 +544,14 @@ def discover_class_folders(root: Path, options: ImportOptions) -> Discovery:
     if missing:
         n = len({p for files in missing.values() for p in files})
         per = "; ".join(
-            f"{c!r}: {len(files)} ({', '.join(_rel(f, root) for f in files[:3])}{', ...' if len(files) > 3 else ''})"
+            f"{c!r}: {len(files)} ({', '.join(relative_name(f, root) for f in files[:3])}{', ...' if len(files) > 3 else ''})"
             for c, files in sorted(missing.items())
         )
         problems.append(
             Problem(
                 "missing_class_mask",
                 f"{n} samples have no mask in some class folders, so those classes are empty in them (read as absent): {per}",
-                tuple(_rel(f, root) for files in missing.values() for f in files),
+                tuple(relative_name(f, root) for files in missing.values() for f in files),
                 "warning",
             )
         )
@@ -557,7 +567,7 @@ def discover_class_folders(root: Path, options: ImportOptions) -> Discovery:
     if not labels:
         raise ValueError(f"no class folders left under {root} after folder roles {roles_all}; give at least one the role 'class'")
     _unique_ids(samples)
-    details = {"groups": [[_rel(a, root), [b.name for b in bs]] for a, bs in groups], "merge": merge, "folder_roles": roles_all}
+    details = {"groups": [[relative_name(a, root), [b.name for b in bs]] for a, bs in groups], "merge": merge, "folder_roles": roles_all}
     return Discovery("class_folders", samples, problems, details, labels)
 
 
@@ -604,7 +614,7 @@ def folder_roles(img_dir: Path, class_dirs: list[Path], options: ImportOptions, 
                 f"mask folders {names} look like other annotators' masks of what {chosen.name!r} holds (their names say so); "
                 f"{chosen.name!r} was used as the class and they were not. To use one of them instead, set option "
                 f"annotator={names[0]!r}; to make them classes, option folder_roles={{{names[0]!r}: \"class\"}}",
-                tuple(_rel(c, root) for c in others),
+                tuple(relative_name(c, root) for c in others),
                 "warning",
             )
         )
@@ -626,7 +636,7 @@ def folder_roles(img_dir: Path, class_dirs: list[Path], options: ImportOptions, 
                     f"mask folder {c.name!r} looks like a field-of-view mask ({why}): it is not a class, and pixels outside "
                     f"it are void (not scored). If it is a class, import again with option folder_roles={{{c.name!r}: \"class\"}}; "
                     f"to ignore it, {{{c.name!r}: \"ignore\"}}",
-                    (_rel(c, root),),
+                    (relative_name(c, root),),
                     "warning",
                 )
             )
@@ -706,13 +716,13 @@ def discover_polygons(root: Path, options: ImportOptions) -> Discovery:
         for img in image_files(img_dir):
             t = texts.get(stem_key(img.name))
             if t is None:
-                problems.append(Problem("unpaired_image", f"image {_rel(img, root)} has no polygon file", (_rel(img, root),), "error"))
+                problems.append(Problem("unpaired_image", f"image {relative_name(img, root)} has no polygon file", (relative_name(img, root),), "error"))
                 continue
             used.add(t)
             try:
                 shapes = poly.parse_text(t, default_label)
             except (ValueError, OSError) as exc:
-                problems.append(Problem("unreadable", str(exc), (_rel(t, root),), "error"))
+                problems.append(Problem("unreadable", str(exc), (relative_name(t, root),), "error"))
                 continue
             for s in shapes:
                 if s.label not in labels:
@@ -724,7 +734,7 @@ def discover_polygons(root: Path, options: ImportOptions) -> Discovery:
     if not samples:
         raise ValueError(f"no images with .txt polygon files found under {root}")
     _unique_ids(samples)
-    return Discovery("polygons", samples, problems, {"pairs": [[_rel(a, root), _rel(b, root)] for a, b in pairs]}, labels)
+    return Discovery("polygons", samples, problems, {"pairs": [[relative_name(a, root), relative_name(b, root)] for a, b in pairs]}, labels)
 
 
 def _json_kind(path: Path) -> str | None:
@@ -757,12 +767,12 @@ def discover_labelme(root: Path, options: ImportOptions) -> Discovery:
         try:
             shapes, meta = poly.read_labelme(f)
         except (ValueError, OSError) as exc:
-            problems.append(Problem("unreadable", str(exc), (_rel(f, root),), "error"))
+            problems.append(Problem("unreadable", str(exc), (relative_name(f, root),), "error"))
             continue
         img, refused = None, None
         if meta["image_path"] is not None:
             try:
-                img = paths.resolve_in_source(root, meta["image_path"], field=f"{_rel(f, root)} imagePath", base=f.parent)
+                img = paths.resolve_in_source(root, meta["image_path"], field=f"{relative_name(f, root)} imagePath", base=f.parent)
             except paths.OutsideSourceError as exc:
                 refused = str(exc)
         if img is None or not img.is_file():
@@ -770,16 +780,16 @@ def discover_labelme(root: Path, options: ImportOptions) -> Discovery:
             img = beside[0] if beside else None
         if refused is not None:
             fallback = "embedded imageData used instead" if img is None and meta["image_data"] is not None else (
-                f"the image beside it, {_rel(img, root)}, used instead" if img is not None else "skipped"
+                f"the image beside it, {relative_name(img, root)}, used instead" if img is not None else "skipped"
             )
             problems.append(
-                Problem("outside_source", f"{refused}; {fallback}", (_rel(f, root),), "error" if fallback == "skipped" else "warning")
+                Problem("outside_source", f"{refused}; {fallback}", (relative_name(f, root),), "error" if fallback == "skipped" else "warning")
             )
             if img is None and meta["image_data"] is None:
                 continue
         if img is None and meta["image_data"] is None:
             problems.append(
-                Problem("unpaired_mask", f"{_rel(f, root)} names image {meta['image_path']!r}, which is not in the imported data", (_rel(f, root),), "error")
+                Problem("unpaired_mask", f"{relative_name(f, root)} names image {meta['image_path']!r}, which is not in the imported data", (relative_name(f, root),), "error")
             )
             continue
         for s in shapes:
@@ -848,11 +858,11 @@ def discover_coco(root: Path, options: ImportOptions) -> Discovery:
                 labels.append(cats[cid])
         for im in images:
             if im["refused"]:
-                problems.append(Problem("outside_source", f"{im['refused']}; skipped", (_rel(ann, root),), "error"))
+                problems.append(Problem("outside_source", f"{im['refused']}; skipped", (relative_name(ann, root),), "error"))
                 continue
             if not im["file"].is_file():
                 problems.append(
-                    Problem("unpaired_mask", f"{_rel(ann, root)} names image {im['file_name']!r}, which is not in the imported data", (_rel(ann, root),), "error")
+                    Problem("unpaired_mask", f"{relative_name(ann, root)} names image {im['file_name']!r}, which is not in the imported data", (relative_name(ann, root),), "error")
                 )
                 continue
             if im["unsupported"]:
@@ -860,7 +870,7 @@ def discover_coco(root: Path, options: ImportOptions) -> Discovery:
                     Problem(
                         "unsupported_annotation",
                         f"{im['unsupported']} annotations of {im['file_name']} are compressed RLE, which is not supported; skipped",
-                        (_rel(ann, root),),
+                        (relative_name(ann, root),),
                         "warning",
                     )
                 )
@@ -878,7 +888,7 @@ def discover_coco(root: Path, options: ImportOptions) -> Discovery:
         )
     _note_unlabelled(root, samples, problems, "an entry in the COCO file")
     _unique_ids(samples)
-    return Discovery("coco", samples, problems, {"annotation_files": [_rel(a, root) for a in ann_files]}, labels)
+    return Discovery("coco", samples, problems, {"annotation_files": [relative_name(a, root) for a in ann_files]}, labels)
 
 
 def discover(layout: str, root: Path, options: ImportOptions) -> Discovery:
@@ -957,22 +967,22 @@ def _detect(root: Path) -> tuple[str, dict]:
         if any(image_files(s) and _has_word(s.name, IMAGE_WORDS) for s in subs) and any(
             _has_word(s.name, MASK_WORDS) and not image_files(s) and any(image_files(c) for c in _subdirs(s)) for s in subs
         ):
-            return "class_folders", {"reason": f"{_rel(d, root) or '.'}: masks/ holds one folder per class"}
+            return "class_folders", {"reason": f"{relative_name(d, root) or '.'}: masks/ holds one folder per class"}
     cands = _pair_candidates(root)
     if any(len(bs) >= 2 for _, bs in cands):
         group = next((a, bs) for a, bs in cands if len(bs) >= 2)
-        return "class_folders", {"reason": f"{_rel(group[0], root)} has {len(group[1])} mask folders with the same file names"}
+        return "class_folders", {"reason": f"{relative_name(group[0], root)} has {len(group[1])} mask folders with the same file names"}
     if cands:
-        return "paired", {"reason": "image and mask folders with matching file names", "pairs": [[_rel(a, root), _rel(bs[0], root)] for a, bs in cands]}
+        return "paired", {"reason": "image and mask folders with matching file names", "pairs": [[relative_name(a, root), relative_name(bs[0], root)] for a, bs in cands]}
     if _pair_candidates(root, ext_masks=(".txt",)) or any(image_files(d) and _files(d, ".txt") for d in dirs):
         return "polygons", {"reason": "images with .txt files of the same name"}
     same = _same_folder_candidates(root)
     if same:
         return "paired", {
             "reason": "images and their masks side by side in one folder, told apart by suffixes (_mask, _1stHO, ...)",
-            "pairs": [[_rel(f, root) or ".", _rel(f, root) or "."] for f in same],
+            "pairs": [[relative_name(f, root) or ".", relative_name(f, root) or "."] for f in same],
         }
-    names = sorted({_rel(d, root) or "." for d in dirs})[:10]
+    names = sorted({relative_name(d, root) or "." for d in dirs})[:10]
     raise ValueError(
         f"cannot tell the layout of {root} (folders seen: {names}){_stem_hint(root)}; "
         f"state it with layout= one of {sorted(LAYOUTS)}"

@@ -1,4 +1,6 @@
-"""Command line for runs: train, runs, eval, predict, stop, resume, sweep.
+"""Command line for runs: train, runs, stop, resume, sweep.
+
+(``eval`` is in ``segcore.evaluation.cli``, ``predict`` in ``segcore.prediction.cli``.)
 
 ``--json`` prints exactly one JSON object (or list) on stdout; progress and
 logs go to stderr.
@@ -10,32 +12,17 @@ Every run command first makes sure a queue worker serves any waiting runs
 from __future__ import annotations
 
 import argparse
-import functools
 import json
-import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from segcore.cliutil import err as _err
+from segcore.cliutil import print_json as _print_json
+from segcore.cliutil import waking as _waking
 from segcore.config import ENCODERS, NORMS, RunConfig
 from segcore.runs import LISTED_STATES
 from segcore.training.sweep import PAPER_SET
-
-
-def _print_json(obj: Any) -> None:
-    print(json.dumps(obj, default=_default), flush=True)
-
-
-def _default(obj: Any) -> Any:
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    if hasattr(obj, "item"):
-        return obj.item()
-    return str(obj)
-
-
-def _err(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 # -- settings from a config file and flags ---------------------------------------------
@@ -246,96 +233,6 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_eval(args: argparse.Namespace) -> int:
-    from segcore.runs import open_run
-
-    run = open_run(args.run)
-    if args.dataset:
-        from segcore.training.evaluate import evaluate_on_dataset
-
-        report = evaluate_on_dataset(run, args.dataset, subset=args.subset)
-    elif args.subset:
-        raise ValueError("--subset needs --dataset (the run's own test split is evaluated without them)")
-    elif args.cached:
-        report = run.read_evaluation()
-        if report is None:
-            raise FileNotFoundError(f"run {run.run_id} has no evaluation.json yet (state {run.true_status().get('state')})")
-    else:
-        report = evaluate_run(run, write=args.write)
-    if args.json:
-        _print_json(report)
-    else:
-        for avg in ("macro", "micro"):
-            block = report.get(avg) or {}
-            print(f"{avg}: " + ", ".join(f"{k} {v:.4f}" for k, v in block.items() if isinstance(v, (int, float))))
-        for row in report.get("per_class") or []:
-            print(f"  {row.get('name')}: dice {_num(row.get('dice'))}, iou {_num(row.get('iou'))}")
-    return 0
-
-
-def _num(value: Any) -> str:
-    return "n/a" if value is None else f"{value:.4f}"
-
-
-def evaluate_run(run, *, write: bool = False) -> dict[str, Any]:
-    """Evaluate a run's best checkpoint on its test split again (the numbers ``evaluation.json`` holds)."""
-    from segcore.data.dataset import load_dataset
-    from segcore.prediction import Predictor
-    from segcore.training.evaluate import evaluate_run_model
-    from segcore.workspace import get_workspace
-
-    meta = run.read_meta()
-    test_ids = meta["split"]["test"]
-    if not test_ids:
-        raise ValueError(f"run {run.run_id} has no test split to evaluate")
-    predictor = Predictor.from_folder(run)
-    dataset = load_dataset(meta["config"]["train"]["dataset"], get_workspace())
-    report = evaluate_run_model(run, predictor.model, dataset, test_ids, predictor.image_size, save_predictions=write, write=write,
-                                fit=predictor.fit)
-    if write:
-        from segcore.training.trainer import summary_metrics
-
-        run.update_status(test=summary_metrics(report))  # the runs table shows the rewritten numbers
-    return report
-
-
-def cmd_predict(args: argparse.Namespace) -> int:
-    from segcore.prediction import Predictor, probs_to_mask, read_image, save_mask_png
-
-    predictor = Predictor.from_run(args.run)
-    image = read_image(args.image)
-    probs = predictor.predict_probs(image)
-    mask = probs_to_mask(probs, predictor.mode, args.threshold)
-    written = save_mask_png(mask, args.out, predictor.mode)
-    if args.probs:
-        import numpy as np
-
-        np.save(args.probs, probs.astype(np.float32))
-    result = {
-        "run_id": predictor.run_id,
-        "image": str(args.image),
-        "mask": [str(p) for p in written],
-        "size": list(mask.shape[:2]),
-        "mode": predictor.mode,
-        "classes": predictor.class_names,
-        "class_pixels": _class_pixels(mask, predictor.mode, predictor.class_names),
-    }
-    if args.json:
-        _print_json(result)
-    else:
-        print(", ".join(result["mask"]))
-    return 0
-
-
-def _class_pixels(mask, mode: str, names: list[str]) -> dict[str, int]:
-    import numpy as np
-
-    if mode == "multilabel":
-        return {names[k + 1] if k + 1 < len(names) else str(k + 1): int(mask[..., k].sum()) for k in range(mask.shape[-1])}
-    counts = np.bincount(mask.ravel(), minlength=max(len(names), 1))
-    return {(names[k] if k < len(names) else str(k)): int(c) for k, c in enumerate(counts)}
-
-
 def cmd_stop(args: argparse.Namespace) -> int:
     from segcore.training.launcher import stop
 
@@ -398,21 +295,6 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0 if all(r["state"] == "finished" for r in result["rows"]) else 1
 
 
-def _waking(handler):
-    """``handler`` preceded by a look at the queue: waiting runs and no worker start one."""
-
-    @functools.wraps(handler)
-    def run(args: argparse.Namespace) -> int:
-        from segcore.training.launcher import wake_queue
-        from segcore.workspace import get_workspace
-
-        if wake_queue(get_workspace()):
-            _err("started a queue worker for the runs waiting in the queue")
-        return handler(args)
-
-    return run
-
-
 def register(subparsers) -> None:
     """Add the run commands to the ``python -m segcore`` parser."""
     p = subparsers.add_parser("train", help="queue a training run (or train and wait with --wait)",
@@ -430,25 +312,6 @@ def register(subparsers) -> None:
     p.add_argument("--tag")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_waking(cmd_runs))
-
-    p = subparsers.add_parser("eval", help="evaluate a run's best model on its test split")
-    p.add_argument("run")
-    p.add_argument("--cached", action="store_true", help="print evaluation.json instead of recomputing")
-    p.add_argument("--write", action="store_true", help="rewrite evaluation.json and the prediction cache")
-    p.add_argument("--dataset", help="evaluate on this dataset (same classes) instead of the run's test split; "
-                   "kept in the run folder as evaluations/<dataset>[-<subset>].json")
-    p.add_argument("--subset", help="with --dataset: only its samples of this subset (e.g. test)")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=_waking(cmd_eval))
-
-    p = subparsers.add_parser("predict", help="predict a mask for an image with a run's model")
-    p.add_argument("run")
-    p.add_argument("image")
-    p.add_argument("--out", required=True, help="mask PNG to write (class ids; multilabel: one PNG per class)")
-    p.add_argument("--probs", help="also save the probabilities as a .npy file")
-    p.add_argument("--threshold", type=float, default=0.5)
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=_waking(cmd_predict))
 
     p = subparsers.add_parser("stop", help="stop a queued or running run")
     p.add_argument("run")

@@ -15,23 +15,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from segcore.config import AugmentConfig
+from segcore.data.arrays import window_starts
 from segcore.data.augment import VOID, augment_pair, sample_rng
-
-
-def load_arrays(dataset: Any, ids: Sequence[str], size: int, fit: str = "squash") -> tuple[np.ndarray, np.ndarray]:
-    """Images ``uint8 (N, S, S, C)`` and masks ``uint8 (N, S, S)`` or ``(N, S, S, K-1)`` at ``size``.
-
-    ``segcore.data.arrays.load_arrays`` (threaded decoding, per-size cache),
-    with grey images given their channel axis. ``fit="short_side"``: the
-    aspect ratio kept, on the dataset's canvas (see ``segcore.data.arrays``).
-    """
-    from segcore.data.arrays import load_arrays as data_load_arrays
-
-    images, masks = data_load_arrays(dataset, list(ids), size, fit=fit)
-    images = np.asarray(images)
-    if images.ndim == 3:
-        images = images[..., None]
-    return images, np.asarray(masks)
 
 
 def make_targets(masks: np.ndarray, mode: str, num_classes: int, ignore_index: int = VOID) -> np.ndarray:
@@ -283,17 +268,6 @@ def crop_origin(region, crop: int, seed: int, epoch: int, index: int) -> tuple[i
     h, w = int(region[0]), int(region[1])
     rng = np.random.default_rng([int(seed), int(epoch), int(index), 1])
     return int(rng.integers(0, max(h - crop, 0) + 1)), int(rng.integers(0, max(w - crop, 0) + 1))
-
-
-def window_starts(length: int, window: int) -> list[int]:
-    """Starts of ``window``-long windows covering ``length`` (the last one ends at ``length``; they may overlap)."""
-    if length <= window:
-        return [0]
-    step = max(1, window // 2) if length < 2 * window else window - window // 4
-    starts = list(range(0, length - window + 1, step))
-    if starts[-1] != length - window:
-        starts.append(length - window)
-    return starts
 
 
 def windows(images: np.ndarray, masks: np.ndarray, sizes: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:

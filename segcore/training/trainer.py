@@ -26,11 +26,13 @@ from typing import Any
 import numpy as np
 
 from segcore.config import RunConfig
+from segcore.data.arrays import load_arrays
 from segcore.data.dataset import load_dataset
+from segcore.evaluation import evaluate_run_model, summary_metrics
 from segcore.runs import LiveStatus, RunFolder
 from segcore.training import health
 from segcore.training.optim import make_optimizer, scheduled_lr
-from segcore.training.pipeline import check_masks, class_frequencies, feed, load_arrays, make_batches, windows
+from segcore.training.pipeline import check_masks, class_frequencies, feed, make_batches, windows
 
 log = logging.getLogger("segcore.training")
 
@@ -563,30 +565,14 @@ class Trainer:
         if self.test_ids:
             self.status.update(message="evaluating the test split")
             best = keras.models.load_model(best_path, compile=False)
-            from segcore.training.evaluate import evaluate_run_model
-
-            report = evaluate_run_model(
+            evaluation = evaluate_run_model(
                 self.run, best, self.dataset, self.test_ids, self.cfg.train.image_size, save_predictions=True, fit=self.fit
             )
-            test = summary_metrics(report)
+            test = summary_metrics(evaluation.report)
         else:
             test = {}
             message += "; no test split, so no evaluation"
         return {"state": "finished", "message": message, "test": test}
-
-
-def summary_metrics(report: dict[str, Any]) -> dict[str, float]:
-    """The headline test numbers of an evaluation report: macro and micro Dice, IoU, precision, recall; pixel accuracy."""
-    out: dict[str, float] = {}
-    for avg in ("macro", "micro"):
-        block = report.get(avg) or {}
-        for key in ("dice", "iou", "precision", "recall"):
-            value = block.get(key)
-            if _is_number(value):
-                out[f"{avg}_{key}"] = float(value)
-    if "pixel_accuracy" in report and _is_number(report["pixel_accuracy"]):
-        out["pixel_accuracy"] = float(report["pixel_accuracy"])
-    return out
 
 
 def _tensorboard(run: RunFolder):

@@ -9,6 +9,7 @@ figure, a ``pandas.DataFrame`` or a sentence. One module per kind of output:
 - ``figures``: interactive Plotly charts (probability heatmap, class frequencies, training curves);
 - ``tables``: class frequencies and areas, evaluation tables, best values marked, the study table;
 - ``notes``: sentences about a dataset (sizes, class imbalance, what its own split leaves out);
+- ``problems``: the problems an import found, as a table;
 - ``runtable``: run labels, the runs table and its filters, durations.
 
 This module is the public surface: pages use ``from segcore import visualize as
@@ -37,6 +38,7 @@ from segcore.visualize.images import (
     to_rgb,
 )
 from segcore.visualize.notes import imbalance_warning, size_summary, subset_split_note
+from segcore.visualize.problems import PROBLEM_COLUMNS, problems_frame
 from segcore.visualize.runtable import (
     filter_runs,
     format_duration,

@@ -1,4 +1,4 @@
-"""Evaluation from a confusion matrix accumulated over a split (numpy only).
+"""Metrics from a confusion matrix accumulated over a split (numpy only).
 
 Inputs are what the data and the model give: the canonical mask of each image
 (an index mask ``(H, W)`` for binary and multiclass, label planes
@@ -33,8 +33,7 @@ binary and multiclass, and the per-class 2 x 2 counts for multilabel.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -307,140 +306,12 @@ def _json_list(a) -> list:
     return [_json_value(v) for v in np.asarray(a).tolist()]
 
 
-def _json_ready(obj):
+def json_ready(obj):
+    """Numpy arrays and scalars as plain JSON data; NaN becomes ``None`` (n/a)."""
     if isinstance(obj, dict):
-        return {k: _json_ready(v) for k, v in obj.items()}
+        return {k: json_ready(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_json_ready(v) for v in obj]
+        return [json_ready(v) for v in obj]
     if isinstance(obj, np.ndarray):
-        return _json_ready(obj.tolist())
+        return json_ready(obj.tolist())
     return _json_value(obj)
-
-
-@dataclass
-class EvaluationReport:
-    """The result of ``evaluate_predictions``; ``to_dict()`` is JSON-ready (NaN -> None, i.e. n/a)."""
-
-    mode: str
-    class_names: list[str]
-    threshold: float
-    ignore_index: int | None
-    include_background: bool
-    num_images: int
-    num_pixels: int
-    num_ignored: int
-    pixel_accuracy: float
-    per_class: list[dict[str, Any]]
-    macro: dict[str, float]
-    micro: dict[str, float]
-    confusion_matrix: list[list[int]] | None
-    per_image: list[dict[str, Any]] = field(default_factory=list)
-    threshold_sweep: dict[str, Any] | None = None
-    warnings: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        """All fields as plain JSON data; NaN (absent class, n/a) becomes ``None``."""
-        return _json_ready({f: getattr(self, f) for f in self.__dataclass_fields__})
-
-
-def evaluate_predictions(y_true_iter: Iterable, prob_iter: Iterable, mode: str, class_names: Sequence[str],
-                         ignore_index: int | None = 255, *, threshold: float = 0.5,
-                         ids: Sequence[str] | None = None, include_background: bool = False,
-                         sweep: bool = True) -> EvaluationReport:
-    """Evaluate a model's predictions on a split.
-
-    Args:
-        y_true_iter: canonical masks, one per image: index ``(H, W)`` for
-            binary and multiclass, planes ``(H, W, K-1)`` for multilabel.
-        prob_iter: the model's probabilities ``(H, W, C)``, same order.
-        mode: ``"binary"``, ``"multiclass"`` or ``"multilabel"``.
-        class_names: the K class names, background first.
-        ignore_index: void value in the masks, never counted.
-        threshold: probability at which a sigmoid channel counts as set.
-        ids: optional image ids for the per-image rows.
-        include_background: average over all classes instead of foreground only.
-        sweep: add a threshold sweep (sigmoid heads).
-
-    Returns:
-        An ``EvaluationReport``: per class precision / recall / IoU / Dice /
-        pixel accuracy (NaN = n/a for a class absent from truth and
-        prediction), macro and micro averages, per-image metrics, the
-        threshold sweep, and warnings (``accuracy_is_lying``, classes
-        missing from the truth or never predicted).
-
-    Raises:
-        ValueError: masks or probabilities that do not fit the mode and
-            classes, or different numbers of masks and predictions.
-    """
-    names = [str(n) for n in class_names]
-    acc = ConfusionAccumulator(mode, len(names), ignore_index=ignore_index, threshold=threshold, sweep=sweep)
-    per_image: list[dict[str, Any]] = []
-    truths, probs_it = iter(y_true_iter), iter(prob_iter)
-    index = 0
-    while True:
-        t = next(truths, None)
-        p = next(probs_it, None)
-        if t is None and p is None:
-            break
-        if t is None or p is None:
-            raise ValueError(f"got {'more' if p is not None else 'fewer'} predictions than masks after {index} images")
-        counts = acc.update(t, p)
-        s = summarize_counts(counts, include_background=include_background)
-        total = counts[0].sum()
-        fg_true = 1.0 - (counts[0, 0] + counts[0, 2]) / total if total else math.nan
-        fg_pred = 1.0 - (counts[0, 0] + counts[0, 1]) / total if total else math.nan
-        per_image.append({
-            "index": index,
-            "id": None if ids is None else str(ids[index]),
-            "dice": s["per_class"]["dice"],
-            "iou": s["per_class"]["iou"],
-            "macro_dice": s["macro"]["dice"],
-            "macro_iou": s["macro"]["iou"],
-            "pixel_accuracy": _image_accuracy(counts, mode),
-            "foreground_true": fg_true,
-            "foreground_pred": fg_pred,
-        })
-        index += 1
-    if index == 0:
-        raise ValueError("no images to evaluate")
-    counts = acc.counts
-    s = summarize_counts(counts, include_background=include_background)
-    per_class = []
-    for k, name in enumerate(names):
-        row = {"class_id": k, "name": name, "absent": bool(s["absent"][k]),
-               "support": int(counts[k, 0] + counts[k, 2]), "predicted": int(counts[k, 0] + counts[k, 1]),
-               "tp": int(counts[k, 0]), "fp": int(counts[k, 1]), "fn": int(counts[k, 2]), "tn": int(counts[k, 3])}
-        row.update({m: float(s["per_class"][m][k]) for m in METRIC_NAMES})
-        per_class.append(row)
-    pixel_accuracy = acc.pixel_accuracy()
-    warnings = []
-    lying = accuracy_is_lying(pixel_accuracy, s["macro"]["dice"])
-    if lying:
-        warnings.append(lying)
-    first = 0 if include_background else 1
-    for row in per_class[first:]:
-        if row["absent"]:
-            warnings.append(f"class {row['name']!r} is absent from truth and prediction: its scores are n/a "
-                            "and it is left out of the macro mean")
-        elif row["support"] == 0:
-            warnings.append(f"class {row['name']!r} has no pixels in the truth but is predicted "
-                            f"({row['predicted']} pixels)")
-        elif row["predicted"] == 0:
-            warnings.append(f"class {row['name']!r} is never predicted ({row['support']} true pixels missed)")
-    return EvaluationReport(
-        mode=mode, class_names=names, threshold=float(threshold), ignore_index=ignore_index,
-        include_background=include_background, num_images=acc.num_images,
-        num_pixels=int(counts[0].sum()), num_ignored=acc.num_ignored, pixel_accuracy=pixel_accuracy,
-        per_class=per_class, macro=s["macro"], micro=s["micro"],
-        confusion_matrix=None if acc.confusion is None else acc.confusion.tolist(),
-        per_image=per_image, threshold_sweep=acc.threshold_sweep(), warnings=warnings,
-    )
-
-
-def _image_accuracy(counts: np.ndarray, mode: str) -> float:
-    if mode == "multilabel":
-        c = counts[1:]
-        total = c.sum()
-        return float((c[:, 0].sum() + c[:, 3].sum()) / total) if total else math.nan
-    total = counts[0].sum()
-    return float(counts[:, 0].sum() / total) if total else math.nan

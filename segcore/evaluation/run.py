@@ -1,10 +1,10 @@
-"""Evaluate a run's model on its test split; cache the test probabilities.
+"""Evaluate a run's model: on its test split, on any dataset with the same classes; cache the test probabilities.
 
 The evaluation runs at the training size (images and masks resized as for
 training, masks with nearest-neighbour), so it scores exactly what the model
 was trained to output. The report comes from
-``segcore.evaluation.evaluate_predictions`` (per class, macro, micro, per
-image); the run folder keeps it as ``evaluation.json``.
+:func:`segcore.evaluation.report.evaluate_predictions` (per class, macro,
+micro, per image); the run folder keeps it as ``evaluation.json``.
 
 The prediction cache under ``predictions/`` holds one ``<id>.npz`` per test
 image with ``probs``: uint8 ``(S, S, num_outputs)`` = ``round(p * 255)``, and
@@ -14,12 +14,28 @@ can show several runs on the same images without loading any model.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
 
+from segcore.data.arrays import load_arrays
+from segcore.evaluation.report import EvaluationReport, evaluate_predictions, summary_metrics
 from segcore.runs import RunFolder, iso
-from segcore.training.pipeline import load_arrays
+
+
+@dataclass(frozen=True)
+class RunEvaluation:
+    """A run's model scored on its test split.
+
+    ``report`` is the typed result; ``record`` the JSON the run folder keeps
+    as ``evaluation.json`` (the report with the ids, ``run_id``, ``split``,
+    ``image_size``, ``fit`` and ``created_at``).
+    """
+
+    report: EvaluationReport
+    record: dict[str, Any]
+
 
 def predict_arrays(model, images: np.ndarray, batch_size: int = 8) -> np.ndarray:
     """Probabilities float32 ``(N, S, S, outputs)`` for uint8 images ``(N, S, S, C)``."""
@@ -40,7 +56,7 @@ def evaluate_run_model(
     save_predictions: bool = True,
     write: bool = True,
     fit: str = "squash",
-) -> dict[str, Any]:
+) -> RunEvaluation:
     """Evaluate ``model`` on ``test_ids`` and (optionally) write the report and cache.
 
     Args:
@@ -56,23 +72,57 @@ def evaluate_run_model(
             the model slid over it in overlapping windows.
 
     Returns:
-        The evaluation report as a dict (``per_class``, ``macro``, ``micro``,
-        ``per_image`` with ids, ``warnings``).
+        The typed report and the record written as ``evaluation.json``
+        (``per_class``, ``macro``, ``micro``, ``per_image`` with ids, ``warnings``).
     """
     info = dataset.info
     images, masks = load_arrays(dataset, list(test_ids), size, fit=fit)
     probs = _predict(model, images, size)
     report = evaluate_probs(masks, probs, info.mode, info.class_names, list(test_ids), include_background=info.include_background)
-    report["run_id"] = run.run_id
-    report["split"] = "test"
-    report["image_size"] = size
-    report["fit"] = fit
-    report["created_at"] = iso()
+    record = report_record(report, list(test_ids))
+    record["run_id"] = run.run_id
+    record["split"] = "test"
+    record["image_size"] = size
+    record["fit"] = fit
+    record["created_at"] = iso()
     if write:
-        run.write_evaluation(report)
+        run.write_evaluation(record)
     if save_predictions:
         run.write_prediction_cache(list(test_ids), _own_regions(dataset, test_ids, probs, size, fit), info.mode, info.class_names, size)
-    return report
+    return RunEvaluation(report, record)
+
+
+def evaluate_run(run: RunFolder, *, write: bool = False, workspace=None) -> dict[str, Any]:
+    """Evaluate a run's best checkpoint on its test split again (the numbers ``evaluation.json`` holds).
+
+    Args:
+        run: the run folder.
+        write: rewrite ``evaluation.json``, the prediction cache and the
+            test numbers of the run's status (the runs table shows them).
+        workspace: where the run's dataset is (default: the current workspace).
+
+    Returns:
+        The evaluation record (as ``evaluation.json`` holds it).
+
+    Raises:
+        ValueError: the run has no test split.
+        FileNotFoundError: the run has no checkpoint, or its dataset is gone.
+    """
+    from segcore.data.dataset import load_dataset
+    from segcore.prediction import Predictor
+    from segcore.workspace import get_workspace
+
+    meta = run.read_meta()
+    test_ids = meta["split"]["test"]
+    if not test_ids:
+        raise ValueError(f"run {run.run_id} has no test split to evaluate")
+    predictor = Predictor.from_folder(run)
+    dataset = load_dataset(meta["config"]["train"]["dataset"], workspace or get_workspace())
+    evaluation = evaluate_run_model(run, predictor.model, dataset, test_ids, predictor.image_size, save_predictions=write,
+                                    write=write, fit=predictor.fit)
+    if write:
+        run.update_status(test=summary_metrics(evaluation.report))  # the runs table shows the rewritten numbers
+    return evaluation.record
 
 
 def _predict(model, images: np.ndarray, size: int, batch_size: int = 8) -> np.ndarray:
@@ -98,18 +148,20 @@ def _own_regions(dataset, ids, probs: np.ndarray, size: int, fit: str) -> np.nda
 
 
 def evaluate_probs(masks: np.ndarray, probs: np.ndarray, mode: str, class_names: Sequence[str], ids: Sequence[str],
-                   include_background: bool = False) -> dict[str, Any]:
-    """The evaluation report for masks and probabilities at the same size.
+                   include_background: bool = False) -> EvaluationReport:
+    """The evaluation report for masks and probabilities at the same size (void = 255).
 
     ``include_background``: class 0 is a real class (the dataset's ``class0``), counted in the macro and micro means.
     """
-    from segcore.evaluation import evaluate_predictions
+    return evaluate_predictions(iter(list(masks)), iter(list(probs)), mode, list(class_names), ignore_index=255,
+                                ids=list(ids), include_background=include_background)
 
-    result = evaluate_predictions(iter(list(masks)), iter(list(probs)), mode, list(class_names), ignore_index=255,
-                                  ids=list(ids), include_background=include_background)
-    report = result.to_dict()
-    report["ids"] = list(ids)
-    return _plain(report)
+
+def report_record(report: EvaluationReport, ids: Sequence[str]) -> dict[str, Any]:
+    """A report as the JSON a run folder keeps: ``report.to_dict()`` with the evaluated ``ids``."""
+    record = report.to_dict()
+    record["ids"] = list(ids)
+    return _plain(record)
 
 
 def _plain(obj: Any) -> Any:
@@ -207,8 +259,9 @@ def evaluate_on_dataset(run: RunFolder, dataset_name: str, *, subset: str | None
     images, masks = load_arrays(dataset, ids, predictor.image_size, fit=predictor.fit)
     images = _to_channels(images, predictor.channels)
     probs = _predict(predictor.model, images, predictor.image_size, batch_size)
-    report = evaluate_probs(masks, probs, info.mode, info.class_names, ids, include_background=info.include_background)
-    report["warnings"] = warnings + list(report.get("warnings") or [])
+    result = evaluate_probs(masks, probs, info.mode, info.class_names, ids, include_background=info.include_background)
+    report = report_record(result, ids)
+    report["warnings"] = warnings + list(result.warnings)
     report.update(run_id=run.run_id, dataset=dataset_name, subset=subset, image_size=predictor.image_size,
                   class0="class" if info.include_background else "background", created_at=iso())
     if write:

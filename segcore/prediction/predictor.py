@@ -19,14 +19,26 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import cv2
 import numpy as np
 
 from segcore.data import imageio
+from segcore.data.arrays import window_starts
+from segcore.prediction.masks import probs_to_mask
 from segcore.runs import RunFolder, open_run
 from segcore.workspace import Workspace
+
+
+def run_head(meta: Mapping[str, Any]) -> tuple[str, list[str]]:
+    """A run's head from its ``meta.json``: ``(mode, class names)`` as its dataset was recorded.
+
+    A run that recorded no mode predicts ``multiclass``; one that recorded no
+    classes has an empty list of names.
+    """
+    record = meta.get("dataset") or {}
+    return record.get("mode", "multiclass"), list(record.get("classes") or [])
 
 
 @dataclass
@@ -66,7 +78,7 @@ class Predictor:
             state = run.true_status().get("state")
             raise FileNotFoundError(f"run {run.run_id} ({state}) has no model checkpoint yet: {path} is missing")
         meta = run.read_meta()
-        dataset = meta.get("dataset") or {}
+        mode, class_names = run_head(meta)
         model = keras.models.load_model(path, compile=False)
         shape = model.input_shape
         fitted = meta.get("input") or {}
@@ -75,8 +87,8 @@ class Predictor:
             model=model,
             image_size=int(shape[1]),
             channels=int(shape[-1]),
-            mode=dataset.get("mode", "multiclass"),
-            class_names=list(dataset.get("classes", [])),
+            mode=mode,
+            class_names=class_names,
             checkpoint=str(path),
             fit=fitted.get("fit", "squash"),
             reference_short_side=fitted.get("reference_short_side"),
@@ -149,11 +161,9 @@ def predict_tiled(model, images: np.ndarray, window: int, batch_size: int = 8) -
     """Probabilities float32 ``(N, H, W, outputs)`` for images ``(N, H, W, C)`` of any size >= ``window``.
 
     The model (input ``window`` x ``window``) is slid over each image in
-    overlapping windows (:func:`segcore.training.pipeline.window_starts`);
+    overlapping windows (:func:`segcore.data.arrays.window_starts`);
     where windows overlap their probabilities are averaged.
     """
-    from segcore.training.pipeline import window_starts
-
     images = np.asarray(images)
     n, h, w = images.shape[:3]
     if (h, w) == (window, window):
@@ -187,48 +197,6 @@ def resize_probs(probs: np.ndarray, height: int, width: int) -> np.ndarray:
         part = cv2.resize(probs[..., start : start + 4], (width, height), interpolation=cv2.INTER_LINEAR)
         parts.append(part.reshape(height, width, -1))
     return np.concatenate(parts, axis=-1)
-
-
-def probs_to_mask(probs: np.ndarray, mode: str, threshold: float = 0.5) -> np.ndarray:
-    """Probabilities to a mask.
-
-    Args:
-        probs: ``(H, W, C)``.
-        mode: ``binary`` (class 1 where p >= threshold), ``multiclass``
-            (argmax), ``multilabel`` (a 0/1 plane per class, p >= threshold).
-        threshold: for sigmoid heads.
-
-    Returns:
-        uint8 ``(H, W)`` index mask, or ``(H, W, K-1)`` planes for multilabel.
-    """
-    if mode == "multiclass":
-        return np.argmax(probs, axis=-1).astype(np.uint8)
-    if mode == "binary":
-        return (probs[..., 0] >= threshold).astype(np.uint8)
-    if mode == "multilabel":
-        return (probs >= threshold).astype(np.uint8)
-    raise ValueError(f"unknown mode {mode!r}; expected binary, multiclass or multilabel")
-
-
-def save_mask_png(mask: np.ndarray, path: str | os.PathLike, mode: str = "multiclass") -> list[Path]:
-    """Save a predicted mask as PNG in the canonical encoding (class ids; multilabel: one 0/1 PNG per class).
-
-    Returns:
-        The files written (multilabel: ``<stem>_<k>.png`` for k = 1..K-1).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix.lower() != ".png":
-        raise ValueError(f"mask output {path} must be a .png file")
-    if mode == "multilabel" and mask.ndim == 3:
-        written = []
-        for k in range(mask.shape[2]):
-            target = path.with_name(f"{path.stem}_{k + 1}.png")
-            imageio.write_png(target, np.ascontiguousarray(mask[..., k], dtype=np.uint8), mask=True)
-            written.append(target)
-        return written
-    imageio.write_png(path, np.ascontiguousarray(mask, dtype=np.uint8), mask=True)
-    return [path]
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
