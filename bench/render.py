@@ -4,7 +4,7 @@
   with its test prediction cache and a real evaluation report. Warm = the
   probabilities are cached and the page re-renders every tile after the
   heatmap class changes (the common interaction).
-- Predict: a default U-Net (depth 4, 32 filters, 128 px) on an uploaded 512x512
+- Predict: a U-Net of depth 4, 32 filters, 128 px (the former default) on an uploaded 512x512
   RGB image. Warm = the model is loaded; each timed render is a *new* image, so
   it includes decoding, prediction, resizing the probabilities back to 512x512,
   the overlay, the heatmap and the mask PNG.
@@ -73,7 +73,7 @@ def build_workspace(root: Path) -> dict:
 
     from segcore.models import build_model
 
-    cfg = RunConfig(model=ModelConfig(), train=TrainConfig(dataset=info.name, image_size=128, epochs=1), name="bench-predict")
+    cfg = RunConfig(model=ModelConfig(filters=32), train=TrainConfig(dataset=info.name, image_size=128, epochs=1), name="bench-predict")
     run = runs.create_run(ws, cfg, dataset=record, split={"train": ds.ids, "val": [], "test": []})
     model = build_model(cfg.model, image_size=128, channels=info.channels, mode=info.mode, num_classes=len(names))
     run.checkpoints_dir.mkdir(parents=True, exist_ok=True)

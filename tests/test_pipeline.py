@@ -183,7 +183,7 @@ def test_a_partial_last_batch_and_validation_compile_no_extra_step():
 
 
 def test_tensorflow_is_fed_the_same_batches_through_a_mapped_dataset_with_static_shapes():
-    """Keras wraps a PyDataset in Dataset.from_generator on TensorFlow, which doubles a step's CPU
+    """Keras wraps a PyDataset in Dataset.from_generator on TensorFlow, which costs 1.5-1.9x an epoch's CPU
     time (bench/fit_feed.py); ``feed`` maps batch numbers instead, and the epoch is the one set."""
     pytest.importorskip("tensorflow")
     import tensorflow as tf

@@ -233,8 +233,9 @@ def feed(batches, backend: str | None = None):
     ``batches[i]`` (``tf.numpy_function``, ``workers`` calls in parallel, in
     order, one batch prefetched), with the batches' full static shapes. Keras
     would otherwise wrap the ``PyDataset`` in ``Dataset.from_generator``, and a
-    training step fed from a generator dataset costs about 1.8x the CPU time
-    of the same step fed from a mapped one (``bench/fit_feed.py``). Keras calls
+    training epoch fed from a generator dataset cost 1.5x to 1.9x the CPU time
+    of the same epoch fed from a mapped one, which costs what in-memory arrays
+    do (``bench/fit_feed.py``). Keras calls
     no ``on_epoch_end`` on a ``tf.data`` dataset: the caller sets
     ``batches.epoch`` at the start of every epoch (the trainer's callback does).
     On JAX and PyTorch the ``PyDataset`` itself, which Keras reads directly.
