@@ -12,7 +12,7 @@ import streamlit as st
 from pages import _ui
 from segcore import runs as runs_mod
 from segcore import visualize as viz
-from segcore.prediction import prediction_setup, probs_to_mask
+from segcore.prediction import prediction_setup, probs_to_mask, runs_that_predict
 from segcore.safetext import markdown_text
 
 IMAGE_TYPES = ["png", "jpg", "jpeg", "tif", "tiff", "bmp", "gif"]
@@ -22,14 +22,7 @@ ws = _ui.workspace()
 st.title("Predict")
 
 
-def has_model(s) -> bool:
-    folder = runs_mod.RunFolder(s.path)
-    return folder.has_model
-
-
-# A damaged run predicts too while its settings (config.json) can be read.
-summaries = [s for s in runs_mod.list_runs(ws) if s.state in ("finished", "stopped", "interrupted", "damaged")
-             and "config.json" not in s.damage and has_model(s)]
+summaries = runs_that_predict(runs_mod.list_runs(ws))
 if not summaries:
     st.info(
         "No run has a trained model yet. Train one on the **Train** page (or from **Home** with one click); "

@@ -126,3 +126,23 @@ def test_mask_files_are_named_in_one_place(tmp_path):
     assert [p.name for p in written] == [name for name, _ in files]
     assert zipfile.ZipFile(io.BytesIO(data)).namelist() == [name for name, _ in files]
     np.testing.assert_array_equal(cv2.imread(str(written[1]), cv2.IMREAD_GRAYSCALE), planes[..., 1])
+
+
+def test_runs_that_predict_have_a_saved_model_and_readable_settings(tmp_path):
+    from segcore.prediction import runs_that_predict
+    from segcore.runs import RunSummary
+
+    def run(name, state, model=True, damage=None):
+        folder = tmp_path / name
+        (folder / "checkpoints").mkdir(parents=True)
+        if model:
+            (folder / "checkpoints" / "last.keras").write_bytes(b"model")
+        return RunSummary(run_id=name, state=state, path=str(folder), damage=damage or {})
+
+    summaries = [
+        run("finished", "finished"), run("stopped", "stopped"), run("running", "running"),
+        run("queued", "queued", model=False), run("no-model", "finished", model=False),
+        run("bad-status", "damaged", damage={"status.json": "not JSON"}),
+        run("bad-config", "damaged", damage={"config.json": "not JSON"}),
+    ]
+    assert [s.run_id for s in runs_that_predict(summaries)] == ["finished", "stopped", "bad-status"]

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 from segcore.prediction.masks import label_plane_files, probs_to_mask, save_mask_png
 from segcore.prediction.predictor import Predictor, predict_tiled, read_image, resize_probs, run_head
-from segcore.prediction.run import PredictionSetup, prediction_setup, run_probabilities
+from segcore.prediction.run import PredictionSetup, prediction_setup, run_probabilities, runs_that_predict
 
 __all__ = [
     "Predictor", "predict_tiled", "read_image", "resize_probs", "run_head",
     "label_plane_files", "probs_to_mask", "save_mask_png",
-    "PredictionSetup", "prediction_setup", "run_probabilities",
+    "PredictionSetup", "prediction_setup", "run_probabilities", "runs_that_predict",
 ]

@@ -12,7 +12,16 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from segcore.prediction.predictor import Predictor, run_head
-from segcore.runs import RunFolder
+from segcore.runs import RunFolder, RunSummary
+
+# States whose model is kept; a damaged run predicts too while its settings (config.json) can be read.
+PREDICTABLE_STATES = ("finished", "stopped", "interrupted", "damaged")
+
+
+def runs_that_predict(summaries: Sequence[RunSummary]) -> list[RunSummary]:
+    """The runs whose model can predict now: not training, settings readable, a checkpoint saved."""
+    return [s for s in summaries if s.state in PREDICTABLE_STATES and "config.json" not in s.damage
+            and RunFolder(s.path).has_model]
 
 
 @dataclass(frozen=True)
