@@ -44,10 +44,7 @@ def cached_probs(path: str, sample_id: str, mtime: float) -> np.ndarray | None:
     return runs_mod.RunFolder(path).read_cached_probs(sample_id)
 
 
-by_dataset: dict[str, list] = {}
-for s in summaries:
-    by_dataset.setdefault(s.dataset, []).append(s)
-eligible = {d: v for d, v in by_dataset.items() if len(v) >= 2}
+eligible = viz.comparable_runs(summaries)
 if not eligible:
     st.info("No dataset has two finished runs yet; runs can only be compared on the same dataset.")
     st.stop()
@@ -89,17 +86,11 @@ except (FileNotFoundError, ValueError) as exc:
     st.error(f"The runs were trained on dataset {dataset_name!r}, which cannot be opened: {exc}")
     st.stop()
 info = ds.info
-hashes = {(_ui.readable(runs[r].read_meta, {}).get("dataset") or {}).get("content_hash") for r in chosen} - {None, ""}
-if info.content_hash and hashes and hashes != {info.content_hash}:
+if viz.trained_on_older_data([_ui.readable(runs[r].read_meta, {}) for r in chosen], info.content_hash):
     st.warning(f"Dataset {dataset_name!r} has changed since some of these runs were trained; their scores refer to the older version.")
 
 # --------------------------------------------------------------------------- images
 
-shared = None
-for r in chosen:
-    ids = set(indexes[r].get("ids") or [])
-    shared = ids if shared is None else shared & ids
-shared_ids = [i for i in ds.ids if i in (shared or set())]
 c = st.columns([2, 1, 1])
 pick_mode = c[0].segmented_control("Images", ["Test images", "Worst for each model"], default="Test images", key="cmp_pick_mode")
 class_names = info.class_names
@@ -109,17 +100,13 @@ threshold = c[2].slider("Threshold", 0.05, 0.95, 0.5, 0.05, key="cmp_threshold",
                         disabled=info.mode == "multiclass")
 if pick_mode == "Worst for each model":
     per_run = st.columns([1, 3])[0].number_input("Images per model", 1, 4, 2, key="cmp_worst_n")
-    worst_for: dict[str, list[str]] = {}  # image -> the models it is among the worst for
-    for r in chosen:
-        for sid in viz.worst_images((reports[r] or {}).get("per_image", ()), n=int(per_run)):
-            if sid in ds.ids:
-                worst_for.setdefault(sid, []).append(labels[r])
-    ids = list(worst_for)[:8]
+    worst_for = viz.worst_images_per_run(reports, labels, ds.ids, int(per_run))  # image -> the models it is worst for
+    ids = list(worst_for)
     if not ids:
         st.info("These runs have no per-image scores; pick test images instead.")
 else:
-    options = shared_ids or [i for i in ds.ids if i in set(indexes[chosen[0]].get("ids") or [])] or ds.ids
-    if not shared_ids:
+    options, all_saved = viz.image_choices(ds.ids, [indexes[r] for r in chosen])
+    if not all_saved:
         st.caption("These runs were tested on different images; images without a cached prediction are predicted with the run's model.")
     ids = st.multiselect("Pick images", options, default=options[: min(4, len(options))], max_selections=8, key="cmp_ids")
 

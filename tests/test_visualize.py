@@ -349,3 +349,30 @@ def test_filter_runs_by_state_dataset_and_text():
     assert ids(viz.filter_runs(rows, query="base · 5e6f")) == ["5e6f"]  # the label people see, made unique over all runs
     assert ids(viz.filter_runs(rows, query="20260101-000002")) == ["3c4d"]  # the run id
     assert viz.filter_runs(rows, datasets=["roads"]) == []
+
+
+def test_compare_page_choices_runs_and_images():
+    from segcore.runs import RunSummary
+
+    s = [RunSummary(run_id="a", state="finished", dataset="d1"), RunSummary(run_id="b", state="running", dataset="d1"),
+         RunSummary(run_id="c", state="finished", dataset="d2"), RunSummary(run_id="e", state="finished", dataset="d1"),
+         RunSummary(run_id="f", state="finished", dataset="d3"), RunSummary(run_id="g", state="finished", dataset="d2")]
+    groups = viz.comparable_runs(s)
+    assert list(groups) == ["d1", "d2"] and [r.run_id for r in groups["d1"]] == ["a", "e"]
+
+    assert viz.trained_on_older_data([{"dataset": {"content_hash": "h1"}}, {"dataset": {"content_hash": "h2"}}], "h2")
+    assert not viz.trained_on_older_data([{"dataset": {"content_hash": "h2"}}, {}], "h2")
+    assert not viz.trained_on_older_data([{"dataset": {"content_hash": "h1"}}], None)
+
+    ids = ["1", "2", "3", "4"]
+    assert viz.shared_images(ids, [{"ids": ["4", "2", "3"]}, {"ids": [2, "4"]}]) == ["2", "4"]
+    assert viz.image_choices(ids, [{"ids": ["3", "1"]}, {"ids": ["2"]}]) == (["1", "3"], False)
+    assert viz.image_choices(ids, [{"ids": ["3"]}, {"ids": ["3"]}]) == (["3"], True)
+    assert viz.image_choices(ids, [{}, {}]) == (ids, False)
+
+    reports = {"a": {"per_image": [{"id": "1", "macro_dice": 0.9}, {"id": "2", "macro_dice": 0.1},
+                                   {"id": "gone", "macro_dice": 0.0}]},
+               "e": {"per_image": [{"id": "2", "macro_dice": 0.2}, {"id": "3", "macro_dice": 0.3}]}, "x": None}
+    worst = viz.worst_images_per_run(reports, {"a": "A", "e": "E"}, ids, n=2)
+    assert worst == {"2": ["A", "E"], "3": ["E"]}  # "gone" is among A's worst but no longer in the dataset
+    assert list(viz.worst_images_per_run(reports, {}, ids, n=2, limit=1)) == ["2"]

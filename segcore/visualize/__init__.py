@@ -10,7 +10,8 @@ figure, a ``pandas.DataFrame`` or a sentence. One module per kind of output:
 - ``tables``: class frequencies and areas, evaluation tables, best values marked, the study table;
 - ``notes``: sentences about a dataset (sizes, class imbalance, what its own split leaves out);
 - ``problems``: the problems an import found, as a table;
-- ``runtable``: run labels, the runs table and its filters, durations.
+- ``runtable``: run labels, the runs table and its filters, durations;
+- ``comparison``: which runs can be compared, and which images to show side by side.
 
 This module is the public surface: pages use ``from segcore import visualize as
 viz`` and ``viz.<name>``; the names below are the whole of it.
@@ -18,6 +19,13 @@ viz`` and ``viz.<name>``; the names below are the whole of it.
 
 from __future__ import annotations
 
+from segcore.visualize.comparison import (
+    comparable_runs,
+    image_choices,
+    shared_images,
+    trained_on_older_data,
+    worst_images_per_run,
+)
 from segcore.visualize.figures import class_frequency_figure, curve_metrics, curves_figure, heatmap_figure, history_frame
 from segcore.visualize.files import decode_image, encode_mask
 from segcore.visualize.images import (

@@ -1,0 +1,82 @@
+"""What the Compare page puts side by side: runs that can be compared, and the images to show.
+
+Pure functions over run summaries, prediction indexes (``predictions/index.json``)
+and evaluation reports as the run folders hold them; nothing here reads a file.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping, Sequence
+
+from segcore.visualize.tables import worst_images
+
+MAX_IMAGES = 8  # image rows the page shows at most
+
+
+def comparable_runs(summaries: Iterable[Any]) -> dict[str, list[Any]]:
+    """Finished runs grouped by dataset, for the datasets with at least two (runs compare only on one dataset).
+
+    Args:
+        summaries: ``RunSummary`` records (any state).
+
+    Returns:
+        ``{dataset: [summaries in the given order]}``, datasets in first-seen order.
+    """
+    groups: dict[str, list[Any]] = {}
+    for s in summaries:
+        if s.state == "finished":
+            groups.setdefault(s.dataset, []).append(s)
+    return {name: runs for name, runs in groups.items() if len(runs) >= 2}
+
+
+def trained_on_older_data(metas: Iterable[Mapping[str, Any]], content_hash: str | None) -> bool:
+    """Whether any run was trained on another version of the dataset than ``content_hash`` (its scores are older)."""
+    hashes = {(meta.get("dataset") or {}).get("content_hash") for meta in metas} - {None, ""}
+    return bool(content_hash and hashes and hashes != {content_hash})
+
+
+def shared_images(dataset_ids: Sequence[str], indexes: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Images every run has a saved prediction of, in the dataset's order."""
+    shared: set[str] | None = None
+    for index in indexes:
+        ids = {str(i) for i in index.get("ids") or []}
+        shared = ids if shared is None else shared & ids
+    return [i for i in dataset_ids if i in (shared or set())]
+
+
+def image_choices(dataset_ids: Sequence[str], indexes: Sequence[Mapping[str, Any]]) -> tuple[list[str], bool]:
+    """The images to offer and whether every run has them saved.
+
+    Returns:
+        ``(ids, shared)``: the images all runs were tested on (``shared``
+        True); else the first run's tested images; else the whole dataset.
+        Images without a saved prediction are predicted with the run's model.
+    """
+    shared = shared_images(dataset_ids, indexes)
+    if shared:
+        return shared, True
+    first = {str(i) for i in (indexes[0].get("ids") or [])} if indexes else set()
+    return [i for i in dataset_ids if i in first] or list(dataset_ids), False
+
+
+def worst_images_per_run(reports: Mapping[str, Mapping[str, Any] | None], labels: Mapping[str, str],
+                         dataset_ids: Sequence[str], n: int, limit: int = MAX_IMAGES) -> dict[str, list[str]]:
+    """Each run's ``n`` lowest-scoring test images (macro Dice), with the runs each is among the worst for.
+
+    Args:
+        reports: run id -> its evaluation report (``evaluation.json``), or None.
+        labels: run id -> the label people see.
+        dataset_ids: the dataset's ids (images no longer in it are left out).
+        n: images per run.
+        limit: images in all, at most.
+
+    Returns:
+        ``{image id: [run labels]}`` in run order, at most ``limit`` images.
+    """
+    known = set(dataset_ids)
+    worst: dict[str, list[str]] = {}
+    for run_id, report in reports.items():
+        for sid in worst_images((report or {}).get("per_image", ()), n=int(n)):
+            if sid in known:
+                worst.setdefault(sid, []).append(labels.get(run_id, run_id))
+    return dict(list(worst.items())[:limit])
