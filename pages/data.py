@@ -72,26 +72,17 @@ def _options_form() -> dict:
     if classes_upload is not None:
         if classes_text.strip():
             raise ValueError("Class names: both typed and uploaded; give one of them")
-        classes_text = imports.read_class_list(_upload_text(classes_upload, "class list"))
+        classes_text = imports.read_class_list(uploads.upload_text(uploads.UploadedFile(classes_upload.name, classes_upload.getvalue()), "class list"))
         classes_text = "\n".join(classes_text)
     if colors_upload is not None:
         if colors_text.strip():
             raise ValueError("Colour table: both typed and uploaded; give one of them")
-        colors_text = _upload_text(colors_upload, "colour table")
+        colors_text = uploads.upload_text(uploads.UploadedFile(colors_upload.name, colors_upload.getvalue()), "colour table")
     return {
         "classes_text": classes_text, "colors_text": colors_text, "ignore_text": ignore_text, "mask_encoding": encoding,
         "invert": invert, "multilabel": {"auto": None, "yes": True, "no": False}[multilabel], "class0": class0,
         "extra_text": extra_text,
     }
-
-
-def _upload_text(upload, what: str) -> str:
-    if upload.size > 1024**2:
-        raise ValueError(f"the uploaded {what} {upload.name!r} is larger than 1 MiB; expected a short text file")
-    try:
-        return upload.getvalue().decode("utf-8")
-    except UnicodeDecodeError:
-        raise ValueError(f"the uploaded {what} {upload.name!r} is not UTF-8 text") from None
 
 
 def import_section(expanded: bool) -> None:

@@ -227,3 +227,13 @@ def test_problems_frame_reads_problem_records_the_same_from_a_report_and_from_it
     whole = viz.problems_frame([Problem("empty_class", "classes ['x'] have no pixels", (), "warning")]).iloc[0]
     assert whole["files"] == "–" and whole["which"] == "the dataset as a whole"
     assert viz.problems_frame([]).empty
+
+
+def test_an_uploaded_text_file_is_short_utf8_text_or_a_message_naming_it():
+    from segcore.data.uploads import UploadedFile, upload_text
+
+    assert upload_text(UploadedFile("classes.txt", "sky\nroad\n".encode()), "class list") == "sky\nroad\n"
+    with pytest.raises(ValueError, match=r"the uploaded class list 'big.txt' is larger than 1 MiB"):
+        upload_text(UploadedFile("big.txt", b"a" * (1024**2 + 1)), "class list")
+    with pytest.raises(ValueError, match=r"the uploaded colour table 'c.csv' is not UTF-8 text"):
+        upload_text(UploadedFile("c.csv", b"\xff\xfe\x00bad"), "colour table")

@@ -180,3 +180,23 @@ def progress_records(progress: Callable[[ImportProgress], None] | None) -> Calla
     if progress is None:
         return lambda done, total, message: None
     return lambda done, total, message: progress(ImportProgress(done, total, message))
+
+
+MAX_TEXT_UPLOAD = 1024**2  # bytes: a class list or colour table is a short text file
+
+
+def upload_text(upload: UploadedFile, what: str, limit: int = MAX_TEXT_UPLOAD) -> str:
+    """An uploaded text file (a class list, a colour table) as text.
+
+    Raises:
+        ValueError: naming the file and ``what`` it should be, when it is
+            larger than ``limit`` bytes or not UTF-8 text.
+    """
+    data = bytes(upload.data)
+    if len(data) > limit:
+        raise ValueError(f"the uploaded {what} {upload.name!r} is larger than {limit // 1024**2} MiB; "
+                         "expected a short text file")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"the uploaded {what} {upload.name!r} is not UTF-8 text") from None
