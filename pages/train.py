@@ -9,22 +9,12 @@ from pages import _ui
 from segcore import runs as runs_mod
 from segcore import visualize as viz
 from segcore.config import (  # the settings' own lists and defaults; no Keras import
-    ACTIVATIONS, DEPTHS, ENCODERS, FITS, FREEZE_MODES, LOSSES, LR_SCHEDULES, NORMS, OPTIMIZERS, UPSAMPLING,
+    ACTIVATIONS, DEPTHS, ENCODERS, FITS, FREEZE_MODES, LOSS_HELP, LOSSES, LR_SCHEDULES, NORMS, OPTIMIZERS, UPSAMPLING,
     AugmentConfig, ModelConfig, RunConfig, SplitConfig, TrainConfig,
 )
 from segcore.models import encoders
 from segcore.safetext import markdown_text
 from segcore.training import sweep
-LOSS_HELP = {
-    "auto": "Dice + cross-entropy of the head (a good default)",
-    "dice": "soft Dice: robust to class imbalance",
-    "bce": "binary cross-entropy per channel",
-    "cce": "categorical cross-entropy (exclusive classes)",
-    "weighted_cce": "cross-entropy weighted by inverse class frequency",
-    "focal": "focal loss: down-weights easy pixels",
-    "dice_ce": "Dice + cross-entropy",
-    "jaccard": "soft IoU",
-}
 M, T = ModelConfig(), TrainConfig()  # the defaults every widget starts from
 STUDY = "The paper's encoder study: plain U-Net, VGG16 frozen, VGG16 fine-tuned (frozen for the first half of the epochs), DenseNet121, ResNet50, MobileNetV2"
 

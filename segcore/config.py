@@ -46,8 +46,19 @@ UPSAMPLING = ("transpose", "upsample")
 MODES = ("binary", "multiclass", "multilabel")  # dataset modes, each with its own head
 OPTIMIZERS = _optim.optimizer_names()
 LR_SCHEDULES = _optim.schedule_names()
-# The names segcore.losses registers, plus "auto" (tests check the two agree).
-LOSSES = ("auto", "dice", "bce", "cce", "weighted_cce", "focal", "dice_ce", "jaccard")
+# The loss settings, each with what it does: the names of segcore.losses' classes plus "auto" (that module
+# refuses to import when the two differ; it imports Keras, which this module must not).
+LOSS_HELP = {
+    "auto": "Dice + cross-entropy of the head (a good default)",
+    "dice": "soft Dice: robust to class imbalance",
+    "bce": "binary cross-entropy per channel",
+    "cce": "categorical cross-entropy (exclusive classes)",
+    "weighted_cce": "cross-entropy weighted by inverse class frequency",
+    "focal": "focal loss: down-weights easy pixels",
+    "dice_ce": "Dice + cross-entropy",
+    "jaccard": "soft IoU",
+}
+LOSSES = tuple(LOSS_HELP)
 PRECISIONS = ("auto", "off", "float32", "on", "mixed_float16", "bfloat16", "mixed_bfloat16")
 DISTRIBUTIONS = ("none", "mirrored", "data_parallel")
 # "auto": the backend of the process that launches the run ($KERAS_BACKEND, else

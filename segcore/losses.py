@@ -23,6 +23,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from segcore.config import LOSSES
 from segcore.models.heads import MODES
 
 EPSILON = 1e-7
@@ -390,15 +391,12 @@ class DiceCrossentropy(_SegLoss):
         super().__init__(mode, settings=settings, **kwargs)
 
 
-_REGISTRY: dict[str, tuple[type[_SegLoss], Any]] = {
-    "dice": (Dice, dice),
-    "bce": (BinaryCrossentropy, bce),
-    "cce": (CategoricalCrossentropy, cce),
-    "weighted_cce": (WeightedCrossentropy, weighted_cce),
-    "focal": (Focal, focal),
-    "dice_ce": (DiceCrossentropy, dice_ce),
-    "jaccard": (Jaccard, jaccard),
-}
+# The registry is the loss classes themselves, by their names: every ``_SegLoss`` subclass defined above.
+_REGISTRY: dict[str, type[_SegLoss]] = {cls.default_name: cls for cls in _SegLoss.__subclasses__()}
+# The settings (segcore.config.LOSSES, which must not import Keras) offer exactly these names.
+if set(_REGISTRY) | {"auto"} != set(LOSSES):
+    raise RuntimeError(f"segcore.config.LOSSES {sorted(LOSSES)} and the loss classes {sorted(_REGISTRY)} + 'auto' differ; "
+                       "describe every loss class in config.LOSS_HELP")
 
 
 def names() -> tuple[str, ...]:
@@ -433,7 +431,7 @@ def get(name: str, **kwargs) -> keras.losses.Loss:
         ValueError: an unknown name (listing the valid ones) or settings the
             loss cannot take.
     """
-    cls, _ = _REGISTRY[resolve(name)]
+    cls = _REGISTRY[resolve(name)]
     try:
         return cls(**kwargs)
     except TypeError as exc:
@@ -442,4 +440,4 @@ def get(name: str, **kwargs) -> keras.losses.Loss:
 
 def get_function(name: str):
     """The pure function behind a loss name (``"auto"`` resolves to ``dice_ce``)."""
-    return _REGISTRY[resolve(name)][1]
+    return _REGISTRY[resolve(name)].fn
