@@ -184,8 +184,7 @@ def make_batches(
         def __len__(self) -> int:
             return math.ceil(count / size)
 
-        def _order(self) -> np.ndarray:
-            key = self.epoch
+        def _order(self, key: int) -> np.ndarray:
             order = self._orders.get(key)
             if order is None:
                 if shuffle:
@@ -196,7 +195,8 @@ def make_batches(
             return order
 
         def __getitem__(self, index: int):
-            order = self._order()
+            epoch_now = int(self.epoch)  # read once: the epoch may advance while worker threads still run
+            order = self._order(epoch_now)
             positions = np.arange(index * size, (index + 1) * size)
             real = positions < count
             if training:
@@ -208,10 +208,10 @@ def make_batches(
             for n, j in enumerate(idx):
                 img, msk = images[j], masks[j]
                 if crop is not None:
-                    y0, x0 = crop_origin(regions[j], crop, seed, self.epoch, int(j))
+                    y0, x0 = crop_origin(regions[j], crop, seed, epoch_now, int(j))
                     img, msk = img[y0 : y0 + crop, x0 : x0 + crop], msk[y0 : y0 + crop, x0 : x0 + crop]
                 if augment is not None and augment.enabled:
-                    img, msk = augment_pair(img, msk, augment, sample_rng(seed, self.epoch, int(j)))
+                    img, msk = augment_pair(img, msk, augment, sample_rng(seed, epoch_now, int(j)))
                 x[n] = img.reshape(x.shape[1:])
                 m[n] = msk
             if target_table is not None:

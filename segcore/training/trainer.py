@@ -252,7 +252,7 @@ class Trainer:
         self.current_lr = self.cfg.learning_rate
         self.base_lr = self.cfg.learning_rate
         self.steps_per_epoch = 0
-        self.train_batches = None  # the training PyDataset; its epoch is set at every epoch start
+        self.train_batches = None  # the training batches when fed as tf.data: their epoch is set at every epoch start
         self.history: list[dict[str, Any]] = []
         self.health_missing: dict[str, int] = {}
         self.setup_warnings: list[str] = []
@@ -488,7 +488,10 @@ class Trainer:
             if self.val_x is not None:
                 val = make_batches(self.val_x, self.val_m, augment=None, shuffle=False, **common)
             self.steps_per_epoch = len(train)
-            self.train_batches = train
+            train_data = feed(train)
+            # Keras advances a PyDataset's epoch itself (its on_epoch_end); a fed tf.data pipeline
+            # gets no such call, so the callback sets the epoch at every epoch start.
+            self.train_batches = None if train_data is train else train
             callbacks = [make_run_callback(self)]
             tb, tb_note = _tensorboard(self.run)
             if tb is not None:
@@ -511,7 +514,7 @@ class Trainer:
                     log.info("fine-tuning the encoder from epoch %d at lr %g", first + 1, self.current_lr)
                 # shuffle=False: the batches already come in a (seed, epoch) order; Keras's own shuffle of
                 # the batch order draws from Python's global random state, which a resumed process does not share.
-                model.fit(feed(train), validation_data=None if val is None else feed(val), initial_epoch=first, epochs=last, callbacks=callbacks, verbose=0,
+                model.fit(train_data, validation_data=None if val is None else feed(val), initial_epoch=first, epochs=last, callbacks=callbacks, verbose=0,
                           shuffle=False)
                 if self.failure:
                     raise StopRun("failed", self.failure)
