@@ -108,10 +108,13 @@ with st.container(border=True):
     lr_schedule = c[2].selectbox("LR schedule", LR_SCHEDULES, LR_SCHEDULES.index(T.lr_schedule), key="train_lr_schedule",
                                  help="Learning-rate schedule: how the learning rate changes over the epochs; none keeps it constant.")
     c = st.columns([2, 1, 1, 1.5])
-    start_lr = T.learning_rate or encoders.get(encoder).learning_rate  # the encoder's own unless the settings name one
-    learning_rate = c[0].select_slider("Learning rate", sorted({1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, start_lr}),
-                                       start_lr, key="train_lr", format_func=lambda v: f"{v:g}",
-                                       help="Step size of the optimiser: 1e-4 suits pretrained encoders, 1e-3 small models trained from scratch.")
+    # "own": TrainConfig.learning_rate None, which each run resolves from its encoder (the study's runs too).
+    own = "each encoder's own (1e-3 from scratch, 1e-4 pretrained)" if study else \
+        f"the encoder's own ({encoders.get(encoder).learning_rate:g})"
+    learning_rate = c[0].selectbox(
+        "Learning rate", list(dict.fromkeys([T.learning_rate, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2])), key="train_lr",
+        format_func=lambda v: own if v is None else f"{v:g}",
+        help="Step size of the optimiser: 1e-4 suits pretrained encoders, 1e-3 small models trained from scratch.")
     patience = c[1].number_input("Patience", 0, 200, T.early_stopping_patience, key="train_patience",
                                  help="Early stopping: epochs without a lower validation loss before training stops; 0 = never stop early.")
     seed = c[2].number_input("Seed", 0, 2**31 - 1, T.seed, key="train_seed", help="Same seed and settings: same split, same augmentation, same starting weights.")
@@ -164,7 +167,7 @@ with st.container(border=True):
             ),
             train=TrainConfig(
                 dataset=info.name, image_size=int(image_size), fit=fit, epochs=int(epochs), batch_size=int(batch_size),
-                optimizer=optimizer, learning_rate=float(learning_rate), lr_schedule=lr_schedule, loss=loss, class_weighting=bool(class_weighting),
+                optimizer=optimizer, learning_rate=learning_rate, lr_schedule=lr_schedule, loss=loss, class_weighting=bool(class_weighting),
                 early_stopping_patience=int(patience), seed=int(seed),
                 augment=AugmentConfig(aug_on, hflip, vflip, rotate, zoom, shift, brightness, contrast),
                 split=SplitConfig(method=split_method, val_fraction=val_fraction, test_fraction=test_fraction, seed=int(seed)),

@@ -658,6 +658,9 @@ def test_train_study_queues_the_paper_set_and_runs_page_groups_it(demo_ws, fake_
     cfgs = fake_training["launch"]
     assert [c.name for c in cfgs] == ["U-Net", "VGG16 frozen", "VGG16 fine-tuned", "DenseNet121", "ResNet50", "MobileNetV2"]
     assert [(c.model.encoder, c.model.freeze) for c in cfgs][1:3] == [("vgg16", "frozen"), ("vgg16", "fine_tune")]
+    # No rate chosen: each encoder starts from its own (from scratch 1e-3, pretrained 1e-4), not the U-Net's for all.
+    assert all(c.train.learning_rate is None for c in cfgs)
+    assert [c.learning_rate for c in cfgs] == [1e-3] + [1e-4] * 5
     assert {c.train.epochs for c in cfgs} == {4} and {c.model.weights for c in cfgs} == {"none"}
     assert len(at.session_state["train_launched"]) == 6
     # once they have finished, the Runs page offers the study's own results table

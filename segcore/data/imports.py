@@ -206,13 +206,13 @@ class _Import:
     limits: ServerSettings
     progress: Progress
     scratch: Path
-    report: ImportReport = None  # type: ignore[assignment]
-    root: Path = None  # type: ignore[assignment]
+    report: ImportReport = field(init=False)
+    root: Path = field(init=False)
     discovery: layouts.Discovery | None = None
 
     def __post_init__(self) -> None:
-        self.report = self.report or ImportReport(name=self.name, ok=False)
-        self.root = self.root or self.source
+        self.report = ImportReport(name=self.name, ok=False)
+        self.root = self.source
 
     @property
     def out(self) -> Path:

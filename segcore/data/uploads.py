@@ -192,11 +192,10 @@ def upload_text(upload: UploadedFile, what: str, limit: int = MAX_TEXT_UPLOAD) -
         ValueError: naming the file and ``what`` it should be, when it is
             larger than ``limit`` bytes or not UTF-8 text.
     """
-    data = bytes(upload.data)
-    if len(data) > limit:
+    if memoryview(upload.data).nbytes > limit:  # checked before any copy of the bytes
         raise ValueError(f"the uploaded {what} {upload.name!r} is larger than {limit // 1024**2} MiB; "
                          "expected a short text file")
     try:
-        return data.decode("utf-8")
+        return bytes(upload.data).decode("utf-8")
     except UnicodeDecodeError:
         raise ValueError(f"the uploaded {what} {upload.name!r} is not UTF-8 text") from None

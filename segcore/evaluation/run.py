@@ -21,6 +21,7 @@ import numpy as np
 
 from segcore.data.arrays import load_arrays
 from segcore.evaluation.report import EvaluationReport, evaluate_predictions, summary_metrics
+from segcore.prediction.predictor import predict_tiled
 from segcore.runs import RunFolder, iso
 
 
@@ -35,15 +36,6 @@ class RunEvaluation:
 
     report: EvaluationReport
     record: dict[str, Any]
-
-
-def predict_arrays(model, images: np.ndarray, batch_size: int = 8) -> np.ndarray:
-    """Probabilities float32 ``(N, S, S, outputs)`` for uint8 images ``(N, S, S, C)``."""
-    out = []
-    for start in range(0, len(images), batch_size):
-        batch = images[start : start + batch_size].astype(np.float32)
-        out.append(np.asarray(model.predict_on_batch(batch), dtype=np.float32))
-    return np.concatenate(out) if out else np.zeros((0,), np.float32)
 
 
 def evaluate_run_model(
@@ -77,7 +69,7 @@ def evaluate_run_model(
     """
     info = dataset.info
     images, masks = load_arrays(dataset, list(test_ids), size, fit=fit)
-    probs = _predict(model, images, size)
+    probs = predict_tiled(model, images, size)  # whole arrays at the model's size, else slid windows
     report = evaluate_probs(masks, probs, info.mode, info.class_names, list(test_ids), include_background=info.include_background)
     record = report_record(report, list(test_ids))
     record["run_id"] = run.run_id
@@ -123,15 +115,6 @@ def evaluate_run(run: RunFolder, *, write: bool = False, workspace=None) -> dict
     if write:
         run.update_status(test=summary_metrics(evaluation.report))  # the runs table shows the rewritten numbers
     return evaluation.record
-
-
-def _predict(model, images: np.ndarray, size: int, batch_size: int = 8) -> np.ndarray:
-    """Probabilities for arrays at the model's size, or slid over larger (aspect-kept) canvases."""
-    if images.shape[1:3] == (size, size):
-        return predict_arrays(model, images, batch_size)
-    from segcore.prediction import predict_tiled
-
-    return predict_tiled(model, images, size, batch_size)
 
 
 def _own_regions(dataset, ids, probs: np.ndarray, size: int, fit: str) -> np.ndarray:
@@ -258,7 +241,7 @@ def evaluate_on_dataset(run: RunFolder, dataset_name: str, *, subset: str | None
             warnings.append(f"{overlap} of these {len(ids)} images were in the run's training or validation split")
     images, masks = load_arrays(dataset, ids, predictor.image_size, fit=predictor.fit)
     images = _to_channels(images, predictor.channels)
-    probs = _predict(predictor.model, images, predictor.image_size, batch_size)
+    probs = predict_tiled(predictor.model, images, predictor.image_size, batch_size)
     result = evaluate_probs(masks, probs, info.mode, info.class_names, ids, include_background=info.include_background)
     report = report_record(result, ids)
     report["warnings"] = warnings + list(result.warnings)

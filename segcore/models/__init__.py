@@ -35,6 +35,4 @@ def __getattr__(name):
         return getattr(importlib.import_module("segcore.models.builder"), name)
     if name in ("MODES", "head_for"):
         return getattr(importlib.import_module("segcore.models.heads"), name)
-    if name in ("encoders", "heads", "builder", "layers", "transfer", "cli"):
-        return importlib.import_module(f"segcore.models.{name}")
     raise AttributeError(f"module 'segcore.models' has no attribute {name!r}")

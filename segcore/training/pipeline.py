@@ -235,9 +235,9 @@ def feed(batches, backend: str | None = None):
     would otherwise wrap the ``PyDataset`` in ``Dataset.from_generator``, and a
     training epoch fed from a generator dataset cost 1.5x to 1.9x the CPU time
     of the same epoch fed from a mapped one, which costs what in-memory arrays
-    do (``bench/fit_feed.py``). Keras calls
-    no ``on_epoch_end`` on a ``tf.data`` dataset: the caller sets
-    ``batches.epoch`` at the start of every epoch (the trainer's callback does).
+    do (``bench/fit_feed.py``). Keras calls no ``on_epoch_end`` on a
+    ``tf.data`` dataset: the caller sets ``batches.epoch`` at the start of
+    every epoch (the trainer's callback does).
     On JAX and PyTorch the ``PyDataset`` itself, which Keras reads directly.
     """
     import keras
@@ -259,8 +259,7 @@ def feed(batches, backend: str | None = None):
         y.set_shape(shapes[1])
         return x, y
 
-    workers = max(1, int(getattr(batches, "workers", 1) or 1))
-    data = tf.data.Dataset.range(len(batches)).map(batch, num_parallel_calls=workers, deterministic=True)
+    data = tf.data.Dataset.range(len(batches)).map(batch, num_parallel_calls=batches.workers, deterministic=True)
     return data.prefetch(1)
 
 
