@@ -127,7 +127,12 @@ class IoUScore(_OverlapScore):
 
 def segmentation_metrics(mode: str, num_classes: int, *, per_class: bool = True,
                          include_background: bool = False) -> list[keras.metrics.Metric]:
-    """The training metrics for a head: mean Dice and IoU, plus Dice per class.
+    """The training metrics for a head: mean Dice and IoU, the headline ``all_dice``, plus Dice per class.
+
+    ``dice`` and ``iou`` are the macro means; ``all_dice`` (added when the
+    macro leaves class 0 out) counts every class, and picks the best
+    checkpoint, so a near-constant model cannot be chosen for a high
+    foreground Dice.
 
     Args:
         mode: ``"binary"``, ``"multiclass"`` or ``"multilabel"``.
@@ -144,6 +149,8 @@ def segmentation_metrics(mode: str, num_classes: int, *, per_class: bool = True,
         DiceScore(mode, num_classes, include_background=include_background),
         IoUScore(mode, num_classes, include_background=include_background),
     ]
+    if not include_background:  # the headline: every class, background included (segcore.labels)
+        metrics.append(DiceScore(mode, num_classes, include_background=True, name="all_dice"))
     if per_class and num_classes > 2:
         first = 0 if include_background else 1
         metrics += [DiceScore(mode, num_classes, class_id=k) for k in range(first, num_classes)]

@@ -445,29 +445,19 @@ class RunFolder:
         write_json_atomic(self.transfer_path, report)
 
     # Test-split probabilities cached for the Compare page: predictions/<id>.npz
-    # holds uint8 round(p * 255), shape (S, S, outputs); index.json lists them.
-    def write_prediction_cache(
-        self, ids: list[str], probs: Any, mode: str, class_names: list[str], size: int
-    ) -> None:
-        """Write the test probabilities ``probs`` (N, S, S, outputs) for sample ``ids``."""
-        import numpy as np
+    # holds uint8 round(p * 255), shape (H, W, outputs) at the image's own size; index.json lists them.
+    def prediction_cache_writer(self, mode: str, class_names: list[str]) -> "PredictionCacheWriter":
+        """A writer that keeps each image's probabilities as they are predicted; ``close()`` writes the index."""
+        return PredictionCacheWriter(self, mode, list(class_names))
 
-        self.predictions_dir.mkdir(parents=True, exist_ok=True)
+    def write_prediction_cache(
+        self, ids: list[str], probs: Any, mode: str, class_names: list[str], size: int | None = None
+    ) -> None:
+        """Write the probabilities ``probs`` (one ``(H, W, outputs)`` array per id) for sample ``ids``."""
+        writer = self.prediction_cache_writer(mode, class_names)
         for sample_id, p in zip(ids, probs):
-            buffer = io.BytesIO()
-            np.savez_compressed(buffer, probs=np.clip(np.rint(np.asarray(p) * 255.0), 0, 255).astype(np.uint8))
-            write_bytes_atomic(self.predictions_dir / f"{sample_id}.npz", buffer.getvalue())
-        write_json_atomic(
-            self.predictions_dir / "index.json",
-            {
-                "ids": list(ids),
-                "image_size": int(size),
-                "mode": mode,
-                "class_names": list(class_names),
-                "channels": int(np.asarray(probs).shape[-1]),
-                "encoding": "probs uint8 = round(p * 255), shape (S, S, outputs)",
-            },
-        )
+            writer.add(sample_id, p)
+        writer.close()
 
     def read_prediction_index(self) -> dict[str, Any] | None:
         """``predictions/index.json`` (ids, image_size, mode, class_names), or None before evaluation."""
@@ -477,7 +467,7 @@ class RunFolder:
             return None
 
     def read_cached_probs(self, sample_id: str):
-        """Cached float32 test probabilities (S, S, outputs) of ``sample_id``, or None if not cached."""
+        """Cached float32 test probabilities (H, W, outputs) of ``sample_id``, or None if not cached."""
         import numpy as np
 
         path = self.predictions_dir / f"{check_name(sample_id, 'sample id')}.npz"
@@ -489,7 +479,7 @@ class RunFolder:
         except (OSError, ValueError, KeyError, EOFError) as exc:
             raise RunFileError(path, f"not a prediction cache file ({type(exc).__name__}: {exc})") from None
         if probs.ndim != 3:
-            raise RunFileError(path, f"expected probabilities of shape (S, S, outputs), found {probs.shape}")
+            raise RunFileError(path, f"expected probabilities of shape (H, W, outputs), found {probs.shape}")
         return probs.astype(np.float32) / 255.0
 
     def read_notes(self) -> dict[str, Any]:
@@ -864,3 +854,40 @@ def set_notes(run_id: str, notes: str, ws: Workspace | None = None) -> dict[str,
 def set_tags(run_id: str, tags: list[str], ws: Workspace | None = None) -> dict[str, Any]:
     """Replace the tags of a run; returns ``notes.json``'s content."""
     return open_run(run_id, ws).write_notes(tags=list(tags))
+
+
+class PredictionCacheWriter:
+    """Writes ``predictions/<id>.npz`` one image at a time, then ``index.json`` (``close``)."""
+
+    def __init__(self, run: RunFolder, mode: str, class_names: list[str]):
+        self.run, self.mode, self.class_names = run, mode, class_names
+        self.ids: list[str] = []
+        self.channels = 0
+        self.sizes: set[tuple[int, int]] = set()
+
+    def add(self, sample_id: str, probs: Any) -> None:
+        import numpy as np
+
+        probs = np.asarray(probs)
+        folder = self.run.predictions_dir
+        folder.mkdir(parents=True, exist_ok=True)
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, probs=np.clip(np.rint(probs * 255.0), 0, 255).astype(np.uint8))
+        write_bytes_atomic(folder / f"{check_name(sample_id, 'sample id')}.npz", buffer.getvalue())
+        self.ids.append(sample_id)
+        self.channels = int(probs.shape[-1])
+        self.sizes.add((int(probs.shape[0]), int(probs.shape[1])))
+
+    def close(self) -> None:
+        largest = max((max(s) for s in self.sizes), default=1)
+        write_json_atomic(
+            self.run.predictions_dir / "index.json",
+            {
+                "ids": list(self.ids),
+                "image_size": int(largest),
+                "mode": self.mode,
+                "class_names": list(self.class_names),
+                "channels": int(self.channels) or 1,
+                "encoding": "probs uint8 = round(p * 255), shape (H, W, outputs) at each image's own size",
+            },
+        )

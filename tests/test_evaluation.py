@@ -197,7 +197,9 @@ def test_summary_metrics_are_the_headline_numbers_and_leave_out_na():
     truth, probs = arrays_for(CM)
     report = evaluate_predictions([truth], [probs], "multiclass", ["bg", "a", "b"])
     summary = summary_metrics(report)
-    assert set(summary) == {f"{avg}_{m}" for avg in ("macro", "micro") for m in ("dice", "iou", "precision", "recall")} | {"pixel_accuracy"}
+    assert set(summary) == ({f"{avg}_{m}" for avg in ("macro", "micro", "all") for m in ("dice", "iou", "precision", "recall")}
+                            | {"pixel_accuracy", "all_hd95", "all_nsd", "ece"})
+    assert summary["all_dice"] == pytest.approx(np.mean([r["dice"] for r in report.per_class]))  # the headline: every class
     assert summary["macro_dice"] == pytest.approx(report.macro["dice"])
     assert summary["micro_iou"] == pytest.approx(report.micro["iou"])
     assert summary["pixel_accuracy"] == pytest.approx(report.pixel_accuracy)
@@ -237,6 +239,13 @@ class _FlatModel:
         return probs
 
 
+def _flat_predictor(outputs: int, size: int = 16):
+    from segcore.prediction import Predictor
+
+    return Predictor(run_id="flat", model=_FlatModel(outputs), image_size=size, channels=3, mode="multiclass",
+                     class_names=[f"c{k}" for k in range(outputs)], checkpoint="")
+
+
 def test_evaluate_run_model_keeps_the_record_and_returns_the_typed_report(workspace):
     from segcore.config import RunConfig, TrainConfig
     from segcore.data.dataset import load_dataset
@@ -249,7 +258,7 @@ def test_evaluate_run_model_keeps_the_record_and_returns_the_typed_report(worksp
     run = create_run(workspace, RunConfig(train=TrainConfig(dataset="shapes", image_size=16)),
                      dataset={"name": "shapes", "mode": "multiclass", "classes": dataset.info.class_names, "channels": 3},
                      split={"train": dataset.ids[:4], "val": [], "test": test_ids})
-    evaluation = evaluate_run_model(run, _FlatModel(3), dataset, test_ids, 16)
+    evaluation = evaluate_run_model(run, _flat_predictor(3), dataset, test_ids)
     assert isinstance(evaluation, RunEvaluation) and isinstance(evaluation.report, EvaluationReport)
     assert evaluation.report.num_images == 2 and evaluation.report.mode == "multiclass"
     record = evaluation.record
@@ -262,5 +271,5 @@ def test_evaluate_run_model_keeps_the_record_and_returns_the_typed_report(worksp
     other = create_run(workspace, RunConfig(train=TrainConfig(dataset="shapes", image_size=16)),
                        dataset={"name": "shapes", "mode": "multiclass", "classes": dataset.info.class_names, "channels": 3},
                        split={"train": dataset.ids[:4], "val": [], "test": test_ids})
-    evaluate_run_model(other, _FlatModel(3), dataset, test_ids, 16, write=False, save_predictions=False)
+    evaluate_run_model(other, _flat_predictor(3), dataset, test_ids, write=False, save_predictions=False)
     assert other.read_evaluation() is None and other.read_prediction_index() is None

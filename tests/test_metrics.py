@@ -105,5 +105,7 @@ def test_serialization_round_trip():
 
 def test_segmentation_metrics_names():
     names = [m.name for m in segmentation_metrics("multiclass", 4)]
-    assert names == ["dice", "iou", "dice_1", "dice_2", "dice_3"]
-    assert [m.name for m in segmentation_metrics("binary", 2)] == ["dice", "iou"]
+    assert names == ["dice", "iou", "all_dice", "dice_1", "dice_2", "dice_3"]
+    assert [m.name for m in segmentation_metrics("binary", 2)] == ["dice", "iou", "all_dice"]
+    # class 0 a real class: "dice" counts every class already, so no second headline
+    assert [m.name for m in segmentation_metrics("binary", 2, include_background=True)] == ["dice", "iou", "dice_0", "dice_1"][:2]

@@ -75,10 +75,11 @@ def test_epoch_health_golden_and_collapse_after_three_epochs():
     probs[0, 0, 0] = [0, 1, 0]  # one px of a right
     h = epoch_health(masks, probs, "multiclass", names)
     assert h["pixel_accuracy"] == pytest.approx(13 / 15)
-    assert h["true_fraction"] == {"a": pytest.approx(2 / 15), "b": pytest.approx(1 / 15)}
-    assert h["pred_fraction"] == {"a": pytest.approx(1 / 15), "b": 0.0}
+    assert h["true_fraction"] == {"bg": pytest.approx(12 / 15), "a": pytest.approx(2 / 15), "b": pytest.approx(1 / 15)}
+    assert h["pred_fraction"] == {"bg": pytest.approx(14 / 15), "a": pytest.approx(1 / 15), "b": 0.0}
     assert h["dice"]["a"] == pytest.approx(2 / 3) and h["dice"]["b"] == 0.0
     assert h["mean_foreground_dice"] == pytest.approx(1 / 3)
+    assert h["all_dice"] == pytest.approx((24 / 26 + 2 / 3 + 0.0) / 3)  # the headline counts the background
     missing: dict[str, int] = {}
     assert health_warnings(h, missing, 1) == []
     assert health_warnings(h, missing, 2) == []

@@ -27,6 +27,7 @@ import numpy as np
 
 from segcore.config import FITS
 from segcore.data.dataset import Dataset, load_dataset
+from segcore.data.resample import resize_image, resize_labels
 from segcore.fsutil import make_temp_dir, write_json_atomic
 from segcore.workspace import Workspace
 
@@ -98,7 +99,8 @@ def load_arrays(
         dataset's channels (grey kept as 1), resized with ``INTER_AREA``;
         masks uint8 ``(N, size, size)`` class indices (255 = void kept) for
         binary and multiclass, or ``(N, size, size, K-1)`` 0/1 planes for
-        multilabel, resized with ``INTER_NEAREST``.
+        multilabel, resized by a centred area vote (:mod:`segcore.data.resample`),
+        so masks stay on their images' pixel grid.
 
     Raises:
         KeyError: for an id that is not in the dataset.
@@ -154,7 +156,7 @@ def _decode_resize(dataset: Dataset, ids: list[str], size: int, workers: int | N
         if channels == 3:
             img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
         h, w = fitted_size(img.shape[0], img.shape[1], size, fit)
-        img = _resize(img, h, w, cv2.INTER_AREA)
+        img = resize_image(img, h, w)
         images[i, :h, :w] = img.reshape(h, w, channels)
         if multilabel:
             for k in range(planes):
@@ -162,13 +164,13 @@ def _decode_resize(dataset: Dataset, ids: list[str], size: int, workers: int | N
                 plane = cv2.imread(str(mpath), cv2.IMREAD_GRAYSCALE)
                 if plane is None:
                     raise ValueError(f"cannot read mask plane {mpath}")
-                masks[i, :h, :w, k] = _resize(plane, h, w, cv2.INTER_NEAREST)
+                masks[i, :h, :w, k] = resize_labels(plane, h, w)
         else:
             mpath = root / "masks" / f"{sample_id}.png"
             mask = cv2.imread(str(mpath), cv2.IMREAD_GRAYSCALE)
             if mask is None:
                 raise ValueError(f"cannot read mask {mpath}")
-            masks[i, :h, :w] = _resize(mask, h, w, cv2.INTER_NEAREST)
+            masks[i, :h, :w] = resize_labels(mask, h, w)
 
     n_workers = workers or default_workers()
     if n_workers <= 1 or len(ids) <= 1:
@@ -178,6 +180,10 @@ def _decode_resize(dataset: Dataset, ids: list[str], size: int, workers: int | N
         with ThreadPoolExecutor(max_workers=n_workers) as pool:
             list(pool.map(load_one, range(len(ids))))
     return images, masks
+
+
+# Bumped whenever the arrays a cache holds would come out differently (2: labels by a centred area vote).
+CACHE_VERSION = 2
 
 
 def cache_dir(dataset: Dataset, size: int, fit: str = "squash") -> Path:
@@ -195,7 +201,8 @@ def _from_cache(dataset: Dataset, ids: list[str], size: int, workers: int | None
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError):
             meta = None
-    if not meta or meta.get("content_hash") != dataset.info.content_hash or meta.get("ids") != all_ids:
+    if (not meta or meta.get("content_hash") != dataset.info.content_hash or meta.get("ids") != all_ids
+            or meta.get("version") != CACHE_VERSION):
         images, masks = _decode_resize(dataset, all_ids, size, workers, fit)
         try:
             _write_cache(folder, images, masks, dataset.info.content_hash, all_ids)
@@ -225,15 +232,10 @@ def _write_cache(folder: Path, images: np.ndarray, masks: np.ndarray, content_ha
     try:
         np.save(tmp / "images.npy", images)
         np.save(tmp / "masks.npy", masks)
-        write_json_atomic(tmp / "meta.json", {"content_hash": content_hash, "ids": ids, "shape": list(images.shape)})
+        write_json_atomic(tmp / "meta.json", {"content_hash": content_hash, "ids": ids, "shape": list(images.shape),
+                                              "version": CACHE_VERSION})
         if folder.exists():
             shutil.rmtree(folder, ignore_errors=True)
         os.rename(tmp, folder)  # readers see the old cache, none, or the new one, never half of one
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _resize(arr: np.ndarray, height: int, width: int, interpolation: int) -> np.ndarray:
-    if arr.shape[0] == height and arr.shape[1] == width:
-        return arr
-    return cv2.resize(arr, (width, height), interpolation=interpolation)

@@ -96,6 +96,44 @@ def accuracy_is_lying(pixel_accuracy: float, dice: float, *, accuracy_at_least: 
     return None
 
 
+# A prediction is near-constant when one class covers this share of the pixels while the truth has it on
+# at most NEAR_CONSTANT_TRUTH of them; a class "collapses" when it covers at least COLLAPSE_SUPPORT of the
+# true pixels but scores a Dice below COLLAPSE_DICE.
+NEAR_CONSTANT_SHARE = 0.97
+NEAR_CONSTANT_TRUTH = 0.9
+COLLAPSE_SUPPORT = 0.01
+COLLAPSE_DICE = 0.2
+
+
+def degenerate_output(true_fraction: dict[str, float], pred_fraction: dict[str, float],
+                      dice: dict[str, float | None], mode: str = "multiclass") -> list[str]:
+    """Warnings for a model whose output is near-constant or loses a class that is in the labels.
+
+    Args:
+        true_fraction, pred_fraction: per class name, the share of valid pixels in the truth and the prediction.
+        dice: per class name, its Dice (None or NaN: n/a).
+        mode: for multilabel each plane is its own yes/no question, so "near-constant" looks at each plane.
+
+    Returns:
+        Zero or more warnings naming the class and the figures; they say the model is degenerate.
+    """
+    warnings = []
+    if mode != "multilabel" and pred_fraction:
+        top, share = max(pred_fraction.items(), key=lambda item: item[1])
+        truth = true_fraction.get(top, 0.0)
+        if share >= NEAR_CONSTANT_SHARE and truth <= NEAR_CONSTANT_TRUTH:
+            warnings.append(
+                f"near-constant output: '{top}' is predicted on {share:.1%} of the pixels but is {truth:.1%} of the "
+                "labels; this model paints almost everything as one class, whatever its Dice for that class"
+            )
+    for name, truth in true_fraction.items():
+        d = dice.get(name)
+        if truth >= COLLAPSE_SUPPORT and d is not None and d == d and d < COLLAPSE_DICE and pred_fraction.get(name, 0.0) > 0:
+            warnings.append(f"class '{name}' collapsed: Dice {d:.3f} although it is {truth:.1%} of the labelled pixels "
+                            f"(predicted on {pred_fraction.get(name, 0.0):.1%})")
+    return warnings
+
+
 class ConfusionAccumulator:
     """Accumulates confusion counts over the images of a split.
 

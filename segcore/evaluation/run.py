@@ -1,27 +1,37 @@
 """Evaluate a run's model: on its test split, on any dataset with the same classes; cache the test probabilities.
 
-The evaluation runs at the training size (images and masks resized as for
-training, masks with nearest-neighbour), so it scores exactly what the model
-was trained to output. The report comes from
+Scores are taken at the labels' own resolution. Each image is predicted the
+way ``predict`` predicts a file (:meth:`segcore.prediction.Predictor.predict_probs`:
+the training scale, tiles where the image is larger than the model's window,
+the probabilities resized back to the image's size), and scored against its
+mask as stored at import, at full size, void left out. So ``eval``'s
+figures are what a user gets from ``predict`` and any other scorer run on
+the original label files. The report comes from
 :func:`segcore.evaluation.report.evaluate_predictions` (per class, macro,
-micro, per image); the run folder keeps it as ``evaluation.json``.
+micro, every class, per image, boundary and calibration figures); the run
+folder keeps it as ``evaluation.json``.
 
 The prediction cache under ``predictions/`` holds one ``<id>.npz`` per test
-image with ``probs``: uint8 ``(S, S, num_outputs)`` = ``round(p * 255)``, and
-``index.json`` with the ids, size, mode and class names, so the Compare page
-can show several runs on the same images without loading any model.
+image with ``probs``: uint8 ``(H, W, num_outputs)`` = ``round(p * 255)`` at
+the image's own size, and ``index.json`` with the ids, mode and class
+names, so the Compare page can show several runs on the same images without
+loading any model.
+
+Leaks are found by content: the run records a hash of the pixels of every
+training and validation image (``meta.json`` ``content``), and an evaluation
+on any dataset names the images whose pixels the run was trained or
+validated on (:func:`leaked_images`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from segcore.data.arrays import load_arrays
+from segcore.data.hashes import pixel_hash
 from segcore.evaluation.report import EvaluationReport, evaluate_predictions, summary_metrics
-from segcore.prediction.predictor import predict_tiled
 from segcore.runs import RunFolder, iso
 
 
@@ -31,56 +41,90 @@ class RunEvaluation:
 
     ``report`` is the typed result; ``record`` the JSON the run folder keeps
     as ``evaluation.json`` (the report with the ids, ``run_id``, ``split``,
-    ``image_size``, ``fit`` and ``created_at``).
+    ``image_size``, ``fit``, ``resolution`` and ``created_at``).
     """
 
     report: EvaluationReport
     record: dict[str, Any]
 
 
+def score_images(predictor, dataset, ids: Sequence[str], *, on_image=None,
+                 include_background: bool | None = None) -> tuple[EvaluationReport, dict[str, str]]:
+    """Predict every image of ``ids`` as ``predict`` does and score it against its mask at full size.
+
+    Args:
+        predictor: a :class:`segcore.prediction.Predictor`.
+        dataset: the ``Dataset`` the images and masks come from.
+        ids: its sample ids.
+        on_image: called with ``(sample_id, probs)`` after each prediction
+            (the prediction cache is written this way, one image at a time).
+        include_background: class 0 counted in the macro mean (default: the dataset's ``class0``).
+
+    Returns:
+        The report and ``{id: pixel hash}`` of the images scored.
+    """
+    info = dataset.info
+    hashes: dict[str, str] = {}
+    ids = list(ids)
+
+    def truths() -> Iterator[np.ndarray]:
+        for sample_id in ids:
+            yield dataset.mask(sample_id)
+
+    def probabilities() -> Iterator[np.ndarray]:
+        for sample_id in ids:
+            image = dataset.image(sample_id)
+            hashes[sample_id] = pixel_hash(image)
+            probs = predictor.predict_probs(image)
+            if on_image is not None:
+                on_image(sample_id, probs)
+            yield probs
+
+    background = info.include_background if include_background is None else include_background
+    report = evaluate_predictions(truths(), probabilities(), info.mode, info.class_names,
+                                  ignore_index=info.ignore_index if info.ignore_index is not None else 255,
+                                  ids=ids, include_background=background)
+    return report, hashes
+
+
 def evaluate_run_model(
     run: RunFolder,
-    model,
+    predictor,
     dataset,
     test_ids: Sequence[str],
-    size: int,
     *,
     save_predictions: bool = True,
     write: bool = True,
-    fit: str = "squash",
 ) -> RunEvaluation:
-    """Evaluate ``model`` on ``test_ids`` and (optionally) write the report and cache.
+    """Evaluate a run's ``predictor`` on ``test_ids`` at full resolution and (optionally) write the report and cache.
 
     Args:
         run: the run folder.
-        model: the loaded Keras model.
+        predictor: the run's :class:`segcore.prediction.Predictor` (its best checkpoint).
         dataset: the run's ``Dataset``.
         test_ids: test sample ids.
-        size: the training image size.
-        save_predictions: write ``predictions/``.
+        save_predictions: write ``predictions/`` (each image's probabilities at its own size).
         write: write ``evaluation.json``.
-        fit: how the run fitted images (``TrainConfig.fit``): with
-            ``"short_side"`` each image is scored whole at the training scale,
-            the model slid over it in overlapping windows.
 
     Returns:
-        The typed report and the record written as ``evaluation.json``
-        (``per_class``, ``macro``, ``micro``, ``per_image`` with ids, ``warnings``).
+        The typed report and the record written as ``evaluation.json``.
     """
     info = dataset.info
-    images, masks = load_arrays(dataset, list(test_ids), size, fit=fit)
-    probs = predict_tiled(model, images, size)  # whole arrays at the model's size, else slid windows
-    report = evaluate_probs(masks, probs, info.mode, info.class_names, list(test_ids), include_background=info.include_background)
-    record = report_record(report, list(test_ids))
+    test_ids = list(test_ids)
+    cache = run.prediction_cache_writer(info.mode, info.class_names) if save_predictions else None
+    report, hashes = score_images(predictor, dataset, test_ids, on_image=cache.add if cache else None)
+    record = report_record(report, test_ids)
+    record["warnings"] = leak_warnings(run, hashes) + list(record.get("warnings") or [])
     record["run_id"] = run.run_id
     record["split"] = "test"
-    record["image_size"] = size
-    record["fit"] = fit
+    record["image_size"] = predictor.image_size
+    record["fit"] = predictor.fit
+    record["resolution"] = "native"
     record["created_at"] = iso()
     if write:
         run.write_evaluation(record)
-    if save_predictions:
-        run.write_prediction_cache(list(test_ids), _own_regions(dataset, test_ids, probs, size, fit), info.mode, info.class_names, size)
+    if cache is not None:
+        cache.close()
     return RunEvaluation(report, record)
 
 
@@ -110,24 +154,46 @@ def evaluate_run(run: RunFolder, *, write: bool = False, workspace=None) -> dict
         raise ValueError(f"run {run.run_id} has no test split to evaluate")
     predictor = Predictor.from_folder(run)
     dataset = load_dataset(meta["config"]["train"]["dataset"], workspace or get_workspace())
-    evaluation = evaluate_run_model(run, predictor.model, dataset, test_ids, predictor.image_size, save_predictions=write,
-                                    write=write, fit=predictor.fit)
+    evaluation = evaluate_run_model(run, predictor, dataset, test_ids, save_predictions=write, write=write)
     if write:
         run.update_status(test=summary_metrics(evaluation.report))  # the runs table shows the rewritten numbers
     return evaluation.record
 
 
-def _own_regions(dataset, ids, probs: np.ndarray, size: int, fit: str) -> np.ndarray:
-    """The canvas probabilities cut to the images' own region when all the images have the same one."""
-    if fit == "squash" or probs.shape[1:3] == (size, size):
-        return probs
-    from segcore.data.arrays import fitted_size
+def run_content(run: RunFolder) -> dict[str, dict[str, str]]:
+    """``{"train": {id: hash}, "val": {id: hash}}``: the pixel hashes a run recorded of the images it learned from."""
+    try:
+        content = run.read_meta().get("content") or {}
+    except (OSError, ValueError):
+        content = {}
+    return {part: dict(content.get(part) or {}) for part in ("train", "val")}
 
-    regions = {fitted_size(dataset.sample(i).height, dataset.sample(i).width, size, fit) for i in ids}
-    if len(regions) != 1:
-        return probs
-    h, w = regions.pop()
-    return probs[:, :h, :w]
+
+def leaked_images(run: RunFolder, hashes: dict[str, str]) -> dict[str, list[str]]:
+    """The evaluated images whose pixels the run trained or validated on: ``{"train": [ids], "val": [ids]}``.
+
+    Matched by the pixels' hash (:func:`segcore.data.hashes.pixel_hash`), so a
+    copy under another name or in another dataset is found.
+    """
+    content = run_content(run)
+    found: dict[str, list[str]] = {}
+    for part in ("train", "val"):
+        seen = set(content[part].values())
+        hits = [i for i, h in hashes.items() if h in seen]
+        if hits:
+            found[part] = hits
+    return found
+
+
+def leak_warnings(run: RunFolder, hashes: dict[str, str]) -> list[str]:
+    """One warning per split part the evaluated images leaked from, naming up to 5 images."""
+    out = []
+    for part, ids in leaked_images(run, hashes).items():
+        shown = ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
+        word = "training" if part == "train" else "validation"
+        out.append(f"leak: {len(ids)} of these {len(hashes)} images have the same pixels as images the run used for "
+                   f"{word} ({shown}); their scores do not measure generalisation")
+    return out
 
 
 def evaluate_probs(masks: np.ndarray, probs: np.ndarray, mode: str, class_names: Sequence[str], ids: Sequence[str],
@@ -200,7 +266,7 @@ def check_compatible(run_mode: str, run_classes: list[str], run_channels: int, i
 
 
 def evaluate_on_dataset(run: RunFolder, dataset_name: str, *, subset: str | None = None, workspace=None,
-                        write: bool = True, batch_size: int = 8) -> dict[str, Any]:
+                        write: bool = True) -> dict[str, Any]:
     """Evaluate a run's best model on (a subset of) any dataset with the same classes.
 
     The result is kept in the run folder per dataset and subset
@@ -234,19 +300,19 @@ def evaluate_on_dataset(run: RunFolder, dataset_name: str, *, subset: str | None
         subsets = sorted({str(s.subset) for s in info.samples})
         raise ValueError(f"dataset {dataset_name!r} has no samples in subset {subset!r}; its subsets are {subsets}")
     meta = run.read_meta()
-    if dataset_name == (meta.get("config") or {}).get("train", {}).get("dataset"):
+    result, hashes = score_images(predictor, dataset, ids)
+    if any(run_content(run).values()):
+        warnings.extend(leak_warnings(run, hashes))
+    elif dataset_name == (meta.get("config") or {}).get("train", {}).get("dataset"):
+        # a run from before pixel hashes were recorded: by sample id within its own dataset
         seen = set((meta.get("split") or {}).get("train", [])) | set((meta.get("split") or {}).get("val", []))
         overlap = sum(1 for i in ids if i in seen)
         if overlap:
             warnings.append(f"{overlap} of these {len(ids)} images were in the run's training or validation split")
-    images, masks = load_arrays(dataset, ids, predictor.image_size, fit=predictor.fit)
-    images = _to_channels(images, predictor.channels)
-    probs = predict_tiled(predictor.model, images, predictor.image_size, batch_size)
-    result = evaluate_probs(masks, probs, info.mode, info.class_names, ids, include_background=info.include_background)
     report = report_record(result, ids)
     report["warnings"] = warnings + list(result.warnings)
     report.update(run_id=run.run_id, dataset=dataset_name, subset=subset, image_size=predictor.image_size,
-                  class0="class" if info.include_background else "background", created_at=iso())
+                  resolution="native", class0="class" if info.include_background else "background", created_at=iso())
     if write:
         from segcore.fsutil import write_json_atomic
 
@@ -266,12 +332,3 @@ def dataset_evaluations(run: RunFolder) -> dict[str, dict[str, Any]]:
         except (OSError, ValueError):
             continue
     return out
-
-
-def _to_channels(images: np.ndarray, channels: int) -> np.ndarray:
-    if images.shape[-1] == channels:
-        return images
-    if channels == 3:
-        return np.repeat(images, 3, axis=-1)
-    weights = np.array([0.299, 0.587, 0.114], np.float32)
-    return np.clip(images.astype(np.float32) @ weights, 0, 255).astype(np.uint8)[..., None]

@@ -8,27 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from segcore.data import imageio
-
-
-def probs_to_mask(probs: np.ndarray, mode: str, threshold: float = 0.5) -> np.ndarray:
-    """Probabilities to a mask.
-
-    Args:
-        probs: ``(H, W, C)``.
-        mode: ``binary`` (class 1 where p >= threshold), ``multiclass``
-            (argmax), ``multilabel`` (a 0/1 plane per class, p >= threshold).
-        threshold: for sigmoid heads.
-
-    Returns:
-        uint8 ``(H, W)`` index mask, or ``(H, W, K-1)`` planes for multilabel.
-    """
-    if mode == "multiclass":
-        return np.argmax(probs, axis=-1).astype(np.uint8)
-    if mode == "binary":
-        return (probs[..., 0] >= threshold).astype(np.uint8)
-    if mode == "multilabel":
-        return (probs >= threshold).astype(np.uint8)
-    raise ValueError(f"unknown mode {mode!r}; expected binary, multiclass or multilabel")
+from segcore.labels import probs_to_mask  # noqa: F401  (one rule: segcore.labels)
 
 
 def save_mask_png(mask: np.ndarray, path: str | os.PathLike, mode: str = "multiclass") -> list[Path]:

@@ -26,7 +26,8 @@ import numpy as np
 
 from segcore.data import imageio
 from segcore.data.arrays import window_starts
-from segcore.prediction.masks import probs_to_mask
+from segcore.data.resample import resize_image, resize_probs  # noqa: F401  (resize_probs is part of this module's API)
+from segcore.labels import Labels
 from segcore.runs import RunFolder, open_run
 from segcore.workspace import Workspace
 
@@ -54,6 +55,7 @@ class Predictor:
     checkpoint: str
     fit: str = "squash"
     reference_short_side: float | None = None  # median shorter side of the training images (fit short_side)
+    _labels: Labels | None = None
 
     @classmethod
     def from_run(cls, run_id: str, ws: Workspace | None = None, *, checkpoint: str = "best") -> "Predictor":
@@ -92,35 +94,33 @@ class Predictor:
             checkpoint=str(path),
             fit=fitted.get("fit", "squash"),
             reference_short_side=fitted.get("reference_short_side"),
+            _labels=Labels.of_run(meta),
         )
 
+    @property
+    def labels(self) -> Labels:
+        """What the run's classes mean (class 0, void, the means, how probabilities become a mask)."""
+        return self._labels or Labels(self.mode, tuple(self.class_names))
+
     def prepare(self, image: np.ndarray) -> np.ndarray:
-        """An image (H, W[, C]) of any depth to the model's input: float32 (S, S, C) in [0, 255]."""
-        img, _ = imageio.to_uint8(np.asarray(image))  # as at import: deep images stretched
-        if img.ndim == 2:
-            img = img[..., None]
-        if img.ndim != 3:
-            raise ValueError(f"image must be (H, W) or (H, W, C), got shape {np.asarray(image).shape}")
-        if img.shape[2] == 4:  # RGBA: drop alpha
-            img = img[..., :3]
-        if self.channels == 1 and img.shape[2] == 3:
-            img = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)[..., None]
-        elif self.channels == 3 and img.shape[2] == 1:
-            img = np.repeat(img, 3, axis=2)
+        """An image (H, W[, C]) of any depth to the model's square input: float32 (S, S, C) in [0, 255]."""
+        img = self._channels(image)
         s = self.image_size
-        shrink = img.shape[0] > s or img.shape[1] > s
-        resized = cv2.resize(img, (s, s), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
-        return resized.reshape(s, s, self.channels).astype(np.float32)
+        return resize_image(img, s, s).reshape(s, s, self.channels).astype(np.float32)
 
     def predict_probs(self, image: np.ndarray) -> np.ndarray:
-        """Probabilities float32 ``(H, W, outputs)`` at the image's own size."""
+        """Probabilities float32 ``(H, W, outputs)`` at the image's own size.
+
+        The one way segcore predicts an image: ``predict``, the pages and
+        every evaluation call it.
+        """
         h, w = np.asarray(image).shape[:2]
         if self.fit == "short_side":
             x = self.prepare_scaled(image)
             probs = predict_tiled(self.model, x[None], self.image_size)[0]
-            return resize_probs(probs, h, w)
-        x = self.prepare(image)[None]
-        probs = np.asarray(self.model.predict_on_batch(x), dtype=np.float32)[0]
+        else:
+            x = self.prepare(image)[None]
+            probs = np.asarray(self.model.predict_on_batch(x), dtype=np.float32)[0]
         return resize_probs(probs, h, w)
 
     def scaled_size(self, height: int, width: int) -> tuple[int, int]:
@@ -134,11 +134,10 @@ class Predictor:
         """An image to float32 ``(H', W', C)`` at the training scale, its aspect ratio kept."""
         img = self._channels(image)
         h, w = self.scaled_size(img.shape[0], img.shape[1])
-        shrink = img.shape[0] > h or img.shape[1] > w
-        resized = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
-        return resized.reshape(h, w, self.channels).astype(np.float32)
+        return resize_image(img, h, w).reshape(h, w, self.channels).astype(np.float32)
 
     def _channels(self, image: np.ndarray) -> np.ndarray:
+        """Any image as uint8 (H, W, C) with the model's channels (deep images stretched as at import, alpha dropped)."""
         img, _ = imageio.to_uint8(np.asarray(image))
         if img.ndim == 2:
             img = img[..., None]
@@ -154,7 +153,7 @@ class Predictor:
 
     def predict_mask(self, image: np.ndarray, threshold: float = 0.5) -> np.ndarray:
         """The predicted mask at the image's size (index mask, or planes for multilabel)."""
-        return probs_to_mask(self.predict_probs(image), self.mode, threshold)
+        return self.labels.to_mask(self.predict_probs(image), threshold)
 
 
 def predict_tiled(model, images: np.ndarray, window: int, batch_size: int = 8) -> np.ndarray:
@@ -185,18 +184,6 @@ def predict_tiled(model, images: np.ndarray, window: int, batch_size: int = 8) -
             total[i, y : y + window, x : x + window] += p
             count[i, y : y + window, x : x + window] += 1.0
     return total / np.maximum(count, 1.0)
-
-
-def resize_probs(probs: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Resize probabilities ``(S, S, C)`` to ``(height, width, C)`` (bilinear)."""
-    if probs.shape[:2] == (height, width):
-        return probs
-    channels = probs.shape[2]
-    parts = []
-    for start in range(0, channels, 4):  # OpenCV resizes at most 4 channels at once
-        part = cv2.resize(probs[..., start : start + 4], (width, height), interpolation=cv2.INTER_LINEAR)
-        parts.append(part.reshape(height, width, -1))
-    return np.concatenate(parts, axis=-1)
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:

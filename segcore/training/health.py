@@ -20,6 +20,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from segcore.evaluation.metrics import degenerate_output
+from segcore.labels import Labels, probs_to_mask
+
 COLLAPSE_EPOCHS = 3  # a class missing from every prediction this many epochs in a row
 LYING_ACCURACY = 0.9
 LYING_DICE = 0.5
@@ -90,18 +93,9 @@ def is_finite(value: Any) -> bool:
         return True
 
 
-def predicted_labels(probs: np.ndarray, mode: str, threshold: float = 0.5) -> np.ndarray:
-    """Probabilities to labels: index masks (N, S, S) for binary/multiclass, 0/1 planes for multilabel."""
-    if mode == "multiclass":
-        return np.argmax(probs, axis=-1).astype(np.uint8)
-    if mode == "binary":
-        return (probs[..., 0] >= threshold).astype(np.uint8)
-    return (probs >= threshold).astype(np.uint8)
-
-
 def epoch_health(masks: np.ndarray, probs: np.ndarray, mode: str, class_names: Sequence[str], void: int = 255,
                  include_background: bool = False) -> dict[str, Any]:
-    """Per-class true vs predicted pixel fractions, pixel accuracy and foreground Dice.
+    """Per-class true vs predicted pixel fractions, pixel accuracy and Dice, for every class.
 
     Args:
         masks: uint8 validation masks at training size (index or planes).
@@ -109,21 +103,21 @@ def epoch_health(masks: np.ndarray, probs: np.ndarray, mode: str, class_names: S
         mode: the dataset's mode.
         class_names: the K class names.
         void: mask value not scored.
-        include_background: class 0 is a real class: it is checked and
-            counted in the mean like the others.
+        include_background: class 0 is a real class, counted in the macro mean.
 
     Returns:
-        ``{"pixel_accuracy", "mean_dice", "mean_foreground_dice",
-        "true_fraction": {name: f}, "pred_fraction": {name: f}, "dice": {name: d}}``;
-        the scored classes (1..K-1, or 0..K-1 with ``include_background``) for
-        the fractions and Dice. ``mean_dice`` is over the scored classes
-        present in the truth; ``mean_foreground_dice`` is the same number,
-        kept under its older name.
+        ``{"pixel_accuracy", "mean_dice", "mean_foreground_dice", "all_dice",
+        "true_fraction": {name: f}, "pred_fraction": {name: f}, "dice": {name: d}}``
+        with every class (class 0 included; for multilabel, the planes 1..K-1).
+        ``mean_dice`` is over the macro classes (1..K-1, or 0..K-1 with
+        ``include_background``) present in the truth, ``mean_foreground_dice``
+        the same number under its older name; ``all_dice`` is over every class
+        present (the headline, which a near-constant model cannot win).
     """
-    pred = predicted_labels(probs, mode)
+    labels = Labels(mode, tuple(class_names), not include_background, void)
+    pred = probs_to_mask(probs, mode)
     k = len(class_names)
     true_fraction, pred_fraction, dice = {}, {}, {}
-    first = 0 if include_background and mode != "multilabel" else 1
     if mode == "multilabel":
         valid = ~np.any(masks == void, axis=-1)
         n = max(int(valid.sum()), 1)
@@ -140,20 +134,23 @@ def epoch_health(masks: np.ndarray, probs: np.ndarray, mode: str, class_names: S
         valid = masks != void
         n = max(int(valid.sum()), 1)
         accuracy = float(((pred == masks) & valid).sum() / n)
-        for c in range(first, k):
+        for c in range(k):
             t = (masks == c) & valid
             p = (pred == c) & valid
             true_fraction[class_names[c]] = float(t.sum() / n)
             pred_fraction[class_names[c]] = float(p.sum() / n)
             dice[class_names[c]] = _dice(t, p)
-    present = [dice[name] for name in dice if true_fraction[name] > 0]
+    scored = {class_names[c] for c in labels.scored}
+    present = [dice[name] for name in dice if true_fraction[name] > 0 and name in scored]
+    everything = [dice[name] for name in dice if true_fraction[name] > 0]
     mean = float(np.mean(present)) if present else None
     return {
         "pixel_accuracy": float(accuracy),
         "mean_dice": mean,
         "mean_foreground_dice": mean,
+        "all_dice": float(np.mean(everything)) if everything else None,
         "class0": class_names[0] if class_names else "background",
-        "include_background": bool(first == 0),
+        "include_background": labels.include_background,
         "true_fraction": true_fraction,
         "pred_fraction": pred_fraction,
         "dice": dice,
@@ -166,11 +163,11 @@ def _dice(t: np.ndarray, p: np.ndarray) -> float:
 
 
 def health_warnings(health: dict[str, Any], missing_epochs: dict[str, int], epoch: int) -> list[str]:
-    """Warnings for the latest epoch: collapsed classes and "accuracy is lying".
+    """Warnings for the latest epoch: collapsed classes, near-constant output and "accuracy is lying".
 
     Args:
         health: this epoch's ``epoch_health``.
-        missing_epochs: class name -> consecutive epochs it was never predicted
+        missing_epochs: class name (or a check's name) -> consecutive epochs it held
             (updated in place).
         epoch: completed epochs so far (1-based).
 
@@ -189,6 +186,12 @@ def health_warnings(health: dict[str, Any], missing_epochs: dict[str, int], epoc
                 f"{missing_epochs[name]} epochs ({_collapse_text(health, name)}): try the Dice or focal loss, "
                 "class weighting, more epochs or a higher learning rate"
             )
+    degenerate = [w for w in degenerate_output(health["true_fraction"], health["pred_fraction"], health["dice"])
+                  if w.startswith("near-constant")]
+    key = "(near-constant output)"
+    missing_epochs[key] = missing_epochs.get(key, 0) + 1 if degenerate else 0
+    if degenerate and missing_epochs[key] >= COLLAPSE_EPOCHS:
+        warnings.append(f"{degenerate[0]} (for {missing_epochs[key]} epochs)")
     acc, dice = health["pixel_accuracy"], health.get("mean_dice", health.get("mean_foreground_dice"))
     if epoch >= 2 and dice is not None and acc >= LYING_ACCURACY and dice < LYING_DICE:
         if health.get("include_background"):
@@ -203,12 +206,11 @@ def health_warnings(health: dict[str, Any], missing_epochs: dict[str, int], epoc
 
 
 def _collapse_text(health: dict[str, Any], missing: str) -> str:
-    """What the output collapsed to: the background, or the classes it does predict when class 0 is a real class."""
-    if not health.get("include_background"):
-        return f"output collapsed to the background, '{health.get('class0', 'background')}'"
-    predicted = sorted((f, n) for n, f in health["pred_fraction"].items() if n != missing and f > 0)
-    top = [n for _, n in reversed(predicted)][:2]
-    return "output collapsed to " + (" and ".join(f"'{n}'" for n in top) if top else "other classes")
+    """What the output collapsed to: every class it does predict, largest first, with its share."""
+    predicted = sorted(((f, n) for n, f in health["pred_fraction"].items() if n != missing and f > 0), reverse=True)
+    if not predicted:
+        return "nothing else is predicted either"
+    return "the output holds " + ", ".join(f"'{n}' {f:.0%}" for f, n in predicted)
 
 
 # Dice in inference mode this far below Dice with batch statistics: the moving averages are off.

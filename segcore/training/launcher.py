@@ -79,6 +79,8 @@ def dataset_record(ws: Workspace, name: str) -> tuple[Any, dict[str, Any]]:
         "classes": info.class_names,
         "channels": info.channels,
         "num_samples": len(info.samples),
+        "class0": "background" if info.class0_is_background else "class",
+        "ignore_index": info.ignore_index,
     }
 
 

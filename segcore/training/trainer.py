@@ -291,10 +291,17 @@ class Trainer:
             self.val_x, self.val_m = windows(self.val_x, self.val_m, regions(split["val"]), size)
         self.test_ids = list(split["test"])
         shorter = [min(self.dataset.sample(i).height, self.dataset.sample(i).width) for i in split["train"]]
-        self.run.update_meta(input={"fit": t.fit, "image_size": size, "reference_short_side": float(np.median(shorter))})
+        self.run.update_meta(input={"fit": t.fit, "image_size": size, "reference_short_side": float(np.median(shorter))},
+                             content=self._content(split))
         for name, masks in (("train", self.train_m), ("validation", self.val_m)):
             if masks is not None:
                 check_masks(masks, self.mode, self.num_classes, where=f" of the {name} split")
+
+    def _content(self, split: dict[str, list[str]]) -> dict[str, dict[str, str]]:
+        """The pixel hashes of the training and validation images (an evaluation finds leaks by them)."""
+        from segcore.data.hashes import pixel_hash
+
+        return {part: {i: pixel_hash(self.dataset.image(i)) for i in split.get(part, [])} for part in ("train", "val")}
 
     # -- model ---------------------------------------------------------------
     def build(self) -> Any:
@@ -392,8 +399,9 @@ class Trainer:
         else:
             self.last_health = None
         self.history = [r for r in self.history if int(r["epoch"]) < completed] + [row]
-        # Best checkpoint by validation Dice (training Dice when there is no validation split).
-        score = row.get("val_dice", row.get("dice"))
+        # Best checkpoint by the headline, validation Dice over every class (training's when there is no
+        # validation split); "dice" is that already when class 0 is a real class.
+        score = next((row[k] for k in ("val_all_dice", "val_dice", "all_dice", "dice") if row.get(k) is not None), None)
         best = self.state.get("best_val_dice")
         improved = score is not None and (best is None or score > best)
         if improved:
@@ -567,10 +575,10 @@ class Trainer:
         best_path = self.run.model_path
         if self.test_ids:
             self.status.update(message="evaluating the test split")
-            best = keras.models.load_model(best_path, compile=False)
-            evaluation = evaluate_run_model(
-                self.run, best, self.dataset, self.test_ids, self.cfg.train.image_size, save_predictions=True, fit=self.fit
-            )
+            from segcore.prediction import Predictor
+
+            evaluation = evaluate_run_model(self.run, Predictor.from_folder(self.run), self.dataset, self.test_ids,
+                                            save_predictions=True)
             test = summary_metrics(evaluation.report)
         else:
             test = {}

@@ -12,6 +12,8 @@ from typing import Any, Mapping, Sequence
 import cv2
 import numpy as np
 
+from segcore.data.resample import resize_image, resize_labels
+
 # Void pixels are drawn in a neutral grey so they never read as a class.
 IGNORE_COLOR = (128, 128, 128)
 # The colour scale used for every probability heatmap (perceptually uniform,
@@ -188,13 +190,13 @@ def _boundaries(mask: np.ndarray) -> np.ndarray:
 
 
 def resize_for_display(image: np.ndarray, size: int, nearest: bool = False) -> np.ndarray:
-    """Resize so the longer side is ``size`` pixels (nearest neighbour for masks)."""
+    """Resize so the longer side is ``size`` pixels (masks by the centred label vote, never blended)."""
     h, w = image.shape[:2]
     scale = size / max(h, w)
     if abs(scale - 1.0) < 1e-6:
         return image
-    interp = cv2.INTER_NEAREST if nearest else (cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
-    return cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=interp)
+    shape = (max(1, round(h * scale)), max(1, round(w * scale)))
+    return resize_labels(image, *shape) if nearest else resize_image(image, *shape)
 
 
 def resize_to(image: np.ndarray, shape: Sequence[int], nearest: bool = False) -> np.ndarray:
@@ -203,8 +205,7 @@ def resize_to(image: np.ndarray, shape: Sequence[int], nearest: bool = False) ->
     h, w = int(shape[0]), int(shape[1])
     if image.shape[:2] == (h, w):
         return image
-    interp = cv2.INTER_NEAREST if nearest else (cv2.INTER_AREA if h * w < image.shape[0] * image.shape[1] else cv2.INTER_LINEAR)
-    return cv2.resize(image, (w, h), interpolation=interp)
+    return resize_labels(image, h, w) if nearest else resize_image(image, h, w)
 
 
 def stack_tiles(tiles: Sequence[np.ndarray], size: int, gap: int = 4, axis: int = 0) -> np.ndarray:
@@ -216,7 +217,7 @@ def stack_tiles(tiles: Sequence[np.ndarray], size: int, gap: int = 4, axis: int 
     parts = []
     for i, tile in enumerate(tiles):
         rgb = to_rgb(tile)
-        interp = cv2.INTER_NEAREST if rgb.shape[0] < size else cv2.INTER_AREA
+        interp = cv2.INTER_NEAREST_EXACT if rgb.shape[0] < size else cv2.INTER_AREA  # centred either way
         parts.append(cv2.resize(rgb, (size, size), interpolation=interp))
         if gap and i < len(tiles) - 1:
             shape = (gap, size, 3) if axis == 0 else (size, gap, 3)
