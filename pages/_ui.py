@@ -141,7 +141,7 @@ def select_dataset(ws: Workspace, label: str = "Dataset", key: str = "dataset") 
 
 
 def class_legend(info: DatasetInfo, void: bool = True) -> str:
-    """Markdown legend: a coloured square per class (background shown as 'not painted'); ``void`` adds the ignore colour.
+    """Markdown legend: a coloured square per class (a background class 0 shown as 'not painted'); ``void`` adds the ignore colour.
 
     The swatches are HTML (shown with ``unsafe_allow_html``); class names come
     from imported data and are written as plain text (``markdown_text``), so a
@@ -151,7 +151,7 @@ def class_legend(info: DatasetInfo, void: bool = True) -> str:
     for k, c in enumerate(info.classes):
         r, g, b = (int(v) for v in c.color[:3])
         swatch = f"<span style='display:inline-block;width:0.9em;height:0.9em;background:rgb({r},{g},{b});border:1px solid #888;margin-right:0.3em;vertical-align:middle'></span>"
-        parts.append(f"{swatch}{markdown_text(c.name)}" + (" (not painted)" if k == 0 else ""))
+        parts.append(f"{swatch}{markdown_text(c.name)}" + (" (not painted)" if k == 0 and info.class0_is_background else ""))
     if void and info.ignore_index is not None:
         r, g, b = viz.IGNORE_COLOR
         parts.append(f"<span style='display:inline-block;width:0.9em;height:0.9em;background:rgb({r},{g},{b});border:1px solid #888;margin-right:0.3em;vertical-align:middle'></span>void (not scored)")

@@ -11,6 +11,7 @@ from segcore import runs as runs_mod
 from segcore import visualize as viz
 from segcore.data.dataset import list_datasets
 from segcore.evaluation import run as run_eval
+from segcore.labels import Labels
 from segcore.prediction import probs_to_mask, run_probabilities
 from segcore.safetext import markdown_text
 
@@ -86,6 +87,7 @@ except (FileNotFoundError, ValueError) as exc:
     st.error(f"The runs were trained on dataset {dataset_name!r}, which cannot be opened: {exc}")
     st.stop()
 info = ds.info
+label_meaning = Labels.of_dataset(info)
 if viz.trained_on_older_data([_ui.readable(runs[r].read_meta, {}) for r in chosen], info.content_hash):
     st.warning(f"Dataset {dataset_name!r} has changed since some of these runs were trained; their scores refer to the older version.")
 
@@ -134,7 +136,7 @@ def prediction_tiles(r: str, sid: str, image: np.ndarray, colors: np.ndarray) ->
     shown = viz.resize_to(image, probs.shape[:2])
     mask = probs_to_mask(probs, info.mode, threshold)
     hm = viz.heatmap(viz.class_probability(probs, info.mode, class_index))
-    return viz.stack_tiles([hm, viz.overlay(shown, mask, colors, 0.5, None)], TILE)
+    return viz.stack_tiles([hm, viz.overlay(shown, mask, colors, 0.5, None, unpainted=label_meaning.unpainted)], TILE)
 
 
 colors = viz.class_colors(info.classes)
@@ -153,7 +155,8 @@ if ids:
         image_s = viz.resize_for_display(image, 2 * TILE)
         truth = viz.resize_for_display(ds.mask(sid), 2 * TILE, nearest=True)
         worst = worst_for.get(sid) if pick_mode == "Worst for each model" else None
-        row[0].image(viz.stack_tiles([image_s, viz.overlay(image_s, truth, colors, 0.5, info.ignore_index)], TILE),
+        row[0].image(viz.stack_tiles([image_s, viz.overlay(image_s, truth, colors, 0.5, info.ignore_index,
+                                                                  unpainted=label_meaning.unpainted)], TILE),
                      caption=f"{sid} · worst for {', '.join(worst)}" if worst else sid)
         for col, r in zip(row[1:], chosen):
             try:
@@ -161,8 +164,9 @@ if ids:
             except (FileNotFoundError, ValueError) as exc:
                 col.error(f"No prediction: {exc}")
                 continue
-            score = next((p.get("macro_dice") for p in (reports[r] or {}).get("per_image", ()) if str(p.get("id")) == sid), None)
-            col.image(tile, caption=f"Dice {score:.3f}" if isinstance(score, (int, float)) else "not in its test split")
+            row_of = next((p for p in (reports[r] or {}).get("per_image", ()) if str(p.get("id")) == sid), {})
+            name, score = ("Dice, all classes", row_of["all_dice"]) if "all_dice" in row_of else ("Dice", row_of.get("macro_dice"))
+            col.image(tile, caption=f"{name} {score:.3f}" if isinstance(score, (int, float)) else "not in its test split")
     st.markdown(_ui.class_legend(info), unsafe_allow_html=True)
 
 # --------------------------------------------------------------------------- tables
@@ -174,17 +178,41 @@ if not have:
 else:
     metric = st.segmented_control("Metric", ["dice", "iou", "precision", "recall"], default="dice", key="cmp_metric",
                                   format_func=_ui.metric_label, help=_ui.METRICS_HELP)
+    ranking = viz.rank_runs(have)
+    st.markdown("**Ranked by Dice, all classes**: " + " · ".join(
+        f"{i}. {markdown_text(r['label'])} {'n/a' if r['value'] is None else format(r['value'], '.3f')}"
+        + (" ⚠ degenerate output" if r["degenerate"] else "") for i, r in enumerate(ranking, 1)),
+        help=label_meaning.headline_caption())
     table = viz.compare_table(have, metric or "dice")
-    st.dataframe(viz.highlight_best(table, axis=1), key="cmp_table")
+    st.dataframe(viz.highlight_best(table, axis=1, subset=viz.ranked_rows(table)), key="cmp_table")
     st.download_button("Download this table (CSV)", table.to_csv(index_label="class").encode(), f"compare-{dataset_name}-{metric or 'dice'}.csv",
                        "text/csv", key="cmp_csv", icon=":material/download:", on_click="ignore")
     accuracy = ", ".join(f"{label} {rep['pixel_accuracy']:.3f}" for label, rep in have.items() if isinstance(rep.get("pixel_accuracy"), (int, float)))
-    st.caption("The best run of each row is highlighted. macro: mean over the foreground classes; "
-               "micro: the foreground pixels of all classes pooled. n/a: the class is in neither the true nor the predicted masks."
+    st.caption("The best run of each class and of 'all classes' is highlighted. "
+               f"{label_meaning.headline_caption()}. {label_meaning.macro_caption()}; {label_meaning.micro_caption()}. "
+               "n/a: the class is in neither the true nor the predicted masks. Scored at each image's own resolution."
                + (f" Pixel accuracy over all pixels: {accuracy}." if accuracy else ""))
-    st.markdown("**Per image**: Dice averaged over the foreground classes; the images where the runs disagree most come first.")
+    boundary = {label: {"HD95 px": (rep.get("all") or {}).get("hd95"), "NSD": (rep.get("all") or {}).get("nsd"),
+                        "ECE": (rep.get("calibration") or {}).get("ece")} for label, rep in have.items()}
+    if any(v is not None for row in boundary.values() for v in row.values()):
+        import pandas as pd
+
+        frame = pd.DataFrame.from_dict(boundary, orient="index")
+        tolerance = next((rep.get("surface_tolerance") for rep in have.values() if rep.get("surface_tolerance")), None)
+        c = st.columns([1, 1])
+        c[0].markdown("**Boundaries and calibration** (means over every class)")
+        c[0].dataframe(viz.highlight_best(frame, axis=0, higher_is_better=viz.STUDY_HIGHER_IS_BETTER), key="cmp_boundary")
+        c[0].caption("HD95: the 95th percentile of the distance between the predicted and the true boundaries, in pixels "
+                     "(lower is better). NSD: the share of both boundaries within "
+                     + (f"{tolerance:g} px" if tolerance else "the tolerance") + " of the other (higher is better). "
+                     "ECE: expected calibration error, how far the probabilities are from the share of pixels "
+                     "they get right (lower is better).")
+        c[1].plotly_chart(viz.reliability_figure({label: rep.get("calibration") for label, rep in have.items()}),
+                          key="cmp_reliability")
+    st.markdown("**Per image**: Dice over every class; the images where the runs disagree most come first.")
     # Only images every run was tested on can be compared; runs with different split seeds share fewer.
-    diff = viz.per_image_differences(have, "macro_dice")
+    diff = viz.per_image_differences(have, "all_dice" if all(
+        any("all_dice" in p for p in rep.get("per_image") or ()) for rep in have.values()) else "macro_dice")
     common = diff.dropna(subset=[c for c in diff.columns if c != "spread"]) if not diff.empty else diff
     if diff.empty:
         st.info("These evaluations have no per-image scores.")
@@ -231,8 +259,7 @@ else:
         st.dataframe(viz.highlight_best(table, axis=1), key="cmp_eval_table")
         first = next(iter(kept.values()))
         st.caption(f"Dice on {markdown_text(target)} ({markdown_text(subset or 'all samples')}, {first.get('num_images')} images); "
-                   + ("macro counts class 0, a real class in this dataset." if first.get("class0") == "class"
-                      else "macro: mean over the foreground classes."))
+                   + Labels.of_report(first).macro_caption() + ".")
         for label, rep in kept.items():
             for w in rep.get("warnings") or []:
                 st.caption(f"⚠ {markdown_text(label)}: {markdown_text(w)}")

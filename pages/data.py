@@ -9,6 +9,7 @@ from pages import _ui
 from segcore import visualize as viz
 from segcore.config import AugmentConfig, SplitConfig
 from segcore.data import augment, imports, uploads
+from segcore.labels import Labels
 from segcore.data import split as split_mod
 from segcore.data.dataset import Problem
 from segcore.data.options import ENCODINGS, ImportOptions, form_options
@@ -210,14 +211,14 @@ with tabs[0]:
         grid = st.columns(4)
         for i, sid in enumerate(ids):
             image, mask = _ui.sample_pair(root, info.name, key, sid)
-            grid[i % 4].image(viz.overlay(image, mask, colors, opacity, info.ignore_index, outline), caption=sid, width="stretch")
+            grid[i % 4].image(viz.overlay(image, mask, colors, opacity, info.ignore_index, outline, unpainted=Labels.of_dataset(info).unpainted), caption=sid, width="stretch")
         st.divider()
         sid = st.selectbox("Look closer at one sample", ds.ids, index=ds.ids.index(ids[0]) if ids else 0, key="closer")
         image, mask = _ui.sample_pair(root, info.name, key, sid, 512)
         c = st.columns(3)
         c[0].image(image, caption=f"{sid}: image", width="stretch")
         c[1].image(viz.colorize_mask(mask, colors, info.ignore_index), caption="mask", width="stretch")
-        c[2].image(viz.overlay(image, mask, colors, opacity, info.ignore_index, outline), caption=f"overlay at {opacity:.0%}", width="stretch")
+        c[2].image(viz.overlay(image, mask, colors, opacity, info.ignore_index, outline, unpainted=Labels.of_dataset(info).unpainted), caption=f"overlay at {opacity:.0%}", width="stretch")
 
 # --------------------------------------------------------------------------- class frequencies
 with tabs[1]:
@@ -269,11 +270,11 @@ with tabs[3]:
         cfg = AugmentConfig(True, hflip, vflip, rotate, zoom, shift, brightness, contrast)
         image, mask = _ui.sample_pair(root, info.name, key, sid)
         cols = st.columns(4)
-        cols[0].image(viz.overlay(image, mask, colors, 0.5, info.ignore_index), caption="original", width="stretch")
+        cols[0].image(viz.overlay(image, mask, colors, 0.5, info.ignore_index, unpainted=Labels.of_dataset(info).unpainted), caption="original", width="stretch")
         with _ui.friendly_errors("augment this sample"):
             for i in range(7):
                 img_a, mask_a = augment.augment_pair(image, mask, cfg, augment.sample_rng(0, i, 0))
-                cols[(i + 1) % 4].image(viz.overlay(img_a, mask_a, colors, 0.5, info.ignore_index), caption=f"draw {i + 1}", width="stretch")
+                cols[(i + 1) % 4].image(viz.overlay(img_a, mask_a, colors, 0.5, info.ignore_index, unpainted=Labels.of_dataset(info).unpainted), caption=f"draw {i + 1}", width="stretch")
 
 # --------------------------------------------------------------------------- split
 with tabs[4]:

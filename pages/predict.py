@@ -13,6 +13,7 @@ from pages import _ui
 from segcore import runs as runs_mod
 from segcore import visualize as viz
 from segcore.prediction import prediction_setup, probs_to_mask, runs_that_predict
+from segcore.labels import Labels
 from segcore.safetext import markdown_text
 
 IMAGE_TYPES = ["png", "jpg", "jpeg", "tif", "tiff", "bmp", "gif"]
@@ -110,7 +111,7 @@ for n, (name, image) in enumerate(images):
         rgb = viz.to_rgb(image)
         cols = st.columns([2, 2, 2, 2])
         cols[0].image(rgb, caption=f"{name} ({image.shape[1]}x{image.shape[0]})", width="stretch")
-        cols[1].image(viz.overlay(rgb, mask, colors, opacity, None), caption="predicted mask over the image", width="stretch")
+        cols[1].image(viz.overlay(rgb, mask, colors, opacity, None, unpainted=Labels.of_run(meta).unpainted), caption="predicted mask over the image", width="stretch")
         cols[2].image(viz.heatmap_with_colorbar(viz.class_probability(probs, mode, class_index)), caption=f"probability of {class_names[class_index]} (0 to 1)", width="stretch")
         areas = viz.mask_areas(mask, class_names[: len(colors)])
         cols[3].dataframe(areas, hide_index=True, column_config={"percent": st.column_config.NumberColumn("% of image", format="%.2f")}, key=f"areas_{n}_{name}")

@@ -9,6 +9,7 @@ import segcore.training as training
 from pages import _ui
 from segcore import runs as runs_mod
 from segcore import visualize as viz
+from segcore.labels import Labels
 from segcore.safetext import markdown_text
 
 ws = _ui.workspace()
@@ -112,9 +113,10 @@ def one_run() -> None:
     c[1].metric("Epochs", f"{s.epoch}/{s.epochs}")
     c[2].metric("Best validation Dice", "–" if s.best_val_dice is None else f"{s.best_val_dice:.3f}",
                 help="Overlap with the true masks on the validation images, 0 to 1" + (f"; reached at epoch {s.best_epoch}." if s.best_epoch else "."))
-    test_dice = (s.test or {}).get("macro_dice")
-    c[3].metric("Test Dice", "–" if test_dice is None else f"{test_dice:.3f}",
-                help="On the held-out test images, averaged over the foreground classes (macro); measured when training has ended.")
+    test_dice = (s.test or {}).get("all_dice", (s.test or {}).get("macro_dice"))
+    c[3].metric("Test Dice, all classes" if "all_dice" in (s.test or {}) else "Test Dice", "–" if test_dice is None else f"{test_dice:.3f}",
+                help="On the held-out test images at their own resolution, averaged over every class, background included "
+                     "(the figure runs are ranked by); the per-class table below has the macro mean too. Measured when training has ended.")
     # A finished run's message only repeats the epochs above.
     st.caption(f"Run id `{run_id}` · {markdown_text(s.model)} on {markdown_text(s.dataset)}"
                + (f" · {markdown_text(s.message)}" if s.message and s.state != "finished" else ""))
@@ -191,8 +193,9 @@ def one_run() -> None:
         table = viz.per_class_table(evaluation, ("dice", "iou", "precision", "recall")).rename(columns=_ui.METRIC_LABELS)
         st.dataframe(table.style.format("{:.3f}", na_rep="n/a"), key=f"eval_{run_id}")
         overall = evaluation.get("pixel_accuracy")
+        meaning = Labels.of_report(evaluation)
         st.caption(("" if overall is None else f"Pixel accuracy over all pixels: {overall:.3f}. ")
-                   + "macro: mean over the foreground classes; micro: the foreground pixels of all classes pooled. "
+                   + f"all classes: {meaning.headline_caption()}. {meaning.macro_caption()}; {meaning.micro_caption()}. "
                    "n/a: the class is in neither the true nor the predicted masks.")
         for w in evaluation.get("warnings") or []:
             st.caption(f"⚠ {markdown_text(w)}")
@@ -241,9 +244,13 @@ def results_table() -> None:
         chosen = runs_mod.select_results(results, dataset_name, None if pick == everything else pick)
         info = {labels[r.summary.run_id]: {"model": r.summary.model, "epochs": r.summary.epoch} for r in chosen}
         table = viz.study_table({labels[r.summary.run_id]: r.report for r in chosen}, info)
-        st.dataframe(viz.highlight_best(table, axis=0, subset=list(viz.STUDY_COLUMNS)), key="study_table")
-        st.caption(f"Test scores on {markdown_text(dataset_name)}: Dice, IoU, precision and recall are macro means over the foreground classes "
-                   "on each run's test split; accuracy: pixel accuracy. The best value of each column is highlighted.")
+        st.dataframe(viz.highlight_best(table, axis=0, subset=list(viz.STUDY_COLUMNS),
+                                        higher_is_better=viz.STUDY_HIGHER_IS_BETTER), key="study_table")
+        st.caption(f"Test scores on {markdown_text(dataset_name)}, each run on its own test split: 'Dice, all classes' counts every "
+                   "class, background included, and ranks runs; Dice, IoU, precision and recall are macro means "
+                   f"({Labels.of_report(chosen[0].report).macro_caption() if chosen else 'macro'}); "
+                   "accuracy: pixel accuracy; HD95 (px, lower is better) and NSD: boundaries; ECE: calibration error (lower is better). "
+                   "The best value of each column is highlighted.")
         e = st.container(horizontal=True)
         e.download_button("Download CSV", table.to_csv().encode(), f"results-{dataset_name}.csv", "text/csv", key="study_csv",
                           icon=":material/download:", on_click="ignore")

@@ -22,11 +22,19 @@ from __future__ import annotations
 from segcore.visualize.comparison import (
     comparable_runs,
     image_choices,
+    rank_runs,
     shared_images,
     trained_on_older_data,
     worst_images_per_run,
 )
-from segcore.visualize.figures import class_frequency_figure, curve_metrics, curves_figure, heatmap_figure, history_frame
+from segcore.visualize.figures import (
+    class_frequency_figure,
+    curve_metrics,
+    curves_figure,
+    heatmap_figure,
+    history_frame,
+    reliability_figure,
+)
 from segcore.visualize.files import decode_image, encode_mask
 from segcore.visualize.images import (
     HEATMAP_COLORMAP,
@@ -58,6 +66,7 @@ from segcore.visualize.runtable import (
 )
 from segcore.visualize.tables import (
     STUDY_COLUMNS,
+    STUDY_HIGHER_IS_BETTER,
     best_mask,
     class_frequency_frame,
     compare_table,
@@ -66,6 +75,7 @@ from segcore.visualize.tables import (
     per_class_table,
     per_image_differences,
     per_image_frame,
+    ranked_rows,
     study_table,
     table_markdown,
     worst_images,

@@ -80,3 +80,21 @@ def worst_images_per_run(reports: Mapping[str, Mapping[str, Any] | None], labels
             if sid in known:
                 worst.setdefault(sid, []).append(labels.get(run_id, run_id))
     return dict(list(worst.items())[:limit])
+
+
+def rank_runs(reports: Mapping[str, Mapping[str, Any] | None]) -> list[dict[str, Any]]:
+    """Runs ordered by the headline (Dice over every class), best first; runs without it last.
+
+    Returns:
+        ``[{"label", "value", "degenerate", "warnings"}]``: ``degenerate`` is
+        true when the evaluation found a near-constant output or a collapsed
+        class; such a run is listed after every run that is not.
+    """
+    rows = []
+    for label, report in reports.items():
+        report = report or {}
+        value = (report.get("all") or {}).get("dice")
+        rows.append({"label": label, "value": value if isinstance(value, (int, float)) else None,
+                     "degenerate": bool(report.get("degenerate")),
+                     "warnings": [w for w in report.get("warnings") or [] if "near-constant" in w or "collapsed" in w]})
+    return sorted(rows, key=lambda r: (r["value"] is None, r["degenerate"], -(r["value"] or 0.0)))

@@ -140,3 +140,37 @@ def curves_figure(histories: Mapping[str, Any], metric: str = "loss", title: str
     last = max((len(history_frame(h)) for h in histories.values()), default=1)
     fig.update_xaxes(tick0=1, dtick=max(1, math.ceil(last / 10)))
     return fig
+
+
+def reliability_figure(calibrations: Mapping[str, Mapping[str, Any] | None]):
+    """A reliability diagram: accuracy against confidence per bin, one line per run, the diagonal for reference.
+
+    Args:
+        calibrations: run label -> the report's ``calibration`` block
+            (``{"ece", "bins": [{"low", "high", "count", "confidence", "accuracy"}]}``).
+
+    Returns:
+        ``plotly.graph_objects.Figure``; a run's legend entry carries its ECE.
+        A perfectly calibrated model lies on the diagonal.
+    """
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect calibration",
+                             line={"dash": "dot", "color": "#888"}, hoverinfo="skip"))
+    for label, block in calibrations.items():
+        bins = [b for b in (block or {}).get("bins") or [] if b.get("count")]
+        if not bins:
+            continue
+        ece = (block or {}).get("ece")
+        name = plotly_text(label) + (f" (ECE {ece:.3f})" if isinstance(ece, (int, float)) else "")
+        fig.add_trace(go.Scatter(
+            x=[b["confidence"] for b in bins], y=[b["accuracy"] for b in bins], mode="lines+markers", name=name,
+            customdata=[[b["count"], b["low"], b["high"]] for b in bins],
+            hovertemplate="confidence %{x:.3f}<br>accuracy %{y:.3f}<br>%{customdata[0]:,} pixels "
+                          "(bin %{customdata[1]:.2f}-%{customdata[2]:.2f})<extra></extra>",
+        ))
+    fig.update_layout(xaxis_title="confidence (probability of the predicted class)", yaxis_title="share correct",
+                      xaxis_range=[0, 1], yaxis_range=[0, 1], height=360, margin={"l": 10, "r": 10, "t": 30, "b": 10},
+                      legend={"orientation": "h", "y": -0.25})
+    return fig

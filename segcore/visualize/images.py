@@ -124,15 +124,16 @@ def _colorize_planes(planes: np.ndarray, colors: np.ndarray, ignore_index: int |
     return out
 
 
-def foreground(mask: np.ndarray, ignore_index: int | None = 255) -> np.ndarray:
-    """Boolean ``(H, W)``: pixels that belong to some foreground class (not background, not void)."""
+def foreground(mask: np.ndarray, ignore_index: int | None = 255, unpainted: int | None = 0) -> np.ndarray:
+    """Boolean ``(H, W)``: pixels of a painted class: not void, not ``unpainted`` (class 0 when it is the background;
+    None when every class is real, ``segcore.labels.Labels.unpainted``)."""
     mask = np.asarray(mask)
     if mask.ndim == 3:
         on = mask > 0
         if ignore_index is not None:
             on &= mask != ignore_index
         return on.any(axis=-1)
-    fg = mask != 0
+    fg = mask != unpainted if unpainted is not None else np.ones(mask.shape, bool)
     if ignore_index is not None:
         fg &= mask != ignore_index
     return fg
@@ -145,6 +146,7 @@ def overlay(
     opacity: float = 0.5,
     ignore_index: int | None = 255,
     outline: bool = False,
+    unpainted: int | None = 0,
 ) -> np.ndarray:
     """Blend class colours over an image; background pixels stay as they are.
 
@@ -158,6 +160,9 @@ def overlay(
         opacity: weight of the mask colour, in ``[0, 1]``.
         ignore_index: void index (drawn grey), or ``None``.
         outline: also draw the class boundaries at full strength.
+        unpainted: the class left as it is (the background, class 0); None
+            paints every class, as when class 0 is a real class
+            (``segcore.labels.Labels.unpainted``).
 
     Returns:
         ``(H, W, 3)`` uint8 RGB image.
@@ -169,7 +174,7 @@ def overlay(
     if rgb.shape[:2] != mask.shape[:2]:
         raise ValueError(f"image is {rgb.shape[1]}x{rgb.shape[0]} but mask is {mask.shape[1]}x{mask.shape[0]}")
     painted = colorize_mask(mask, colors, ignore_index)
-    shown = foreground(mask, ignore_index)
+    shown = foreground(mask, ignore_index, unpainted)
     if ignore_index is not None:
         shown |= (mask == ignore_index).any(axis=-1) if mask.ndim == 3 else (mask == ignore_index)
     blended = cv2.addWeighted(rgb, 1.0 - float(opacity), painted, float(opacity), 0.0)

@@ -53,8 +53,12 @@ def mask_areas(mask: np.ndarray, class_names: Sequence[str], ignore_index: int |
     return df
 
 
+# The summary rows of a per-class table, by the report block they come from.
+SUMMARY_ROWS = {"all": "all classes", "macro": "macro", "micro": "micro"}
+
+
 def per_class_table(report: Mapping[str, Any], metrics: Sequence[str] = ("dice", "iou", "precision", "recall", "pixel_accuracy")) -> pd.DataFrame:
-    """One run's evaluation as a table: a row per class, then ``macro`` and ``micro``.
+    """One run's evaluation as a table: a row per class, then ``all classes`` (the headline), ``macro`` and ``micro``.
 
     Args:
         report: ``EvaluationReport.to_dict()``: ``per_class`` (a list of dicts
@@ -63,14 +67,14 @@ def per_class_table(report: Mapping[str, Any], metrics: Sequence[str] = ("dice",
         metrics: the columns to keep, in order (missing ones are skipped).
 
     Returns:
-        DataFrame indexed by class name (``macro``, ``micro`` last).
+        DataFrame indexed by class name (``all classes``, ``macro``, ``micro`` last).
     """
     rows: dict[str, dict[str, Any]] = {}
     for name, values in _iter_per_class(report.get("per_class", ())):
         rows[name] = {m: _num(values.get(m)) for m in metrics}
-    for avg in ("macro", "micro"):
-        if isinstance(report.get(avg), Mapping):
-            rows[avg] = {m: _num(report[avg].get(m)) for m in metrics}
+    for avg in ("all", "macro", "micro"):
+        if isinstance(report.get(avg), Mapping) and report.get(avg):
+            rows[SUMMARY_ROWS[avg]] = {m: _num(report[avg].get(m)) for m in metrics}
     df = pd.DataFrame.from_dict(rows, orient="index")
     if df.empty:
         return pd.DataFrame(columns=list(metrics))
@@ -78,22 +82,32 @@ def per_class_table(report: Mapping[str, Any], metrics: Sequence[str] = ("dice",
 
 
 def compare_table(reports: Mapping[str, Mapping[str, Any]], metric: str = "dice") -> pd.DataFrame:
-    """Several runs' evaluations side by side for one metric: rows are classes + macro + micro, columns runs.
+    """Several runs' evaluations side by side for one metric: rows are classes + all classes + macro + micro, columns runs.
 
     Args:
         reports: run label -> ``EvaluationReport.to_dict()``.
         metric: which metric to show (``"dice"``, ``"iou"``, ``"precision"``, ``"recall"``, ``"pixel_accuracy"``).
 
     Returns:
-        DataFrame indexed by class (then ``macro``, ``micro``), a column per run.
+        DataFrame indexed by class (then ``all classes``, ``macro``, ``micro``), a column per run.
     """
     cols = {}
     for label, report in reports.items():
         table = per_class_table(report, (metric,))
         cols[label] = table[metric] if metric in table.columns else pd.Series(dtype=float)
     df = pd.DataFrame(cols)
-    order = [i for i in df.index if i not in ("macro", "micro")] + [i for i in ("macro", "micro") if i in df.index]
+    summary = list(SUMMARY_ROWS.values())
+    order = [i for i in df.index if i not in summary] + [i for i in summary if i in df.index]
     return df.loc[order]
+
+
+def ranked_rows(table: pd.DataFrame) -> list[Any]:
+    """The rows of a ``compare_table`` whose best run is highlighted: each class and ``all classes``.
+
+    ``macro`` and ``micro`` are not marked: a model that paints almost every
+    pixel as the majority class can top them (see :mod:`segcore.labels`).
+    """
+    return [i for i in table.index if i not in ("macro", "micro")]
 
 
 def best_mask(df: pd.DataFrame, axis: int = 1, higher_is_better: bool | Mapping[str, bool] = True, subset: Sequence[Any] | None = None) -> pd.DataFrame:
@@ -207,16 +221,23 @@ def per_image_differences(reports: Mapping[str, Mapping[str, Any]], metric: str 
     return out.sort_values("spread", ascending=False, kind="stable")
 
 
-STUDY_COLUMNS = {"Dice": ("macro", "dice"), "IoU": ("macro", "iou"), "Accuracy": (None, "pixel_accuracy"),
-                 "Precision": ("macro", "precision"), "Recall": ("macro", "recall"), "micro Dice": ("micro", "dice")}
+STUDY_COLUMNS = {"Dice, all classes": ("all", "dice"), "Dice": ("macro", "dice"), "IoU": ("macro", "iou"), "Accuracy": (None, "pixel_accuracy"),
+                 "Precision": ("macro", "precision"), "Recall": ("macro", "recall"), "micro Dice": ("micro", "dice"),
+                 "HD95 px": ("all", "hd95"), "NSD": ("all", "nsd"), "ECE": ("calibration", "ece")}
+# Study columns where lower is better (distances, calibration error); the rest: higher is better.
+STUDY_HIGHER_IS_BETTER = {"HD95 px": False, "ECE": False}
 
 
 def study_table(reports: Mapping[str, Mapping[str, Any]], info: Mapping[str, Mapping[str, Any]] | None = None) -> pd.DataFrame:
     """The paper's results table: one row per run with test Dice, IoU and pixel accuracy.
 
-    Dice, IoU, precision and recall are macro averages over the foreground
-    classes; accuracy is the pixel accuracy over all pixels; ``micro Dice``
-    pools the foreground pixels of all classes.
+    ``Dice, all classes`` is the headline (every class, background
+    included; runs are ranked by it); Dice, IoU, precision and recall are
+    macro averages (the foreground classes, or every class when class 0 is a
+    real class); accuracy is the pixel accuracy over all pixels; ``micro
+    Dice`` pools the pixels of the macro classes; ``HD95 px`` and ``NSD`` are
+    the boundary figures and ``ECE`` the calibration error
+    (:mod:`segcore.evaluation.surface`).
 
     Args:
         reports: run label -> ``EvaluationReport.to_dict()``.
@@ -234,7 +255,8 @@ def study_table(reports: Mapping[str, Mapping[str, Any]], info: Mapping[str, Map
         rows[label] = row
     df = pd.DataFrame.from_dict(rows, orient="index")
     df.index.name = "run"
-    return df
+    empty = [c for c in STUDY_COLUMNS if c in df.columns and df[c].isna().all()]  # e.g. figures older reports lack
+    return df.drop(columns=empty)
 
 
 def table_markdown(df: pd.DataFrame, floatfmt: str = ".3f") -> str:
