@@ -186,11 +186,17 @@ def run_columns() -> dict:
         "model": st.column_config.TextColumn("model", help="unet-d3f8: plain U-Net, depth 3, 8 base filters. Otherwise the encoder (vgg16, resnet50...), -frozen: encoder not trained, -ft5: encoder fine-tuned from epoch 5."),
         "best val Dice": st.column_config.NumberColumn(
             "best val Dice", format="%.3f",
-            help="Dice on the validation images at the best epoch (0 = no overlap with the true masks, 1 = perfect).",
+            help="Dice on the validation images at the best epoch, every class counted (0 = no overlap with the true masks, 1 = perfect).",
+        ),
+        "test Dice, all classes": st.column_config.NumberColumn(
+            "test Dice, all classes", format="%.3f",
+            help="Dice on the held-out test images at their own size, averaged over every class, background included: "
+                 "the figure runs are ranked by; a model that paints nearly everything as one class scores low here.",
         ),
         "test Dice": st.column_config.NumberColumn(
             "test Dice", format="%.3f",
-            help="Dice on the held-out test images, averaged over the foreground classes; measured once training has ended.",
+            help="Macro Dice on the held-out test images: the foreground classes, or every class when class 0 is a real class; "
+                 "measured once training has ended.",
         ),
         "epochs": st.column_config.TextColumn("epochs", help="Epochs done / epochs planned (early stopping may end a run sooner)."),
     }
@@ -260,10 +266,17 @@ def code_text(text) -> str:
 def what_next(summary, summaries, key: str) -> None:
     """After a run has finished: its test Dice, and links to its predictions and to a comparison."""
     label = viz.run_labels(summaries).get(summary.run_id, viz.run_label(summary))
-    dice = (summary.test or {}).get("macro_dice")
+    test = summary.test or {}
+    dice = test.get("all_dice", test.get("macro_dice"))
     with st.container(border=True, key=f"next_{key}"):
-        score = ("no test evaluation (the split has no test images)" if dice is None
-                 else f"test Dice **{dice:.3f}** (held-out images, mean over the foreground classes)")
+        if dice is None:
+            score = "no test evaluation (the split has no test images)"
+        elif "all_dice" in test:
+            macro = test.get("macro_dice")
+            score = (f"test Dice **{dice:.3f}** (held-out images at their own size, every class counted"
+                     + (f"; macro {macro:.3f}" if isinstance(macro, (int, float)) else "") + ")")
+        else:
+            score = f"test Dice **{dice:.3f}** (held-out images, macro)"
         st.markdown(f":material/check_circle: **{markdown_text(label)}** has finished: {score}. What next?")
         c = st.columns(2)
         c[0].page_link("pages/predict.py", label="See its predictions (Predict)", icon=":material/auto_fix_high:",

@@ -39,7 +39,7 @@ def runs_table() -> None:
     shown = df[df["id"].isin(kept)]
     st.caption(f"{len(shown)} of {len(df)} runs · updates every 5 s")
     # Tags and warnings only take room when some run has them.
-    columns = ["run", "status", "dataset", "model", "best val Dice", "test Dice", "epochs", "duration"]
+    columns = ["run", "status", "dataset", "model", "best val Dice", "test Dice, all classes", "test Dice", "epochs", "duration"]
     columns += [c for c in ("tags", "warnings") if shown[c].astype(bool).any()]
     st.dataframe(
         shown[columns], hide_index=True, key="runs_df",

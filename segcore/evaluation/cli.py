@@ -33,11 +33,24 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print_json(report)
     else:
         # The report as JSON (evaluation.json, or one just written as it): printed from its keys.
-        for avg in ("macro", "micro"):
+        from segcore.labels import Labels
+
+        meaning = Labels.of_report(report)
+        print(f"scored at the labels' own resolution: {report.get('resolution') == 'native'}; "
+              f"{report.get('num_images')} images")
+        for avg, words in (("all", "all classes (ranks runs)"), ("macro", meaning.macro_caption()), ("micro", meaning.micro_caption())):
             block = report.get(avg) or {}
-            print(f"{avg}: " + ", ".join(f"{k} {v:.4f}" for k, v in block.items() if isinstance(v, (int, float))))
+            if block:
+                print(f"{avg}: " + ", ".join(f"{k} {v:.4f}" for k, v in block.items() if isinstance(v, (int, float)))
+                      + f"   [{words}]")
+        ece = (report.get("calibration") or {}).get("ece")
+        if ece is not None:
+            print(f"calibration: ECE {ece:.4f}")
         for row in report.get("per_class") or []:
-            print(f"  {row.get('name')}: dice {_num(row.get('dice'))}, iou {_num(row.get('iou'))}")
+            print(f"  {row.get('name')}: dice {_num(row.get('dice'))}, iou {_num(row.get('iou'))}"
+                  + (f", hd95 {_num(row.get('hd95'))} px, nsd {_num(row.get('nsd'))}" if "hd95" in row else ""))
+        for warning in report.get("warnings") or []:
+            print(f"warning: {warning}")
     return 0
 
 

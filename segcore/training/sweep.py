@@ -36,7 +36,7 @@ PAPER_SET = (
     ("MobileNetV2", "mobilenetv2", "trainable"),
 )
 TABLE_COLUMNS = (
-    "model", "encoder", "weights", "freeze", "state", "epochs", "macro_dice", "macro_iou",
+    "model", "encoder", "weights", "freeze", "state", "epochs", "all_dice", "macro_dice", "macro_iou",
     "micro_dice", "micro_iou", "pixel_accuracy", "best_val_dice", "run_id",
 )
 
@@ -130,6 +130,7 @@ def results_rows(sweep: dict[str, Any], ws: Workspace) -> list[dict[str, Any]]:
             "freeze": entry["freeze"],
             "state": summary.state,
             "epochs": summary.epoch,
+            "all_dice": test.get("all_dice"),
             "macro_dice": test.get("macro_dice"),
             "macro_iou": test.get("macro_iou"),
             "micro_dice": test.get("micro_dice"),
@@ -161,17 +162,18 @@ def write_table(sweep_id: str, ws: Workspace | None = None) -> dict[str, Any]:
         writer.writerow({k: _fmt(row[k]) for k in TABLE_COLUMNS})
     write_text_atomic(folder / "results.csv", buffer.getvalue())
     md = [f"# Encoder study on `{sweep['dataset']['name']}` (seed {sweep['seed']}, one split)", ""]
-    header = ["model", "weights", "state", "epochs", "macro Dice", "macro IoU", "micro Dice", "micro IoU", "pixel acc."]
+    header = ["model", "weights", "state", "epochs", "Dice, all classes", "macro Dice", "macro IoU", "micro Dice", "micro IoU",
+              "pixel acc."]
     md.append("| " + " | ".join(header) + " |")
     md.append("|" + "---|" * len(header))
     for row in rows:
         cells = [row["model"], row["weights"], row["state"], str(row["epochs"])] + [
-            _fmt(row[k], 3) for k in ("macro_dice", "macro_iou", "micro_dice", "micro_iou", "pixel_accuracy")
+            _fmt(row[k], 3) for k in ("all_dice", "macro_dice", "macro_iou", "micro_dice", "micro_iou", "pixel_accuracy")
         ]
         md.append("| " + " | ".join(cells) + " |")
     md.append("")
     md.append(f"Split: {len(sweep['split']['train'])} train, {len(sweep['split']['val'])} validation, "
-              f"{len(sweep['split']['test'])} test images; metrics on the test split, foreground classes.")
+              f"{len(sweep['split']['test'])} test images; metrics on the test split: "all" counts every class, background included (runs are ranked by it); macro and micro as the dataset's class 0 says.")
     for note in sweep.get("notes", []):
         md.append(f"- {note}")
     write_text_atomic(folder / "results.md", "\n".join(md) + "\n")

@@ -17,7 +17,8 @@ def runs_frame(summaries: Iterable[RunSummary], now: float | None = None) -> pd.
 
     Returns:
         DataFrame with columns ``run`` (the label of ``run_labels``), ``id`` (the run id), ``status``, ``dataset``, ``model``,
-        ``encoder``, ``best val Dice``, ``test Dice`` (macro), ``epochs`` (done/planned), ``duration``
+        ``encoder``, ``best val Dice``, ``test Dice, all classes`` (the headline), ``test Dice`` (macro),
+        ``epochs`` (done/planned), ``duration``
         (finished - started, or so far for a running run; ``now`` is the time
         in seconds since the epoch, default the current time), ``warnings``,
         ``tags``, ``created``.
@@ -36,6 +37,7 @@ def runs_frame(summaries: Iterable[RunSummary], now: float | None = None) -> pd.
                 "encoder": s.encoder,
                 "best val Dice": s.best_val_dice,
                 "epochs": f"{s.epoch}/{s.epochs}" if s.epochs else str(s.epoch),
+                "test Dice, all classes": s.test.get("all_dice"),
                 "test Dice": s.test.get("macro_dice"),
                 "duration": format_duration(_elapsed(s.started_at, s.finished_at, now)),
                 "warnings": "; ".join(s.warnings),
@@ -43,7 +45,7 @@ def runs_frame(summaries: Iterable[RunSummary], now: float | None = None) -> pd.
                 "created": s.created_at,
             }
         )
-    cols = ["run", "id", "status", "dataset", "model", "encoder", "best val Dice", "test Dice", "epochs", "duration", "warnings", "tags", "created"]
+    cols = ["run", "id", "status", "dataset", "model", "encoder", "best val Dice", "test Dice, all classes", "test Dice", "epochs", "duration", "warnings", "tags", "created"]
     return pd.DataFrame(rows, columns=cols)
 
 
