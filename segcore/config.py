@@ -38,7 +38,7 @@ T = TypeVar("T")
 
 ENCODERS = _encoders.names()  # "none" is the plain U-Net
 NORMS = ("group", "batch", "none")
-FITS = ("short_side", "squash")  # how images of any shape meet the square model (TrainConfig.fit)
+FITS = ("short_side", "squash", "native")  # how images of any shape meet the square model (TrainConfig.fit)
 FREEZE_MODES = ("trainable", "frozen", "fine_tune")
 DEPTHS = (3, 4, 5)
 ACTIVATIONS = ("relu", "elu")
@@ -318,7 +318,13 @@ class TrainConfig:
     ``image_size`` window of it every epoch, and evaluation and prediction
     slide the model over the whole image in overlapping windows. Square
     images are used whole, as before. ``"squash"`` resizes every image to
-    ``image_size`` x ``image_size``.
+    ``image_size`` x ``image_size``. ``"native"`` keeps every image at its
+    own resolution: training takes random ``image_size`` patches (a share of
+    them centred on rarer classes), and evaluation and prediction slide the
+    model over the whole image at scale 1; thin structures keep their pixels.
+
+    ``tta``: test-time augmentation: evaluation and prediction average the
+    predictions of the image and its three flips (4x the inference time).
 
     ``learning_rate`` None (the default) is the encoder's own starting rate
     (``EncoderSpec.learning_rate``: 1e-3 for the plain U-Net trained from
@@ -329,6 +335,7 @@ class TrainConfig:
     dataset: str = "demo"
     image_size: int = 128
     fit: str = "short_side"
+    tta: bool = False
     epochs: int = 20
     batch_size: int = 8
     optimizer: str = "adam"

@@ -239,7 +239,7 @@ def test_wide_images_train_evaluate_and_predict_in_tiles(workspace):
     assert meta["input"] == {"fit": "short_side", "image_size": 16, "reference_short_side": 24.0}
     report = run.read_evaluation()
     assert report["fit"] == "short_side"
-    assert report["num_pixels"] == report["num_images"] * 16 * 32  # whole images at the training scale, not squashed
+    assert report["num_pixels"] == report["num_images"] * 24 * 48  # whole images at their own size, not squashed
     predictor = Predictor.from_folder(run)
     big = np.random.default_rng(2).integers(0, 256, (72, 144, 3)).astype(np.uint8)  # 3x the training images
     assert predictor.scaled_size(72, 144) == (48, 96)  # the training scale (24 px -> 16 px), then tiled

@@ -5,12 +5,14 @@ decoded and resized with OpenCV in a thread pool (OpenCV releases the GIL, so
 threads use every core without copying arrays between processes), and the
 result is cached per size beside the dataset.
 
-Two fits (``FITS``): ``"squash"`` resizes every image to ``size`` x ``size``
+Three fits (``FITS``): ``"squash"`` resizes every image to ``size`` x ``size``
 (the aspect ratio is lost); ``"short_side"`` keeps the aspect ratio: each
-image is resized so that its shorter side is ``size`` (:func:`fitted_size`)
-and placed at the top left of one canvas as large as the largest of them;
-the rest of the canvas is 0 in images and void (255) in masks. Training then
-takes ``size`` x ``size`` crops and prediction tiles the canvas.
+image is resized so that its shorter side is ``size`` (:func:`fitted_size`);
+``"native"`` keeps every image at its own resolution. With the last two,
+each image is placed at the top left of one canvas as large as the largest of
+them (and at least ``size``); the rest of the canvas is 0 in images and void
+(255) in masks. Training then takes ``size`` x ``size`` crops and prediction
+tiles the image.
 """
 
 from __future__ import annotations
@@ -33,9 +35,12 @@ from segcore.workspace import Workspace
 
 
 def fitted_size(height: int, width: int, size: int, fit: str = "short_side") -> tuple[int, int]:
-    """(height, width) of an image after the fit: the shorter side made ``size``, the aspect ratio kept."""
+    """(height, width) of an image after the fit: the shorter side made ``size`` (``short_side``), the image's own
+    (``native``), or ``size`` x ``size`` (``squash``)."""
     if fit == "squash":
         return size, size
+    if fit == "native":
+        return int(height), int(width)
     if fit != "short_side":
         raise ValueError(f"unknown fit {fit!r}; expected one of {list(FITS)}")
     short = min(height, width)
@@ -45,7 +50,7 @@ def fitted_size(height: int, width: int, size: int, fit: str = "short_side") -> 
 def canvas_size(dataset: Dataset, size: int, fit: str = "short_side") -> tuple[int, int]:
     """The (height, width) every sample's arrays share: the largest fitted size over the dataset."""
     sizes = [fitted_size(s.height, s.width, size, fit) for s in dataset.info.samples] or [(size, size)]
-    return max(h for h, _ in sizes), max(w for _, w in sizes)
+    return max([h for h, _ in sizes] + [size]), max([w for _, w in sizes] + [size])  # at least one window
 
 
 def window_starts(length: int, window: int) -> list[int]:
@@ -188,7 +193,8 @@ CACHE_VERSION = 2
 
 def cache_dir(dataset: Dataset, size: int, fit: str = "squash") -> Path:
     """Where the arrays of ``dataset`` resized to ``size`` (with ``fit``) are kept."""
-    return dataset.root / "cache" / (f"size-{int(size)}" if fit == "squash" else f"short-{int(size)}")
+    prefix = {"squash": "size", "short_side": "short", "native": "native"}[fit]
+    return dataset.root / "cache" / f"{prefix}-{int(size)}"
 
 
 def _from_cache(dataset: Dataset, ids: list[str], size: int, workers: int | None, fit: str = "squash"):

@@ -4,12 +4,15 @@ A run trained with ``fit="short_side"`` (the aspect ratio kept) saw its
 images scaled so that their shorter side was the training size: a new image
 is scaled by the same factor (the run records its training images' median
 shorter side), so objects keep the size the model learned, and the model is
-slid over it in overlapping windows of the training size whose
-probabilities are averaged (:func:`predict_tiled`). A large image is tiled,
-never squashed. Runs trained with ``fit="squash"`` (and runs from before the
-fit was recorded) resize the image to the square training size as they were
-trained. Either way the probabilities are resized back to the image's size
-(bilinear), so the mask lines up with the original pixels. ``Predictor``
+slid over it in tiles of the training size overlapping by half, blended with
+Gaussian weights (:func:`predict_tiled`). A run trained with
+``fit="native"`` predicts every image at its own resolution the same way. A
+large image is tiled, never squashed. Runs trained with ``fit="squash"`` (and
+runs from before the fit was recorded) resize the image to the square
+training size as they were trained. With ``train.tta`` the four flips of the
+image are predicted and averaged. Either way the probabilities are resized
+back to the image's size (bilinear, centred), so the mask lines up with the
+original pixels. ``Predictor``
 holds the loaded model; the dashboard keeps one per run in
 ``st.cache_resource``, so treat it as read-only.
 """
@@ -25,7 +28,6 @@ import cv2
 import numpy as np
 
 from segcore.data import imageio
-from segcore.data.arrays import window_starts
 from segcore.data.resample import resize_image, resize_probs  # noqa: F401  (resize_probs is part of this module's API)
 from segcore.labels import Labels
 from segcore.runs import RunFolder, open_run
@@ -55,6 +57,7 @@ class Predictor:
     checkpoint: str
     fit: str = "squash"
     reference_short_side: float | None = None  # median shorter side of the training images (fit short_side)
+    tta: bool = False  # test-time augmentation: average the predictions of the four flips
     _labels: Labels | None = None
 
     @classmethod
@@ -94,6 +97,7 @@ class Predictor:
             checkpoint=str(path),
             fit=fitted.get("fit", "squash"),
             reference_short_side=fitted.get("reference_short_side"),
+            tta=bool(((meta.get("config") or {}).get("train") or {}).get("tta", False)),
             _labels=Labels.of_run(meta),
         )
 
@@ -115,17 +119,24 @@ class Predictor:
         every evaluation call it.
         """
         h, w = np.asarray(image).shape[:2]
-        if self.fit == "short_side":
-            x = self.prepare_scaled(image)
-            probs = predict_tiled(self.model, x[None], self.image_size)[0]
-        else:
-            x = self.prepare(image)[None]
-            probs = np.asarray(self.model.predict_on_batch(x), dtype=np.float32)[0]
-        return resize_probs(probs, h, w)
+        x = self.prepare_scaled(image) if self.fit in ("short_side", "native") else self.prepare(image)
+        flips = ((False, False), (False, True), (True, False), (True, True)) if self.tta else ((False, False),)
+        probs = None
+        for vertical, horizontal in flips:  # test-time augmentation: each flip predicted, flipped back, averaged
+            view = x[::-1] if vertical else x
+            view = view[:, ::-1] if horizontal else view
+            p = predict_tiled(self.model, np.ascontiguousarray(view)[None], self.image_size)[0]
+            p = p[::-1] if vertical else p
+            p = p[:, ::-1] if horizontal else p
+            probs = p if probs is None else probs + p
+        return resize_probs(np.ascontiguousarray(probs / len(flips)), h, w)
 
     def scaled_size(self, height: int, width: int) -> tuple[int, int]:
-        """The size an image of ``height`` x ``width`` is predicted at: the training scale, at least one window."""
+        """The size an image of ``height`` x ``width`` is predicted at: the training scale (``native``: its own size;
+        ``short_side``: at least one window)."""
         s = self.image_size
+        if self.fit == "native":
+            return int(height), int(width)
         ref = self.reference_short_side or min(height, width)
         scale = s / float(ref)
         return max(s, round(height * scale)), max(s, round(width * scale))
@@ -156,12 +167,40 @@ class Predictor:
         return self.labels.to_mask(self.predict_probs(image), threshold)
 
 
-def predict_tiled(model, images: np.ndarray, window: int, batch_size: int = 8) -> np.ndarray:
-    """Probabilities float32 ``(N, H, W, outputs)`` for images ``(N, H, W, C)`` of any size >= ``window``.
+# Where windows overlap in prediction: half a window, as nnU-Net's sliding window.
+TILE_OVERLAP = 0.5
 
-    The model (input ``window`` x ``window``) is slid over each image in
-    overlapping windows (:func:`segcore.data.arrays.window_starts`);
-    where windows overlap their probabilities are averaged.
+
+def tile_starts(length: int, window: int, overlap: float = TILE_OVERLAP) -> list[int]:
+    """Starts of ``window``-long tiles covering ``length`` with ``overlap`` (the last one ends at ``length``)."""
+    if length <= window:
+        return [0]
+    step = max(1, int(round(window * (1.0 - overlap))))
+    starts = list(range(0, length - window + 1, step))
+    if starts[-1] != length - window:
+        starts.append(length - window)
+    return starts
+
+
+def gaussian_weights(window: int, sigma_scale: float = 0.125) -> np.ndarray:
+    """The weight of each pixel of a tile when tiles are blended: a Gaussian centred on the tile
+    (sigma = window / 8), so a pixel counts most from the tile that sees it with the most context."""
+    centre = (window - 1) / 2.0
+    sigma = max(window * sigma_scale, 1e-3)
+    axis = np.exp(-((np.arange(window) - centre) ** 2) / (2.0 * sigma**2))
+    weights = np.outer(axis, axis).astype(np.float32)
+    weights /= weights.max()
+    return np.maximum(weights, 1e-3)[..., None]  # every pixel keeps some weight (edges of the image)
+
+
+def predict_tiled(model, images: np.ndarray, window: int, batch_size: int = 8) -> np.ndarray:
+    """Probabilities float32 ``(N, H, W, outputs)`` for images ``(N, H, W, C)`` of any size.
+
+    An image of exactly ``window`` x ``window`` is predicted whole. A larger
+    one is covered by ``window`` x ``window`` tiles overlapping by half
+    (:func:`tile_starts`) whose probabilities are blended with Gaussian
+    weights (:func:`gaussian_weights`); a side shorter than ``window`` is
+    padded with zeros for the model and cut back afterwards.
     """
     images = np.asarray(images)
     n, h, w = images.shape[:3]
@@ -170,8 +209,11 @@ def predict_tiled(model, images: np.ndarray, window: int, batch_size: int = 8) -
                for i in range(0, n, batch_size)]
         return np.concatenate(out) if out else np.zeros((0, h, w, 1), np.float32)
     if h < window or w < window:
-        raise ValueError(f"images of {h}x{w} are smaller than the model's window {window}x{window}")
-    spots = [(i, y, x) for i in range(n) for y in window_starts(h, window) for x in window_starts(w, window)]
+        padded = np.zeros((n, max(h, window), max(w, window)) + images.shape[3:], images.dtype)
+        padded[:, :h, :w] = images
+        return predict_tiled(model, padded, window, batch_size)[:, :h, :w]
+    weight = gaussian_weights(window)
+    spots = [(i, y, x) for i in range(n) for y in tile_starts(h, window) for x in tile_starts(w, window)]
     total = None
     count = np.zeros((n, h, w, 1), np.float32)
     for start in range(0, len(spots), batch_size):
@@ -181,9 +223,9 @@ def predict_tiled(model, images: np.ndarray, window: int, batch_size: int = 8) -
         if total is None:
             total = np.zeros((n, h, w, probs.shape[-1]), np.float32)
         for (i, y, x), p in zip(part, probs):
-            total[i, y : y + window, x : x + window] += p
-            count[i, y : y + window, x : x + window] += 1.0
-    return total / np.maximum(count, 1.0)
+            total[i, y : y + window, x : x + window] += p * weight
+            count[i, y : y + window, x : x + window] += weight
+    return total / np.maximum(count, 1e-12)
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:

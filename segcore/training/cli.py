@@ -20,7 +20,7 @@ from typing import Any
 from segcore.cliutil import err as _err
 from segcore.cliutil import print_json as _print_json
 from segcore.cliutil import waking as _waking
-from segcore.config import ENCODERS, NORMS, RunConfig
+from segcore.config import ENCODERS, FITS, NORMS, RunConfig
 from segcore.runs import LISTED_STATES
 from segcore.training.sweep import PAPER_SET
 
@@ -32,9 +32,11 @@ def _add_settings(p: argparse.ArgumentParser, *, sweep: bool = False) -> None:
     g = p.add_argument_group("data")
     g.add_argument("--dataset", help="dataset name in the workspace")
     g.add_argument("--image-size", type=int, help="training size in pixels (square windows)")
-    g.add_argument("--fit", choices=("short_side", "squash"),
+    g.add_argument("--fit", choices=FITS,
                    help="short_side (default): keep the aspect ratio, train on random windows, predict in tiles; "
-                   "squash: resize every image to the square size")
+                   "squash: resize every image to the square size; native: every image at its own resolution, "
+                   "random patches of the image size in training, tiles in prediction")
+    g.add_argument("--tta", action="store_true", help="test-time augmentation: average the predictions of the four flips")
     g.add_argument("--split", choices=("random", "ids", "subset"), help="split method (default random)")
     g.add_argument("--val-fraction", type=float)
     g.add_argument("--test-fraction", type=float)
@@ -116,6 +118,8 @@ def settings_from_args(args: argparse.Namespace, base: RunConfig | None = None) 
         train_kw["early_stopping_patience"] = args.patience
     if getattr(args, "class_weighting", False):
         train_kw["class_weighting"] = True
+    if getattr(args, "tta", False):
+        train_kw["tta"] = True
     if getattr(args, "no_augment", False):
         train_kw["augment"] = replace(t.augment, enabled=False)
     split_kw: dict[str, Any] = {}

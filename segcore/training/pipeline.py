@@ -124,6 +124,7 @@ def make_batches(
     training: bool | None = None,
     crop: int | None = None,
     sizes: np.ndarray | None = None,
+    rare_patches: bool = True,
 ):
     """A ``keras.utils.PyDataset`` of (float32 images in [0, 255], targets) batches.
 
@@ -157,6 +158,8 @@ def make_batches(
             at their aspect ratio on a larger canvas. None: the whole array.
         sizes: ``(N, 2)`` height and width of each sample's own region at the
             top left of the canvas; crops are drawn inside it.
+        rare_patches: centre a third of the crops on a pixel of a class that is
+            not the sample's most common one (:func:`crop_origin`).
 
     Returns:
         The dataset; its ``epoch`` attribute advances at every epoch end.
@@ -208,7 +211,7 @@ def make_batches(
             for n, j in enumerate(idx):
                 img, msk = images[j], masks[j]
                 if crop is not None:
-                    y0, x0 = crop_origin(regions[j], crop, seed, epoch_now, int(j))
+                    y0, x0 = crop_origin(regions[j], crop, seed, epoch_now, int(j), msk if rare_patches else None)
                     img, msk = img[y0 : y0 + crop, x0 : x0 + crop], msk[y0 : y0 + crop, x0 : x0 + crop]
                 if augment is not None and augment.enabled:
                     img, msk = augment_pair(img, msk, augment, sample_rng(seed, epoch_now, int(j)))
@@ -263,11 +266,40 @@ def feed(batches, backend: str | None = None):
     return data.prefetch(1)
 
 
-def crop_origin(region, crop: int, seed: int, epoch: int, index: int) -> tuple[int, int]:
-    """Top-left corner of a random ``crop`` window inside a sample's region ``(height, width)``."""
+# The share of training patches centred on a pixel of a class that is not the sample's most common one.
+RARE_PATCH_SHARE = 1.0 / 3.0
+
+
+def crop_origin(region, crop: int, seed: int, epoch: int, index: int, mask: np.ndarray | None = None,
+                rare_share: float = RARE_PATCH_SHARE) -> tuple[int, int]:
+    """Top-left corner of a random ``crop`` window inside a sample's region ``(height, width)``.
+
+    With ``mask``, a share ``rare_share`` of the draws (decided by the same
+    seeded generator) centres the window on a random pixel of a class that is
+    present in the region but is not its most common class (a class chosen
+    uniformly first, so a rare class is found as often as a common one), as
+    nnU-Net oversamples foreground; the rest are uniform.
+    """
     h, w = int(region[0]), int(region[1])
     rng = np.random.default_rng([int(seed), int(epoch), int(index), 1])
-    return int(rng.integers(0, max(h - crop, 0) + 1)), int(rng.integers(0, max(w - crop, 0) + 1))
+    y0, x0 = int(rng.integers(0, max(h - crop, 0) + 1)), int(rng.integers(0, max(w - crop, 0) + 1))
+    focus, pick = rng.random(), rng.random(2)
+    if mask is None or focus >= rare_share:
+        return y0, x0
+    labels = mask[:h, :w]
+    if labels.ndim == 3:  # multilabel planes: any class set
+        labels = np.where((labels == VOID).any(axis=-1), VOID, (labels == 1).any(axis=-1).astype(np.uint8))
+    counts = np.bincount(labels.reshape(-1), minlength=256)
+    counts[VOID] = 0
+    present = np.flatnonzero(counts)
+    if present.size < 2:
+        return y0, x0
+    rare = present[present != counts.argmax()]
+    chosen = rare[min(int(pick[0] * rare.size), rare.size - 1)]
+    ys, xs = np.nonzero(labels == chosen)
+    k = min(int(pick[1] * ys.size), ys.size - 1)
+    cy, cx = int(ys[k]), int(xs[k])
+    return (min(max(cy - crop // 2, 0), max(h - crop, 0)), min(max(cx - crop // 2, 0), max(w - crop, 0)))
 
 
 def windows(images: np.ndarray, masks: np.ndarray, sizes: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
