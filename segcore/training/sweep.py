@@ -173,7 +173,8 @@ def write_table(sweep_id: str, ws: Workspace | None = None) -> dict[str, Any]:
         md.append("| " + " | ".join(cells) + " |")
     md.append("")
     md.append(f"Split: {len(sweep['split']['train'])} train, {len(sweep['split']['val'])} validation, "
-              f"{len(sweep['split']['test'])} test images; metrics on the test split: "all" counts every class, background included (runs are ranked by it); macro and micro as the dataset's class 0 says.")
+              f"{len(sweep['split']['test'])} test images; metrics on the test split: 'Dice, all classes' counts every class, background included "
+              "(runs are ranked by it); macro and micro as the dataset's class 0 says.")
     for note in sweep.get("notes", []):
         md.append(f"- {note}")
     write_text_atomic(folder / "results.md", "\n".join(md) + "\n")
