@@ -326,6 +326,16 @@ class TrainConfig:
     ``tta``: test-time augmentation: evaluation and prediction average the
     predictions of the image and its three flips (4x the inference time).
 
+    ``patches_per_image``: an epoch draws this many random windows of each
+    training image (with ``short_side`` or ``native``), so a few large images
+    make an epoch long enough to be worth its validation and checkpoint.
+
+    ``budget_minutes``: a time budget for training (from the first step to
+    the last epoch; the test evaluation comes after it). After every epoch
+    the run estimates how many more epochs fit, never more than ``epochs``,
+    and stops there; the learning-rate schedule follows that estimate, so a
+    cosine schedule ends at the budget. None: ``epochs`` decides alone.
+
     ``learning_rate`` None (the default) is the encoder's own starting rate
     (``EncoderSpec.learning_rate``: 1e-3 for the plain U-Net trained from
     scratch, 1e-4 for a pretrained encoder); ``RunConfig.learning_rate``
@@ -336,6 +346,8 @@ class TrainConfig:
     image_size: int = 128
     fit: str = "short_side"
     tta: bool = False
+    patches_per_image: int = 1
+    budget_minutes: float | None = None
     epochs: int = 20
     batch_size: int = 8
     optimizer: str = "adam"
@@ -358,6 +370,10 @@ class TrainConfig:
             dataset=_name(p + "dataset", self.dataset),
             image_size=_int(p + "image_size", self.image_size, 16, MAX_IMAGE_SIZE),
             fit=_choice(p + "fit", self.fit, FITS),
+            tta=_bool(p + "tta", self.tta),
+            patches_per_image=_int(p + "patches_per_image", self.patches_per_image, 1, 1000),
+            budget_minutes=None if self.budget_minutes is None else _float(
+                p + "budget_minutes", self.budget_minutes, 0.0, 7 * 24 * 60.0, lo_open=True),
             epochs=_int(p + "epochs", self.epochs, 1, _BIG),
             batch_size=_int(p + "batch_size", self.batch_size, 1, 4096),
             optimizer=_choice(p + "optimizer", self.optimizer, OPTIMIZERS),

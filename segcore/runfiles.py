@@ -205,6 +205,7 @@ TRAIN_STATE_FIELDS = {
     "epoch": count, "best_val_dice": optional(number), "best_epoch": optional(count), "es_best_loss": optional(number),
     "es_wait": count, "plateau_factor": number, "fine_tuned": flag, "early_stopped": optional(count),
     "health_missing": obj, "class_weights": numbers_list,
+    "budget_spent_s": number, "epoch_seconds": numbers_list, "planned_epochs": count, "budget_stopped": optional(count),
 }
 
 

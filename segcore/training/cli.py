@@ -28,6 +28,25 @@ from segcore.training.sweep import PAPER_SET
 # -- settings from a config file and flags ---------------------------------------------
 
 
+def parse_budget(text: str) -> float:
+    """A time budget in minutes from ``10m``, ``90s``, ``1.5h`` or a bare number of minutes."""
+    value = str(text).strip().lower()
+    units = {"s": 1 / 60.0, "m": 1.0, "min": 1.0, "h": 60.0}
+    for suffix in ("min", "s", "m", "h"):
+        if value.endswith(suffix):
+            number, factor = value[: -len(suffix)], units[suffix]
+            break
+    else:
+        number, factor = value, 1.0
+    try:
+        minutes = float(number) * factor
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"budget {text!r} is not a time; expected e.g. 10m, 90s, 1.5h or minutes") from None
+    if not minutes > 0:
+        raise argparse.ArgumentTypeError(f"budget {text!r} must be more than 0")
+    return minutes
+
+
 def _add_settings(p: argparse.ArgumentParser, *, sweep: bool = False) -> None:
     g = p.add_argument_group("data")
     g.add_argument("--dataset", help="dataset name in the workspace")
@@ -56,7 +75,11 @@ def _add_settings(p: argparse.ArgumentParser, *, sweep: bool = False) -> None:
     m.add_argument("--dropout", type=float)
     m.add_argument("--norm", choices=NORMS, help="normalisation in the U-Net blocks (default group: safe with few images)")
     t = p.add_argument_group("training")
-    t.add_argument("--epochs", type=int)
+    t.add_argument("--epochs", type=int, help="epochs at most (with --budget: the budget decides, up to this)")
+    t.add_argument("--budget", type=parse_budget, metavar="TIME",
+                   help="time budget for training, e.g. 10m, 90s, 1.5h (a bare number is minutes); the schedule follows it")
+    t.add_argument("--patches-per-image", type=int, metavar="N",
+                   help="random windows of each training image per epoch (short_side and native fits)")
     t.add_argument("--batch-size", type=int)
     t.add_argument("--lr", "--learning-rate", dest="learning_rate", type=float)
     t.add_argument("--optimizer")
@@ -120,6 +143,10 @@ def settings_from_args(args: argparse.Namespace, base: RunConfig | None = None) 
         train_kw["class_weighting"] = True
     if getattr(args, "tta", False):
         train_kw["tta"] = True
+    if getattr(args, "budget", None) is not None:
+        train_kw["budget_minutes"] = args.budget
+    if getattr(args, "patches_per_image", None) is not None:
+        train_kw["patches_per_image"] = args.patches_per_image
     if getattr(args, "no_augment", False):
         train_kw["augment"] = replace(t.augment, enabled=False)
     split_kw: dict[str, Any] = {}
@@ -186,8 +213,21 @@ def cmd_train(args: argparse.Namespace) -> int:
     from segcore.workspace import get_workspace
 
     ws = get_workspace()
-    cfg = settings_from_args(args)
-    run_id = launch(cfg, ws)
+    extra = None
+    if getattr(args, "plan", False):
+        from segcore.data.dataset import load_dataset
+        from segcore.training.plan import changes, plan_dataset
+
+        if not args.dataset:
+            raise ValueError("--plan needs --dataset: the plan comes from the dataset's fingerprint")
+        plan = plan_dataset(load_dataset(args.dataset, ws))
+        cfg = settings_from_args(args, base=plan.config())
+        record = plan.to_dict()
+        record["changed"] = changes(record, cfg)  # what the flags changed from the plan
+        extra = {"plan": record}
+    else:
+        cfg = settings_from_args(args)
+    run_id = launch(cfg, ws, extra=extra)
     if not args.wait:
         if args.json:
             _print_json({"run_id": run_id, "state": "queued"})
@@ -208,6 +248,24 @@ def cmd_train(args: argparse.Namespace) -> int:
         for key, value in result["test"].items():
             print(f"  test {key}: {value:.4f}")
     return 0 if result["state"] == "finished" else 1
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from segcore.data.dataset import load_dataset
+    from segcore.training.plan import plan_dataset
+
+    plan = plan_dataset(load_dataset(args.dataset))
+    if args.json:
+        _print_json(plan.to_dict())
+        return 0
+    fp = plan.fingerprint
+    name, thin = fp.thinnest
+    print(f"dataset {fp.name}: {fp.num_images} images, median {fp.median_height}x{fp.median_width}, {fp.mode}, "
+          f"{fp.num_classes} classes" + (f"; thinnest structures '{name}' {thin:.1f} px" if thin is not None else ""))
+    for line in plan.lines():
+        print("  " + line)
+    print(f"train with it: python -m segcore train --plan --dataset {fp.name} [flags to change a setting]")
+    return 0
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
@@ -305,10 +363,21 @@ def register(subparsers) -> None:
                               description="Queue a training run from a config file and/or flags.")
     p.add_argument("config", nargs="?", help="a RunConfig JSON file (flags override it)")
     _add_settings(p)
+    p.add_argument("--plan", action="store_true",
+                   help="start from the dataset's plan (python -m segcore plan DATASET); flags override it, and the run "
+                        "records the plan and what was changed")
     p.add_argument("--wait", action="store_true", help="wait until the run ends and print its result")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr while waiting")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_waking(cmd_train))
+
+    p = subparsers.add_parser("plan", help="the training plan derived from a dataset, with the reason for each setting",
+                              description="Print the settings segcore derives from a dataset's fingerprint (sizes, "
+                                          "class shares, the thinnest structures), each with its reason. "
+                                          "'train --plan --dataset NAME' trains with them.")
+    p.add_argument("dataset")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_plan)
 
     p = subparsers.add_parser("runs", help="list runs with their true state and metrics")
     p.add_argument("--state", choices=LISTED_STATES)

@@ -125,6 +125,7 @@ def make_batches(
     crop: int | None = None,
     sizes: np.ndarray | None = None,
     rare_patches: bool = True,
+    repeats: int = 1,
 ):
     """A ``keras.utils.PyDataset`` of (float32 images in [0, 255], targets) batches.
 
@@ -160,14 +161,18 @@ def make_batches(
             top left of the canvas; crops are drawn inside it.
         rare_patches: centre a third of the crops on a pixel of a class that is
             not the sample's most common one (:func:`crop_origin`).
+        repeats: an epoch draws this many crops of each sample (each its own
+            random window and augmentation), so few large images still make
+            an epoch of useful length.
 
     Returns:
         The dataset; its ``epoch`` attribute advances at every epoch end.
     """
     base = _pydataset_base()
-    count = len(images)
-    if count == 0:
+    samples = len(images)
+    if samples == 0:
         raise ValueError("make_batches needs at least one sample")
+    count = samples * max(1, int(repeats))  # items an epoch draws; item k is sample k % samples
     size = max(1, min(int(batch_size), count))
     training = shuffle if training is None else bool(training)
     workers = default_workers() if workers is None else max(1, int(workers))
@@ -176,7 +181,7 @@ def make_batches(
         crop = None  # the whole array is one window
     item_shape = images.shape[1:] if crop is None else (crop, crop) + images.shape[3:]
     mask_shape = masks.shape[1:] if crop is None else (crop, crop) + masks.shape[3:]
-    regions = np.asarray(sizes if sizes is not None else [images.shape[1:3]] * count, np.int64)
+    regions = np.asarray(sizes if sizes is not None else [images.shape[1:3]] * samples, np.int64)
 
     class _Batches(base):
         def __init__(self):
@@ -209,9 +214,10 @@ def make_batches(
             x = np.zeros((size,) + item_shape, np.float32)
             m = np.full((size,) + mask_shape, VOID, np.uint8)
             for n, j in enumerate(idx):
-                img, msk = images[j], masks[j]
+                s = int(j) % samples
+                img, msk = images[s], masks[s]
                 if crop is not None:
-                    y0, x0 = crop_origin(regions[j], crop, seed, epoch_now, int(j), msk if rare_patches else None)
+                    y0, x0 = crop_origin(regions[s], crop, seed, epoch_now, int(j), msk if rare_patches else None)
                     img, msk = img[y0 : y0 + crop, x0 : x0 + crop], msk[y0 : y0 + crop, x0 : x0 + crop]
                 if augment is not None and augment.enabled:
                     img, msk = augment_pair(img, msk, augment, sample_rng(seed, epoch_now, int(j)))

@@ -343,6 +343,33 @@ class Trainer:
         )
         self.current_lr = lr
 
+    def _follow_budget(self, model, completed: int) -> None:
+        """With a time budget: the epochs that still fit (never more than ``train.epochs``), and a stop at the last.
+
+        Time is counted from the first step of training, over every process
+        of the run (a resumed run adds to what the state recorded); the
+        estimate of an epoch's time is the mean of the epochs so far, the
+        first (which compiles) left out once there are others.
+        """
+        budget = self.cfg.train.budget_minutes
+        if budget is None:
+            return
+        now = time.time()
+        spent = float(self.state.get("budget_spent_s", 0.0)) + (now - getattr(self, "_budget_mark", self.fit_started))
+        self._budget_mark = now
+        self.state["budget_spent_s"] = round(spent, 3)
+        times = self.state.setdefault("epoch_seconds", [])
+        times.append(round(now - getattr(self, "_epoch_mark", self.fit_started), 3))
+        self._epoch_mark = now
+        typical = float(np.mean(times[1:] if len(times) > 1 else times))
+        left = budget * 60.0 - spent
+        fits = completed + max(0, int(left // max(typical, 1e-6)))
+        self.epochs = max(completed, min(int(self.cfg.train.epochs), fits))
+        self.state["planned_epochs"] = self.epochs
+        if completed >= self.epochs and completed < int(self.cfg.train.epochs):
+            model.stop_training = True
+            self.state["budget_stopped"] = completed
+
     def lr_for_epoch(self, epoch: int) -> float:
         """The learning rate for 0-based ``epoch`` (schedule, plateau cuts, fine-tune factor)."""
         t = self.cfg.train
@@ -421,6 +448,7 @@ class Trainer:
         if patience > 0 and self.state["es_wait"] >= patience:
             model.stop_training = True
             self.state["early_stopped"] = completed
+        self._follow_budget(model, completed)
         self.state["epoch"] = completed
         self.state["health_missing"] = dict(self.health_missing)
         save_model_atomic(model, self.run.last_model_path)
@@ -472,6 +500,8 @@ class Trainer:
                 self.history = [r for r in self.run.read_history() if int(r["epoch"]) <= int(self.state["epoch"])]
                 self.health_missing = dict(self.state.get("health_missing", {}))
                 start = int(self.state["epoch"])
+                if t.budget_minutes is not None and self.state.get("planned_epochs"):
+                    self.epochs = int(self.state["planned_epochs"])  # the schedule goes on where the budget left it
                 log.info("resuming from epoch %d (checkpoint %s)", start, self.run.last_model_path)
                 self.status.update(resumed_from=start)
             else:
@@ -486,11 +516,12 @@ class Trainer:
             )
             batch_size = int(t.batch_size) * device.replicas(strategy)
             common = dict(batch_size=batch_size, mode=self.mode, num_classes=self.num_classes, seed=int(t.seed))
-            if self.state.get("early_stopped") or start >= self.epochs:
+            if self.state.get("early_stopped") or self.state.get("budget_stopped") or start >= self.epochs:
                 return self._finish(model)
+            total = int(t.epochs)  # fit may run this far; a time budget stops it sooner (_follow_budget)
             train = make_batches(
                 self.train_x, self.train_m, augment=t.augment, shuffle=True, epoch=start,
-                crop=int(t.image_size), sizes=self.train_sizes, **common,
+                crop=int(t.image_size), sizes=self.train_sizes, repeats=int(t.patches_per_image), **common,
             )
             val = None
             if self.val_x is not None:
@@ -506,12 +537,13 @@ class Trainer:
                 callbacks.append(tb)
             else:
                 log.warning("%s", tb_note)
-            self.status.update(training_started_at=time.time())
+            self.fit_started = time.time()
+            self.status.update(training_started_at=self.fit_started)
             phases = []
-            if fine_tune_at and start < fine_tune_at < self.epochs and not self.state.get("fine_tuned"):
-                phases = [(start, fine_tune_at, False), (fine_tune_at, self.epochs, True)]
+            if fine_tune_at and start < fine_tune_at < total and not self.state.get("fine_tuned"):
+                phases = [(start, fine_tune_at, False), (fine_tune_at, total, True)]
             else:
-                phases = [(start, self.epochs, bool(fine_tune_at and start >= fine_tune_at))]
+                phases = [(start, total, bool(fine_tune_at and start >= fine_tune_at))]
             for first, last, unfreeze in phases:
                 if unfreeze and not self.state.get("fine_tuned"):
                     from segcore.models import set_encoder_trainable
@@ -529,7 +561,7 @@ class Trainer:
                 if self.stopped:
                     done = int(self.state.get("epoch", 0))
                     raise StopRun("stopped", f"stopped after {done} finished epoch(s); resume continues from epoch {done + 1}")
-                if self.state.get("early_stopped"):
+                if self.state.get("early_stopped") or self.state.get("budget_stopped"):
                     break
             return self._finish(model)
 
@@ -570,6 +602,9 @@ class Trainer:
         done = int(self.state.get("epoch", 0))
         if self.state.get("early_stopped"):
             message = f"early stopping after epoch {done}: validation loss did not improve for {self.cfg.train.early_stopping_patience} epochs"
+        elif self.state.get("budget_stopped"):
+            message = (f"time budget of {self.cfg.train.budget_minutes:g} min used after {done} epoch(s) "
+                       f"({float(self.state.get('budget_spent_s', 0.0)):.0f} s of training)")
         else:
             message = f"finished {done} epoch(s)"
         best_path = self.run.model_path

@@ -1,0 +1,187 @@
+"""A training plan from a dataset's fingerprint: every setting with the reason for its value.
+
+The rules (each value names its reason in the plan):
+
+- **Resolution.** A structure thinner than ``MIN_STRUCTURE_PX`` pixels at
+  the training scale is lost (a 6 px membrane of a 512 px image is 1.5 px at
+  128). If the thinnest class keeps at least ``2 * MIN_STRUCTURE_PX`` pixels
+  with the images' shorter side scaled to 128 (or 256), the plan trains at
+  that scale (``fit short_side``: the whole image's context, cheap).
+  Otherwise it trains at the images' own resolution (``fit native``) on
+  random patches, and predicts in Gaussian-blended tiles.
+- **Patch / image size.** 256 when the images are at least that large, else
+  the largest multiple of 32 they hold (at least 64).
+- **Batch.** About ``PIXELS_PER_BATCH`` pixels a step (8 patches of 256,
+  16 of 128), at most the number of training images times the patches per
+  image, at least 2.
+- **Patches per image.** An epoch draws about ``PATCHES_PER_EPOCH`` windows
+  (each image several times when there are few), so validation and the
+  checkpoint are paid once per useful amount of training.
+- **Normalisation.** Group norm: with small batches and few images batch
+  norm's moving averages lag (segcore's health check names that case);
+  batch norm only from ``BATCH_NORM_FROM`` images and a batch of 16.
+- **Loss.** Dice + cross-entropy when a scored class is rare (under 10% of
+  the pixels) or a structure is thin, else the head's default.
+- **Augmentation.** On; rotations and zoom a little stronger under 50 images.
+- **Budget.** ``BUDGET_MINUTES`` of training with a cosine schedule that
+  ends when the budget does (``budget_minutes``); ``epochs`` is only a cap.
+  Early stopping is off: the schedule's end is the stop.
+- **Test-time augmentation.** On: averaging the four flips costs 4x the
+  inference time, which is small next to training here.
+
+The plan is deterministic: the same fingerprint gives the same plan.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from segcore.config import AugmentConfig, ModelConfig, RunConfig, TrainConfig
+from segcore.data.fingerprint import Fingerprint
+
+MIN_STRUCTURE_PX = 4.0
+PIXELS_PER_BATCH = 2**19
+PATCHES_PER_EPOCH = 64
+BATCH_NORM_FROM = 500
+BUDGET_MINUTES = 12.0
+MAX_EPOCHS = 1000
+RARE_CLASS = 0.10
+
+
+@dataclass(frozen=True)
+class Planned:
+    """One setting of a plan: its dotted name (``train.fit``), value and reason."""
+
+    setting: str
+    value: Any
+    reason: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Settings derived from a fingerprint, each with its reason."""
+
+    fingerprint: Fingerprint
+    settings: tuple[Planned, ...] = field(default_factory=tuple)
+
+    def value(self, setting: str) -> Any:
+        return next(p.value for p in self.settings if p.setting == setting)
+
+    def config(self, base: RunConfig | None = None) -> RunConfig:
+        """``base`` (default settings) with every planned value applied and the dataset set."""
+        base = base or RunConfig()
+        model = {p.setting.split(".", 1)[1]: p.value for p in self.settings if p.setting.startswith("model.")}
+        train = {p.setting.split(".", 1)[1]: p.value for p in self.settings
+                 if p.setting.startswith("train.") and not p.setting.startswith("train.augment.")}
+        augment = {p.setting.split(".", 2)[2]: p.value for p in self.settings if p.setting.startswith("train.augment.")}
+        t = replace(base.train, dataset=self.fingerprint.name, **train,
+                    augment=replace(base.train.augment, **augment) if augment else base.train.augment)
+        return replace(base, model=replace(base.model, **model), train=t)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"fingerprint": self.fingerprint.to_dict(),
+                "settings": {p.setting: {"value": p.value, "reason": p.reason} for p in self.settings}}
+
+    def lines(self) -> list[str]:
+        """The plan as text, one setting a line with its reason."""
+        width = max((len(p.setting) for p in self.settings), default=0)
+        return [f"{p.setting.ljust(width)}  {p.value!s:<12}  {p.reason}" for p in self.settings]
+
+
+def changes(plan: dict[str, Any], cfg: RunConfig) -> dict[str, dict[str, Any]]:
+    """The planned settings a run's settings differ from: ``{setting: {"planned", "chosen"}}``."""
+    data = cfg.to_dict() if hasattr(cfg, "to_dict") else {}
+    out = {}
+    for setting, entry in (plan.get("settings") or {}).items():
+        node: Any = data
+        for part in setting.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if node != entry.get("value"):
+            out[setting] = {"planned": entry.get("value"), "chosen": node}
+    return out
+
+
+def _patch(short: int) -> int:
+    if short >= 256:
+        return 256
+    return max(64, (short // 32) * 32)
+
+
+def make_plan(fp: Fingerprint) -> Plan:
+    """The plan for a fingerprint (deterministic; see the module notes for the rules)."""
+    out: list[Planned] = []
+    thin_name, thin = fp.thinnest
+    short = max(1, fp.median_short_side)
+    # resolution
+    fit, size, why = None, None, ""
+    if thin is None:
+        fit, size = "short_side", min(128, _patch(short))
+        why = "no structure could be measured in the masks; the shorter side at 128 px keeps the whole image in view"
+    else:
+        for candidate in (128, 256):
+            if candidate >= short:
+                break
+            kept = thin * candidate / short
+            if kept >= 2 * MIN_STRUCTURE_PX:
+                fit, size = "short_side", candidate
+                why = (f"the thinnest structures ('{thin_name}', {thin:.1f} px) stay {kept:.0f} px wide with the shorter "
+                       f"side ({short} px) at {candidate} px: the whole image's context at a low cost")
+                break
+        if fit is None:
+            fit, size = "native", _patch(short)
+            why = (f"the thinnest structures ('{thin_name}', {thin:.1f} px) would shrink below "
+                   f"{2 * MIN_STRUCTURE_PX:.0f} px if the images ({fp.median_height}x{fp.median_width}) were scaled "
+                   f"down: train on {size} px patches at their own resolution, predict in blended tiles")
+    out.append(Planned("train.fit", fit, why))
+    out.append(Planned("train.image_size", size, "the patch (window) size: 256 px where the images hold it"
+                       if fit == "native" else "the training scale chosen above"))
+    # how much an epoch draws, and the batch
+    train_images = max(1, round(fp.num_images * 0.7))
+    per_image = max(1, min(16, math.ceil(PATCHES_PER_EPOCH / train_images))) if fit != "squash" else 1
+    if per_image > 1:
+        out.append(Planned("train.patches_per_image", per_image,
+                           f"about {PATCHES_PER_EPOCH} random windows an epoch from about {train_images} training images"))
+    else:
+        out.append(Planned("train.patches_per_image", 1, f"{train_images} training images make a full epoch"))
+    batch = int(max(2, min(16, PIXELS_PER_BATCH // (size * size), train_images * per_image)))
+    out.append(Planned("train.batch_size", batch, f"about {PIXELS_PER_BATCH // 1024}k pixels a step at {size} px"))
+    # normalisation
+    if fp.num_images >= BATCH_NORM_FROM and batch >= 16:
+        out.append(Planned("model.norm", "batch", f"{fp.num_images} images and a batch of {batch}: batch statistics are stable"))
+    else:
+        out.append(Planned("model.norm", "group", f"a batch of {batch} from {fp.num_images} images: batch norm's moving "
+                           "averages would lag; group norm does not depend on the batch"))
+    # loss
+    scored = range(0 if not fp.class0_is_background and fp.mode != "multilabel" else 1, fp.num_classes)
+    fractions = [fp.class_fraction[k] for k in scored if k < len(fp.class_fraction)]
+    rare = [fp.class_names[k] for k in scored if k < len(fp.class_fraction) and 0 < fp.class_fraction[k] < RARE_CLASS]
+    thin_loss = thin is not None and thin < 4 * MIN_STRUCTURE_PX
+    if rare or thin_loss:
+        reason = (f"rare classes ({', '.join(rare[:3])}{'...' if len(rare) > 3 else ''} under {RARE_CLASS:.0%} of the pixels)"
+                  if rare else f"thin structures ('{thin_name}', {thin:.1f} px)")
+        out.append(Planned("train.loss", "dice_ce", f"{reason}: Dice keeps them weighed, cross-entropy keeps the gradients smooth"))
+    else:
+        out.append(Planned("train.loss", "auto", "classes are not rare"
+                           + (f" (smallest share {min(fractions):.0%})" if fractions else "") + ": the head's own loss"))
+    # augmentation
+    few = fp.num_images < 50
+    out.append(Planned("train.augment.rotate_degrees", 30.0 if few else 15.0,
+                       f"{fp.num_images} images: " + ("stronger rotations" if few else "the usual rotations")))
+    out.append(Planned("train.augment.zoom", 0.2 if few else 0.1, "zoom in and out " + ("by up to 20%" if few else "by up to 10%")))
+    # budget and schedule
+    out.append(Planned("train.budget_minutes", BUDGET_MINUTES,
+                       f"{BUDGET_MINUTES:g} minutes of training; the run fits as many epochs as the machine allows"))
+    out.append(Planned("train.epochs", MAX_EPOCHS, "a cap only: the budget decides"))
+    out.append(Planned("train.lr_schedule", "cosine", "the learning rate falls to 0 as the budget ends"))
+    out.append(Planned("train.early_stopping_patience", 0, "off: the cosine schedule's end is the stop"))
+    out.append(Planned("train.tta", True, "average the four flips at evaluation and prediction: 4x a small inference time"))
+    return Plan(fp, tuple(out))
+
+
+def plan_dataset(dataset) -> Plan:
+    """The plan for a ``Dataset`` (reads a sample of its masks for the fingerprint)."""
+    from segcore.data.fingerprint import fingerprint
+
+    return make_plan(fingerprint(dataset))

@@ -1,0 +1,167 @@
+"""The plan from a dataset's fingerprint, native-resolution patches, blended tiles, the time budget."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from segcore.data.fingerprint import Fingerprint, fingerprint, structure_thickness
+from segcore.training.plan import make_plan
+
+
+def _fp(**kw) -> Fingerprint:
+    base = dict(name="d", mode="binary", num_classes=2, class_names=("background", "thing"), class0_is_background=True,
+                channels=1, num_images=30, median_height=512, median_width=512, min_short_side=512,
+                class_fraction=(0.78, 0.22), thickness={"thing": 6.0})
+    base.update(kw)
+    return Fingerprint(**base)
+
+
+def test_structure_thickness_measures_lines_and_discs():
+    img = np.zeros((200, 200), np.uint8)
+    cv2.line(img, (10, 100), (190, 100), 1, thickness=5)
+    assert structure_thickness(img == 1) == pytest.approx(img[:, 100].sum(), abs=0.5)  # the line's width in pixels
+    disc = np.zeros((200, 200), np.uint8)
+    cv2.circle(disc, (100, 100), 60, 1, -1)
+    assert structure_thickness(disc == 1) > 60
+    assert structure_thickness(np.zeros((5, 5), bool)) is None
+
+
+def test_thin_structures_train_at_native_resolution_and_thick_ones_at_a_low_scale():
+    thin = make_plan(_fp())
+    assert thin.value("train.fit") == "native" and thin.value("train.image_size") == 256
+    assert "6.0 px" in next(p.reason for p in thin.settings if p.setting == "train.fit")
+    thick = make_plan(_fp(median_height=574, median_width=765, min_short_side=570, thickness={"thing": 288.0},
+                          class_fraction=(0.63, 0.37), num_images=10))
+    assert thick.value("train.fit") == "short_side" and thick.value("train.image_size") == 128
+    assert thick.value("train.loss") == "auto" and thin.value("train.loss") == "dice_ce"
+
+
+def test_the_plan_is_deterministic_and_every_setting_has_a_reason():
+    a, b = make_plan(_fp()), make_plan(_fp())
+    assert a.to_dict() == b.to_dict()
+    assert all(p.reason for p in a.settings)
+    cfg = a.config()  # settings objects check every value
+    assert cfg.train.dataset == "d" and cfg.train.fit == "native" and cfg.train.budget_minutes == a.value("train.budget_minutes")
+    assert cfg.train.augment.rotate_degrees == a.value("train.augment.rotate_degrees")
+    many = make_plan(_fp(num_images=800, median_height=256, median_width=256, min_short_side=256, thickness={"thing": 40.0}))
+    assert many.value("train.patches_per_image") == 1 and many.value("model.norm") in ("group", "batch")
+
+
+def test_plan_changes_name_what_the_user_set():
+    from dataclasses import replace
+
+    from segcore.training.plan import changes
+
+    plan = make_plan(_fp())
+    cfg = plan.config()
+    assert changes(plan.to_dict(), cfg) == {}
+    changed = replace(cfg, train=replace(cfg.train, image_size=128))
+    assert changes(plan.to_dict(), changed) == {"train.image_size": {"planned": 256, "chosen": 128}}
+
+
+def test_fingerprint_of_a_real_thin_structure_dataset(shared_datasets, workspace):
+    from segcore.data.dataset import load_dataset
+    from segcore.data.imports import import_dataset
+
+    path = shared_datasets / "isbi2012-membrane" / "data" / "membrane" / "train"
+    assert import_dataset(path, "isbi", options={"invert": True}, workspace=workspace).ok
+    fp = fingerprint(load_dataset("isbi", workspace))
+    assert fp.num_images == 30 and (fp.median_height, fp.median_width) == (512, 512)
+    name, thin = fp.thinnest
+    assert 2.0 <= thin <= 10.0  # membranes a few pixels wide
+    assert make_plan(fp).value("train.fit") == "native"
+
+
+def test_plan_command_prints_every_setting_with_its_reason(workspace, capsys):
+    from segcore.cli import main
+    from segcore.data.demo import make_demo
+
+    make_demo(workspace, num_samples=12, size=64)
+    assert main(["plan", "demo", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert data["fingerprint"]["name"] == "demo" and "train.fit" in data["settings"]
+    assert all(entry["reason"] for entry in data["settings"].values())
+
+
+# --------------------------------------------------------------------------- patches and tiles
+
+
+def test_rare_class_patches_land_on_the_rare_class():
+    from segcore.training.pipeline import crop_origin
+
+    mask = np.zeros((512, 512), np.uint8)
+    mask[400:410, 30:40] = 1  # a rare class in one corner
+    hits = 0
+    for epoch in range(300):
+        y0, x0 = crop_origin((512, 512), 64, 0, epoch, 0, mask)
+        hits += bool((mask[y0 : y0 + 64, x0 : x0 + 64] == 1).any())
+    uniform = sum(bool((mask[y : y + 64, x : x + 64] == 1).any())
+                  for y, x in (crop_origin((512, 512), 64, 0, e, 0) for e in range(300)))
+    assert hits >= 90 and hits > 3 * uniform  # about a third of the draws, far more than uniform windows find
+
+
+def test_tiles_overlap_by_half_and_blend_with_gaussian_weights():
+    from segcore.prediction.predictor import gaussian_weights, predict_tiled, tile_starts
+
+    assert tile_starts(512, 256) == [0, 128, 256] and tile_starts(200, 256) == [0] and tile_starts(300, 256) == [0, 44]
+    w = gaussian_weights(64)[..., 0]
+    assert w[32, 32] == pytest.approx(w.max(), rel=0.01) and w[0, 0] < 0.05 and w.min() > 0
+
+    class Echo:  # a model whose probability is the input: blending must give the image back exactly
+        def predict_on_batch(self, x):
+            return x[..., :1] / 255.0
+
+    image = np.random.default_rng(0).integers(0, 255, (1, 100, 150, 1)).astype(np.float32)
+    out = predict_tiled(Echo(), image, 64)
+    np.testing.assert_allclose(out[..., 0] * 255.0, image[..., 0], rtol=1e-5, atol=1e-3)
+    small = predict_tiled(Echo(), image[:, :40, :50], 64)  # smaller than a window: padded, then cut back
+    assert small.shape == (1, 40, 50, 1)
+
+
+@pytest.mark.backend
+def test_native_fit_loads_images_at_their_own_size(workspace):
+    from segcore.data.arrays import load_arrays
+    from tests._train_helpers import make_shapes_dataset
+
+    make_shapes_dataset(workspace, n=4, size=48)
+    images, masks = load_arrays("shapes", None, 32, workspace=workspace, fit="native")
+    assert images.shape[1:3] == (48, 48)  # not scaled to 32: windows of 32 are cut from it
+
+
+def test_budget_parses_times():
+    import argparse
+
+    from segcore.training.cli import parse_budget
+
+    assert parse_budget("10m") == 10 and parse_budget("90s") == 1.5 and parse_budget("1.5h") == 90 and parse_budget("7") == 7
+    with pytest.raises(argparse.ArgumentTypeError, match="not a time"):
+        parse_budget("ten minutes")
+
+
+@pytest.mark.slow
+@pytest.mark.backend
+def test_a_time_budget_stops_the_run_and_the_schedule_ends_with_it(workspace):
+    from segcore.config import AugmentConfig, ModelConfig, RunConfig, SplitConfig, TrainConfig
+    from segcore.runs import open_run
+    from segcore.training.launcher import launch
+    from segcore.training.trainer import train_run
+    from tests._train_helpers import make_shapes_dataset
+
+    make_shapes_dataset(workspace, n=16, size=32)
+    cfg = RunConfig(model=ModelConfig(depth=3, filters=4),
+                    train=TrainConfig(dataset="shapes", image_size=32, epochs=500, batch_size=4, lr_schedule="cosine",
+                                      budget_minutes=0.5, early_stopping_patience=0, augment=AugmentConfig(enabled=False),
+                                      split=SplitConfig(val_fraction=0.25, test_fraction=0.25)))
+    run = open_run(launch(cfg, workspace, start_worker=False), workspace)
+    result = train_run(run)
+    assert result["state"] == "finished" and "time budget of 0.5 min used" in result["message"]
+    state = run.read_train_state()
+    done = int(state["epoch"])
+    assert 2 <= done < 500 and state["budget_stopped"] == done and state["planned_epochs"] == done
+    assert state["budget_spent_s"] <= 0.5 * 60 + 2 * max(state["epoch_seconds"])  # at most about one epoch over
+    lrs = [row["lr"] for row in run.read_history()]
+    assert lrs[-1] < lrs[0]  # the cosine schedule followed the budget down
