@@ -44,6 +44,8 @@ import shutil
 import socket
 import threading
 import time
+import zipfile
+import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -65,6 +67,8 @@ _DEFINING_FILES = ("config.json", "status.json")
 # A running process refreshes its heartbeat every few seconds from a thread;
 # a minute of silence means the process is gone or hung.
 HEARTBEAT_STALE_S = 60.0
+# Clocks of the machines sharing a workspace may differ a little; a heartbeat further ahead than this is not believed.
+HEARTBEAT_AHEAD_S = 60.0
 
 
 def _utcnow() -> datetime:
@@ -184,8 +188,40 @@ class RunFolder:
 
     @property
     def has_model(self) -> bool:
-        """Whether the run has a checkpoint to predict with."""
+        """Whether the run has a checkpoint to predict with (it may still be damaged: see ``checked_model_path``)."""
         return self.model_path.is_file()
+
+    def checked_model_path(self, checkpoint: str = "best") -> Path:
+        """The checkpoint to load (``best``: ``model_path``; ``last``), checked to be a whole ``.keras`` file.
+
+        Raises:
+            FileNotFoundError: the run has no such checkpoint yet.
+            RunFileError: the file is cut short or not a Keras model file (naming it).
+        """
+        path = self.model_path if checkpoint == "best" else self.checkpoints_dir / f"{check_name(checkpoint, 'checkpoint')}.keras"
+        if not path.is_file():
+            raise FileNotFoundError(f"run {self.run_id} has no model checkpoint yet: {path} is missing")
+        problem = runfiles.zip_problem(path, runfiles.KERAS_MEMBERS)
+        if problem:
+            raise RunFileError(path, problem)
+        return path
+
+    def artifact_damage(self) -> dict[str, str]:
+        """Damaged checkpoints (``checkpoints/*.keras``) and prediction caches (``predictions/*.npz``): name -> reason.
+
+        Only the zip directories are read (see ``runfiles.zip_problem``), so a listing stays fast.
+        """
+        damage: dict[str, str] = {}
+        for path in (self.best_model_path, self.last_model_path):
+            problem = runfiles.zip_problem(path, runfiles.KERAS_MEMBERS)
+            if problem:
+                damage[f"checkpoints/{path.name}"] = problem
+        if self.predictions_dir.is_dir():
+            for path in sorted(self.predictions_dir.glob("*.npz")):
+                problem = runfiles.zip_problem(path, runfiles.NPZ_MEMBERS)
+                if problem:
+                    damage[f"predictions/{path.name}"] = problem
+        return damage
     tensorboard_dir = property(lambda self: self.path / "tensorboard")
     evaluation_path = property(lambda self: self.path / "evaluation.json")
     predictions_dir = property(lambda self: self.path / "predictions")
@@ -342,10 +378,17 @@ class RunFolder:
         now = time.time() if now is None else now
         beat = status.get("heartbeat")
         reason = None
+        ahead = ""
+        if beat is not None and float(beat) - now > HEARTBEAT_AHEAD_S:
+            # A heartbeat from the future (a clock set wrong, a file copied or written by hand) would
+            # keep the run "running", and the queue waiting, for ever: the file's own modification
+            # time, which every heartbeat renews, stands in for it.
+            ahead = f" (its heartbeat claims a time {int(float(beat) - now)} s in the future)"
+            beat = _mtime(self.status_path, default=float(beat))
         if status.get("host") in (None, socket.gethostname()) and status.get("pid") and not pid_alive(status.get("pid")):
             reason = f"the training process (pid {status.get('pid')}) is no longer running"
         elif beat is not None and now - float(beat) > HEARTBEAT_STALE_S:
-            reason = f"no heartbeat for {int(now - float(beat))} s"
+            reason = f"no heartbeat for {int(now - float(beat))} s{ahead}"
         if reason:
             status = dict(status)
             status["state"] = "interrupted"
@@ -483,10 +526,13 @@ class RunFolder:
         path = self.predictions_dir / f"{check_name(sample_id, 'sample id')}.npz"
         if not path.is_file():
             return None
+        problem = runfiles.zip_problem(path, runfiles.NPZ_MEMBERS)
+        if problem:
+            raise RunFileError(path, problem)
         try:
-            with np.load(path) as data:
+            with np.load(path, allow_pickle=False) as data:
                 probs = data["probs"]
-        except (OSError, ValueError, KeyError, EOFError) as exc:
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
             raise RunFileError(path, f"not a prediction cache file ({type(exc).__name__}: {exc})") from None
         if probs.ndim != 3:
             raise RunFileError(path, f"expected probabilities of shape (S, S, outputs), found {probs.shape}")
@@ -545,6 +591,7 @@ class RunFolder:
             self.read_train_state()
         except RunFileError as exc:
             damage["checkpoints/state.json"] = exc.reason
+        damage.update(self.artifact_damage())
         cfg = meta.get("config", {})
         model, train = cfg.get("model", {}), cfg.get("train", {})
         best = status.get("best") or {}
@@ -578,6 +625,13 @@ class RunFolder:
             path=str(self.path),
             damage=damage,
         )
+
+
+def _mtime(path: Path, default: float) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return default
 
 
 def _mtime_iso(path: Path) -> str:

@@ -5,6 +5,7 @@ recoverable; nothing crashes, nothing vanishes, the queue goes on."""
 from __future__ import annotations
 
 import errno
+import io
 import json
 import os
 import shutil
@@ -450,3 +451,89 @@ def test_a_killed_worker_does_not_leave_queued_runs_stuck(workspace):
     state = _wait_until(lambda: (s := open_run(waiting, workspace).true_status()["state"]) in ("finished", "failed") and s,
                         timeout=240)
     assert state == "finished"
+
+
+# -- damaged checkpoints and prediction caches, a status that would hold the queue --------------
+
+
+def _zip_file(path: Path, members: dict[str, bytes]) -> Path:
+    """A zip as Keras (``.keras``) or numpy (``.npz``) writes one."""
+    import zipfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return path
+
+
+def _cut_in_half(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+KERAS_FILE = {"metadata.json": b"{}", "config.json": b'{"class_name": "Functional"}', "model.weights.h5": os.urandom(4096)}
+
+
+@pytest.mark.parametrize("file", ["checkpoints/best.keras", "checkpoints/last.keras", "predictions/004.npz"])
+def test_a_truncated_checkpoint_or_cache_marks_the_run_and_every_command_names_it(workspace, capsys, no_worker, file):
+    """Half a checkpoint or a prediction cache (a full disk, a copy cut short): the run keeps its state
+    and names the file in its listing; eval, predict and the cache reader say which file is damaged."""
+    import numpy as np
+
+    from segcore.cli import main
+
+    good = make_run(workspace, "finished")
+    run = make_run(workspace, "finished")
+    for r in (good, run):
+        _zip_file(r.best_model_path, KERAS_FILE)
+        _zip_file(r.last_model_path, KERAS_FILE)
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, probs=np.zeros((32, 32, 3), np.uint8))
+        (r.predictions_dir / "004.npz").write_bytes(buffer.getvalue())
+    _cut_in_half(run.path / file)
+    rows = {s.run_id: s for s in list_runs(workspace)}
+    assert not rows[good.run_id].damage
+    row = rows[run.run_id]
+    assert row.state == "finished" and file in row.damage, row
+    assert any(w.startswith(f"{file} is damaged: ") for w in row.warnings)
+    assert main(["runs"]) == 0
+    assert f"{file} is damaged: " in capsys.readouterr().out
+    if file.endswith(".npz"):
+        with pytest.raises(ValueError, match="004.npz is damaged: "):
+            run.read_cached_probs("004")
+        assert good.read_cached_probs("004").shape == (32, 32, 3)
+        return
+    checkpoint = Path(file).stem
+    if checkpoint == "best":
+        # eval and predict load the best model: one line naming the file, not "File not found"
+        assert main(["eval", run.run_id]) != 0
+        err = capsys.readouterr().err
+        assert "best.keras is damaged: " in err and "Traceback" not in err and "File not found" not in err
+        image = workspace.root / "image.png"
+        import cv2
+
+        cv2.imwrite(str(image), np.zeros((8, 8, 3), np.uint8))
+        assert main(["predict", run.run_id, str(image), "--out", str(workspace.root / "mask.png")]) != 0
+        assert "best.keras is damaged: " in capsys.readouterr().err
+    with pytest.raises(ValueError, match=f"{checkpoint}.keras is damaged: cut short"):
+        run.checked_model_path(checkpoint)
+
+
+def test_a_status_with_a_heartbeat_in_the_future_and_a_live_pid_does_not_hold_the_queue(workspace):
+    """'running' with a live pid from another program (pid 1) and a heartbeat far in the future: once the
+    file has not been renewed for HEARTBEAT_STALE_S the run is interrupted, and the worker counts no live run."""
+    from segcore.runs import HEARTBEAT_STALE_S
+    from segcore.training import worker
+
+    run = make_run(workspace, "finished")
+    run.update_status(state="running", pid=1, heartbeat=time.time() + 10**6)
+    # a process that renews the file is believed, whatever its clock says
+    assert run.true_status()["state"] == "running"
+    assert worker._live_runs(workspace) == 1
+    old = time.time() - HEARTBEAT_STALE_S - 5
+    os.utime(run.status_path, (old, old))
+    status = run.true_status()
+    assert status["state"] == "interrupted", status
+    assert "in the future" in status["message"]
+    assert worker._live_runs(workspace) == 0
