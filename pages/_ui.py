@@ -68,7 +68,7 @@ def readable(read, default=None, *, warn: bool = False):
         return read()
     except (RunFileError, OSError) as exc:
         if warn:
-            st.warning(str(exc))
+            st.warning(markdown_text(exc))
         return default
 
 

@@ -9,7 +9,7 @@ import segcore.training as training
 from pages import _ui
 from segcore import runs as runs_mod
 from segcore import visualize as viz
-from segcore.safetext import markdown_text
+from segcore.safetext import csv_bytes, markdown_text
 
 ws = _ui.workspace()
 st.title("Runs")
@@ -245,7 +245,7 @@ def results_table() -> None:
         st.caption(f"Test scores on {markdown_text(dataset_name)}: Dice, IoU, precision and recall are macro means over the foreground classes "
                    "on each run's test split; accuracy: pixel accuracy. The best value of each column is highlighted.")
         e = st.container(horizontal=True)
-        e.download_button("Download CSV", table.to_csv().encode(), f"results-{dataset_name}.csv", "text/csv", key="study_csv",
+        e.download_button("Download CSV", csv_bytes(table), f"results-{dataset_name}.csv", "text/csv", key="study_csv",
                           icon=":material/download:", on_click="ignore")
         e.download_button("Download Markdown", viz.table_markdown(table).encode(), f"results-{dataset_name}.md", "text/markdown",
                           key="study_md", icon=":material/download:", on_click="ignore")
