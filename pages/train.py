@@ -179,7 +179,7 @@ with st.container(border=True):
         cfg_error = str(exc)
     label = "Queue the study" if study else "Queue this run"
     if cfg_error:
-        st.error(f"These settings cannot train: {cfg_error}")
+        st.error(f"These settings cannot train: {markdown_text(cfg_error)}")
     if st.button(label, type="primary", key="train_launch", disabled=cfg is None):
         with _ui.friendly_errors("queue the run"):
             launched = launch_study(cfg, ws, study_weights) if study else training.launch(cfg, ws)

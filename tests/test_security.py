@@ -786,3 +786,40 @@ def test_exports_neutralise_formulas_and_markup_and_keep_numbers():
     assert "'=HYPERLINK" in md and "| =" not in md
     for marker in ("](", ":red[", "<img", "https://"):
         assert marker not in md
+
+
+# --------------------------------------------------------------------------- a damaged server.json
+
+DAMAGED_SERVER_JSON = {
+    "invalid": b'{"import_roots": [', "binary": b"\xff\xfe\x00", "list": b"[1, 2]", "null": b"null",
+    "string-roots": b'{"import_roots": "/data"}', "number-roots": b'{"import_roots": [1]}', "typo": b'{"max_pixel": 5}',
+}
+
+
+@pytest.mark.parametrize("kind", list(DAMAGED_SERVER_JSON))
+def test_a_damaged_server_json_is_one_message_on_the_data_page_and_in_the_cli(hostile, tmp_path, capsys, no_demo, kind):
+    """Whatever server.json holds, the Data page's server-folder panel says what is wrong with the file in one
+    message (no traceback, no folder field), and the CLI import says so in one JSON error."""
+    ws, srv = hostile
+    ws.settings_path.write_bytes(DAMAGED_SERVER_JSON[kind])
+    with pytest.raises(ValueError, match="server.json"):
+        ws.import_roots()
+    at = _data_page()
+    at.radio(key="import_source").set_value("A folder on the server").run()
+    assert not at.exception, at.exception
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1 and "Importing from server folders is unavailable" in errors[0] and "server.json" in errors[0], errors
+    assert not [t for t in at.text_input if t.key == "import_folder"]
+    rc = main(["import", str(_paired(tmp_path / "in" / "pairs")), "--name", "pairs", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 1 and "server.json" in out["error"] and "Traceback" not in out["error"]
+
+
+def test_import_roots_given_as_one_string_are_refused_not_read_as_letters(workspace):
+    """``"import_roots": "/data"`` once became the roots '/', 'd', 'a', 't': every folder of the server."""
+    workspace.settings_path.write_text('{"import_roots": "/data"}')
+    with pytest.raises(ValueError, match="import_roots is '/data'; expected a list of folder paths"):
+        workspace.settings()
+    workspace.settings_path.write_text('{"import_roots": ["/data"]}')
+    assert workspace.settings().import_roots == ("/data",)
+    assert Path("/") not in workspace.import_roots()
