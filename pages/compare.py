@@ -77,6 +77,8 @@ if len(chosen) < 2:
     st.info("Pick at least two runs.")
     st.stop()
 runs = {r: runs_mod.RunFolder(candidates[r].path) for r in chosen}
+for r in chosen:
+    _ui.damage_notes(candidates[r], labels[r])
 reports = {r: run_report(str(f.path), _ui.mtime(f.evaluation_path)) for r, f in runs.items()}
 indexes = {r: cache_index(str(f.path), _ui.mtime(f.predictions_dir / "index.json")) for r, f in runs.items()}
 

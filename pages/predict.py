@@ -58,6 +58,7 @@ _ui.to_url("run", "pred_run")
 source = c[1].radio("Images", ["Upload", "Dataset samples"], horizontal=True, key="pred_source")
 s = by_id[run_id]
 folder = runs_mod.RunFolder(s.path)
+_ui.damage_notes(s, labels.get(run_id, run_id))
 model_file = folder.model_path
 meta = folder.read_meta()
 
