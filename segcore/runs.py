@@ -54,7 +54,7 @@ from typing import Any, Iterable, Iterator
 
 from segcore import runfiles
 from segcore.config import RunConfig
-from segcore.fsutil import check_name, write_bytes_atomic, write_json_atomic, write_text_atomic
+from segcore.fsutil import check_name, is_disk_full, write_bytes_atomic, write_json_atomic, write_text_atomic
 from segcore.runfiles import STATES, RunFileError
 from segcore.workspace import Workspace, get_workspace
 
@@ -67,6 +67,11 @@ _DEFINING_FILES = ("config.json", "status.json")
 # A running process refreshes its heartbeat every few seconds from a thread;
 # a minute of silence means the process is gone or hung.
 HEARTBEAT_STALE_S = 60.0
+# Space a training process keeps in its run folder (``.reserve``) while it lives, and gives up when the disk
+# is full, so that the status saying why the run ended can still be written.
+RESERVE_BYTES = 256 * 1024
+# Temporary files older than this, left in a run folder by a process that died mid-write, are removed on resume.
+STALE_TEMP_S = 60.0
 # Clocks of the machines sharing a workspace may differ a little; a heartbeat further ahead than this is not believed.
 HEARTBEAT_AHEAD_S = 60.0
 
@@ -294,7 +299,70 @@ class RunFolder:
     def write_status(self, status: dict[str, Any]) -> None:
         status = dict(status)
         status["updated_at"] = iso()
-        write_json_atomic(self.status_path, status)
+        self.write_status_file(status)
+
+    def write_status_file(self, status: dict[str, Any]) -> None:
+        """Write ``status.json`` atomically; on a full disk, give up the run's reserved space and try once more."""
+        try:
+            write_json_atomic(self.status_path, status)
+        except OSError as exc:
+            if not is_disk_full(exc) or not self.release_reserve():
+                raise
+            write_json_atomic(self.status_path, status)
+
+    # -- space for the last word, and temporary files -------------------------------
+    reserve_path = property(lambda self: self.path / ".reserve")
+
+    def reserve_space(self, nbytes: int = RESERVE_BYTES) -> bool:
+        """Keep ``nbytes`` of disk in ``.reserve`` (real blocks, not a sparse file); False if there is no room."""
+        try:
+            with open(self.reserve_path, "wb") as handle:
+                handle.write(b"\0" * nbytes)
+                handle.flush()
+                os.fsync(handle.fileno())
+            return True
+        except OSError:
+            self.release_reserve()
+            return False
+
+    def release_reserve(self) -> bool:
+        """Free the space ``reserve_space`` kept; True if there was a reserve to free."""
+        try:
+            self.reserve_path.unlink()
+            return True
+        except FileNotFoundError:
+            return False
+
+    def remove_temp_files(self, now: float | None = None) -> list[str]:
+        """Remove temporary files that a process which died mid-write left behind; returns their names.
+
+        ``checkpoints/.tmp-<pid>-*`` (checkpoint saves) are all removed: call
+        this only while holding the process lock, when no other process saves
+        this run's checkpoints. The atomic writers' ``.<name>.<hex>.tmp`` files
+        are removed once older than ``STALE_TEMP_S`` (another process may be
+        writing one now).
+        """
+        now = time.time() if now is None else now
+        removed = []
+        for folder in (self.path, self.checkpoints_dir):
+            try:
+                entries = list(folder.iterdir())
+            except OSError:
+                continue
+            for path in entries:
+                name = path.name
+                checkpoint_temp = folder == self.checkpoints_dir and name.startswith(".tmp-")
+                atomic_temp = name.startswith(".") and name.endswith(".tmp")
+                if not (checkpoint_temp or atomic_temp) or not path.is_file():
+                    continue
+                if atomic_temp and not checkpoint_temp and now - _mtime(path, default=now) < STALE_TEMP_S:
+                    continue
+                try:
+                    path.unlink()
+                    removed.append(str(path.relative_to(self.path)))
+                except OSError:
+                    pass
+        return removed
 
     def update_status(self, **fields: Any) -> dict[str, Any]:
         """Merge ``fields`` into ``status.json`` under the folder lock; returns the new status.
@@ -663,7 +731,7 @@ class LiveStatus:
             self._status.update(fields)
             self._status["updated_at"] = iso()
             snapshot = dict(self._status)
-            write_json_atomic(self.run.status_path, snapshot)
+            self.run.write_status_file(snapshot)
         return snapshot
 
     def get(self, key: str, default: Any = None) -> Any:

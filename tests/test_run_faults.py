@@ -537,3 +537,66 @@ def test_a_status_with_a_heartbeat_in_the_future_and_a_live_pid_does_not_hold_th
     assert status["state"] == "interrupted", status
     assert "in the future" in status["message"]
     assert worker._live_runs(workspace) == 0
+
+
+@pytest.fixture
+def in_process(monkeypatch):
+    """Run ``segcore.training.process.execute`` here: its log handlers and SIGTERM handler are undone after."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    term = signal.getsignal(signal.SIGTERM)
+    yield
+    for handler in root.handlers[:]:
+        if handler not in handlers:
+            root.removeHandler(handler)
+            handler.close()
+    root.setLevel(level)
+    signal.signal(signal.SIGTERM, term)
+
+
+def test_a_full_disk_during_a_checkpoint_records_why_and_leaves_no_temp_files(workspace, monkeypatch, in_process):
+    """The disk fills while last.keras is saved: the half-written temporary checkpoint is removed, the run
+    is 'failed' with the reason (the status is written into the space the process kept in .reserve), and
+    temporary files an earlier, killed process left are removed when the run starts again."""
+    from segcore import fsutil
+    from segcore.training import process, trainer
+
+    run = make_run(workspace, "queued")
+    leftover = run.checkpoints_dir / ".tmp-999999-last.keras"  # a process killed mid-save
+    leftover.parent.mkdir(parents=True, exist_ok=True)
+    leftover.write_bytes(b"PK half")
+    disk = {"full": False}
+    create = fsutil._create_temp_file
+
+    def create_unless_full(folder, name):
+        if disk["full"] and run.reserve_path.exists():  # nothing is free until the reserve is given up
+            raise OSError(errno.ENOSPC, "No space left on device", str(folder / name))
+        return create(folder, name)
+
+    monkeypatch.setattr(fsutil, "_create_temp_file", create_unless_full)
+
+    class HalfSave:
+        def save(self, path):
+            Path(path).write_bytes(b"PK\x03\x04 half a model")
+            raise OSError(errno.ENOSPC, "No space left on device", path)
+
+    class FillingTrainer:
+        def __init__(self, run, status):
+            assert not leftover.exists(), "the earlier process's temporary file is still there"
+            assert run.reserve_path.stat().st_size > 0
+            self.run, self.cfg = run, CFG
+
+        def train(self):
+            disk["full"] = True
+            trainer.save_model_atomic(HalfSave(), self.run.last_model_path)
+
+    monkeypatch.setattr(trainer, "Trainer", FillingTrainer)
+    assert process.execute(run.path) == 1
+    status = run.read_status()
+    assert status["state"] == "failed", status
+    assert "no space left" in status["message"] and str(run.checkpoints_dir) in status["message"], status["message"]
+    assert [p.name for p in run.checkpoints_dir.iterdir() if p.name.startswith(".tmp")] == []
+    assert [p.name for p in run.path.iterdir() if p.name.endswith(".tmp") or p.name == ".reserve"] == []
+    assert not run.last_model_path.exists()
