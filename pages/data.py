@@ -234,7 +234,7 @@ with tabs[1]:
             df = viz.class_frequency_frame(info.class_names, info.class_pixel_fraction, colors)
             warning = viz.imbalance_warning(info.class_names, info.class_pixel_fraction)
             if warning:
-                st.warning(warning)
+                st.warning(markdown_text(warning))
             else:
                 st.success("Classes are reasonably balanced.")
             st.plotly_chart(viz.class_frequency_figure(df), key="freq_chart")

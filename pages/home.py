@@ -72,8 +72,10 @@ def recent_runs() -> None:
             return
         df = viz.runs_frame(summaries)
         df = df.sort_values("created", ascending=False, kind="stable").head(8)
+        columns = ["run", "status", "dataset", "model", "best val Dice", "test Dice", "epochs", "duration"]
+        columns += ["warnings"] if df["warnings"].astype(bool).any() else []  # damaged files are named here too
         st.dataframe(
-            df[["run", "status", "dataset", "model", "best val Dice", "test Dice", "epochs", "duration"]],
+            df[columns],
             hide_index=True,
             column_config=_ui.run_columns(),
         )

@@ -191,7 +191,7 @@ with st.container(border=True):
         st.success(f"Queued {len(ids)} run(s): {', '.join(_ui.code_text(labels.get(i, i)) for i in ids)}. "
                    "Training runs in its own process; you can leave this page.")
         for note in st.session_state.get("train_study_notes") or []:
-            st.caption(note)
+            st.caption(markdown_text(note))
     with st.expander("The settings as saved in the run's config.json"):
         st.json(cfg.to_dict() if cfg is not None else {}, expanded=False)
 

@@ -600,3 +600,18 @@ def test_a_full_disk_during_a_checkpoint_records_why_and_leaves_no_temp_files(wo
     assert [p.name for p in run.checkpoints_dir.iterdir() if p.name.startswith(".tmp")] == []
     assert [p.name for p in run.path.iterdir() if p.name.endswith(".tmp") or p.name == ".reserve"] == []
     assert not run.last_model_path.exists()
+
+
+def test_resuming_from_half_a_last_checkpoint_fails_naming_it(workspace, in_process):
+    """A run whose checkpoints/last.keras was cut short (its state.json says epoch 1) cannot resume: it
+    fails with the file named and why, not with Keras's "File not found"."""
+    from segcore.training import launcher, process
+
+    make_shapes_dataset(workspace, "shapes", n=16)
+    run = open_run(launcher.launch(tiny(epochs=2), workspace, start_worker=False), workspace)
+    run.write_train_state({"epoch": 1, "es_wait": 0})
+    _zip_file(run.last_model_path, KERAS_FILE)
+    _cut_in_half(run.last_model_path)
+    assert process.execute(run.path) == 1
+    status = run.read_status()
+    assert status["state"] == "failed" and "last.keras is damaged: cut short" in status["message"], status

@@ -668,8 +668,10 @@ def _markup_texts(at) -> list[tuple[str, str]]:
 def _hostile_workspace(ws) -> dict:
     """A dataset whose class names are hostile, and runs whose names, notes, tags, messages and warnings are."""
     import test_pages as tp
+    from segcore.data.dataset import Problem
 
-    tp.make_dataset(ws, "demo")
+    files = tuple(f"masks/{HOSTILE_RUN} {i}.png" for i in range(4))
+    tp.make_dataset(ws, "demo", problems=(Problem("jpeg_noise", HOSTILE_TEXT, files, "warning"),))
     record = json.loads((ws.dataset_dir("demo") / "dataset.json").read_text())
     for entry, name in zip(record["classes"], HOSTILE_CLASSES):
         entry["name"] = name
@@ -733,6 +735,11 @@ def test_every_page_shows_hostile_names_notes_tags_classes_and_links_as_text(wor
     a, b = made["a"], made["b"]
     at = AppTest.from_file(APP, default_timeout=90).run()
     _assert_no_markup(at, "home")
+    at.switch_page("pages/data.py").run()
+    for tab in ("Samples", "Class frequencies", "Problems (1)", "Augmentation", "Split"):
+        at.session_state["data_tab"] = tab
+        at.run()
+        _assert_no_markup(at, f"data/{tab}")
     exports: dict[str, bytes] = {}
     for page, query in (("pages/data.py", {}), ("pages/train.py", {}), ("pages/runs.py", {"run": a.run_id}),
                         ("pages/compare.py", {"run": a.run_id}), ("pages/compare.py", {"run": HOSTILE_RUN}),

@@ -471,6 +471,8 @@ class Trainer:
         self.load_data()
         self.setup_warnings += health.check_setup(self.mode, self.num_classes, t.loss)
         resume_state = self.run.read_train_state() if self.run.last_model_path.is_file() else None
+        if resume_state:
+            self.run.checked_model_path("last")  # half a checkpoint: fail naming it, not with Keras's "File not found"
         fine_tune_at = int(self.cfg.model.fine_tune_after) if self.cfg.model.freeze == "fine_tune" else 0
         with device.distribution_scope(t.distribution) as strategy:
             if resume_state:
