@@ -296,17 +296,21 @@ class RunFolder:
         except FileNotFoundError:
             raise RunFileError(self.status_path, "the file is missing") from None
 
-    def write_status(self, status: dict[str, Any]) -> None:
+    def write_status(self, status: dict[str, Any], *, use_reserve: bool = True) -> None:
         status = dict(status)
         status["updated_at"] = iso()
-        self.write_status_file(status)
+        self.write_status_file(status, use_reserve=use_reserve)
 
-    def write_status_file(self, status: dict[str, Any]) -> None:
-        """Write ``status.json`` atomically; on a full disk, give up the run's reserved space and try once more."""
+    def write_status_file(self, status: dict[str, Any], *, use_reserve: bool = True) -> None:
+        """Write ``status.json`` atomically; on a full disk, give up the run's reserved space and try once more.
+
+        ``use_reserve`` is False for heartbeats and progress: the reserve is kept
+        for a status that changes the state (the reason a run ended).
+        """
         try:
             write_json_atomic(self.status_path, status)
         except OSError as exc:
-            if not is_disk_full(exc) or not self.release_reserve():
+            if not use_reserve or not is_disk_full(exc) or not self.release_reserve():
                 raise
             write_json_atomic(self.status_path, status)
 
@@ -380,7 +384,7 @@ class RunFolder:
                     raise
                 status = self.rebuilt_status(exc)
             status.update(fields)
-            self.write_status(status)
+            self.write_status(status, use_reserve="state" in fields)
             return status
 
     def transition(self, allowed_from: tuple[str, ...], **fields: Any) -> dict[str, Any] | None:
@@ -731,7 +735,7 @@ class LiveStatus:
             self._status.update(fields)
             self._status["updated_at"] = iso()
             snapshot = dict(self._status)
-            self.run.write_status_file(snapshot)
+            self.run.write_status_file(snapshot, use_reserve="state" in fields)
         return snapshot
 
     def get(self, key: str, default: Any = None) -> Any:

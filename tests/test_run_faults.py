@@ -586,10 +586,13 @@ def test_a_full_disk_during_a_checkpoint_records_why_and_leaves_no_temp_files(wo
         def __init__(self, run, status):
             assert not leftover.exists(), "the earlier process's temporary file is still there"
             assert run.reserve_path.stat().st_size > 0
-            self.run, self.cfg = run, CFG
+            self.run, self.status, self.cfg = run, status, CFG
 
         def train(self):
             disk["full"] = True
+            with pytest.raises(OSError):  # a heartbeat on a full disk fails, and leaves the reserve for the last word
+                self.status.update(heartbeat=time.time())
+            assert self.run.reserve_path.exists()
             trainer.save_model_atomic(HalfSave(), self.run.last_model_path)
 
     monkeypatch.setattr(trainer, "Trainer", FillingTrainer)
