@@ -741,7 +741,8 @@ def test_every_page_shows_hostile_names_notes_tags_classes_and_links_as_text(wor
         at.run()
         _assert_no_markup(at, f"data/{tab}")
     exports: dict[str, bytes] = {}
-    for page, query in (("pages/data.py", {}), ("pages/train.py", {}), ("pages/runs.py", {"run": a.run_id}),
+    for page, query in (("pages/data.py", {"dataset": HOSTILE_RUN}), ("pages/train.py", {"dataset": HOSTILE_RUN}),
+                        ("pages/runs.py", {"run": HOSTILE_RUN}), ("pages/runs.py", {"run": a.run_id}),
                         ("pages/compare.py", {"run": a.run_id}), ("pages/compare.py", {"run": HOSTILE_RUN}),
                         ("pages/predict.py", {"run": HOSTILE_RUN}), ("pages/predict.py", {"run": a.run_id})):
         at.switch_page(page)
