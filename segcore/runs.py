@@ -205,7 +205,7 @@ class RunFolder:
         """
         path = self.model_path if checkpoint == "best" else self.checkpoints_dir / f"{check_name(checkpoint, 'checkpoint')}.keras"
         if not path.is_file():
-            raise FileNotFoundError(f"run {self.run_id} has no model checkpoint yet: {path} is missing")
+            raise FileNotFoundError(f"run {self.run_id} ({self.true_status().get('state')}) has no model checkpoint yet: {path} is missing")
         problem = runfiles.zip_problem(path, runfiles.KERAS_MEMBERS)
         if problem:
             raise RunFileError(path, problem)

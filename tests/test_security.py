@@ -727,7 +727,6 @@ def _assert_no_formula(name: str, data: bytes) -> None:
     assert "https://evil" not in text or "CSV" in name, f"{name}: a live link in a Markdown export"
 
 
-@pytest.mark.slow
 def test_every_page_shows_hostile_names_notes_tags_classes_and_links_as_text(workspace, no_demo, media):
     """Run names, notes, tags, class names, warnings, messages and a ``?run=`` link full of Markdown, HTML
     and formulas: no page renders any of it as a link, tag or directive, and no export holds a formula."""
