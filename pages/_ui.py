@@ -68,7 +68,7 @@ def readable(read, default=None, *, warn: bool = False):
         return read()
     except (RunFileError, OSError) as exc:
         if warn:
-            st.warning(str(exc))
+            st.warning(markdown_text(exc))
         return default
 
 
@@ -125,7 +125,9 @@ def predictor(path: str, mtime: float):
     """
     from segcore.prediction import Predictor
 
-    return Predictor.from_folder(RunFolder(path))
+    run = RunFolder(path)
+    run.checked_model_path()  # a checkpoint cut short is named as damaged (RunFileError), not "File not found"
+    return Predictor.from_folder(run)
 
 
 def select_dataset(ws: Workspace, label: str = "Dataset", key: str = "dataset") -> DatasetInfo | None:
@@ -250,6 +252,13 @@ def url_sync(param: str, key: str):
 def run_labels(summaries) -> dict[str, str]:
     """Run id -> the label every page shows (``segcore.visualize.run_labels``)."""
     return viz.run_labels(summaries)
+
+
+def damage_notes(summary, label: str | None = None) -> None:
+    """One warning per damaged file of a run (a checkpoint or prediction cache cut short, a damaged notes file),
+    so a page that shows the run says which file is wrong instead of failing on it."""
+    for name, reason in (summary.damage or {}).items():
+        st.warning(markdown_text(f"{label or viz.run_label(summary)}: {name} is damaged: {reason}"))
 
 
 def code_text(text) -> str:

@@ -13,7 +13,7 @@ from segcore.data.dataset import list_datasets
 from segcore.evaluation import run as run_eval
 from segcore.labels import Labels
 from segcore.prediction import probs_to_mask, run_probabilities
-from segcore.safetext import markdown_text
+from segcore.safetext import csv_bytes, markdown_text, quoted
 
 TILE = 160  # pixels per image tile in the grid
 MAX_RUNS = 6
@@ -57,7 +57,7 @@ linked = [r for r in st.query_params.get_all("run") if r in by_id]
 if linked and by_id[linked[0]].dataset in eligible:
     st.query_params["dataset"] = by_id[linked[0]].dataset
 elif linked:
-    st.warning(f"Run {labels[linked[0]]!r} has no other finished run on its dataset {by_id[linked[0]].dataset!r} to compare with; "
+    st.warning(f"Run {quoted(labels[linked[0]])} has no other finished run on its dataset {quoted(by_id[linked[0]].dataset)} to compare with; "
                "train another model on it first.")
 c = st.columns([1, 3])
 _ui.from_url("cmp_dataset", "dataset", sorted(eligible))
@@ -78,18 +78,20 @@ if len(chosen) < 2:
     st.info("Pick at least two runs.")
     st.stop()
 runs = {r: runs_mod.RunFolder(candidates[r].path) for r in chosen}
+for r in chosen:
+    _ui.damage_notes(candidates[r], labels[r])
 reports = {r: run_report(str(f.path), _ui.mtime(f.evaluation_path)) for r, f in runs.items()}
 indexes = {r: cache_index(str(f.path), _ui.mtime(f.predictions_dir / "index.json")) for r, f in runs.items()}
 
 try:
     ds = _ui.open_dataset(str(ws.root), dataset_name, str(_ui.mtime(ws.dataset_dir(dataset_name) / "dataset.json")))
 except (FileNotFoundError, ValueError) as exc:
-    st.error(f"The runs were trained on dataset {dataset_name!r}, which cannot be opened: {exc}")
+    st.error(f"The runs were trained on dataset {quoted(dataset_name)}, which cannot be opened: {markdown_text(exc)}")
     st.stop()
 info = ds.info
 label_meaning = Labels.of_dataset(info)
 if viz.trained_on_older_data([_ui.readable(runs[r].read_meta, {}) for r in chosen], info.content_hash):
-    st.warning(f"Dataset {dataset_name!r} has changed since some of these runs were trained; their scores refer to the older version.")
+    st.warning(f"Dataset {quoted(dataset_name)} has changed since some of these runs were trained; their scores refer to the older version.")
 
 # --------------------------------------------------------------------------- images
 
@@ -148,7 +150,7 @@ if ids:
     header = grid.columns(1 + len(chosen))
     header[0].markdown("**input / truth**")
     for col, r in zip(header[1:], chosen):
-        col.markdown(f"**{labels[r]}**  \nheatmap / prediction")
+        col.markdown(f"**{markdown_text(labels[r])}**  \nheatmap / prediction")
     for sid in ids:
         row = grid.columns(1 + len(chosen))
         image = viz.to_rgb(ds.image(sid))
@@ -157,12 +159,12 @@ if ids:
         worst = worst_for.get(sid) if pick_mode == "Worst for each model" else None
         row[0].image(viz.stack_tiles([image_s, viz.overlay(image_s, truth, colors, 0.5, info.ignore_index,
                                                                   unpainted=label_meaning.unpainted)], TILE),
-                     caption=f"{sid} · worst for {', '.join(worst)}" if worst else sid)
+                     caption=markdown_text(f"{sid} · worst for {', '.join(worst)}" if worst else sid))
         for col, r in zip(row[1:], chosen):
             try:
                 tile = prediction_tiles(r, sid, image, colors)
             except (FileNotFoundError, ValueError) as exc:
-                col.error(f"No prediction: {exc}")
+                col.error(f"No prediction: {markdown_text(exc)}")
                 continue
             row_of = next((p for p in (reports[r] or {}).get("per_image", ()) if str(p.get("id")) == sid), {})
             name, score = ("Dice, all classes", row_of["all_dice"]) if "all_dice" in row_of else ("Dice", row_of.get("macro_dice"))
@@ -185,11 +187,11 @@ else:
         help=label_meaning.headline_caption())
     table = viz.compare_table(have, metric or "dice")
     st.dataframe(viz.highlight_best(table, axis=1, subset=viz.ranked_rows(table)), key="cmp_table")
-    st.download_button("Download this table (CSV)", table.to_csv(index_label="class").encode(), f"compare-{dataset_name}-{metric or 'dice'}.csv",
+    st.download_button("Download this table (CSV)", csv_bytes(table, index_label="class"), f"compare-{dataset_name}-{metric or 'dice'}.csv",
                        "text/csv", key="cmp_csv", icon=":material/download:", on_click="ignore")
-    accuracy = ", ".join(f"{label} {rep['pixel_accuracy']:.3f}" for label, rep in have.items() if isinstance(rep.get("pixel_accuracy"), (int, float)))
+    accuracy = ", ".join(f"{markdown_text(label)} {rep['pixel_accuracy']:.3f}" for label, rep in have.items() if isinstance(rep.get("pixel_accuracy"), (int, float)))
     st.caption("The best run of each class and of 'all classes' is highlighted. "
-               f"{label_meaning.headline_caption()}. {label_meaning.macro_caption()}; {label_meaning.micro_caption()}. "
+               f"{label_meaning.headline_caption()}. {markdown_text(label_meaning.macro_caption())}; {label_meaning.micro_caption()}. "
                "n/a: the class is in neither the true nor the predicted masks. Scored at each image's own resolution."
                + (f" Pixel accuracy over all pixels: {accuracy}." if accuracy else ""))
     boundary = {label: {"HD95 px": (rep.get("all") or {}).get("hd95"), "NSD": (rep.get("all") or {}).get("nsd"),
@@ -221,7 +223,7 @@ else:
                 "so no image has a score from every run. Train them with the same seed to compare image by image.")
     else:
         st.dataframe(viz.highlight_best(common.drop(columns="spread"), axis=1), key="cmp_diff")
-        st.download_button("Download per-image scores (CSV)", common.to_csv(index_label="image").encode(), f"compare-{dataset_name}-per-image.csv",
+        st.download_button("Download per-image scores (CSV)", csv_bytes(common, index_label="image"), f"compare-{dataset_name}-per-image.csv",
                            "text/csv", key="cmp_diff_csv", icon=":material/download:", on_click="ignore")
         if len(common) < len(diff):
             st.caption(f"{len(common)} image(s) were in the test split of every selected run; "
@@ -235,7 +237,7 @@ st.caption("Score these runs on any dataset with the same classes (an official t
            "another site's images). Results are kept in each run folder, per dataset and subset.")
 others = run_eval.compatible_datasets(list_datasets(ws), info.mode, info.num_classes)
 if not others:
-    st.info(f"No dataset in this workspace is {info.mode} with {info.num_classes} classes like {dataset_name}.")
+    st.info(f"No dataset in this workspace is {markdown_text(info.mode)} with {info.num_classes} classes like {markdown_text(dataset_name)}.")
 else:
     c = st.columns([2, 1, 1])
     target = c[0].selectbox("Dataset", [d.name for d in others], key="cmp_eval_dataset",
@@ -248,7 +250,7 @@ else:
     if c[2].button("Evaluate", key="cmp_eval_go", icon=":material/play_arrow:"):
         for r in chosen:
             try:
-                with st.spinner(f"Evaluating {labels[r]} on {target}…"):
+                with st.spinner(f"Evaluating {markdown_text(labels[r])} on {markdown_text(target)}…"):
                     run_eval.evaluate_on_dataset(runs[r], target, subset=subset, workspace=ws)
             except (ValueError, FileNotFoundError) as exc:
                 st.error(f"{markdown_text(labels[r])}: {markdown_text(str(exc))}")
@@ -259,7 +261,7 @@ else:
         st.dataframe(viz.highlight_best(table, axis=1), key="cmp_eval_table")
         first = next(iter(kept.values()))
         st.caption(f"Dice on {markdown_text(target)} ({markdown_text(subset or 'all samples')}, {first.get('num_images')} images); "
-                   + Labels.of_report(first).macro_caption() + ".")
+                   + markdown_text(Labels.of_report(first).macro_caption()) + ".")
         for label, rep in kept.items():
             for w in rep.get("warnings") or []:
                 st.caption(f"⚠ {markdown_text(label)}: {markdown_text(w)}")

@@ -93,7 +93,13 @@ def import_section(expanded: bool) -> None:
         if source_kind == "Upload a .zip":
             upload = st.file_uploader("Zip of images and masks", type=["zip"], key="import_zip")
         else:
-            roots = ws.import_roots()
+            try:
+                roots = ws.import_roots()
+            except ValueError as exc:  # a damaged server.json: said once, and only this panel is closed
+                st.error(f"Importing from server folders is unavailable: {markdown_text(exc)}. "
+                         "Whoever runs the server can fix or remove that file.")
+                roots = None
+        if source_kind != "Upload a .zip" and roots is not None:
             folder = st.text_input(
                 "Folder in the import folders", key="import_folder", placeholder="my_dataset",
                 help="A folder, .zip or COCO .json inside one of the import folders; a name relative to them or a full path.",
@@ -229,7 +235,7 @@ with tabs[1]:
             df = viz.class_frequency_frame(info.class_names, info.class_pixel_fraction, colors)
             warning = viz.imbalance_warning(info.class_names, info.class_pixel_fraction)
             if warning:
-                st.warning(warning)
+                st.warning(markdown_text(warning))
             else:
                 st.success("Classes are reasonably balanced.")
             st.plotly_chart(viz.class_frequency_figure(df), key="freq_chart")

@@ -61,10 +61,10 @@ def recent_runs() -> None:
                 _ui.what_next(launched, summaries, key="home")
             elif launched.state in ("queued", "running"):
                 where = "waiting in the queue" if launched.state == "queued" else f"training, epoch {launched.epoch}/{launched.epochs}"
-                st.success(f"Run `{label}` is {where}; it trains in its own process.")
+                st.success(f"Run {_ui.code_text(label)} is {where}; it trains in its own process.")
                 st.page_link("pages/train.py", label="Watch it learn on the Train page", icon=":material/model_training:")
             else:
-                st.warning(f"Run `{label}` is {launched.state}: {launched.message or 'see the Runs page'}")
+                st.warning(f"Run {_ui.code_text(label)} is {launched.state}: {markdown_text(launched.message or 'see the Runs page')}")
                 st.page_link("pages/runs.py", label="Open it on the Runs page", icon=":material/table_chart:",
                              query_params={"run": launched.run_id})
         if not summaries:
@@ -72,8 +72,10 @@ def recent_runs() -> None:
             return
         df = viz.runs_frame(summaries)
         df = df.sort_values("created", ascending=False, kind="stable").head(8)
+        columns = ["run", "status", "dataset", "model", "best val Dice", "test Dice", "epochs", "duration"]
+        columns += ["warnings"] if df["warnings"].astype(bool).any() else []  # damaged files are named here too
         st.dataframe(
-            df[["run", "status", "dataset", "model", "best val Dice", "test Dice", "epochs", "duration"]],
+            df[columns],
             hide_index=True,
             column_config=_ui.run_columns(),
         )

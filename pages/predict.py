@@ -14,7 +14,7 @@ from segcore import runs as runs_mod
 from segcore import visualize as viz
 from segcore.prediction import prediction_setup, probs_to_mask, runs_that_predict
 from segcore.labels import Labels
-from segcore.safetext import markdown_text
+from segcore.safetext import markdown_text, quoted
 
 IMAGE_TYPES = ["png", "jpg", "jpeg", "tif", "tiff", "bmp", "gif"]
 MAX_IMAGES = 8
@@ -43,7 +43,7 @@ by_id = {s.run_id: s for s in summaries}
 labels = _ui.run_labels(runs_mod.list_runs(ws))
 wanted = st.query_params.get("run")
 if wanted and wanted not in by_id:
-    st.warning(f"The link names run {wanted!r}, which has no trained model in this workspace (it may still be training, or was deleted).")
+    st.warning(f"The link names run {quoted(wanted)}, which has no trained model in this workspace (it may still be training, or was deleted).")
 
 
 def _run_choice(r: str) -> str:
@@ -59,6 +59,7 @@ _ui.to_url("run", "pred_run")
 source = c[1].radio("Images", ["Upload", "Dataset samples"], horizontal=True, key="pred_source")
 s = by_id[run_id]
 folder = runs_mod.RunFolder(s.path)
+_ui.damage_notes(s, labels.get(run_id, run_id))
 model_file = folder.model_path
 meta = folder.read_meta()
 
@@ -76,7 +77,7 @@ else:
     try:
         ds = _ui.open_dataset(str(ws.root), s.dataset, str(_ui.mtime(ws.dataset_dir(s.dataset) / "dataset.json")))
     except (FileNotFoundError, ValueError) as exc:
-        st.error(f"The run's dataset {s.dataset!r} cannot be opened: {exc}")
+        st.error(f"The run's dataset {quoted(s.dataset)} cannot be opened: {markdown_text(exc)}")
         st.stop()
     test_ids = [i for i in (meta.get("split") or {}).get("test", []) if i in set(ds.ids)]
     options = test_ids + [i for i in ds.ids if i not in set(test_ids)]
@@ -110,9 +111,9 @@ for n, (name, image) in enumerate(images):
         mask = probs_to_mask(probs, mode, threshold)
         rgb = viz.to_rgb(image)
         cols = st.columns([2, 2, 2, 2])
-        cols[0].image(rgb, caption=f"{name} ({image.shape[1]}x{image.shape[0]})", width="stretch")
+        cols[0].image(rgb, caption=markdown_text(f"{name} ({image.shape[1]}x{image.shape[0]})"), width="stretch")
         cols[1].image(viz.overlay(rgb, mask, colors, opacity, None, unpainted=Labels.of_run(meta).unpainted), caption="predicted mask over the image", width="stretch")
-        cols[2].image(viz.heatmap_with_colorbar(viz.class_probability(probs, mode, class_index)), caption=f"probability of {class_names[class_index]} (0 to 1)", width="stretch")
+        cols[2].image(viz.heatmap_with_colorbar(viz.class_probability(probs, mode, class_index)), caption=f"probability of {markdown_text(class_names[class_index])} (0 to 1)", width="stretch")
         areas = viz.mask_areas(mask, class_names[: len(colors)])
         cols[3].dataframe(areas, hide_index=True, column_config={"percent": st.column_config.NumberColumn("% of image", format="%.2f")}, key=f"areas_{n}_{name}")
         data, file_name, mime = viz.encode_mask(mask, mode, name)
@@ -122,4 +123,4 @@ for n, (name, image) in enumerate(images):
             st.image(viz.colorbar_horizontal(320, label="probability"), width=320)
             hm = st.columns(len(class_names))
             for k, col in enumerate(hm):
-                col.image(viz.heatmap(viz.class_probability(probs, mode, k)), caption=class_names[k], width="stretch")
+                col.image(viz.heatmap(viz.class_probability(probs, mode, k)), caption=markdown_text(class_names[k]), width="stretch")

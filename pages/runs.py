@@ -10,7 +10,7 @@ from pages import _ui
 from segcore import runs as runs_mod
 from segcore import visualize as viz
 from segcore.labels import Labels
-from segcore.safetext import markdown_text
+from segcore.safetext import csv_bytes, markdown_text
 
 ws = _ui.workspace()
 st.title("Runs")
@@ -195,7 +195,7 @@ def one_run() -> None:
         overall = evaluation.get("pixel_accuracy")
         meaning = Labels.of_report(evaluation)
         st.caption(("" if overall is None else f"Pixel accuracy over all pixels: {overall:.3f}. ")
-                   + f"all classes: {meaning.headline_caption()}. {meaning.macro_caption()}; {meaning.micro_caption()}. "
+                   + f"all classes: {meaning.headline_caption()}. {markdown_text(meaning.macro_caption())}; {meaning.micro_caption()}. "
                    "n/a: the class is in neither the true nor the predicted masks.")
         for w in evaluation.get("warnings") or []:
             st.caption(f"⚠ {markdown_text(w)}")
@@ -248,11 +248,11 @@ def results_table() -> None:
                                         higher_is_better=viz.STUDY_HIGHER_IS_BETTER), key="study_table")
         st.caption(f"Test scores on {markdown_text(dataset_name)}, each run on its own test split: 'Dice, all classes' counts every "
                    "class, background included, and ranks runs; Dice, IoU, precision and recall are macro means "
-                   f"({Labels.of_report(chosen[0].report).macro_caption() if chosen else 'macro'}); "
+                   f"({markdown_text(Labels.of_report(chosen[0].report).macro_caption()) if chosen else 'macro'}); "
                    "accuracy: pixel accuracy; HD95 (px, lower is better) and NSD: boundaries; ECE: calibration error (lower is better). "
                    "The best value of each column is highlighted.")
         e = st.container(horizontal=True)
-        e.download_button("Download CSV", table.to_csv().encode(), f"results-{dataset_name}.csv", "text/csv", key="study_csv",
+        e.download_button("Download CSV", csv_bytes(table), f"results-{dataset_name}.csv", "text/csv", key="study_csv",
                           icon=":material/download:", on_click="ignore")
         e.download_button("Download Markdown", viz.table_markdown(table).encode(), f"results-{dataset_name}.md", "text/markdown",
                           key="study_md", icon=":material/download:", on_click="ignore")

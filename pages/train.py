@@ -179,7 +179,7 @@ with st.container(border=True):
         cfg_error = str(exc)
     label = "Queue the study" if study else "Queue this run"
     if cfg_error:
-        st.error(f"These settings cannot train: {cfg_error}")
+        st.error(f"These settings cannot train: {markdown_text(cfg_error)}")
     if st.button(label, type="primary", key="train_launch", disabled=cfg is None):
         with _ui.friendly_errors("queue the run"):
             launched = launch_study(cfg, ws, study_weights) if study else training.launch(cfg, ws)
@@ -191,7 +191,7 @@ with st.container(border=True):
         st.success(f"Queued {len(ids)} run(s): {', '.join(_ui.code_text(labels.get(i, i)) for i in ids)}. "
                    "Training runs in its own process; you can leave this page.")
         for note in st.session_state.get("train_study_notes") or []:
-            st.caption(note)
+            st.caption(markdown_text(note))
     with st.expander("The settings as saved in the run's config.json"):
         st.json(cfg.to_dict() if cfg is not None else {}, expanded=False)
 

@@ -128,6 +128,11 @@ def is_write_refused(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.errno in {**_NOT_WRITABLE, **_FULL}
 
 
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` says the disk (or the user's quota) is full."""
+    return isinstance(exc, OSError) and exc.errno in _FULL
+
+
 def describe_os_error(exc: OSError) -> str:
     """One line for a user: which folder could not be written and why (read-only, permission, full).
 

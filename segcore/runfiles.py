@@ -14,10 +14,12 @@ that are there must have the right types.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import math
 import numbers
+import zipfile
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -239,6 +241,57 @@ PREDICTION_INDEX_FIELDS = {"ids": texts, "image_size": positive_int, "mode": tex
 def check_prediction_index(path: Path, data: Any) -> dict[str, Any]:
     """``predictions/index.json``: the cached test ids, their size, mode and classes."""
     return fields(path, data, PREDICTION_INDEX_FIELDS, required=("ids", "image_size"))
+
+
+# What a zip file of each kind must hold: a Keras 3 ``.keras`` file, a prediction cache ``.npz``.
+KERAS_MEMBERS = ("config.json", "model.weights.h5")
+NPZ_MEMBERS = ("probs.npy",)
+
+
+def zip_problem(path: str | Path, members: tuple[str, ...]) -> str | None:
+    """What is wrong with the zip file ``path`` (a ``.keras`` checkpoint, a ``.npz`` cache), or None if it is whole.
+
+    Reads only the zip's directory (a few kilobytes, whatever the file's size):
+    a file cut short (a full disk, a copy interrupted) loses the directory at
+    its end, or has members that reach past its end. Each (path, size,
+    modification time) is checked once per process.
+
+    Args:
+        path: the file.
+        members: the names the file must hold.
+
+    Returns:
+        The reason, for ``RunFileError``; None for a whole file or a missing one.
+    """
+    path = Path(path)
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    return _zip_problem(str(path), members, st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+@functools.lru_cache(maxsize=4096)
+def _zip_problem(path: str, members: tuple[str, ...], size: int, mtime_ns: int, inode: int) -> str | None:
+    if size == 0:
+        return "the file is empty"
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = zf.infolist()
+    except zipfile.BadZipFile:
+        return f"cut short or not a zip archive ({size} bytes, no complete zip directory at its end)"
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    for info in infos:
+        if info.header_offset + info.compress_size > size:
+            return f"cut short: member {info.filename!r} reaches past the end of the file ({size} bytes)"
+    names = {info.filename for info in infos}
+    missing = [m for m in members if m not in names]
+    if missing:
+        return f"expected members {list(members)}, found {sorted(names)[:5]}"
+    return None
 
 
 def parse_history(path: Path) -> list[dict[str, Any]]:

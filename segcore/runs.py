@@ -44,6 +44,8 @@ import shutil
 import socket
 import threading
 import time
+import zipfile
+import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -52,7 +54,7 @@ from typing import Any, Iterable, Iterator
 
 from segcore import runfiles
 from segcore.config import RunConfig
-from segcore.fsutil import check_name, write_bytes_atomic, write_json_atomic, write_text_atomic
+from segcore.fsutil import check_name, is_disk_full, write_bytes_atomic, write_json_atomic, write_text_atomic
 from segcore.runfiles import STATES, RunFileError
 from segcore.workspace import Workspace, get_workspace
 
@@ -65,6 +67,13 @@ _DEFINING_FILES = ("config.json", "status.json")
 # A running process refreshes its heartbeat every few seconds from a thread;
 # a minute of silence means the process is gone or hung.
 HEARTBEAT_STALE_S = 60.0
+# Space a training process keeps in its run folder (``.reserve``) while it lives, and gives up when the disk
+# is full, so that the status saying why the run ended can still be written.
+RESERVE_BYTES = 256 * 1024
+# Temporary files older than this, left in a run folder by a process that died mid-write, are removed on resume.
+STALE_TEMP_S = 60.0
+# Clocks of the machines sharing a workspace may differ a little; a heartbeat further ahead than this is not believed.
+HEARTBEAT_AHEAD_S = 60.0
 
 
 def _utcnow() -> datetime:
@@ -184,8 +193,40 @@ class RunFolder:
 
     @property
     def has_model(self) -> bool:
-        """Whether the run has a checkpoint to predict with."""
+        """Whether the run has a checkpoint to predict with (it may still be damaged: see ``checked_model_path``)."""
         return self.model_path.is_file()
+
+    def checked_model_path(self, checkpoint: str = "best") -> Path:
+        """The checkpoint to load (``best``: ``model_path``; ``last``), checked to be a whole ``.keras`` file.
+
+        Raises:
+            FileNotFoundError: the run has no such checkpoint yet.
+            RunFileError: the file is cut short or not a Keras model file (naming it).
+        """
+        path = self.model_path if checkpoint == "best" else self.checkpoints_dir / f"{check_name(checkpoint, 'checkpoint')}.keras"
+        if not path.is_file():
+            raise FileNotFoundError(f"run {self.run_id} ({self.true_status().get('state')}) has no model checkpoint yet: {path} is missing")
+        problem = runfiles.zip_problem(path, runfiles.KERAS_MEMBERS)
+        if problem:
+            raise RunFileError(path, problem)
+        return path
+
+    def artifact_damage(self) -> dict[str, str]:
+        """Damaged checkpoints (``checkpoints/*.keras``) and prediction caches (``predictions/*.npz``): name -> reason.
+
+        Only the zip directories are read (see ``runfiles.zip_problem``), so a listing stays fast.
+        """
+        damage: dict[str, str] = {}
+        for path in (self.best_model_path, self.last_model_path):
+            problem = runfiles.zip_problem(path, runfiles.KERAS_MEMBERS)
+            if problem:
+                damage[f"checkpoints/{path.name}"] = problem
+        if self.predictions_dir.is_dir():
+            for path in sorted(self.predictions_dir.glob("*.npz")):
+                problem = runfiles.zip_problem(path, runfiles.NPZ_MEMBERS)
+                if problem:
+                    damage[f"predictions/{path.name}"] = problem
+        return damage
     tensorboard_dir = property(lambda self: self.path / "tensorboard")
     evaluation_path = property(lambda self: self.path / "evaluation.json")
     predictions_dir = property(lambda self: self.path / "predictions")
@@ -255,10 +296,77 @@ class RunFolder:
         except FileNotFoundError:
             raise RunFileError(self.status_path, "the file is missing") from None
 
-    def write_status(self, status: dict[str, Any]) -> None:
+    def write_status(self, status: dict[str, Any], *, use_reserve: bool = True) -> None:
         status = dict(status)
         status["updated_at"] = iso()
-        write_json_atomic(self.status_path, status)
+        self.write_status_file(status, use_reserve=use_reserve)
+
+    def write_status_file(self, status: dict[str, Any], *, use_reserve: bool = True) -> None:
+        """Write ``status.json`` atomically; on a full disk, give up the run's reserved space and try once more.
+
+        ``use_reserve`` is False for heartbeats and progress: the reserve is kept
+        for a status that changes the state (the reason a run ended).
+        """
+        try:
+            write_json_atomic(self.status_path, status)
+        except OSError as exc:
+            if not use_reserve or not is_disk_full(exc) or not self.release_reserve():
+                raise
+            write_json_atomic(self.status_path, status)
+
+    # -- space for the last word, and temporary files -------------------------------
+    reserve_path = property(lambda self: self.path / ".reserve")
+
+    def reserve_space(self, nbytes: int = RESERVE_BYTES) -> bool:
+        """Keep ``nbytes`` of disk in ``.reserve`` (real blocks, not a sparse file); False if there is no room."""
+        try:
+            with open(self.reserve_path, "wb") as handle:
+                handle.write(b"\0" * nbytes)
+                handle.flush()
+                os.fsync(handle.fileno())
+            return True
+        except OSError:
+            self.release_reserve()
+            return False
+
+    def release_reserve(self) -> bool:
+        """Free the space ``reserve_space`` kept; True if there was a reserve to free."""
+        try:
+            self.reserve_path.unlink()
+            return True
+        except FileNotFoundError:
+            return False
+
+    def remove_temp_files(self, now: float | None = None) -> list[str]:
+        """Remove temporary files that a process which died mid-write left behind; returns their names.
+
+        ``checkpoints/.tmp-<pid>-*`` (checkpoint saves) are all removed: call
+        this only while holding the process lock, when no other process saves
+        this run's checkpoints. The atomic writers' ``.<name>.<hex>.tmp`` files
+        are removed once older than ``STALE_TEMP_S`` (another process may be
+        writing one now).
+        """
+        now = time.time() if now is None else now
+        removed = []
+        for folder in (self.path, self.checkpoints_dir):
+            try:
+                entries = list(folder.iterdir())
+            except OSError:
+                continue
+            for path in entries:
+                name = path.name
+                checkpoint_temp = folder == self.checkpoints_dir and name.startswith(".tmp-")
+                atomic_temp = name.startswith(".") and name.endswith(".tmp")
+                if not (checkpoint_temp or atomic_temp) or not path.is_file():
+                    continue
+                if atomic_temp and not checkpoint_temp and now - _mtime(path, default=now) < STALE_TEMP_S:
+                    continue
+                try:
+                    path.unlink()
+                    removed.append(str(path.relative_to(self.path)))
+                except OSError:
+                    pass
+        return removed
 
     def update_status(self, **fields: Any) -> dict[str, Any]:
         """Merge ``fields`` into ``status.json`` under the folder lock; returns the new status.
@@ -276,7 +384,7 @@ class RunFolder:
                     raise
                 status = self.rebuilt_status(exc)
             status.update(fields)
-            self.write_status(status)
+            self.write_status(status, use_reserve="state" in fields)
             return status
 
     def transition(self, allowed_from: tuple[str, ...], **fields: Any) -> dict[str, Any] | None:
@@ -342,10 +450,17 @@ class RunFolder:
         now = time.time() if now is None else now
         beat = status.get("heartbeat")
         reason = None
+        ahead = ""
+        if beat is not None and float(beat) - now > HEARTBEAT_AHEAD_S:
+            # A heartbeat from the future (a clock set wrong, a file copied or written by hand) would
+            # keep the run "running", and the queue waiting, for ever: the file's own modification
+            # time, which every heartbeat renews, stands in for it.
+            ahead = f" (its heartbeat claims a time {int(float(beat) - now)} s in the future)"
+            beat = _mtime(self.status_path, default=float(beat))
         if status.get("host") in (None, socket.gethostname()) and status.get("pid") and not pid_alive(status.get("pid")):
             reason = f"the training process (pid {status.get('pid')}) is no longer running"
         elif beat is not None and now - float(beat) > HEARTBEAT_STALE_S:
-            reason = f"no heartbeat for {int(now - float(beat))} s"
+            reason = f"no heartbeat for {int(now - float(beat))} s{ahead}"
         if reason:
             status = dict(status)
             status["state"] = "interrupted"
@@ -473,10 +588,13 @@ class RunFolder:
         path = self.predictions_dir / f"{check_name(sample_id, 'sample id')}.npz"
         if not path.is_file():
             return None
+        problem = runfiles.zip_problem(path, runfiles.NPZ_MEMBERS)
+        if problem:
+            raise RunFileError(path, problem)
         try:
-            with np.load(path) as data:
+            with np.load(path, allow_pickle=False) as data:
                 probs = data["probs"]
-        except (OSError, ValueError, KeyError, EOFError) as exc:
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
             raise RunFileError(path, f"not a prediction cache file ({type(exc).__name__}: {exc})") from None
         if probs.ndim != 3:
             raise RunFileError(path, f"expected probabilities of shape (H, W, outputs), found {probs.shape}")
@@ -535,6 +653,7 @@ class RunFolder:
             self.read_train_state()
         except RunFileError as exc:
             damage["checkpoints/state.json"] = exc.reason
+        damage.update(self.artifact_damage())
         cfg = meta.get("config", {})
         model, train = cfg.get("model", {}), cfg.get("train", {})
         best = status.get("best") or {}
@@ -570,6 +689,13 @@ class RunFolder:
         )
 
 
+def _mtime(path: Path, default: float) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return default
+
+
 def _mtime_iso(path: Path) -> str:
     try:
         return iso(path.stat().st_mtime)
@@ -599,7 +725,7 @@ class LiveStatus:
             self._status.update(fields)
             self._status["updated_at"] = iso()
             snapshot = dict(self._status)
-            write_json_atomic(self.run.status_path, snapshot)
+            self.run.write_status_file(snapshot, use_reserve="state" in fields)
         return snapshot
 
     def get(self, key: str, default: Any = None) -> Any:

@@ -53,8 +53,10 @@ class ServerSettings:
                 raise ValueError(f"server setting {name} is {value!r}; expected a positive integer")
         if isinstance(self.import_workers, bool) or not isinstance(self.import_workers, int) or not 0 <= self.import_workers <= 64:
             raise ValueError(f"server setting import_workers is {self.import_workers!r}; expected an integer from 0 to 64")
-        if not all(isinstance(r, str) and r for r in self.import_roots):
-            raise ValueError(f"server setting import_roots is {list(self.import_roots)!r}; expected a list of folder paths")
+        # A bare string would be read as its characters, making "/" an import root: only a list is taken.
+        if not isinstance(self.import_roots, (list, tuple)) or not all(isinstance(r, str) and r for r in self.import_roots):
+            raise ValueError(f"server setting import_roots is {self.import_roots!r}; expected a list of folder paths")
+        object.__setattr__(self, "import_roots", tuple(self.import_roots))
 
 
 @dataclass(frozen=True)
@@ -95,11 +97,16 @@ class Workspace:
         """The server settings: ``server.json`` in the workspace (if any) and ``$SEGCORE_IMPORT_ROOTS``.
 
         Raises:
-            ValueError: naming the file and the key if ``server.json`` is not valid.
+            ValueError: naming the file (and the key) if ``server.json`` cannot be read or is not valid.
         """
         data = {}
         if self.settings_path.is_file():
-            data = read_json(self.settings_path)
+            try:
+                data = read_json(self.settings_path)
+            except UnicodeDecodeError:
+                raise ValueError(f"{self.settings_path} is not UTF-8 text; expected a JSON object of server settings (see docs/security.md)") from None
+            except OSError as exc:
+                raise ValueError(f"{self.settings_path} cannot be read ({exc.strerror or exc})") from None
             try:
                 settings = from_dict(ServerSettings, data)
             except (ValueError, TypeError) as exc:

@@ -785,3 +785,34 @@ def test_every_page_shows_damaged_runs_instead_of_crashing(demo_ws, monkeypatch,
         if garbage != b'{"queued_at": "soon", "pid": "abc", "epoch": -1}' or name == "history.csv":
             # (unknown extra keys are allowed in an evaluation: newer versions may add fields)
             assert any(f"{Path(name).name} is damaged: " in w.value for w in at.warning), name
+
+
+def test_compare_and_predict_name_a_damaged_cache_or_checkpoint_and_go_on(demo_ws):
+    """Half a prediction cache: Compare shows the other images and runs, names the file under the run and in
+    the tile. Half a checkpoint: Predict names it instead of failing (the run stays listed and finished)."""
+    import zipfile
+
+    a = make_run(demo_ws, name="a", evaluation=make_report([0.6, 0.7, 0.2]))
+    b = make_run(demo_ws, name="b", evaluation=make_report([0.8, 0.9, 0.1]))
+    add_predictions(demo_ws, a, 0.9)
+    add_predictions(demo_ws, b, 0.6)
+    cache = a.predictions_dir / "s017.npz"
+    cache.write_bytes(cache.read_bytes()[: cache.stat().st_size // 2])
+    at = app(60).run()
+    at.switch_page("pages/compare.py").run()
+    assert not at.exception, at.exception
+    assert any("a: predictions/s017.npz is damaged: " in w.value for w in at.warning)
+    assert any(e.value.startswith("No prediction: ") and "s017.npz is damaged" in e.value for e in at.error)
+    assert len(at.get("image")) == 1 + 3 * 3 - 1  # every tile but the damaged one
+    with zipfile.ZipFile(a.best_model_path.parent.mkdir(parents=True, exist_ok=True) or a.best_model_path, "w") as zf:
+        for member in ("metadata.json", "config.json", "model.weights.h5"):
+            zf.writestr(member, b"{}" * 500)
+    a.best_model_path.write_bytes(a.best_model_path.read_bytes()[:700])
+    at.switch_page("pages/predict.py")
+    at.query_params["run"] = a.run_id
+    at.run()
+    at.radio(key="pred_source").set_value("Dataset samples").run()
+    assert not at.exception, at.exception
+    assert any("checkpoints/best.keras is damaged: " in w.value for w in at.warning)
+    assert any(e.value.startswith("Could not predict s017: ") and "best.keras is damaged" in e.value for e in at.error), [e.value for e in at.error]
+    assert {s.run_id: s.state for s in runs_mod.list_runs(demo_ws)}[a.run_id] == "finished"

@@ -5,6 +5,7 @@ recoverable; nothing crashes, nothing vanishes, the queue goes on."""
 from __future__ import annotations
 
 import errno
+import io
 import json
 import os
 import shutil
@@ -450,3 +451,170 @@ def test_a_killed_worker_does_not_leave_queued_runs_stuck(workspace):
     state = _wait_until(lambda: (s := open_run(waiting, workspace).true_status()["state"]) in ("finished", "failed") and s,
                         timeout=240)
     assert state == "finished"
+
+
+# -- damaged checkpoints and prediction caches, a status that would hold the queue --------------
+
+
+def _zip_file(path: Path, members: dict[str, bytes]) -> Path:
+    """A zip as Keras (``.keras``) or numpy (``.npz``) writes one."""
+    import zipfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return path
+
+
+def _cut_in_half(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+KERAS_FILE = {"metadata.json": b"{}", "config.json": b'{"class_name": "Functional"}', "model.weights.h5": os.urandom(4096)}
+
+
+@pytest.mark.parametrize("file", ["checkpoints/best.keras", "checkpoints/last.keras", "predictions/004.npz"])
+def test_a_truncated_checkpoint_or_cache_marks_the_run_and_every_command_names_it(workspace, capsys, no_worker, file):
+    """Half a checkpoint or a prediction cache (a full disk, a copy cut short): the run keeps its state
+    and names the file in its listing; eval, predict and the cache reader say which file is damaged."""
+    import numpy as np
+
+    from segcore.cli import main
+
+    good = make_run(workspace, "finished")
+    run = make_run(workspace, "finished")
+    for r in (good, run):
+        _zip_file(r.best_model_path, KERAS_FILE)
+        _zip_file(r.last_model_path, KERAS_FILE)
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, probs=np.zeros((32, 32, 3), np.uint8))
+        (r.predictions_dir / "004.npz").write_bytes(buffer.getvalue())
+    _cut_in_half(run.path / file)
+    rows = {s.run_id: s for s in list_runs(workspace)}
+    assert not rows[good.run_id].damage
+    row = rows[run.run_id]
+    assert row.state == "finished" and file in row.damage, row
+    assert any(w.startswith(f"{file} is damaged: ") for w in row.warnings)
+    assert main(["runs"]) == 0
+    assert f"{file} is damaged: " in capsys.readouterr().out
+    if file.endswith(".npz"):
+        with pytest.raises(ValueError, match="004.npz is damaged: "):
+            run.read_cached_probs("004")
+        assert good.read_cached_probs("004").shape == (32, 32, 3)
+        return
+    checkpoint = Path(file).stem
+    if checkpoint == "best":
+        # eval and predict load the best model: one line naming the file, not "File not found"
+        assert main(["eval", run.run_id]) != 0
+        err = capsys.readouterr().err
+        assert "best.keras is damaged: " in err and "Traceback" not in err and "File not found" not in err
+        image = workspace.root / "image.png"
+        import cv2
+
+        cv2.imwrite(str(image), np.zeros((8, 8, 3), np.uint8))
+        assert main(["predict", run.run_id, str(image), "--out", str(workspace.root / "mask.png")]) != 0
+        assert "best.keras is damaged: " in capsys.readouterr().err
+    with pytest.raises(ValueError, match=f"{checkpoint}.keras is damaged: cut short"):
+        run.checked_model_path(checkpoint)
+
+
+def test_a_status_with_a_heartbeat_in_the_future_and_a_live_pid_does_not_hold_the_queue(workspace):
+    """'running' with a live pid from another program (pid 1) and a heartbeat far in the future: once the
+    file has not been renewed for HEARTBEAT_STALE_S the run is interrupted, and the worker counts no live run."""
+    from segcore.runs import HEARTBEAT_STALE_S
+    from segcore.training import worker
+
+    run = make_run(workspace, "finished")
+    run.update_status(state="running", pid=1, heartbeat=time.time() + 10**6)
+    # a process that renews the file is believed, whatever its clock says
+    assert run.true_status()["state"] == "running"
+    assert worker._live_runs(workspace) == 1
+    old = time.time() - HEARTBEAT_STALE_S - 5
+    os.utime(run.status_path, (old, old))
+    status = run.true_status()
+    assert status["state"] == "interrupted", status
+    assert "in the future" in status["message"]
+    assert worker._live_runs(workspace) == 0
+
+
+@pytest.fixture
+def in_process(monkeypatch):
+    """Run ``segcore.training.process.execute`` here: its log handlers and SIGTERM handler are undone after."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    term = signal.getsignal(signal.SIGTERM)
+    yield
+    for handler in root.handlers[:]:
+        if handler not in handlers:
+            root.removeHandler(handler)
+            handler.close()
+    root.setLevel(level)
+    signal.signal(signal.SIGTERM, term)
+
+
+def test_a_full_disk_during_a_checkpoint_records_why_and_leaves_no_temp_files(workspace, monkeypatch, in_process):
+    """The disk fills while last.keras is saved: the half-written temporary checkpoint is removed, the run
+    is 'failed' with the reason (the status is written into the space the process kept in .reserve), and
+    temporary files an earlier, killed process left are removed when the run starts again."""
+    from segcore import fsutil
+    from segcore.training import process, trainer
+
+    run = make_run(workspace, "queued")
+    leftover = run.checkpoints_dir / ".tmp-999999-last.keras"  # a process killed mid-save
+    leftover.parent.mkdir(parents=True, exist_ok=True)
+    leftover.write_bytes(b"PK half")
+    disk = {"full": False}
+    create = fsutil._create_temp_file
+
+    def create_unless_full(folder, name):
+        if disk["full"] and run.reserve_path.exists():  # nothing is free until the reserve is given up
+            raise OSError(errno.ENOSPC, "No space left on device", str(folder / name))
+        return create(folder, name)
+
+    monkeypatch.setattr(fsutil, "_create_temp_file", create_unless_full)
+
+    class HalfSave:
+        def save(self, path):
+            Path(path).write_bytes(b"PK\x03\x04 half a model")
+            raise OSError(errno.ENOSPC, "No space left on device", path)
+
+    class FillingTrainer:
+        def __init__(self, run, status):
+            assert not leftover.exists(), "the earlier process's temporary file is still there"
+            assert run.reserve_path.stat().st_size > 0
+            self.run, self.status, self.cfg = run, status, CFG
+
+        def train(self):
+            disk["full"] = True
+            with pytest.raises(OSError):  # a heartbeat on a full disk fails, and leaves the reserve for the last word
+                self.status.update(heartbeat=time.time())
+            assert self.run.reserve_path.exists()
+            trainer.save_model_atomic(HalfSave(), self.run.last_model_path)
+
+    monkeypatch.setattr(trainer, "Trainer", FillingTrainer)
+    assert process.execute(run.path) == 1
+    status = run.read_status()
+    assert status["state"] == "failed", status
+    assert "no space left" in status["message"] and str(run.checkpoints_dir) in status["message"], status["message"]
+    assert [p.name for p in run.checkpoints_dir.iterdir() if p.name.startswith(".tmp")] == []
+    assert [p.name for p in run.path.iterdir() if p.name.endswith(".tmp") or p.name == ".reserve"] == []
+    assert not run.last_model_path.exists()
+
+
+def test_resuming_from_half_a_last_checkpoint_fails_naming_it(workspace, in_process):
+    """A run whose checkpoints/last.keras was cut short (its state.json says epoch 1) cannot resume: it
+    fails with the file named and why, not with Keras's "File not found"."""
+    from segcore.training import launcher, process
+
+    make_shapes_dataset(workspace, "shapes", n=16)
+    run = open_run(launcher.launch(tiny(epochs=2), workspace, start_worker=False), workspace)
+    run.write_train_state({"epoch": 1, "es_wait": 0})
+    _zip_file(run.last_model_path, KERAS_FILE)
+    _cut_in_half(run.last_model_path)
+    assert process.execute(run.path) == 1
+    status = run.read_status()
+    assert status["state"] == "failed" and "last.keras is damaged: cut short" in status["message"], status

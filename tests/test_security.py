@@ -31,6 +31,7 @@ from segcore.data.dataset import list_datasets, load_dataset
 from segcore.data.imports import import_dataset
 from segcore.data.options import ImportOptions, form_options
 from segcore.fsutil import make_temp_dir, write_bytes_atomic, write_json_atomic
+from test_pages import APP, media  # noqa: F401  (fixture)
 
 PROJECT = Path(__file__).resolve().parent.parent
 APP = str(PROJECT / "streamlit_app.py")
@@ -619,3 +620,213 @@ def test_dashboard_asks_for_a_login_when_auth_is_configured(hostile, no_demo):
     # Without an [auth] section the dashboard opens directly, as on a single machine.
     open_at = AppTest.from_file(APP, default_timeout=60).run()
     assert not open_at.exception and not [b for b in open_at.button if b.key == "login"]
+
+
+# --------------------------------------------------------------------------- hostile text on every page
+
+# Names as a teammate, an import or a shared link may carry them: links, directives, tags, formulas.
+HOSTILE_RUN = "[click here](https://evil.example) :red[BIG] <img src=x onerror=alert(1)>"
+HOSTILE_FORMULA = '=HYPERLINK("https://evil.example/f","open") `x` $x$'
+HOSTILE_CLASSES = ("background", "<img src=x onerror=alert(2)>", "[cell](https://evil.example/c) :red[c]", '=HYPERLINK("https://evil.example/h")')
+HOSTILE_TEXT = "see [this](https://evil.example/n) :red[now] <a href='https://evil.example/a'>x</a> https://evil.example/bare"
+# What must never reach an element that renders Markdown or HTML: a link target, a directive, a tag.
+MARKUP_MARKERS = ("https://evil", "](", ":red[", "<img", "<a ")
+# Proto fields Streamlit renders as Markdown: bodies, labels, help texts, image captions, plotly specs.
+_MARKUP_FIELDS = ("body", "label", "help", "caption", "spec", "placeholder")
+_PLAIN_ELEMENTS = ("Json", "Code", "Text")  # shown as the characters they hold
+
+
+def _markup_texts(at) -> list[tuple[str, str]]:
+    """(element type, text) of every field the browser renders as Markdown or HTML, across the whole page."""
+    from google.protobuf.json_format import MessageToDict
+
+    found: list[tuple[str, str]] = []
+
+    def collect(kind: str, data) -> None:
+        if isinstance(data, dict):
+            for key, value in data.items():
+                if key in _MARKUP_FIELDS and isinstance(value, str):
+                    found.append((f"{kind}.{key}", value))
+                elif key != "options":  # a selectbox's options are shown as plain text
+                    collect(kind, value)
+        elif isinstance(data, list):
+            for item in data:
+                collect(kind, item)
+
+    def walk(node) -> None:
+        proto = getattr(node, "proto", None)
+        if proto is not None and hasattr(proto, "DESCRIPTOR") and type(node).__name__ not in _PLAIN_ELEMENTS:
+            collect(type(node).__name__, MessageToDict(proto))
+        children = getattr(node, "children", None) or {}
+        for child in children.values():
+            walk(child)
+
+    walk(at._tree)
+    return found
+
+
+def _hostile_workspace(ws) -> dict:
+    """A dataset whose class names are hostile, and runs whose names, notes, tags, messages and warnings are."""
+    import test_pages as tp
+    from segcore.data.dataset import Problem
+
+    files = tuple(f"masks/{HOSTILE_RUN} {i}.png" for i in range(4))
+    tp.make_dataset(ws, "demo", problems=(Problem("jpeg_noise", HOSTILE_TEXT, files, "warning"),))
+    record = json.loads((ws.dataset_dir("demo") / "dataset.json").read_text())
+    for entry, name in zip(record["classes"], HOSTILE_CLASSES):
+        entry["name"] = name
+    (ws.dataset_dir("demo") / "dataset.json").write_text(json.dumps(record))
+    report = tp.make_report([0.6, 0.7, 0.2])
+    report["class_names"] = list(HOSTILE_CLASSES)
+    for row, name in zip(report["per_class"], HOSTILE_CLASSES):
+        row["name"] = name
+    report["warnings"] = [f"class {HOSTILE_CLASSES[1]!r} is never predicted; {HOSTILE_TEXT}"]
+    a = tp.make_run(ws, name=HOSTILE_RUN, evaluation=report)
+    b = tp.make_run(ws, name=HOSTILE_FORMULA, evaluation=report)
+    failed = tp.make_run(ws, state="failed", name=HOSTILE_TEXT, done=1)
+    failed.update_status(message=f"ValueError: {HOSTILE_TEXT}", warnings=[HOSTILE_TEXT])
+    for run in (a, b):
+        run.write_notes(notes=HOSTILE_TEXT, tags=[HOSTILE_RUN, "=1+1"])
+        tp.add_predictions(ws, run, 0.9)
+    with zipfile.ZipFile(a.best_model_path.parent.mkdir(parents=True, exist_ok=True) or a.best_model_path, "w") as zf:
+        for member in ("metadata.json", "config.json", "model.weights.h5"):
+            zf.writestr(member, b"{}")
+    return {"a": a, "b": b, "failed": failed}
+
+
+def _assert_no_markup(at, page: str) -> None:
+    assert not at.exception, (page, at.exception)
+    for kind, text in _markup_texts(at):
+        # plotly reads a few HTML tags in its labels, and no Markdown
+        for marker in (("<a ", "<img", "<b>") if kind.endswith(".spec") else MARKUP_MARKERS):
+            assert marker not in text, f"{page}: {kind} renders {marker!r} from user text: {text[:300]!r}"
+
+
+def _downloads(at, media: dict) -> dict[str, bytes]:
+    out = {}
+    for node in at.get("download_button"):
+        url = node.proto.url
+        file_id = url.rsplit("/", 1)[-1].split(".")[0]
+        if file_id in media:
+            out[node.proto.label] = media[file_id]
+    return out
+
+
+def _assert_no_formula(name: str, data: bytes) -> None:
+    import csv
+
+    text = data.decode("utf-8")
+    cells = [cell for row in csv.reader(io.StringIO(text)) for cell in row] if name.endswith("(CSV)") or "CSV" in name else \
+        [cell.strip() for line in text.splitlines() if set(line) - set("|-") for cell in line.strip("|").split(" | ")]
+    for cell in cells:
+        if cell[:1] in ("=", "+", "-", "@", "\t", "\r"):
+            try:
+                float(cell)
+            except ValueError:
+                raise AssertionError(f"{name}: cell {cell!r} would run as a spreadsheet formula") from None
+    assert "https://evil" not in text or "CSV" in name, f"{name}: a live link in a Markdown export"
+
+
+def test_every_page_shows_hostile_names_notes_tags_classes_and_links_as_text(workspace, no_demo, media):
+    """Run names, notes, tags, class names, warnings, messages and a ``?run=`` link full of Markdown, HTML
+    and formulas: no page renders any of it as a link, tag or directive, and no export holds a formula."""
+    made = _hostile_workspace(workspace)
+    a, b = made["a"], made["b"]
+    at = AppTest.from_file(APP, default_timeout=90).run()
+    _assert_no_markup(at, "home")
+    at.switch_page("pages/data.py").run()
+    for tab in ("Samples", "Class frequencies", "Problems (1)", "Augmentation", "Split"):
+        at.session_state["data_tab"] = tab
+        at.run()
+        _assert_no_markup(at, f"data/{tab}")
+    exports: dict[str, bytes] = {}
+    for page, query in (("pages/data.py", {"dataset": HOSTILE_RUN}), ("pages/train.py", {"dataset": HOSTILE_RUN}),
+                        ("pages/runs.py", {"run": HOSTILE_RUN}), ("pages/runs.py", {"run": a.run_id}),
+                        ("pages/compare.py", {"run": a.run_id}), ("pages/compare.py", {"run": HOSTILE_RUN}),
+                        ("pages/predict.py", {"run": HOSTILE_RUN}), ("pages/predict.py", {"run": a.run_id})):
+        at.switch_page(page)
+        at.query_params.clear()
+        at.query_params.update(query)
+        at.run()
+        _assert_no_markup(at, f"{page}?{query}")
+        exports.update(_downloads(at, media))
+    # the runs page: the hostile runs' own view (notes, tags, warnings, messages) and the results table
+    for run in (a, made["failed"]):
+        at.switch_page("pages/runs.py").run()
+        at.selectbox(key="run_detail").set_value(run.run_id).run()
+        _assert_no_markup(at, f"runs/{run.run_id}")
+        exports.update(_downloads(at, media))
+    # the compare page with both hostile runs side by side
+    at.switch_page("pages/compare.py").run()
+    at.multiselect(key="cmp_runs").set_value([a.run_id, b.run_id]).run()
+    _assert_no_markup(at, "compare a+b")
+    exports.update(_downloads(at, media))
+    at.segmented_control(key="cmp_pick_mode").set_value("Worst for each model").run()  # captions name the runs
+    _assert_no_markup(at, "compare worst")
+    assert any(kind.endswith(".caption") and "worst for" in text for kind, text in _markup_texts(at)), sorted({k for k, _ in _markup_texts(at)})
+    tables = {k: v for k, v in exports.items() if "CSV" in k or "Markdown" in k}
+    assert any("compare" in k.lower() or "table" in k.lower() for k in tables), sorted(exports)
+    assert any("Markdown" in k for k in tables), sorted(exports)
+    for name, data in tables.items():
+        _assert_no_formula(name, data)
+    assert any(b"'=HYPERLINK" in data for data in tables.values())
+
+
+def test_exports_neutralise_formulas_and_markup_and_keep_numbers():
+    """OWASP's formula characters (= + - @ tab CR) at the start of a text cell get a leading quote, in CSV
+    and Markdown exports alike, in cells, row labels and column labels; numbers (negative too) stay numbers."""
+    import csv
+
+    import pandas as pd
+
+    from segcore import visualize as viz
+    from segcore.safetext import csv_bytes
+
+    starts = ["=HYPERLINK(\"https://evil.example\")", "+1", "-2+3", "@SUM(A1)", "\tx", "\rx"]
+    df = pd.DataFrame({"dice": [-0.25] + [0.5] * 5, "note": starts}, index=pd.Index(starts, name="=run"))
+    df["=col"] = "fine"
+    rows = list(csv.reader(io.StringIO(csv_bytes(df, index_label="=run").decode("utf-8"), newline="")))
+    assert rows[0] == ["'=run", "dice", "note", "'=col"]
+    assert [r[0] for r in rows[1:]] == ["'" + s for s in starts] and [r[2] for r in rows[1:]] == ["'" + s for s in starts]
+    assert rows[1][1] == "-0.25"  # a number, not text: left as it is
+    md = viz.table_markdown(df.head(1).rename(index={starts[0]: HOSTILE_RUN}))
+    assert "'=HYPERLINK" in md and "| =" not in md
+    for marker in ("](", ":red[", "<img", "https://"):
+        assert marker not in md
+
+
+# --------------------------------------------------------------------------- a damaged server.json
+
+DAMAGED_SERVER_JSON = {
+    "invalid": b'{"import_roots": [', "binary": b"\xff\xfe\x00", "list": b"[1, 2]", "null": b"null",
+    "string-roots": b'{"import_roots": "/data"}', "number-roots": b'{"import_roots": [1]}', "typo": b'{"max_pixel": 5}',
+}
+
+
+@pytest.mark.parametrize("kind", list(DAMAGED_SERVER_JSON))
+def test_a_damaged_server_json_is_one_message_on_the_data_page_and_in_the_cli(hostile, tmp_path, capsys, no_demo, kind):
+    """Whatever server.json holds, the Data page's server-folder panel says what is wrong with the file in one
+    message (no traceback, no folder field), and the CLI import says so in one JSON error."""
+    ws, srv = hostile
+    ws.settings_path.write_bytes(DAMAGED_SERVER_JSON[kind])
+    with pytest.raises(ValueError, match="server.json"):
+        ws.import_roots()
+    at = _data_page()
+    at.radio(key="import_source").set_value("A folder on the server").run()
+    assert not at.exception, at.exception
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1 and "Importing from server folders is unavailable" in errors[0] and "server.json" in errors[0], errors
+    assert not [t for t in at.text_input if t.key == "import_folder"]
+    rc = main(["import", str(_paired(tmp_path / "in" / "pairs")), "--name", "pairs", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 1 and "server.json" in out["error"] and "Traceback" not in out["error"]
+
+
+def test_import_roots_given_as_one_string_are_refused_not_read_as_letters(workspace):
+    """``"import_roots": "/data"`` once became the roots '/', 'd', 'a', 't': every folder of the server."""
+    workspace.settings_path.write_text('{"import_roots": "/data"}')
+    with pytest.raises(ValueError, match="import_roots is '/data'; expected a list of folder paths"):
+        workspace.settings()
+    workspace.settings_path.write_text('{"import_roots": ["/data"]}')
+    assert workspace.settings().import_roots == ("/data",)
+    assert Path("/") not in workspace.import_roots()

@@ -143,6 +143,7 @@ def evaluate_run(run: RunFolder, *, write: bool = False, workspace=None) -> dict
     Raises:
         ValueError: the run has no test split.
         FileNotFoundError: the run has no checkpoint, or its dataset is gone.
+        RunFileError: the checkpoint is damaged (cut short, not a Keras file).
     """
     from segcore.data.dataset import load_dataset
     from segcore.prediction import Predictor
@@ -152,6 +153,7 @@ def evaluate_run(run: RunFolder, *, write: bool = False, workspace=None) -> dict
     test_ids = meta["split"]["test"]
     if not test_ids:
         raise ValueError(f"run {run.run_id} has no test split to evaluate")
+    run.checked_model_path()  # a checkpoint cut short is named as damaged, not "File not found"
     predictor = Predictor.from_folder(run)
     dataset = load_dataset(meta["config"]["train"]["dataset"], workspace or get_workspace())
     evaluation = evaluate_run_model(run, predictor, dataset, test_ids, save_predictions=write, write=write)
@@ -291,6 +293,7 @@ def evaluate_on_dataset(run: RunFolder, dataset_name: str, *, subset: str | None
     from segcore.workspace import get_workspace
 
     ws = workspace or get_workspace()
+    run.checked_model_path()
     predictor = Predictor.from_folder(run)
     dataset = load_dataset(dataset_name, ws)
     info = dataset.info

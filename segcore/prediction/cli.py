@@ -12,8 +12,11 @@ from segcore.cliutil import print_json, waking
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from segcore.prediction import Predictor, probs_to_mask, read_image, save_mask_png
+    from segcore.runs import open_run
 
-    predictor = Predictor.from_run(args.run)
+    run = open_run(args.run)
+    run.checked_model_path()  # a checkpoint cut short is named as damaged, not "File not found"
+    predictor = Predictor.from_folder(run)
     image = read_image(args.image)
     probs = predictor.predict_probs(image)
     mask = probs_to_mask(probs, predictor.mode, args.threshold)

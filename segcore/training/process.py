@@ -34,8 +34,9 @@ import time
 import traceback
 from pathlib import Path
 
+from segcore.fsutil import describe_os_error, is_write_refused
 from segcore.runfiles import RunFileError
-from segcore.runs import LiveStatus, RunFolder, iso
+from segcore.runs import RESERVE_BYTES, LiveStatus, RunFolder, iso
 
 HEARTBEAT_EVERY_S = 5.0
 
@@ -87,6 +88,9 @@ def execute(run_dir: str | os.PathLike) -> int:
         return 3
     _setup_logging(run)
     log = logging.getLogger("segcore.training")
+    left = run.remove_temp_files()  # a process that died mid-save left these; this one holds the lock now
+    if left:
+        log.info("removed temporary files left by an earlier process: %s", left)
     try:
         previous = run.read_status()
     except RunFileError as exc:
@@ -96,6 +100,8 @@ def execute(run_dir: str | os.PathLike) -> int:
         run.clear_stop()
         LiveStatus(run, previous).update(state="stopped", message="stopped before training started", finished_at=iso())
         return 0
+    if not run.reserve_space():
+        log.warning("could not reserve %d bytes in %s: the disk is nearly full", RESERVE_BYTES, run.path)
     status = LiveStatus(run, previous)
     status.update(
         state="running",
@@ -114,6 +120,7 @@ def execute(run_dir: str | os.PathLike) -> int:
             run.request_stop()  # the trainer stops after the current batch
             return
         status.update(state="stopped", message="stopped by SIGTERM; resume continues from the last finished epoch", finished_at=iso())
+        run.release_reserve()
         os._exit(143)
 
     signal.signal(signal.SIGTERM, on_term)
@@ -129,7 +136,8 @@ def execute(run_dir: str | os.PathLike) -> int:
         result = {"state": "failed", "message": problem} if problem else trainer.train()
     except Exception as exc:
         log.error("training failed:\n%s", traceback.format_exc())
-        result = {"state": "failed", "message": f"{type(exc).__name__}: {exc}"}
+        reason = describe_os_error(exc) if is_write_refused(exc) else f"{type(exc).__name__}: {exc}"
+        result = {"state": "failed", "message": reason}
         code = 1
     finally:
         done.set()
@@ -141,9 +149,13 @@ def execute(run_dir: str | os.PathLike) -> int:
     log.info("run %s %s: %s", run.run_id, result["state"], result["message"])
     if result["state"] in ("stopped", "finished"):
         run.clear_stop()  # before the final state: whoever sees "stopped" sees no stop request left
-    status.update(finished_at=iso(), batch_loss=None, **result)
-    logging.shutdown()
-    lock.close()
+    try:
+        status.update(finished_at=iso(), batch_loss=None, **result)  # on a full disk, through the reserve
+    finally:
+        run.release_reserve()
+        run.remove_temp_files()
+        logging.shutdown()
+        lock.close()
     return code
 
 

@@ -24,6 +24,7 @@ from segcore.config import RunConfig
 from segcore.fsutil import read_json, write_json_atomic, write_text_atomic
 from segcore.models import encoders
 from segcore.runs import open_run
+from segcore.safetext import markdown_cell, spreadsheet_text
 from segcore.workspace import Workspace, get_workspace
 
 # (label, encoder, freeze) in the paper's order.
@@ -159,7 +160,8 @@ def write_table(sweep_id: str, ws: Workspace | None = None) -> dict[str, Any]:
     writer = csv.DictWriter(buffer, fieldnames=list(TABLE_COLUMNS), lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: _fmt(row[k]) for k in TABLE_COLUMNS})
+        # Text cells (model, weights: a file name may be given) never open as a spreadsheet formula.
+        writer.writerow({k: _fmt(row[k]) if isinstance(row[k], (int, float)) else spreadsheet_text(_fmt(row[k])) for k in TABLE_COLUMNS})
     write_text_atomic(folder / "results.csv", buffer.getvalue())
     md = [f"# Encoder study on `{sweep['dataset']['name']}` (seed {sweep['seed']}, one split)", ""]
     header = ["model", "weights", "state", "epochs", "Dice, all classes", "macro Dice", "macro IoU", "micro Dice", "micro IoU",
@@ -167,7 +169,7 @@ def write_table(sweep_id: str, ws: Workspace | None = None) -> dict[str, Any]:
     md.append("| " + " | ".join(header) + " |")
     md.append("|" + "---|" * len(header))
     for row in rows:
-        cells = [row["model"], row["weights"], row["state"], str(row["epochs"])] + [
+        cells = [markdown_cell(row["model"]), markdown_cell(row["weights"]), markdown_cell(row["state"]), str(row["epochs"])] + [
             _fmt(row[k], 3) for k in ("all_dice", "macro_dice", "macro_iou", "micro_dice", "micro_iou", "pixel_accuracy")
         ]
         md.append("| " + " | ".join(cells) + " |")

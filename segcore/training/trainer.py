@@ -206,8 +206,19 @@ def save_model_atomic(model, path) -> None:
     path = os.fspath(path)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = os.path.join(os.path.dirname(path), f".tmp-{os.getpid()}-{os.path.basename(path)}")
-    model.save(tmp)
-    os.replace(tmp, path)
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        _remove(tmp)  # a full disk or an interrupted save leaves no half file behind
+        raise
+
+
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def link_atomic(source, target) -> None:
@@ -215,12 +226,16 @@ def link_atomic(source, target) -> None:
     source, target = os.fspath(source), os.fspath(target)
     tmp = os.path.join(os.path.dirname(target), f".tmp-{os.getpid()}-{os.path.basename(target)}")
     try:
-        os.link(source, tmp)
-    except OSError:
-        import shutil
+        try:
+            os.link(source, tmp)
+        except OSError:
+            import shutil
 
-        shutil.copyfile(source, tmp)
-    os.replace(tmp, target)
+            shutil.copyfile(source, tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        _remove(tmp)
+        raise
 
 
 def health_sample_count(available: int, batch_size: int) -> int:
@@ -492,6 +507,8 @@ class Trainer:
         self.load_data()
         self.setup_warnings += health.check_setup(self.mode, self.num_classes, t.loss)
         resume_state = self.run.read_train_state() if self.run.last_model_path.is_file() else None
+        if resume_state:
+            self.run.checked_model_path("last")  # half a checkpoint: fail naming it, not with Keras's "File not found"
         fine_tune_at = int(self.cfg.model.fine_tune_after) if self.cfg.model.freeze == "fine_tune" else 0
         with device.distribution_scope(t.distribution) as strategy:
             if resume_state:

@@ -6,6 +6,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from segcore.safetext import markdown_text
+
 
 def size_summary(stats: Mapping[str, Any]) -> str:
     """``DatasetInfo.image_size_stats`` in a few words: ``"128x128"`` or ``"400-800 x 300-600 px (12 sizes)"``."""
@@ -69,7 +71,8 @@ def subset_split_note(samples: Iterable[Any]) -> str | None:
         subset = str(getattr(s, "subset", None) or (s.get("subset") if isinstance(s, Mapping) else "") or "").lower()
         subset = "val" if subset in ("valid", "validation") else subset
         found[subset] = found.get(subset, 0) + 1
-    shown = ", ".join(f"{k} ({v})" for k, v in sorted(found.items()) if k) or "none"
+    # Folder names come from the data: written as text, never as markup (the note itself is Markdown).
+    shown = markdown_text(", ".join(f"{k} ({v})" for k, v in sorted(found.items()) if k) or "none")
     notes = []
     if not found.get("test"):
         notes.append(

@@ -12,6 +12,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from segcore.safetext import markdown_cell
 from segcore.visualize.images import foreground
 
 
@@ -260,13 +261,17 @@ def study_table(reports: Mapping[str, Mapping[str, Any]], info: Mapping[str, Map
 
 
 def table_markdown(df: pd.DataFrame, floatfmt: str = ".3f") -> str:
-    """A DataFrame as a GitHub Markdown table (no extra dependency), index included when named or non-default."""
+    """A DataFrame as a GitHub Markdown table (no extra dependency), index included when named or non-default.
+
+    Text (labels, names) is written through ``safetext.markdown_cell``: shown as
+    the text itself, never as a link, tag or formula.
+    """
     show_index = not isinstance(df.index, pd.RangeIndex)
     headers = ([df.index.name or ""] if show_index else []) + [str(c) for c in df.columns]
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines = ["| " + " | ".join(markdown_cell(h) for h in headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
     for idx, row in df.iterrows():
-        cells = ([str(idx)] if show_index else []) + [_fmt_cell(v, floatfmt) for v in row.tolist()]
-        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+        cells = ([markdown_cell(idx)] if show_index else []) + [_fmt_cell(v, floatfmt) for v in row.tolist()]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -299,4 +304,6 @@ def _fmt_cell(v: Any, floatfmt: str) -> str:
         return ""
     if isinstance(v, (float, np.floating)):
         return format(float(v), floatfmt)
-    return str(v)
+    if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
+        return str(v)
+    return markdown_cell(v)
