@@ -29,6 +29,35 @@ def launch_study(cfg, ws, weights):
     return [r["run_id"] for r in record["runs"]]
 
 
+# The widgets a plan sets, by setting (the plan's values go into their session state).
+PLAN_WIDGETS = {
+    "train.fit": "train_fit", "train.image_size": "train_size", "train.batch_size": "train_batch", "train.epochs": "train_epochs",
+    "model.norm": "train_norm", "train.loss": "train_loss", "train.lr_schedule": "train_lr_schedule",
+    "train.early_stopping_patience": "train_patience", "train.augment.rotate_degrees": "train_rotate",
+    "train.augment.zoom": "train_zoom", "train.budget_minutes": "train_budget", "train.patches_per_image": "train_patches",
+    "train.tta": "train_tta",
+}
+
+
+@st.cache_data(max_entries=16, show_spinner="Reading the masks for the plan…")
+def dataset_plan(root: str, name: str, mtime: str):
+    from segcore.data.dataset import load_dataset
+    from segcore.training.plan import plan_dataset
+
+    try:
+        return plan_dataset(load_dataset(name, _ui.workspace()))
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def apply_plan(plan) -> None:
+    for p in plan.settings:
+        key = PLAN_WIDGETS.get(p.setting)
+        if key:
+            st.session_state[key] = float(p.value) if key in ("train_rotate", "train_zoom", "train_budget") else p.value
+    st.session_state["train_plan_used"] = plan.fingerprint.name
+
+
 infos = _ui.datasets(ws)
 if not infos:
     st.info("There is no dataset to train on yet. Import one on the **Data** page first.")
@@ -52,6 +81,19 @@ with st.container(border=True):
     study = kind == "Encoder study"
     study_weights = None
     st.caption(f"{info.name}: {len(info.samples)} images, {info.mode}, classes {markdown_text(', '.join(info.class_names[1:]))}.")
+    plan = dataset_plan(str(ws.root), info.name, str(_ui.mtime(ws.dataset_dir(info.name) / "dataset.json")))
+    if plan is not None and not study:
+        with st.expander(f"The plan for {info.name}: settings derived from the data", icon=":material/lightbulb:"):
+            fp = plan.fingerprint
+            thin_name, thin = fp.thinnest
+            st.caption(markdown_text(
+                f"{fp.num_images} images, median {fp.median_height}x{fp.median_width}"
+                + (f"; the thinnest structures ('{thin_name}') are {thin:.1f} px wide" if thin is not None else "")
+                + ". Each value below is derived from these facts; press the button to start from them, then change any."))
+            st.dataframe([{"setting": p.setting, "value": str(p.value), "why": p.reason} for p in plan.settings],
+                         hide_index=True, key="train_plan_table")
+            st.button("Start from the plan", key="train_plan_apply", icon=":material/auto_awesome:",
+                      on_click=apply_plan, args=(plan,))
 
     st.markdown("**Model**")
     if study:
@@ -119,6 +161,14 @@ with st.container(border=True):
                                  help="Early stopping: epochs without a lower validation loss before training stops; 0 = never stop early.")
     seed = c[2].number_input("Seed", 0, 2**31 - 1, T.seed, key="train_seed", help="Same seed and settings: same split, same augmentation, same starting weights.")
     class_weighting = c[3].toggle("Class weighting", T.class_weighting, key="train_class_weights", help="Weight the loss by inverse class frequency (helps rare classes).")
+    c = st.columns([1, 1, 1])
+    budget = c[0].number_input("Time budget (min)", 0.0, 10080.0, 0.0, 1.0, key="train_budget",
+                               help="Train for this long (0: no budget, the epochs decide). The run fits as many epochs as the "
+                                    "machine allows, at most the epochs above, and a cosine schedule ends with the budget.")
+    patches = c[1].number_input("Windows per image", 1, 64, T.patches_per_image, key="train_patches",
+                                help="Random windows of each training image an epoch (when images are larger than the window).")
+    tta = c[2].toggle("Test-time flips", T.tta, key="train_tta",
+                      help="Evaluate and predict on the image and its three flips, averaged (4x the inference time).")
     c = st.columns([1, 1, 2])
     epochs = c[0].number_input("Epochs", 1, 1000, T.epochs, key="train_epochs", help="Passes over the training images.")
     batch_size = c[1].number_input("Batch size", 1, 256, T.batch_size, key="train_batch", help="Images per training step; lower it if memory runs out.")
@@ -128,8 +178,10 @@ with st.container(border=True):
     fit = st.radio(
         "Image shape", FITS, FITS.index(T.fit), horizontal=True, key="train_fit",
         format_func={"short_side": "keep the aspect ratio (random windows in training, tiles in prediction)",
-                     "squash": "squash to the square size"}.get,
-        help="Keeping the aspect ratio scales each image so its shorter side is the image size; nothing is stretched.",
+                     "squash": "squash to the square size",
+                     "native": "own resolution (patches of the image size in training, tiles in prediction)"}.get,
+        help="Keeping the aspect ratio scales each image so its shorter side is the image size; nothing is stretched. "
+             "Own resolution never scales: thin structures keep their pixels.",
     )
 
     with st.expander("Augmentation and split"):
@@ -168,7 +220,8 @@ with st.container(border=True):
             train=TrainConfig(
                 dataset=info.name, image_size=int(image_size), fit=fit, epochs=int(epochs), batch_size=int(batch_size),
                 optimizer=optimizer, learning_rate=learning_rate, lr_schedule=lr_schedule, loss=loss, class_weighting=bool(class_weighting),
-                early_stopping_patience=int(patience), seed=int(seed),
+                early_stopping_patience=int(patience), seed=int(seed), tta=bool(tta), patches_per_image=int(patches),
+                budget_minutes=float(budget) if budget else None,
                 augment=AugmentConfig(aug_on, hflip, vflip, rotate, zoom, shift, brightness, contrast),
                 split=SplitConfig(method=split_method, val_fraction=val_fraction, test_fraction=test_fraction, seed=int(seed)),
             ),
@@ -182,7 +235,15 @@ with st.container(border=True):
         st.error(f"These settings cannot train: {markdown_text(cfg_error)}")
     if st.button(label, type="primary", key="train_launch", disabled=cfg is None):
         with _ui.friendly_errors("queue the run"):
-            launched = launch_study(cfg, ws, study_weights) if study else training.launch(cfg, ws)
+            extra = None
+            if plan is not None and not study:
+                from segcore.training.plan import changes
+
+                record = plan.to_dict()
+                record["changed"] = changes(record, cfg)
+                record["used"] = st.session_state.get("train_plan_used") == info.name
+                extra = {"plan": record}
+            launched = launch_study(cfg, ws, study_weights) if study else training.launch(cfg, ws, extra=extra)
             ids = list(launched) if isinstance(launched, (list, tuple)) else [launched]
             st.session_state["train_launched"] = ids
     if st.session_state.get("train_launched"):

@@ -816,3 +816,25 @@ def test_compare_and_predict_name_a_damaged_cache_or_checkpoint_and_go_on(demo_w
     assert any("checkpoints/best.keras is damaged: " in w.value for w in at.warning)
     assert any(e.value.startswith("Could not predict s017: ") and "best.keras is damaged" in e.value for e in at.error), [e.value for e in at.error]
     assert {s.run_id: s.state for s in runs_mod.list_runs(demo_ws)}[a.run_id] == "finished"
+
+
+def test_train_page_shows_the_plan_and_starts_from_it(demo_ws, fake_training):
+    at = app(60).run()
+    at.switch_page("pages/train.py").run()
+    assert not at.exception
+    assert any("The plan for demo" in e.label for e in at.expander)
+    at.button(key="train_plan_apply").click().run()
+    assert not at.exception
+    from segcore.data.dataset import load_dataset
+    from segcore.training.plan import plan_dataset
+
+    plan = plan_dataset(load_dataset("demo", demo_ws))
+    assert at.radio(key="train_fit").value == plan.value("train.fit")
+    assert at.number_input(key="train_budget").value == plan.value("train.budget_minutes")
+    at.number_input(key="train_epochs").set_value(3).run()  # one change of the user's own
+    at.button(key="train_launch").click().run()
+    assert not at.exception
+    cfg = fake_training["launch"][-1]
+    assert cfg.train.fit == plan.value("train.fit") and cfg.train.tta == plan.value("train.tta") and cfg.train.epochs == 3
+    meta = runs_mod.open_run(at.session_state["train_launched"][0], demo_ws).read_meta()
+    assert meta["plan"]["used"] is True and meta["plan"]["changed"] == {"train.epochs": {"planned": 1000, "chosen": 3}}
