@@ -38,7 +38,7 @@ import numpy as np
 import segcore
 from segcore.data import imageio, layouts, masks, paths, polygons
 from segcore.data.archive import content_root, extract_zip
-from segcore.data.dataset import IGNORE_INDEX, ClassInfo, DatasetInfo, Problem, SampleInfo
+from segcore.data.dataset import IGNORE_INDEX, ClassInfo, DatasetInfo, Problem, SampleInfo, pixel_hash
 from segcore.data.options import ImportOptions, as_options, parse_colors
 from segcore.fsutil import check_name, make_temp_dir, read_json, write_json_atomic
 from segcore.workspace import ServerSettings, Workspace, get_workspace
@@ -639,6 +639,7 @@ class _Sample:
     height: int = 0
     width: int = 0
     modes: set[str] = field(default_factory=set)
+    pixel_sha256: str = ""
 
     def name(self, path: Path) -> str:
         """How the report names a file of this sample (relative to the import's root)."""
@@ -670,6 +671,7 @@ def _process(s: _Sample) -> _Result:
     if raw.image is not None:
         notes = [n.replace(str(raw.image), s.name(raw.image)) for n in notes]
     s.height, s.width = image.shape[:2]
+    s.pixel_sha256 = pixel_hash(image)
     s.result = _Result(None, grey=image.ndim == 2, notes=notes)
     labels = _LABEL_READERS[plan.kind](s)
     _write_image(s, image, plain_mode)
@@ -796,6 +798,7 @@ def _sample_info(s: _Sample) -> SampleInfo:
         subset=raw.subset,
         source_image=s.name(raw.image) if raw.image else (s.name(raw.label_file) + "#imageData"),
         source_mask=source_mask,
+        pixel_sha256=s.pixel_sha256,
     )
 
 
@@ -835,6 +838,7 @@ def _finish(job: _Import, plan: _Plan, results: list[_Result]) -> DatasetInfo:
     problems.extend(_encoding_problems(good, plan.spec))
     fractions = _class_fractions(plan, good, mode)
     problems.extend(_fraction_problems(plan, mode=mode, fractions=fractions))
+    problems.extend(duplicate_problems([r.sample for r in good]))
     background = _class0(job, plan, mode)
     job.report.details["subsets"] = {str(k): v for k, v in Counter(r.sample.subset for r in good).items()}
     job.report.details["skipped"] = len(results) - len(good)
@@ -1123,6 +1127,48 @@ def _table_mismatch(good: list[_Result], plan: _Plan, *, noisy: list, outside: l
             "error",
         )
     ]
+
+def duplicate_problems(samples: list[SampleInfo]) -> list[Problem]:
+    """One ``duplicate_images`` problem for images with the same pixels (none or one problem).
+
+    Copies are named by folder where a whole folder is a copy of another
+    (``copy/test/images`` holds the images of ``test/images``), else by file.
+    Both copies stay in the dataset: which one is wrong is for the user to say.
+    """
+    by_hash: dict[str, list[SampleInfo]] = defaultdict(list)
+    for s in samples:
+        if s.pixel_sha256:
+            by_hash[s.pixel_sha256].append(s)
+    groups = [sorted(g, key=lambda s: s.source_image) for g in by_hash.values() if len(g) > 1]
+    if not groups:
+        return []
+    groups.sort(key=lambda g: g[0].source_image)
+    per_folder = Counter(str(Path(s.source_image).parent) for s in samples)
+    pairs: Counter = Counter()
+    for g in groups:
+        folders = sorted({str(Path(s.source_image).parent) for s in g})
+        for a in folders:
+            for b in folders:
+                if a < b:
+                    pairs[(a, b)] += 1
+    whole = [(a, b, n) for (a, b), n in sorted(pairs.items()) if n == per_folder[a] or n == per_folder[b]]
+    said = [f"{b}/ and {a}/ hold the same {n} images" for a, b, n in whole]
+    in_whole = {f for a, b, _ in whole for f in (a, b)}
+    loose = [g for g in groups if not {str(Path(s.source_image).parent) for s in g} <= in_whole]
+    said += [" = ".join(s.source_image for s in g) for g in loose[:5]]
+    more = f" and {len(loose) - 5} more groups" if len(loose) > 5 else ""
+    copies = sum(len(g) - 1 for g in groups)
+    return [
+        Problem(
+            "duplicate_images",
+            f"{copies} images are copies of others (identical pixels), each imported as its own sample: {'; '.join(said)}{more}. "
+            "A copy in both the training and the test data makes the test score meaningless; remove one copy from the source "
+            "and import again",
+            tuple(s.source_image for g in groups for s in g),
+            "warning",
+        )
+    ]
+
 
 def _value_text(v) -> str:
     return f"({v[0]}, {v[1]}, {v[2]})" if isinstance(v, tuple) else str(v)

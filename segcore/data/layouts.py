@@ -216,16 +216,53 @@ def _grouped_problem(kind: str, what: str, files: list[Path], root: Path, severi
     return Problem(kind, f"{len(names)} {what}: {shown}", tuple(names), severity)
 
 
+def _safe_id(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "_", text).lstrip(".") or "sample"
+
+
+def _folders_apart(group: list[RawSample]) -> list[str] | None:
+    """For samples with one id: the nearest folder name that tells each apart (or "" for none), else None."""
+    chains = []
+    for s in group:
+        path = s.image if s.image is not None else s.label_file
+        if path is None:
+            return None
+        chains.append(list(reversed(path.parent.parts)))
+    depth = max(len(c) for c in chains)
+    for k in range(depth):
+        names = [c[k] if k < len(c) else "" for c in chains]
+        if len(set(names)) == len(names):
+            return names
+    return None
+
+
 def _unique_ids(samples: list[RawSample]) -> None:
-    """Make sample ids safe file names and unique (subset prefix, then a counter)."""
-    seen: dict[str, int] = defaultdict(int)
+    """Make sample ids safe file names and unique.
+
+    Samples that share a name are told apart by their subset (``train_1``,
+    ``test_1``) or else by the nearest folder whose name differs between them
+    (``Tile_1_image_part_001``, ``Tile_5_image_part_001``); a counter is the
+    last resort.
+    """
+    groups: dict[str, list[RawSample]] = defaultdict(list)
     for s in samples:
-        seen[s.id] += 1
+        groups[s.id].append(s)
+    wanted: dict[int, str] = {}
+    for sid, group in groups.items():
+        base = _safe_id(sid)
+        if len(group) == 1:
+            wanted[id(group[0])] = base
+            continue
+        subsets = [s.subset for s in group]
+        if all(subsets) and len(set(subsets)) == len(subsets):
+            prefixes = subsets
+        else:
+            prefixes = _folders_apart(group) or [s.subset or "" for s in group]
+        for s, prefix in zip(group, prefixes):
+            wanted[id(s)] = _safe_id(f"{prefix}_{sid}") if prefix else base
     used = set()
     for s in samples:
-        base = re.sub(r"[^A-Za-z0-9._-]", "_", s.id).lstrip(".") or "sample"
-        if seen[s.id] > 1 and s.subset:
-            base = f"{s.subset}_{base}"
+        base = wanted[id(s)]
         candidate, n = base, 2
         while candidate in used:
             candidate, n = f"{base}-{n}", n + 1

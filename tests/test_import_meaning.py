@@ -1,0 +1,172 @@
+"""Imports that keep their authors' meaning: annotators, fields of view, class names, copies, sample ids.
+
+The fixtures are small trees built the way the public datasets are laid out
+(a retinal-vessel set: ``images/``, ``1st_manual/``, a ``2nd_manual/`` for the
+test images only, ``mask/`` holding the field of view).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from segcore.data.dataset import load_dataset, pixel_hash
+from segcore.data.imports import import_dataset
+
+
+def _write(folder: Path, name: str, arr: np.ndarray) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr).save(folder / name)
+
+
+def vessel_tree(root: Path, *, size: int = 48, n_train: int = 4, n_test: int = 3, misnamed: bool = True, duplicate: bool = True) -> Path:
+    """A DRIVE-like tree: training/ and test/ with images/, 1st_manual/, mask/ (FOV); 2nd_manual/ in test/ only.
+
+    ``misnamed``: one field-of-view file of training/ has a stray space in its name.
+    ``duplicate``: a byte-identical copy of test/ lies in copy/test/.
+    """
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:size, :size]
+    fov = ((((yy - size / 2 + 0.5) ** 2 + (xx - size / 2 + 0.5) ** 2) <= (size * 0.45) ** 2) * 255).astype(np.uint8)
+    for subset, n, first in (("training", n_train, 21), ("test", n_test, 1)):
+        for i in range(first, first + n):
+            vessels = np.zeros((size, size), np.uint8)
+            cv2.line(vessels, (int(rng.integers(10, 20)), 10), (int(rng.integers(28, 38)), size - 10), 255, 2)
+            vessels[fov == 0] = 0
+            _write(root / subset / "images", f"{i:02d}_{subset}.png", rng.integers(0, 255, (size, size, 3), dtype=np.uint8))
+            _write(root / subset / "1st_manual", f"{i:02d}_manual1.gif", vessels)
+            if subset == "test":
+                second = vessels.copy()
+                second[:, : size // 2] = 0  # the second annotator marks less
+                _write(root / subset / "2nd_manual", f"{i:02d}_manual2.gif", second)
+            space = " " if misnamed and subset == "training" and i == first + 1 else ""
+            _write(root / subset / "mask", f"{i:02d}_{subset}_mask{space}.gif", fov)
+    if duplicate:
+        shutil.copytree(root / "test", root / "copy" / "test")
+    return root
+
+
+def _kinds(report) -> list[str]:
+    return [p.kind for p in report.problems]
+
+
+def _problem(report, kind):
+    found = [p for p in report.problems if p.kind == kind]
+    assert found, f"expected a {kind!r} problem, got {_kinds(report)}"
+    return found[0]
+
+
+def test_second_annotator_for_test_only_keeps_one_class(tmp_path, workspace):
+    src = vessel_tree(tmp_path / "drive", duplicate=False)
+    report = import_dataset(src, "drive2", options={"annotator": "2nd_manual"}, workspace=workspace)
+    assert report.ok, report.error
+    assert report.dataset.num_classes == 2, report.dataset.class_names
+    ds = load_dataset("drive2", workspace)
+    # Test images use the 2nd annotator (left half empty), training images the 1st (no 2nd there): one class value.
+    test_mask = ds.mask("01_test")
+    assert set(np.unique(test_mask)) <= {0, 1, 255} and not (test_mask[:, :24] == 1).any()
+    train_mask = ds.mask("21_training")
+    assert (train_mask == 1).any() and set(np.unique(train_mask)) <= {0, 1, 255}
+    # Which images have which annotator is said, naming the images that fell back.
+    fallback = _problem(report, "annotator_missing")
+    assert "2nd_manual" in fallback.message and "1st_manual" in fallback.message
+    assert sorted(fallback.files) == [f"training/images/{i}_training.png" for i in range(21, 25)]
+    assert report.details["annotator_of_samples"] == {"1st_manual": 4, "2nd_manual": 3}
+
+
+def test_default_annotator_names_the_class_once(tmp_path, workspace):
+    src = vessel_tree(tmp_path / "drive", duplicate=False)
+    report = import_dataset(src, "drive1", workspace=workspace)
+    assert report.ok and report.dataset.class_names == ["background", "1st_manual"]
+    others = [p for p in report.problems if p.kind == "other_annotator"]
+    assert len(others) == 1 and others[0].files == ("test/2nd_manual",)
+    assert len([p for p in report.problems if p.kind == "field_of_view"]) == 1
+
+
+def test_unknown_annotator_folder_is_refused(tmp_path, workspace):
+    src = vessel_tree(tmp_path / "drive", duplicate=False)
+    report = import_dataset(src, "drive3", options={"annotator": "3rd_manual"}, workspace=workspace)
+    assert not report.ok and "3rd_manual" in report.error and "2nd_manual" in report.error
+
+
+def test_class_names_name_a_one_class_folder_dataset(tmp_path, workspace):
+    src = vessel_tree(tmp_path / "drive", duplicate=False)
+    report = import_dataset(src, "named", options={"classes": ["background", "vessel"]}, workspace=workspace)
+    assert report.ok, report.error
+    assert report.dataset.class_names == ["background", "vessel"]
+    assert report.details["class_folders_named"] == {"1st_manual": "vessel"}
+
+
+def test_class_names_that_cannot_be_matched_suggest_merge(tmp_path, workspace):
+    src = tmp_path / "two"
+    rng = np.random.default_rng(1)
+    for i in range(3):
+        _write(src / "images", f"{i}.png", rng.integers(0, 255, (16, 16), dtype=np.uint8))
+        for c in ("axon", "myelin"):
+            _write(src / "masks" / c, f"{i}.png", (rng.random((16, 16)) > 0.7).astype(np.uint8) * 255)
+    report = import_dataset(src, "two", options={"classes": ["background", "a", "b"]}, workspace=workspace)
+    assert not report.ok
+    assert "--merge axon=a" in report.error and "myelin" in report.error
+
+
+def test_fov_file_that_pairs_with_nothing_is_named(tmp_path, workspace):
+    src = vessel_tree(tmp_path / "drive", duplicate=False)
+    report = import_dataset(src, "fov", workspace=workspace)
+    assert report.ok
+    unpaired = _problem(report, "unpaired_mask")
+    assert unpaired.files == ("training/mask/22_training_mask .gif",)
+    assert "22_training.png" in unpaired.message  # the nearest name it could have meant
+    missing = _problem(report, "missing_field_of_view")
+    assert missing.files == ("training/images/22_training.png",)
+    # The others have their field of view: outside it is void.
+    ds = load_dataset("fov", workspace)
+    assert (ds.mask("21_training") == 255).any() and not (ds.mask("22_training") == 255).any()
+
+
+def test_identical_folders_are_reported(tmp_path, workspace):
+    src = vessel_tree(tmp_path / "drive")
+    report = import_dataset(src, "dup", workspace=workspace)
+    assert report.ok
+    dup = _problem(report, "duplicate_images")
+    assert "copy/test/images" in dup.message and "test/images" in dup.message
+    assert len(dup.files) == 6
+    # Every sample records a hash of its pixels, the same for the copies.
+    stored = json.loads((workspace.dataset_dir("dup") / "dataset.json").read_text())
+    hashes = {s["source_image"]: s["pixel_sha256"] for s in stored["samples"]}
+    assert hashes["test/images/01_test.png"] == hashes["copy/test/images/01_test.png"]
+    assert hashes["test/images/01_test.png"] != hashes["test/images/02_test.png"]
+    ds = load_dataset("dup", workspace)
+    sample = next(s for s in ds.info.samples if s.source_image == "test/images/01_test.png")
+    assert sample.pixel_sha256 == pixel_hash(ds.image(sample.id))
+
+
+def test_sample_ids_keep_the_folder_that_tells_them_apart(tmp_path, workspace):
+    src = tmp_path / "aerial"
+    rng = np.random.default_rng(2)
+    for tile in (1, 5):
+        for i in (1, 2):
+            _write(src / f"Tile {tile}" / "images", f"image_part_00{i}.png", rng.integers(0, 255, (16, 16, 3), dtype=np.uint8))
+            _write(src / f"Tile {tile}" / "masks", f"image_part_00{i}.png", (rng.random((16, 16)) > 0.5).astype(np.uint8) * 255)
+    report = import_dataset(src, "tiles", layout="paired", workspace=workspace)
+    assert report.ok, report.error
+    ids = sorted(s.id for s in report.dataset.samples)
+    assert ids == ["Tile_1_image_part_001", "Tile_1_image_part_002", "Tile_5_image_part_001", "Tile_5_image_part_002"]
+
+
+def test_paired_layout_on_labelme_data_says_what_is_there(tmp_path, workspace):
+    src = tmp_path / "lm"
+    src.mkdir()
+    for stem in ("0000e88ab", "0001f3c2d"):
+        _write(src, f"{stem}.jpg", np.zeros((8, 8, 3), np.uint8))
+        _write(src, f"{stem}.png", np.zeros((8, 8), np.uint8))
+        (src / f"{stem}.json").write_text(json.dumps({"shapes": [], "imagePath": f"{stem}.jpg", "imageHeight": 8, "imageWidth": 8}))
+    report = import_dataset(src, "lm", layout="paired", workspace=workspace)
+    assert not report.ok
+    assert "'0000e88ab', '0000e88ab'" not in report.error
+    assert "labelme" in report.error.lower() and "--layout labelme" in report.error
