@@ -275,7 +275,7 @@ def _discover(job: _Import, layout: str) -> None:
     """Find the samples; the layout's problems and notable details go to the report."""
     discovery = layouts.discover(layout, job.root, job.options)
     job.report.problems.extend(discovery.problems)
-    for key in ("annotators", "folder_roles"):
+    for key in ("annotators", "folder_roles", "annotator_of_samples", "class_folders_named"):
         if discovery.details.get(key):
             job.report.details[key] = discovery.details[key]
     if job.root.is_file():  # a COCO file: its folder is the source root

@@ -19,9 +19,10 @@ paths written inside the data go through
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -447,15 +448,31 @@ def _same_folder_candidates(root: Path) -> list[Path]:
 
 
 def _stem_hint(root: Path) -> str:
-    """Why no files paired: a few stems of the largest image folder, and what was tried."""
+    """Why no files paired: what the largest image folder holds, and the layout its annotation files suggest."""
     best = max(_walk_dirs(root), key=lambda d: len(image_files(d)), default=None)
     if best is None or not image_files(best):
         return "; no image files were found"
-    stems = sorted(f.stem for f in image_files(best))[:4]
-    return (
+    files = image_files(best)
+    stems = sorted({f.stem for f in files})
+    where = relative_name(best, root) or "."
+    twice = sorted(st for st in stems if sum(f.stem == st for f in files) > 1)
+    hint = (
         f"; file stems did not match between any two folders, nor within one folder by a mask suffix "
-        f"({', '.join(MASK_SUFFIXES[:4])}, _1stHO, _manual1, ...): e.g. {stems} in {relative_name(best, root) or '.'}/"
+        f"({', '.join(MASK_SUFFIXES[:4])}, _1stHO, _manual1, ...): e.g. {stems[:4]} in {where}/"
     )
+    if twice:
+        hint += (
+            f". Files such as {twice[0]!r} exist in several formats there ({', '.join(sorted(f.name for f in files if f.stem == twice[0]))}), "
+            "but none is named as a mask, so which is the label cannot be told"
+        )
+    kinds = Counter(_json_kind(j) for d in _walk_dirs(root) for j in _files(d, ".json")[:8])
+    for kind in ("labelme", "coco"):
+        if kinds.get(kind):
+            name = "LabelMe" if kind == "labelme" else "COCO"
+            return hint + f". The data holds {name} .json annotation files: import it with --layout {kind} (layout={kind!r})"
+    if any(_files(d, ".txt") for d in _walk_dirs(root)):
+        hint += ". The data holds .txt files: if they are polygon point lists, use --layout polygons"
+    return hint
 
 
 def _note_unused(root: Path, candidates, problems: list[Problem]) -> None:
@@ -542,31 +559,40 @@ def discover_class_folders(root: Path, options: ImportOptions) -> Discovery:
     samples = []
     labels: list[str] = []
     unpaired: list[Path] = []
+    unpaired_files: dict[str, list[tuple[Path, str]]] = defaultdict(list)  # role -> (file, nearest image)
+    no_fov: list[Path] = []
     missing: dict[str, list[Path]] = defaultdict(list)
     roles_all: dict[str, str] = {}
+    annotators = _Annotators.of([c for _, bs in groups for c in bs], options)
     for img_dir, class_dirs in groups:
-        roles = folder_roles(img_dir, class_dirs, options, problems, root)
+        roles = folder_roles(img_dir, class_dirs, options, problems, root, annotators)
         roles_all.update({c.name: r for c, r in roles.items()})
+        images = image_files(img_dir)
+        image_keys = {stem_key(i.name) for i in images}
         fov_files: dict[str, Path] = {}
         by_class: dict[str, dict[str, list[Path]]] = {}
         for cdir in class_dirs:
             role = roles[cdir]
-            if role == "fov":
-                for f in image_files(cdir):
-                    fov_files.setdefault(stem_key(f.name), f)
+            if role not in ("class", "fov"):
                 continue
-            if role != "class":
-                continue
-            cname = merge.get(cdir.name, cdir.name)
-            if cname not in labels:
-                labels.append(cname)
             files, copies = _dedupe_lossless(image_files(cdir))
             if copies:
                 problems.append(_grouped_problem("ignored_files", "lossy copies of masks ignored", copies, root, "warning"))
-            table = by_class.setdefault(cname, {})
-            for f in files:
-                table.setdefault(stem_key(f.name), []).append(f)
-        for img in image_files(img_dir):
+            if role == "fov":
+                for f in files:
+                    fov_files.setdefault(stem_key(f.name), f)
+            else:
+                cname = annotators.class_name.get(cdir.name) or merge.get(cdir.name, cdir.name)
+                if cname not in labels:
+                    labels.append(cname)
+                table = by_class.setdefault(cname, {})
+                for f in files:
+                    table.setdefault(stem_key(f.name), []).append(f)
+            left = [f for f in files if stem_key(f.name) not in image_keys]
+            have = {stem_key(f.name) for f in files}
+            for f in left:
+                unpaired_files[role].append((f, _nearest_image(f, [i for i in images if stem_key(i.name) not in have] or images)))
+        for img in images:
             key = stem_key(img.name)
             cm = {c: t[key] for c, t in by_class.items() if key in t}
             if not cm:
@@ -575,9 +601,35 @@ def discover_class_folders(root: Path, options: ImportOptions) -> Discovery:
             for c in by_class:
                 if c not in cm:
                     missing[c].append(img)
+            if fov_files and key not in fov_files:
+                no_fov.append(img)
             samples.append(RawSample(img.stem, img, subset_of(img, root), class_masks=cm, fov=fov_files.get(key)))
+    problems[:] = _merge_folder_problems(problems)
     if unpaired:
         problems.append(_grouped_problem("unpaired_image", "images without any class mask (skipped)", unpaired, root, "error"))
+    for role, found in sorted(unpaired_files.items()):
+        what = "field-of-view masks" if role == "fov" else "class masks"
+        problems.append(_unpaired_with_nearest(f"{what} that pair with no image (not used)", found, root))
+    if no_fov:
+        problems.append(
+            _grouped_problem(
+                "missing_field_of_view",
+                "images have no field-of-view mask while the others of their folder have one, so every pixel of them is "
+                "scored (look for a misnamed file among the unpaired masks)",
+                no_fov, root, "warning",
+            )
+        )
+    if annotators.fallback:
+        chosen = options.annotator
+        used_instead = sorted({n for n, imgs in annotators.used.items() if set(imgs) & set(annotators.fallback)})
+        problems.append(
+            _grouped_problem(
+                "annotator_missing",
+                f"images have no mask by annotator {chosen!r} (option annotator); the masks of {', '.join(used_instead)} "
+                "were used for them, as the same class",
+                sorted(annotators.fallback), root, "warning",
+            )
+        )
     if missing:
         n = len({p for files in missing.values() for p in files})
         per = "; ".join(
@@ -592,12 +644,26 @@ def discover_class_folders(root: Path, options: ImportOptions) -> Discovery:
                 "warning",
             )
         )
+    named = {}
     order = list(options.classes)
     if order:
         order = [c for c in order if c not in ("background", "_background_")]
         missing_names = [c for c in order if c not in labels]
-        if missing_names:
-            raise ValueError(f"classes {missing_names} given in options have no folder; class folders are {labels}")
+        spare = [c for c in labels if c not in order]
+        if len(missing_names) == 1 and len(spare) == 1:
+            # One name given for the one folder left: the name is that folder's class.
+            named = {_folder_of(spare[0], roles_all, annotators, merge): missing_names[0]}
+            for smp in samples:
+                if spare[0] in smp.class_masks:
+                    smp.class_masks[missing_names[0]] = smp.class_masks.pop(spare[0])
+            labels = [missing_names[0] if c == spare[0] else c for c in labels]
+        elif missing_names:
+            hint = " ".join(f"--merge {_folder_of(a, roles_all, annotators, merge)}={b}" for a, b in zip(spare, missing_names))
+            raise ValueError(
+                f"classes {missing_names} given in options have no folder; class folders are {labels}. "
+                + (f"To give a folder a class name, merge it into that name: {hint} (option merge)" if hint else
+                   "Name only the class folders there are")
+            )
         labels = list(order) + [c for c in labels if c not in order]
     else:
         labels = sorted(labels, key=str.lower)
@@ -605,7 +671,57 @@ def discover_class_folders(root: Path, options: ImportOptions) -> Discovery:
         raise ValueError(f"no class folders left under {root} after folder roles {roles_all}; give at least one the role 'class'")
     _unique_ids(samples)
     details = {"groups": [[relative_name(a, root), [b.name for b in bs]] for a, bs in groups], "merge": merge, "folder_roles": roles_all}
+    if annotators.used:
+        by_id = {img: smp for smp in samples for img in [smp.image]}
+        details["annotator_of_samples"] = {
+            name: sum(1 for i in imgs if i in by_id) for name, imgs in sorted(annotators.used.items())
+        }
+    if named:
+        details["class_folders_named"] = named
     return Discovery("class_folders", samples, problems, details, labels)
+
+
+def _folder_of(label: str, roles: dict[str, str], annotators: _Annotators, merge: dict[str, str]) -> str:
+    """The folder name a class label came from (the label itself when no folder was renamed into it)."""
+    for folder, role in roles.items():
+        if role == "class" and (annotators.class_name.get(folder) or merge.get(folder, folder)) == label:
+            return folder
+    return label
+
+
+def _nearest_image(f: Path, images: list[Path]) -> str:
+    """The image name a mask file was most likely meant for (by spelling)."""
+    if not images:
+        return ""
+    stems = [i.stem for i in images]
+    best = difflib.get_close_matches(f.stem, stems, n=1, cutoff=0.0)
+    return images[stems.index(best[0])].name if best else images[0].name
+
+
+def _unpaired_with_nearest(what: str, found: list[tuple[Path, str]], root: Path) -> Problem:
+    """An ``unpaired_mask`` error naming each file with the image it comes nearest to."""
+    found = sorted(found, key=lambda x: str(x[0]))
+    shown = ", ".join(f"{relative_name(f, root)!r} (nearest image: {near})" if near else relative_name(f, root) for f, near in found[:5])
+    more = f" and {len(found) - 5} more" if len(found) > 5 else ""
+    return Problem("unpaired_mask", f"{len(found)} {what}: {shown}{more}", tuple(relative_name(f, root) for f, _ in found), "error")
+
+
+def _merge_folder_problems(problems: list[Problem]) -> list[Problem]:
+    """One ``other_annotator`` / ``field_of_view`` problem per folder name, however many groups have the folder."""
+    out: list[Problem] = []
+    seen: dict[tuple[str, tuple[str, ...]], int] = {}
+    for p in problems:
+        if p.kind not in ("other_annotator", "field_of_view"):
+            out.append(p)
+            continue
+        key = (p.kind, tuple(sorted(Path(f).name for f in p.files)))
+        if key in seen:
+            first = out[seen[key]]
+            out[seen[key]] = Problem(first.kind, first.message, first.files + tuple(f for f in p.files if f not in first.files), first.severity)
+        else:
+            seen[key] = len(out)
+            out.append(p)
+    return out
 
 
 _FOV_NAMES = ("fov", "field_of_view", "field-of-view", "fieldofview", "roi")
@@ -616,45 +732,97 @@ _FOLDER_ANNOTATOR_RE = re.compile(
 _FOV_PROBE = 8
 
 
-def folder_roles(img_dir: Path, class_dirs: list[Path], options: ImportOptions, problems: list[Problem], root: Path) -> dict[Path, str]:
+@dataclass
+class _Annotators:
+    """Mask folders named as annotators of one thing (``1st_manual``, ``2nd_manual``), over every group of an import.
+
+    ``family`` maps a folder name to its family (the thing annotated) and
+    rank; ``class_name`` maps every folder of a family with two or more
+    annotators to the one class they all stand for (the lowest-ranked
+    folder's name, or what option ``merge`` makes of any of them), so that
+    choosing an annotator never splits a class.
+    """
+
+    family: dict[str, tuple[str, int]] = field(default_factory=dict)
+    class_name: dict[str, str] = field(default_factory=dict)
+    used: dict[str, list[Path]] = field(default_factory=lambda: defaultdict(list))  # folder name -> images it labels
+    fallback: list[Path] = field(default_factory=list)  # images without the chosen annotator's folder
+
+    @classmethod
+    def of(cls, folders: list[Path], options: ImportOptions) -> "_Annotators":
+        found = cls()
+        members: dict[str, dict[str, int]] = defaultdict(dict)
+        for c in folders:
+            m = _FOLDER_ANNOTATOR_RE.match(c.name)
+            if m is None or c.name in dict(options.folder_roles):
+                continue
+            base = (m.group("base1") if m.group("base1") is not None else m.group("base2") or "").strip("_- ").lower()
+            rank = int(m.group("ord") or m.group("num"))
+            members[base][c.name] = rank
+        merge = dict(options.merge)
+        for base, names in members.items():
+            if len(names) < 2:
+                continue
+            ordered = sorted(names, key=lambda n: (names[n], n))
+            merged = [merge[n] for n in ordered if n in merge]
+            for n in ordered:
+                found.family[n] = (base, names[n])
+                found.class_name[n] = merged[0] if merged else ordered[0]
+        if options.annotator and options.annotator.lower() not in {n.lower() for n in found.family}:
+            raise ValueError(
+                f"import option annotator is {options.annotator!r}, but no mask folder of that name labels the same thing "
+                f"as another; annotator folders are {sorted(found.family) or 'none'}"
+            )
+        return found
+
+
+def folder_roles(img_dir: Path, class_dirs: list[Path], options: ImportOptions, problems: list[Problem], root: Path, annotators: _Annotators | None = None) -> dict[Path, str]:
     """The role of each mask folder beside ``img_dir``: class, fov, annotator or ignore.
 
     Stated roles (option ``folder_roles``) win. Otherwise: folders named as
     the 1st / 2nd ... annotator of the same thing (``1st_manual``,
-    ``2nd_manual``) keep the first (or option ``annotator``) as the class and
-    set the others aside; a folder whose masks cover much of every image with
-    the same region (a field-of-view mask) makes the pixels outside it void.
-    Every guess is reported with the option that changes it.
+    ``2nd_manual``, anywhere in the import) keep the first (or option
+    ``annotator``, where this group has it) as the class and set the others
+    aside; a folder whose masks cover much of every image with the same region
+    (a field-of-view mask) makes the pixels outside it void. Every guess is
+    reported with the option that changes it.
     """
+    annotators = annotators or _Annotators.of(class_dirs, options)
     stated = dict(options.folder_roles)
     roles: dict[Path, str] = {c: stated.get(c.name, "") for c in class_dirs}
-    # Annotators, by folder name.
     families: dict[str, list[tuple[int, Path]]] = defaultdict(list)
     for c in class_dirs:
-        m = _FOLDER_ANNOTATOR_RE.match(c.name)
-        if m and not roles[c]:
-            base = (m.group("base1") if m.group("base1") is not None else m.group("base2") or "").strip("_- ").lower()
-            families[base].append((int(m.group("ord") or m.group("num")), c))
+        if c.name in annotators.family and not roles[c]:
+            base, rank = annotators.family[c.name]
+            families[base].append((rank, c))
+    want = (options.annotator or "").lower()
     for base, members in families.items():
-        if len(members) < 2:
-            continue
-        members.sort(key=lambda x: x[0])
-        chosen = next((c for _, c in members if options.annotator and c.name.lower() == options.annotator.lower()), members[0][1])
+        members.sort(key=lambda x: (x[0], x[1].name))
+        chosen = next((c for _, c in members if want and c.name.lower() == want), None)
+        wanted_here = chosen is not None or not want or not any(
+            n.lower() == want and annotators.family[n][0] == base for n in annotators.family
+        )
+        chosen = chosen or members[0][1]
+        images = image_files(img_dir)
+        annotators.used[chosen.name].extend(images)
+        if not wanted_here:
+            annotators.fallback.extend(images)
         others = [c for _, c in members if c != chosen]
         roles[chosen] = "class"
         for c in others:
             roles[c] = "annotator"
-        names = [c.name for c in others]
-        problems.append(
-            Problem(
-                "other_annotator",
-                f"mask folders {names} look like other annotators' masks of what {chosen.name!r} holds (their names say so); "
-                f"{chosen.name!r} was used as the class and they were not. To use one of them instead, set option "
-                f"annotator={names[0]!r}; to make them classes, option folder_roles={{{names[0]!r}: \"class\"}}",
-                tuple(relative_name(c, root) for c in others),
-                "warning",
+        if others:
+            names = [c.name for c in others]
+            problems.append(
+                Problem(
+                    "other_annotator",
+                    f"mask folders {names} look like other annotators' masks of what {chosen.name!r} holds (their names say so); "
+                    f"{chosen.name!r} was used as the class and they were not. To use one of them instead, set option "
+                    f"annotator={names[0]!r}; to make them classes, option folder_roles={{{names[0]!r}: \"class\"}}",
+                    tuple(relative_name(c, root) for c in others),
+                    "warning",
+                )
             )
-        )
     # Field of view, by name or by contents.
     for c in class_dirs:
         if roles[c]:
