@@ -170,3 +170,40 @@ def test_paired_layout_on_labelme_data_says_what_is_there(tmp_path, workspace):
     assert not report.ok
     assert "'0000e88ab', '0000e88ab'" not in report.error
     assert "labelme" in report.error.lower() and "--layout labelme" in report.error
+
+
+# --------------------------------------------------------------------------- pairing never folds case silently
+
+
+def test_names_that_differ_only_in_case_pair_exactly(tmp_path, workspace):
+    src = tmp_path / "case"
+    img_a, img_b = np.full((8, 8), 40, np.uint8), np.full((8, 8), 200, np.uint8)
+    _write(src / "images", "A.png", img_a)
+    _write(src / "images", "a.png", img_b)
+    mask_a = np.zeros((8, 8), np.uint8)
+    mask_a[:4] = 255
+    mask_b = np.zeros((8, 8), np.uint8)
+    mask_b[:, :2] = 255
+    _write(src / "masks", "A.png", mask_a)
+    _write(src / "masks", "a.png", mask_b)
+    report = import_dataset(src, "case", workspace=workspace)
+    assert report.ok, report.error
+    assert "ignored_files" not in _kinds(report)
+    ds = load_dataset("case", workspace)
+    by_source = {s.source_image: s for s in ds.info.samples}
+    assert by_source["images/A.png"].source_mask == "masks/A.png"
+    assert by_source["images/a.png"].source_mask == "masks/a.png"
+    assert np.array_equal(ds.mask(by_source["images/a.png"].id), (mask_b > 0).astype(np.uint8))
+
+
+def test_case_only_match_that_could_mean_two_masks_is_named(tmp_path, workspace):
+    src = tmp_path / "case2"
+    for name in ("Cell.png", "other.png"):
+        _write(src / "images", name, np.full((8, 8), 9, np.uint8))
+    for name in ("CELL.png", "cell.png", "other.png"):
+        _write(src / "masks", name, (np.arange(64).reshape(8, 8) % 2 * 255).astype(np.uint8))
+    report = import_dataset(src, "case2", workspace=workspace)
+    assert report.ok
+    amb = _problem(report, "ambiguous_pair")
+    assert "images/Cell.png" in amb.files and "masks/CELL.png" in amb.files and "masks/cell.png" in amb.files
+    assert [s.source_image for s in report.dataset.samples] == ["images/other.png"]

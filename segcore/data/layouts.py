@@ -122,20 +122,26 @@ def is_mask_name(name: str) -> bool:
     return annotator_of(name) is not None or any(stem.endswith(x) and len(stem) > len(x) for x in MASK_SUFFIXES)
 
 
-def stem_key(name: str) -> str:
-    """The matching key of a file name: lower-case stem without known suffixes (annotator suffixes too)."""
-    stem = Path(name).stem.lower()
+def stem_key(name: str, *, fold: bool = True) -> str:
+    """The matching key of a file name: the stem without known suffixes (annotator suffixes too).
+
+    Suffixes are found whatever their case. ``fold=True`` lower-cases the
+    key; pairing compares unfolded keys first, so ``A.png`` and ``a.png`` stay
+    two samples on a case-sensitive file system.
+    """
+    stem = Path(name).stem
+    low = stem.lower()
     m = _ANNOTATOR_RE.search(stem)
     if m is not None and len(stem) > len(m.group(0)):
-        stem = stem[: m.start()]
+        stem, low = stem[: m.start()], low[: m.start()]
     changed = True
     while changed:
         changed = False
         for suffix in STEM_SUFFIXES:
-            if stem.endswith(suffix) and len(stem) > len(suffix):
-                stem = stem[: -len(suffix)]
+            if low.endswith(suffix) and len(low) > len(suffix):
+                stem, low = stem[: -len(suffix)], low[: -len(suffix)]
                 changed = True
-    return stem
+    return low if fold else stem
 
 
 def subset_of(path: Path, root: Path) -> str | None:
@@ -185,7 +191,7 @@ def _dedupe_lossless(files: list[Path]) -> tuple[list[Path], list[Path]]:
     """Keep one file per stem, preferring lossless formats; return (kept, dropped copies)."""
     by_stem: dict[str, list[Path]] = defaultdict(list)
     for f in files:
-        by_stem[f.stem.lower()].append(f)
+        by_stem[f.stem].append(f)  # a.png and A.png are two files, not copies
     kept, dropped = [], []
     for group in by_stem.values():
         group.sort(key=lambda p: (p.suffix.lower() in LOSSY_EXTENSIONS, p.name))
@@ -287,12 +293,24 @@ def _pair_folders(image_dir: Path, mask_dir: Path, root: Path, problems: list[Pr
     if copies:
         problems.append(_grouped_problem("ignored_files", "lossy copies of masks ignored", copies, root, "warning"))
     by_key: dict[str, list[Path]] = defaultdict(list)
+    by_folded: dict[str, list[Path]] = defaultdict(list)
     for m in masks:
-        by_key[stem_key(m.name)].append(m)
+        by_key[stem_key(m.name, fold=False)].append(m)
+        by_folded[stem_key(m.name)].append(m)
+    image_keys = {stem_key(i.name, fold=False) for i in images}
     pairs, unpaired_images, used, others = [], [], set(), []
+    ambiguous: list[tuple[Path, list[Path]]] = []
     for img in images:
-        key = stem_key(img.name)
-        cands = by_key.get(key)
+        cands = by_key.get(stem_key(img.name, fold=False))
+        if not cands:
+            # Only the case differs (IMG_1.png with img_1_mask.png): paired when that cannot mean another image.
+            folded = [m for m in by_folded.get(stem_key(img.name), []) if stem_key(m.name, fold=False) not in image_keys]
+            spellings = {stem_key(m.name, fold=False) for m in folded}
+            same_case_images = [i for i in images if stem_key(i.name) == stem_key(img.name)]
+            if len(spellings) > 1 or (folded and len(same_case_images) > 1):
+                ambiguous.append((img, folded))
+                continue
+            cands = folded
         if not cands:
             unpaired_images.append(img)
             continue
@@ -303,9 +321,23 @@ def _pair_folders(image_dir: Path, mask_dir: Path, root: Path, problems: list[Pr
             unpaired_images.append(img)
             continue
         # Prefer the exact stem, then the shortest name (image.png over image_mask_old.png).
-        cands = sorted(cands, key=lambda m: (m.stem.lower() != img.stem.lower(), len(m.name)))
+        cands = sorted(cands, key=lambda m: (m.stem != img.stem, len(m.name)))
         pairs.append((img, cands[0]))
         used.add(cands[0])
+    if ambiguous:
+        shown = "; ".join(
+            f"{relative_name(i, root)} could pair with {[relative_name(m, root) for m in ms]}" for i, ms in ambiguous[:5]
+        )
+        problems.append(
+            Problem(
+                "ambiguous_pair",
+                f"{len(ambiguous)} images match masks only when letter case is ignored, and more than one way: {shown}; "
+                "skipped. Rename the files so that image and mask names agree exactly",
+                tuple(relative_name(f, root) for i, ms in ambiguous for f in [i, *ms]),
+                "error",
+            )
+        )
+        used.update(m for _, ms in ambiguous for m in ms)
     unpaired_masks = [m for m in masks if m not in used]
     if others:
         tags = sorted({annotator_of(m.name)[0] for m in others})
