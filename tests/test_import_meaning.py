@@ -207,3 +207,56 @@ def test_case_only_match_that_could_mean_two_masks_is_named(tmp_path, workspace)
     amb = _problem(report, "ambiguous_pair")
     assert "images/Cell.png" in amb.files and "masks/CELL.png" in amb.files and "masks/cell.png" in amb.files
     assert [s.source_image for s in report.dataset.samples] == ["images/other.png"]
+
+
+# --------------------------------------------------------------------------- mask values: the histogram decides
+
+
+def _id_masks(src: Path, dtype, bright: int, n: int = 4) -> None:
+    """Masks with ids 0/1/2 (class 2 about a quarter of the pixels) and a few pixels of one bright value."""
+    for i in range(n):
+        m = np.zeros((32, 32), dtype)
+        m[:, 8:16] = 1
+        m[:, 16:24] = 2
+        m[0, :8] = bright  # 8 of 1024 pixels
+        _write(src / "images", f"{i}.png", np.full((32, 32), 50 + i, np.uint8))
+        if dtype == np.uint16:
+            (src / "masks").mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(src / "masks" / f"{i}.png"), m)
+        else:
+            _write(src / "masks", f"{i}.png", m)
+
+
+@pytest.mark.parametrize("dtype, bright", [(np.uint8, 255), (np.uint16, 65535)])
+def test_ids_with_a_rare_bright_value_are_not_binary(tmp_path, workspace, dtype, bright):
+    src = tmp_path / "ids"
+    _id_masks(src, dtype, bright)
+    report = import_dataset(src, "ids", workspace=workspace)
+    assert report.ok, report.error
+    assert report.dataset.num_classes == 3, report.details["mask_encoding"]
+    assert "mask_noise" not in _kinds(report)
+    m = load_dataset("ids", workspace).mask("0")
+    assert (m[:, 16:24] == 2).all() and (m[1:, 8:16] == 1).all()
+    assert (m[0, :8] == 255).all()  # the rare value is void, never a class or a neighbour's class
+    said = json.dumps(report.to_dict())
+    assert str(bright) in said and "32 px" in said.replace(",", "")  # 8 px in each of 4 masks
+
+
+def test_float_mask_with_nan_is_a_problem_not_a_lost_class(tmp_path, workspace):
+    tifffile = pytest.importorskip("tifffile")
+    src = tmp_path / "nan"
+    for i in range(3):
+        m = np.zeros((16, 16), np.float32)
+        m[4:12, 4:12] = 1.0
+        m[0] = np.nan
+        m[15, 0] = np.inf
+        _write(src / "images", f"{i}.png", np.full((16, 16), 70 + i, np.uint8))
+        (src / "masks").mkdir(parents=True, exist_ok=True)
+        tifffile.imwrite(src / "masks" / f"{i}.tif", m)
+    report = import_dataset(src, "nan", workspace=workspace)
+    assert report.ok, report.error
+    assert "empty_class" not in _kinds(report)
+    bad = _problem(report, "not_finite")
+    assert bad.severity == "error" and len(bad.files) == 3 and "17" in bad.message
+    m = load_dataset("nan", workspace).mask("0")
+    assert (m[4:12, 4:12] == 1).all() and (m[0] == 255).all() and m[15, 0] == 255 and m[8, 0] == 0

@@ -52,6 +52,7 @@ class Decoded:
     palette: np.ndarray | None = None  # (256, 3) RGB for palette images
     notes: list[str] = field(default_factory=list)
     plain_png: bool = False  # an 8-bit grey or RGB PNG: its bytes can be kept as they are
+    void: np.ndarray | None = None  # masks: where a float mask holds NaN or infinity (no label there)
 
 
 def is_image_file(path: str | os.PathLike) -> bool:
@@ -305,6 +306,11 @@ def read_mask(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> 
             if is_grey_rgb(arr):
                 arr = arr[:, :, 0]
     if np.issubdtype(arr.dtype, np.floating):
+        finite = np.isfinite(arr)
+        if not finite.all():
+            # NaN / infinity is no label: the caller makes those pixels void and reports them.
+            dec.void = ~finite
+            arr = np.where(finite, arr, 0)
         if np.all(np.mod(arr, 1) == 0):
             arr = arr.astype(np.int64)
         else:

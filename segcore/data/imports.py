@@ -482,6 +482,7 @@ class _Result:
     outside: dict = field(default_factory=dict)
     mask_mode: str = ""
     read_as: str = ""  # how a mask of an unusual mode was read, for the report
+    not_finite: list = field(default_factory=list)  # (mask file, NaN or infinite pixels made void)
     notes: list[str] = field(default_factory=list)
 
 
@@ -640,6 +641,14 @@ class _Sample:
     width: int = 0
     modes: set[str] = field(default_factory=set)
     pixel_sha256: str = ""
+    void: np.ndarray | None = None  # NaN / infinite pixels of the sample's float masks
+
+    def note_void(self, dec: imageio.Decoded, path: Path) -> None:
+        """Remember the NaN / infinite pixels of a decoded float mask (they become void)."""
+        if dec.void is None or dec.void.shape != (self.height, self.width):
+            return
+        self.result.not_finite.append((self.name(path), int(np.count_nonzero(dec.void))))
+        self.void = dec.void if self.void is None else (self.void | dec.void)
 
     def name(self, path: Path) -> str:
         """How the report names a file of this sample (relative to the import's root)."""
@@ -693,6 +702,9 @@ def _file_labels(s: _Sample) -> _Labels:
         arr = masks.palette_to_rgb(arr, dec.palette)  # the colours the palette PNG shows
         s.result.read_as = "palette colours"
     mr = masks.apply_spec(arr, s.plan.spec)
+    s.note_void(dec, s.raw.mask)
+    if s.void is not None:
+        mr.index[s.void] = IGNORE_INDEX
     s.result.outside = mr.outside
     if mr.snapped:
         s.result.noisy.append((s.mask_files[0], mr.snapped, mr.snapped_far))
@@ -703,6 +715,8 @@ def _union_labels(s: _Sample) -> _Labels:
     """Several binary masks of one sample, unioned into the foreground."""
     index = np.zeros((s.height, s.width), np.uint8)
     _union_binary_masks(s.raw.union, index, s)
+    if s.void is not None:
+        index[s.void] = IGNORE_INDEX
     s.result.mask_mode = "/".join(sorted(s.modes))
     return _Labels(index=index)
 
@@ -713,7 +727,10 @@ def _class_folder_labels(s: _Sample) -> _Labels:
     for cname, files in s.raw.class_masks.items():
         _union_binary_masks(files, planes[:, :, s.plan.classes.value_of[cname] - 1], s)  # a view: written in place
     s.result.mask_mode = "/".join(sorted(s.modes))
-    return _Labels(planes=planes, outside_fov=_outside_fov(s))
+    outside = _outside_fov(s)
+    if s.void is not None:
+        outside = s.void if outside is None else (outside | s.void)
+    return _Labels(planes=planes, outside_fov=outside)
 
 
 def _outside_fov(s: _Sample) -> np.ndarray | None:
@@ -811,6 +828,7 @@ def _union_binary_masks(files: list[Path], into: np.ndarray, s: _Sample) -> None
         dec = imageio.read_mask(f, s.plan.max_pixels)
         s.modes.add(dec.mode)
         s.check_size(dec.array.shape, f)
+        s.note_void(dec, f)
         plane, noise = masks.binarize(dec.array)
         if noise:
             s.result.noisy.append((s.name(f), noise, 0))
@@ -1056,6 +1074,19 @@ def _value_problems(good: list[_Result], plan: _Plan) -> list[Problem]:
     noisy = [fn for r in good for fn in r.noisy]
     outside = [(r.sample.source_mask, r.outside) for r in good if r.outside]
     out = [_noise_problem(noisy, colour=colour)] if noisy else []
+    not_finite = [fn for r in good for fn in r.not_finite]
+    if not_finite:
+        total = sum(n for _, n in not_finite)
+        worst = ", ".join(f"{f} ({n:,} px)" for f, n in sorted(not_finite, key=lambda x: -x[1])[:3])
+        out.append(
+            Problem(
+                "not_finite",
+                f"{len(not_finite)} float masks hold NaN or infinite values ({total:,} px), which are no label: those "
+                f"pixels were set to void (255, not scored). Worst: {worst}",
+                tuple(f for f, _ in not_finite),
+                "error",
+            )
+        )
     if outside:
         out.append(_outside_problem(outside, colour=colour, class_names=plan.classes.names))
     if colour and spec.color_table:

@@ -44,6 +44,8 @@ NOISE_FRACTION = 0.05
 COLOR_NOISE_FRACTION = 0.02
 # A colour this close to a table colour is that colour shifted by JPEG.
 JPEG_SHIFT = 12
+# A value near a more frequent one is a JPEG shift of it only when it holds less than this share of its pixels.
+SHIFT_SHARE = 0.2
 # A colour with at least this many pixels whose four neighbours share it, making up
 # at least SOLID_SHARE of its pixels, fills regions: a real colour, not edge noise.
 SOLID_PIXELS = 25
@@ -150,11 +152,20 @@ def infer_spec(
         if 255 in values and not ignore and len(values) > 2 and max(v for v in values if v != 255) < MAX_CLEAN_VALUES:
             ignore.add(255)
             values.remove(255)
-            notes.append("value 255 beside small class ids: read as void (VOC convention)")
+            notes.append(
+                f"value 255 ({grey_counts[255]:,} px in the masks probed) beside small class ids: read as void "
+                "(VOC convention)"
+            )
         dom = _dominant(grey_counts, total, ignore, MAX_CLEAN_VALUES)
         # Grey levels far apart (0/128/255) with rare values between them: the rare ones are noise.
         noisy_levels = len(values) > len(dom) and _spread(np.array(dom)) >= 16
         clean = values if len(values) <= MAX_CLEAN_VALUES and not noisy_levels else dom
+        small = [v for v in dom if v < MAX_CLEAN_VALUES]
+        far = [v for v in clean if v >= MAX_CLEAN_VALUES]
+        if len(small) >= 2 and far and all(grey_counts[v] < NOISE_FRACTION * total for v in far):
+            # Class ids with a few pixels of a far value (65535 beside 0/1/2): the rare value is not a class;
+            # it is outside the table, made void and reported with its pixel count.
+            clean = [v for v in clean if v < MAX_CLEAN_VALUES]
         if names and max(clean, default=0) < len(names):
             vmap = {v: v for v in range(len(names))}
         elif names and len(set(clean) | {0}) == len(names):
@@ -300,7 +311,8 @@ def _dominant(counts: dict, total: int, ignore: set, at_most: int) -> list:
     keep = [v for n, v in ranked if n >= 0.005 * total][:at_most] or [v for _, v in ranked[:1]]
     heads: list = []
     for v in keep:  # most frequent first
-        if not any(abs(v - h) <= 8 for h in heads):
+        # A JPEG-shifted level is far rarer than its plateau; ids 0, 1, 2 with a real share each are not shifts.
+        if not any(abs(v - h) <= 8 and counts[v] < SHIFT_SHARE * counts[h] for h in heads):
             heads.append(v)
     if len(heads) >= 2 and _spread(np.array(heads)) >= 32:
         return sorted(heads)
