@@ -174,6 +174,8 @@ def import_dataset(
         if isinstance(exc, FileExistsError) and not job.report.layout:
             raise
         job.fail(exc)
+    except Exception as exc:  # crafted data may break a reader in any way: a failed import that says so, never a traceback
+        job.fail(f"{type(exc).__name__} while reading {job.source.name}: {exc}"[:1000])
     finally:
         shutil.rmtree(job.scratch, ignore_errors=True)
         job.report.seconds = time.perf_counter() - started
@@ -186,6 +188,9 @@ class _ImportFailed(Exception):
 
 def _no_progress(done: int, total: int, message: str) -> None:
     pass
+
+
+_clock = time.monotonic  # the import's time limit is measured with this
 
 
 @dataclass
@@ -213,6 +218,16 @@ class _Import:
     def __post_init__(self) -> None:
         self.report = ImportReport(name=self.name, ok=False)
         self.root = self.source
+        self.started = _clock()
+
+    def check_time(self, step: str) -> None:
+        """Stop the import when it has run longer than the server's ``max_import_seconds``."""
+        limit = self.limits.max_import_seconds
+        if _clock() - self.started > limit:
+            raise _ImportFailed(
+                f"the import ran longer than {limit:,} s (server setting max_import_seconds) and was stopped while "
+                f"{step}; nothing was imported"
+            )
 
     @property
     def out(self) -> Path:
@@ -243,10 +258,14 @@ def _check_request(ws: Workspace, *, name: str, source: str | os.PathLike, layou
 def _run(job: _Import, *, layout: str, strict: bool) -> None:
     """The import's steps in order; any of them may raise to fail the import."""
     _unpack(job)
+    _count_files(job)
+    job.check_time("unpacking")
     layout = _choose_layout(job, layout)
     job.options = _read_tables(job.options, job.root.parent if job.root.is_file() else job.root)
     _discover(job, layout)
+    job.check_time("finding the samples")
     info = _with_source(job, _build(job))
+    job.check_time("finishing")
     job.report.dataset = info
     if strict:
         _refuse_errors(job.report)
@@ -260,6 +279,28 @@ def _unpack(job: _Import) -> None:
     job.progress(0, 0, f"extracting {job.source.name}")
     job.root = content_root(_extract(job.source, job.scratch, job.limits))
     job.report.details["archive"] = job.source.name
+
+
+def _count_files(job: _Import) -> None:
+    """Refuse a folder with more files than the server's ``max_archive_files`` before reading any of them."""
+    limit = job.limits.max_archive_files
+    root = job.root.parent if job.root.is_file() else job.root
+    count, stack = 0, [root]
+    while stack:
+        folder = stack.pop()
+        try:
+            with os.scandir(folder) as it:
+                for entry in it:
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(entry.path)
+                    else:
+                        count += 1
+        except OSError:
+            continue  # an unreadable folder is reported by the layout that needs it
+        if count > limit:
+            raise _ImportFailed(
+                f"{job.source.name} holds more than {limit:,} files (server setting max_archive_files); refusing to import it"
+            )
 
 
 def _choose_layout(job: _Import, layout: str) -> str:
@@ -518,11 +559,15 @@ def _read_samples(job: _Import, plan: _Plan) -> list[_Result]:
     results: list[_Result] = []
     total = len(samples)
     job.progress(0, total, f"reading {total} samples ({job.discovery.layout})")
-    with ThreadPoolExecutor(max_workers=workers) as pool:
+    pool = ThreadPoolExecutor(max_workers=workers)
+    try:
         for i, res in enumerate(pool.map(functools.partial(_read_one, plan=plan), samples), 1):
             results.append(res)
+            job.check_time(f"reading sample {i} of {total}")
             if i % 16 == 0 or i == total:
                 job.progress(i, total, f"read {i}/{total} samples")
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)  # on a failure, samples not started are never read
     return results
 
 
@@ -533,8 +578,19 @@ def _read_one(raw: layouts.RawSample, *, plan: _Plan) -> _Result:
     except _Skipped as skipped:
         return skipped.result
     except (imageio.ImageReadError, ValueError, OSError) as exc:
-        files = [str(raw.image)] if raw.image else []
-        return _Result(None, problems=[Problem("unreadable", f"sample {raw.id}: {exc}", tuple(files), "error")])
+        return _Result(None, problems=[Problem("unreadable", f"sample {raw.id}: {exc}", _files_of(raw, plan), "error")])
+    except Exception as exc:  # a crafted file may break a decoder in any way: that sample's problem, named
+        files = _files_of(raw, plan)
+        return _Result(
+            None,
+            problems=[Problem("unreadable", f"sample {raw.id}: {', '.join(files)} could not be read ({type(exc).__name__}: {exc})", files, "error")],
+        )
+
+
+def _files_of(raw: layouts.RawSample, plan: _Plan) -> tuple[str, ...]:
+    """The source files of a sample, named relative to the import's root."""
+    files = ([raw.image] if raw.image is not None else []) + raw.mask_files
+    return tuple(layouts.relative_name(Path(f), plan.root) for f in files)
 
 def _label_kind(raw: layouts.RawSample) -> str:
     if raw.mask is not None:
@@ -748,6 +804,18 @@ def _polygon_labels(s: _Sample) -> _Labels:
     raw = s.raw
     if raw.size:
         s.check_size(tuple(raw.size), raw.label_file)
+    far = [sh for sh in raw.shapes or [] if sh.label in s.plan.classes.value_of and not polygons.inside_bounds(sh, s.height, s.width)]
+    if far:
+        where = s.name(raw.label_file) if raw.label_file else s.name(raw.image)
+        s.result.problems.append(
+            Problem(
+                "polygon_outside_image",
+                f"{where}: {len(far)} polygon{'s' if len(far) > 1 else ''} with coordinates that are not numbers or lie more "
+                f"than one image size outside the {s.width}x{s.height} image; skipped",
+                (where,),
+                "error",
+            )
+        )
     index = polygons.fill(raw.shapes or [], s.height, s.width, s.plan.classes.value_of)
     for label, counts in raw.rle or []:
         if label in s.plan.classes.value_of:
@@ -1235,7 +1303,7 @@ def _merge_problems(problems: list[Problem]) -> list[Problem]:
         per_kind[(p.kind, p.severity)].append(p)
     merged = []
     for (kind, severity), group in per_kind.items():
-        if len(group) <= 3 or kind not in ("unreadable", "size_mismatch"):
+        if len(group) <= 3 or kind not in ("unreadable", "size_mismatch", "polygon_outside_image"):
             merged.extend(group)
             continue
         files = tuple(f for p in group for f in p.files)

@@ -983,7 +983,7 @@ def _json_kind(path: Path) -> str | None:
         if '"shapes"' in head or '"imagePath"' in head:
             return "labelme"
         doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+    except (OSError, ValueError, RecursionError):  # not JSON, not UTF-8, or nested past the parser's depth
         return None
     if isinstance(doc, dict):
         if "shapes" in doc:
@@ -1102,6 +1102,17 @@ def discover_coco(root: Path, options: ImportOptions) -> Discovery:
                     Problem("unpaired_mask", f"{relative_name(ann, root)} names image {im['file_name']!r}, which is not in the imported data", (relative_name(ann, root),), "error")
                 )
                 continue
+            if im.get("bad"):
+                shown = "; ".join(im["bad"][:3]) + (f"; and {len(im['bad']) - 3} more" if len(im["bad"]) > 3 else "")
+                problems.append(
+                    Problem(
+                        "bad_annotation",
+                        f"{len(im['bad'])} annotations in {relative_name(ann, root)} could not be read and were skipped "
+                        f"(the image's other annotations were used): {shown}",
+                        (relative_name(ann, root),),
+                        "error",
+                    )
+                )
             if im["unsupported"]:
                 problems.append(
                     Problem(
