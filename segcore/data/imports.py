@@ -578,7 +578,11 @@ def _read_one(raw: layouts.RawSample, *, plan: _Plan) -> _Result:
     except _Skipped as skipped:
         return skipped.result
     except (imageio.ImageReadError, ValueError, OSError) as exc:
-        return _Result(None, problems=[Problem("unreadable", f"sample {raw.id}: {exc}", _files_of(raw, plan), "error")])
+        message = str(exc)
+        for f in [raw.image, *raw.mask_files]:
+            if f is not None:
+                message = message.replace(str(f), layouts.relative_name(Path(f), plan.root))
+        return _Result(None, problems=[Problem("unreadable", f"sample {raw.id}: {message}", _files_of(raw, plan), "error")])
     except Exception as exc:  # a crafted file may break a decoder in any way: that sample's problem, named
         files = _files_of(raw, plan)
         return _Result(
