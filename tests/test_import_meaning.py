@@ -260,3 +260,25 @@ def test_float_mask_with_nan_is_a_problem_not_a_lost_class(tmp_path, workspace):
     assert bad.severity == "error" and len(bad.files) == 3 and "17" in bad.message
     m = load_dataset("nan", workspace).mask("0")
     assert (m[4:12, 4:12] == 1).all() and (m[0] == 255).all() and m[15, 0] == 255 and m[8, 0] == 0
+
+
+def test_an_unlisted_colour_is_void_in_every_mask_or_in_none(tmp_path, workspace):
+    """A black strip not in the colour table: solid (3 px wide) in some masks, thin (1 px) in others."""
+    src = tmp_path / "strips"
+    for i in range(6):
+        rgb = np.zeros((32, 32, 3), np.uint8)
+        rgb[:, :16] = (255, 0, 0)
+        rgb[:, 16:] = (0, 255, 0)
+        width = 3 if i % 2 == 0 else 1
+        rgb[:, 14 : 14 + width] = (0, 0, 0)  # unlabelled
+        _write(src / "images", f"{i}.png", np.full((32, 32, 3), 20 * i, np.uint8))
+        _write(src / "masks", f"{i}.png", rgb)
+    report = import_dataset(src, "strips", options={"colors": {"road": [255, 0, 0], "grass": [0, 255, 0]}, "class0": "class"}, workspace=workspace)
+    assert report.ok, report.error
+    ds = load_dataset("strips", workspace)
+    for i in range(6):
+        width = 3 if i % 2 == 0 else 1
+        m = ds.mask(str(i))
+        assert (m[:, 14 : 14 + width] == 255).all(), f"mask {i}: {np.unique(m[:, 14:14 + width])}"
+    outside = _problem(report, "values_outside_table")
+    assert "(0, 0, 0)" in outside.message and len(outside.files) == 6

@@ -647,6 +647,11 @@ def _probe_spec(samples: list[layouts.RawSample], *, options: ImportOptions, max
         options = dataclasses.replace(options, mask_encoding="color")
     spec = masks.infer_spec(dict(grey), dict(color), None if colour else palette, options)
     spec.suggestions = masks.void_suggestions(spec, dict(grey), neighbours)
+    if spec.encoding == "color":
+        for arr, pal in seen:
+            if arr.ndim == 2:
+                arr = masks.palette_to_rgb(arr, pal) if pal is not None else np.repeat(np.clip(arr, 0, 255).astype(np.uint8)[:, :, None], 3, axis=2)
+            spec.solid_colors |= masks.solid_colors(arr, spec)
     return spec
 
 

@@ -79,6 +79,9 @@ class MaskSpec:
     notes: list[str] = field(default_factory=list)
     suggestions: list[str] = field(default_factory=list)  # void-like values: what to state, and why
     void_names: dict[str, int] = field(default_factory=dict)  # class name read as void -> its value
+    # Colours outside the table that fill solid regions somewhere in the probe: void in every mask,
+    # also where they are thin, so that one colour never means void in one mask and a class in another.
+    solid_colors: set[tuple[int, int, int]] = field(default_factory=set)
 
     def to_dict(self) -> dict:
         d = {"encoding": self.encoding}
@@ -90,6 +93,8 @@ class MaskSpec:
             d["notes"] = list(self.notes)
         if self.suggestions:
             d["suggestions"] = list(self.suggestions)
+        if self.solid_colors:
+            d["void_colors_found"] = [list(c) for c in sorted(self.solid_colors)]
         return d
 
 
@@ -417,6 +422,10 @@ def _apply_color(raw: np.ndarray, spec: MaskSpec) -> MaskResult:
             out[i] = table[u]
             continue
         rgb = np.array([(u >> 16) & 255, (u >> 8) & 255, u & 255])
+        if tuple(int(x) for x in rgb) in spec.solid_colors:
+            out[i] = IGNORE_INDEX
+            outside[tuple(int(x) for x in rgb)] = int(counts[i])
+            continue
         d = np.sqrt(((cols - rgb) ** 2).sum(axis=1))
         j = int(np.argmin(d))
         if d[j] > JPEG_SHIFT:
@@ -432,6 +441,30 @@ def _apply_color(raw: np.ndarray, spec: MaskSpec) -> MaskResult:
         out[i] = spec.color_table[j][1]
         snapped += int(counts[i])
     return MaskResult(out[inverse].reshape(packed.shape), snapped, outside, snapped_far)
+
+
+def solid_colors(rgb: np.ndarray, spec: MaskSpec) -> set[tuple[int, int, int]]:
+    """Colours of one RGB mask that are not in ``spec``'s table, not a JPEG shift of one, and fill solid regions."""
+    if rgb.ndim != 3 or not spec.color_table:
+        return set()
+    packed = (rgb[:, :, 0].astype(np.int32) << 16) | (rgb[:, :, 1].astype(np.int32) << 8) | rgb[:, :, 2].astype(np.int32)
+    uniq, inverse = np.unique(packed.ravel(), return_inverse=True)
+    counts = np.bincount(inverse.reshape(-1))
+    table = {(r << 16) | (g << 8) | b for (r, g, b), _ in spec.color_table}
+    cols = np.array([c for c, _ in spec.color_table], np.int64)
+    solid = None
+    found = set()
+    for i, u in enumerate(uniq.tolist()):
+        if u in table:
+            continue
+        rgb_u = np.array([(u >> 16) & 255, (u >> 8) & 255, u & 255])
+        if np.sqrt(((cols - rgb_u) ** 2).sum(axis=1)).min() <= JPEG_SHIFT:
+            continue
+        if solid is None:
+            solid = np.bincount(inverse.reshape(-1)[_interior(packed).ravel()], minlength=len(uniq))
+        if solid[i] >= SOLID_PIXELS and solid[i] >= SOLID_SHARE * counts[i]:
+            found.add(tuple(int(x) for x in rgb_u))
+    return found
 
 
 def _interior(packed: np.ndarray) -> np.ndarray:
