@@ -282,3 +282,16 @@ def test_an_unlisted_colour_is_void_in_every_mask_or_in_none(tmp_path, workspace
         assert (m[:, 14 : 14 + width] == 255).all(), f"mask {i}: {np.unique(m[:, 14:14 + width])}"
     outside = _problem(report, "values_outside_table")
     assert "(0, 0, 0)" in outside.message and len(outside.files) == 6
+
+
+def test_paired_mask_that_pairs_with_nothing_names_the_nearest_image(tmp_path, workspace):
+    src = tmp_path / "near"
+    for stem in ("cell_01", "cell_02", "cell_03"):
+        _write(src / "images", f"{stem}.png", np.full((8, 8), 10, np.uint8))
+    for name in ("cell_01_mask.png", "cell_02_mask.png", "cell_03 _mask.png"):
+        _write(src / "masks", name, (np.eye(8) * 255).astype(np.uint8))
+    report = import_dataset(src, "near", workspace=workspace)
+    assert report.ok
+    lonely = _problem(report, "unpaired_mask")
+    assert lonely.files == ("masks/cell_03 _mask.png",) and "nearest image: cell_03.png" in lonely.message
+    assert _problem(report, "unpaired_image").files == ("images/cell_03.png",)

@@ -353,7 +353,10 @@ def _pair_folders(image_dir: Path, mask_dir: Path, root: Path, problems: list[Pr
     if unpaired_images:
         problems.append(_grouped_problem("unpaired_image", "images without a mask (skipped)", unpaired_images, root, "error"))
     if unpaired_masks:
-        problems.append(_grouped_problem("unpaired_mask", "masks without an image (skipped)", unpaired_masks, root, "error"))
+        lonely = [i for i in images if i in set(unpaired_images)] or images
+        problems.append(
+            _unpaired_with_nearest("masks without an image (skipped)", [(m, _nearest_image(m, lonely)) for m in unpaired_masks], root)
+        )
     return pairs
 
 
