@@ -295,3 +295,15 @@ def test_paired_mask_that_pairs_with_nothing_names_the_nearest_image(tmp_path, w
     lonely = _problem(report, "unpaired_mask")
     assert lonely.files == ("masks/cell_03 _mask.png",) and "nearest image: cell_03.png" in lonely.message
     assert _problem(report, "unpaired_image").files == ("images/cell_03.png",)
+
+
+def test_sample_folder_with_two_images_is_named_not_dropped(tmp_path, workspace):
+    src = tmp_path / "ps"
+    for sid in ("s1", "s2", "s3"):
+        _write(src / sid / "images", f"{sid}.png", np.full((8, 8, 3), 60, np.uint8))
+        _write(src / sid / "masks", "m0.png", (np.eye(8) * 255).astype(np.uint8))
+    _write(src / "s3" / "images", "s3_copy.png", np.full((8, 8, 3), 61, np.uint8))
+    report = import_dataset(src, "ps", layout="per_sample", workspace=workspace)
+    assert report.ok and sorted(s.id for s in report.dataset.samples) == ["s1", "s2"]
+    odd = [p for p in report.problems if p.kind == "unpaired_image"]
+    assert odd and odd[0].files == ("s3",) and "2 images in images/" in odd[0].message

@@ -537,14 +537,19 @@ def discover_per_sample(root: Path, options: ImportOptions) -> Discovery:
     ignored: list[Path] = []
     copies_all: list[Path] = []
     no_masks: list[Path] = []
+    odd: list[tuple[Path, str]] = []  # folders that look like samples but cannot be read as one
     for folder in _walk_dirs(root):
         subs = _subdirs(folder)
         img_subs = [s for s in subs if _has_word(s.name, IMAGE_WORDS) and not _has_word(s.name, MASK_WORDS)]
         msk_subs = [s for s in subs if _has_word(s.name, MASK_WORDS)]
         if len(img_subs) != 1 or not msk_subs or len(msk_subs) > 1:
+            if img_subs and msk_subs:  # looks like a sample folder, but which folder holds what cannot be told
+                odd.append((folder, f"{len(img_subs)} image folders and {len(msk_subs)} mask folders"))
             continue
         images = image_files(img_subs[0])
         if len(images) != 1:
+            if images:
+                odd.append((folder, f"{len(images)} images in {img_subs[0].name}/ (one expected)"))
             continue
         masks, copies = _dedupe_lossless(image_files(msk_subs[0]))
         copies_all.extend(copies)
@@ -565,6 +570,16 @@ def discover_per_sample(root: Path, options: ImportOptions) -> Discovery:
         )
     if no_masks:
         problems.append(_grouped_problem("unpaired_image", "images whose masks folder is empty (skipped)", no_masks, root, "error"))
+    if odd:
+        shown = "; ".join(f"{relative_name(f, root)}/: {why}" for f, why in odd[:5]) + (f"; and {len(odd) - 5} more" if len(odd) > 5 else "")
+        problems.append(
+            Problem(
+                "unpaired_image",
+                f"{len(odd)} sample folders could not be read as one image with its masks (skipped): {shown}",
+                tuple(relative_name(f, root) for f, _ in odd),
+                "error",
+            )
+        )
     _unique_ids(samples)
     return Discovery("per_sample", samples, problems, {"samples_found": len(samples)})
 
