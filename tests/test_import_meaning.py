@@ -141,6 +141,8 @@ def test_identical_folders_are_reported(tmp_path, workspace):
     hashes = {s["source_image"]: s["pixel_sha256"] for s in stored["samples"]}
     assert hashes["test/images/01_test.png"] == hashes["copy/test/images/01_test.png"]
     assert hashes["test/images/01_test.png"] != hashes["test/images/02_test.png"]
+    ids = {s["source_image"]: s["id"] for s in stored["samples"]}
+    assert ids["test/images/01_test.png"] == "01_test" and ids["copy/test/images/01_test.png"] == "copy_01_test"
     ds = load_dataset("dup", workspace)
     sample = next(s for s in ds.info.samples if s.source_image == "test/images/01_test.png")
     assert sample.pixel_sha256 == pixel_hash(ds.image(sample.id))

@@ -229,13 +229,17 @@ def _safe_id(text: str) -> str:
 
 def _folders_apart(group: list[RawSample]) -> list[str] | None:
     """For samples with one id: the nearest folder name that tells each apart (or "" for none), else None."""
-    chains = []
+    parents = []
     for s in group:
         path = s.image if s.image is not None else s.label_file
         if path is None:
             return None
-        chains.append(list(reversed(path.parent.parts)))
-    depth = max(len(c) for c in chains)
+        parents.append(path.parent.parts)
+    common = 0  # folders all of them share from the top (the imported folder and above) tell nothing apart
+    while all(len(p) > common for p in parents) and len({p[common] for p in parents}) == 1:
+        common += 1
+    chains = [list(reversed(p[common:])) for p in parents]
+    depth = max((len(c) for c in chains), default=0)
     for k in range(depth):
         names = [c[k] if k < len(c) else "" for c in chains]
         if len(set(names)) == len(names):
