@@ -309,3 +309,17 @@ def test_sample_folder_with_two_images_is_named_not_dropped(tmp_path, workspace)
     assert report.ok and sorted(s.id for s in report.dataset.samples) == ["s1", "s2"]
     odd = [p for p in report.problems if p.kind == "unpaired_image"]
     assert odd and odd[0].files == ("s3",) and "2 images in images/" in odd[0].message
+
+
+def test_annotator_suffix_missing_for_some_images_falls_back_and_says_so(tmp_path, workspace):
+    src = tmp_path / "chase"
+    for i in range(4):
+        _write(src, f"Image_{i:02d}L.png", np.full((8, 8), 40 + i, np.uint8))
+        _write(src, f"Image_{i:02d}L_1stHO.png", (np.eye(8) * 255).astype(np.uint8))
+        if i >= 2:
+            _write(src, f"Image_{i:02d}L_2ndHO.png", (np.fliplr(np.eye(8)) * 255).astype(np.uint8))
+    report = import_dataset(src, "chase", options={"annotator": "2ndHO"}, workspace=workspace)
+    assert report.ok, report.error
+    assert len(report.dataset.samples) == 4 and "unpaired_image" not in _kinds(report)
+    missing = _problem(report, "annotator_missing")
+    assert missing.files == ("Image_00L_1stHO.png", "Image_01L_1stHO.png")

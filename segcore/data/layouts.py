@@ -284,7 +284,7 @@ def _unique_ids(samples: list[RawSample]) -> None:
 # --------------------------------------------------------------------------- pairing
 
 
-def _pair_folders(image_dir: Path, mask_dir: Path, root: Path, problems: list[Problem], ext_masks=IMAGE_EXTENSIONS, annotator: str | None = None, annotators: dict | None = None):
+def _pair_folders(image_dir: Path, mask_dir: Path, root: Path, problems: list[Problem], ext_masks=IMAGE_EXTENSIONS, annotator: str | None = None, annotators: dict | None = None, fallback: list | None = None):
     """(image, mask) pairs of two folders matched by stem key; ``image_dir == mask_dir``: one folder
     whose masks are told from its images by their suffixes (``_mask``, ``_1stHO``, ...)."""
     images = image_files(image_dir)
@@ -318,7 +318,7 @@ def _pair_folders(image_dir: Path, mask_dir: Path, root: Path, problems: list[Pr
         if not cands:
             unpaired_images.append(img)
             continue
-        cands, rest = _pick_annotator(cands, annotator, annotators)
+        cands, rest = _pick_annotator(cands, annotator, annotators, fallback)
         others.extend(rest)
         used.update(rest)
         if not cands:
@@ -364,7 +364,7 @@ def _pair_folders(image_dir: Path, mask_dir: Path, root: Path, problems: list[Pr
     return pairs
 
 
-def _pick_annotator(cands: list[Path], annotator: str | None, seen: dict | None) -> tuple[list[Path], list[Path]]:
+def _pick_annotator(cands: list[Path], annotator: str | None, seen: dict | None, fallback: list | None = None) -> tuple[list[Path], list[Path]]:
     """(masks of the chosen annotator, masks of the others) among one image's candidate masks."""
     tagged = [(m, annotator_of(m.name)) for m in cands]
     if seen is not None:
@@ -373,11 +373,15 @@ def _pick_annotator(cands: list[Path], annotator: str | None, seen: dict | None)
                 seen[a[0]] = seen.get(a[0], 0) + 1
     if not any(a for _, a in tagged):
         return cands, []
+    want = []
     if annotator is not None:
         want = [m for m, a in tagged if a is not None and a[0].lower() == annotator.lower()]
-    else:
+    missing = annotator is not None and not want
+    if not want:
         first = min(a[1] for _, a in tagged if a is not None)
         want = [m for m, a in tagged if a is None or a[1] == first]
+    if missing and fallback is not None:
+        fallback.extend(want)  # this image has no mask by the chosen annotator: the first one's are used
     return want, [m for m in cands if m not in want]
 
 
@@ -455,12 +459,22 @@ def discover_paired(root: Path, options: ImportOptions) -> Discovery:
         if not candidates:
             candidates = [(f, [f]) for f in _same_folder_candidates(root)]
     annotators: dict[str, int] = {}
+    fallback: list[Path] = []  # masks of the first annotator used where the chosen one has none
     for img_dir, (msk_dir, *_) in candidates:
         pairs_found.append([relative_name(img_dir, root) or ".", relative_name(msk_dir, root) or "."])
-        for img, msk in _pair_folders(img_dir, msk_dir, root, problems, annotator=options.annotator, annotators=annotators):
+        for img, msk in _pair_folders(img_dir, msk_dir, root, problems, annotator=options.annotator, annotators=annotators, fallback=fallback):
             samples.append(RawSample(img.stem, img, subset_of(img, root), mask=msk))
     if options.annotator and annotators and options.annotator.lower() not in {a.lower() for a in annotators}:
         raise ValueError(f"import option annotator is {options.annotator!r}, but the annotators in the file names are {sorted(annotators)}")
+    if fallback:
+        problems.append(
+            _grouped_problem(
+                "annotator_missing",
+                f"masks have no counterpart by annotator {options.annotator!r} (option annotator); these masks of the first "
+                "annotator were used instead",
+                sorted(fallback), root, "warning",
+            )
+        )
     if not samples:
         raise ValueError(
             f"no image/mask folder pairs found under {root}: expected e.g. images/ + masks/ with matching file names"
