@@ -20,6 +20,7 @@ paths written inside the data go through
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 import re
 from collections import Counter, defaultdict
@@ -122,6 +123,7 @@ def is_mask_name(name: str) -> bool:
     return annotator_of(name) is not None or any(stem.endswith(x) and len(stem) > len(x) for x in MASK_SUFFIXES)
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def stem_key(name: str, *, fold: bool = True) -> str:
     """The matching key of a file name: the stem without known suffixes (annotator suffixes too).
 
@@ -163,16 +165,16 @@ def _has_word(name: str, words) -> bool:
 
 
 def image_files(folder: Path) -> list[Path]:
-    return [p for p in paths.entries(folder) if is_image_file(p) and p.is_file()]
+    return [p for p in paths.files(folder) if is_image_file(p)]
 
 
 def _files(folder: Path, suffix: str) -> list[Path]:
     """Files of ``folder`` whose name ends with ``suffix`` (lower case), not hidden."""
-    return [p for p in paths.entries(folder) if p.name.lower().endswith(suffix) and not p.name.startswith(".") and p.is_file()]
+    return [p for p in paths.files(folder) if p.name.lower().endswith(suffix) and not p.name.startswith(".")]
 
 
 def _subdirs(folder: Path) -> list[Path]:
-    return [p for p in paths.entries(folder) if not p.name.startswith((".", "__")) and p.is_dir()]
+    return [p for p in paths.folders(folder) if not p.name.startswith((".", "__"))]
 
 
 def _walk_dirs(root: Path):
@@ -288,7 +290,7 @@ def _pair_folders(image_dir: Path, mask_dir: Path, root: Path, problems: list[Pr
     """(image, mask) pairs of two folders matched by stem key; ``image_dir == mask_dir``: one folder
     whose masks are told from its images by their suffixes (``_mask``, ``_1stHO``, ...)."""
     images = image_files(image_dir)
-    masks = [p for p in paths.entries(mask_dir) if p.is_file() and p.name.lower().endswith(ext_masks)]
+    masks = [p for p in paths.files(mask_dir) if p.name.lower().endswith(ext_masks)]
     masks = [m for m in masks if not m.name.startswith(".")]
     if image_dir == mask_dir:
         masks = [m for m in masks if is_mask_name(m.name)]
@@ -302,6 +304,7 @@ def _pair_folders(image_dir: Path, mask_dir: Path, root: Path, problems: list[Pr
         by_key[stem_key(m.name, fold=False)].append(m)
         by_folded[stem_key(m.name)].append(m)
     image_keys = {stem_key(i.name, fold=False) for i in images}
+    folded_images = Counter(stem_key(i.name) for i in images)
     pairs, unpaired_images, used, others = [], [], set(), []
     ambiguous: list[tuple[Path, list[Path]]] = []
     for img in images:
@@ -310,8 +313,7 @@ def _pair_folders(image_dir: Path, mask_dir: Path, root: Path, problems: list[Pr
             # Only the case differs (IMG_1.png with img_1_mask.png): paired when that cannot mean another image.
             folded = [m for m in by_folded.get(stem_key(img.name), []) if stem_key(m.name, fold=False) not in image_keys]
             spellings = {stem_key(m.name, fold=False) for m in folded}
-            same_case_images = [i for i in images if stem_key(i.name) == stem_key(img.name)]
-            if len(spellings) > 1 or (folded and len(same_case_images) > 1):
+            if len(spellings) > 1 or (folded and folded_images[stem_key(img.name)] > 1):
                 ambiguous.append((img, folded))
                 continue
             cands = folded
@@ -357,9 +359,9 @@ def _pair_folders(image_dir: Path, mask_dir: Path, root: Path, problems: list[Pr
     if unpaired_images:
         problems.append(_grouped_problem("unpaired_image", "images without a mask (skipped)", unpaired_images, root, "error"))
     if unpaired_masks:
-        lonely = [i for i in images if i in set(unpaired_images)] or images
+        lonely = unpaired_images or images
         problems.append(
-            _unpaired_with_nearest("masks without an image (skipped)", [(m, _nearest_image(m, lonely)) for m in unpaired_masks], root)
+            _unpaired_with_nearest("masks without an image (skipped)", [(m, lonely) for m in unpaired_masks], root)
         )
     return pairs
 
@@ -387,7 +389,7 @@ def _pick_annotator(cands: list[Path], annotator: str | None, seen: dict | None,
 
 def _stem_overlap(a: Path, b: Path, ext_b=IMAGE_EXTENSIONS) -> float:
     ka = {stem_key(p.name) for p in image_files(a)}
-    kb = {stem_key(p.name) for p in paths.entries(b) if p.name.lower().endswith(ext_b) and p.is_file()}
+    kb = {stem_key(p.name) for p in paths.files(b) if p.name.lower().endswith(ext_b)}
     if not ka or not kb:
         return 0.0
     return len(ka & kb) / min(len(ka), len(kb))
@@ -627,7 +629,7 @@ def discover_class_folders(root: Path, options: ImportOptions) -> Discovery:
     samples = []
     labels: list[str] = []
     unpaired: list[Path] = []
-    unpaired_files: dict[str, list[tuple[Path, str]]] = defaultdict(list)  # role -> (file, nearest image)
+    unpaired_files: dict[str, list[tuple[Path, list[Path]]]] = defaultdict(list)  # role -> (file, images it may have meant)
     no_fov: list[Path] = []
     missing: dict[str, list[Path]] = defaultdict(list)
     roles_all: dict[str, str] = {}
@@ -657,9 +659,10 @@ def discover_class_folders(root: Path, options: ImportOptions) -> Discovery:
                 for f in files:
                     table.setdefault(stem_key(f.name), []).append(f)
             left = [f for f in files if stem_key(f.name) not in image_keys]
-            have = {stem_key(f.name) for f in files}
-            for f in left:
-                unpaired_files[role].append((f, _nearest_image(f, [i for i in images if stem_key(i.name) not in have] or images)))
+            if left:
+                have = {stem_key(f.name) for f in files}
+                lonely = [i for i in images if stem_key(i.name) not in have] or images
+                unpaired_files[role].extend((f, lonely) for f in left)
         for img in images:
             key = stem_key(img.name)
             cm = {c: t[key] for c, t in by_class.items() if key in t}
@@ -766,10 +769,11 @@ def _nearest_image(f: Path, images: list[Path]) -> str:
     return images[stems.index(best[0])].name if best else images[0].name
 
 
-def _unpaired_with_nearest(what: str, found: list[tuple[Path, str]], root: Path) -> Problem:
-    """An ``unpaired_mask`` error naming each file with the image it comes nearest to."""
+def _unpaired_with_nearest(what: str, found: list[tuple[Path, list[Path]]], root: Path) -> Problem:
+    """An ``unpaired_mask`` error naming each file, the first five with the image (of their candidates) they come nearest to."""
     found = sorted(found, key=lambda x: str(x[0]))
-    shown = ", ".join(f"{relative_name(f, root)!r} (nearest image: {near})" if near else relative_name(f, root) for f, near in found[:5])
+    named = [(f, _nearest_image(f, cands)) for f, cands in found[:5]]
+    shown = ", ".join(f"{relative_name(f, root)!r} (nearest image: {near})" if near else relative_name(f, root) for f, near in named)
     more = f" and {len(found) - 5} more" if len(found) > 5 else ""
     return Problem("unpaired_mask", f"{len(found)} {what}: {shown}{more}", tuple(relative_name(f, root) for f, _ in found), "error")
 
