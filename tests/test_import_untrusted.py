@@ -346,3 +346,19 @@ def test_each_folder_is_listed_once_per_step(tmp_path, workspace, monkeypatch):
     for folder in (src, src / "images", src / "masks"):
         # counting the files, detecting the layout, finding the samples: one listing each at most
         assert listed[str(folder)] <= 3, dict(listed)
+
+
+def test_names_too_long_for_the_file_system_are_named_problems(tmp_path, workspace):
+    lm = import_dataset(_labelme_dir(tmp_path, {"shapes": [], "imagePath": "x" * 5000}), "long-lm", layout="labelme", workspace=workspace)
+    assert lm.ok and [p.kind for p in lm.problems if "a.json" in p.files] == ["unreadable"]
+    assert all(len(p.message) <= 400 for p in lm.problems)
+    images = [{"id": 1, "file_name": "a.png", "height": 16, "width": 16}, {"id": 2, "file_name": "y" * 5000, "height": 16, "width": 16}]
+    coco = import_dataset(_coco_dir(tmp_path, [GOOD_ANN], images=images), "long-coco", workspace=workspace)
+    assert coco.ok and "bad_annotation" in _kinds(coco)
+
+
+def test_a_coco_image_id_given_twice_is_named(tmp_path, workspace):
+    images = [{"id": 1, "file_name": "a.png", "height": 16, "width": 16}, {"id": 1, "file_name": "b.png", "height": 16, "width": 16}]
+    report = import_dataset(_coco_dir(tmp_path, [GOOD_ANN], images=images), "twice", workspace=workspace)
+    assert report.ok and [s.source_image for s in report.dataset.samples] == ["images/a.png"]
+    assert "repeats image id 1" in next(p.message for p in report.problems if p.kind == "bad_annotation")

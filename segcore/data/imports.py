@@ -240,7 +240,10 @@ class _Import:
 
     def fail(self, exc: Exception) -> None:
         """Mark the report failed with ``exc`` as its error (nothing is imported)."""
-        self.report.ok, self.report.error, self.report.dataset = False, str(exc), None
+        message = str(exc)
+        if len(message) > 2000:  # a crafted file name can be thousands of characters long
+            message = message[:1997] + "..."
+        self.report.ok, self.report.error, self.report.dataset = False, message, None
 
 
 def _check_request(ws: Workspace, *, name: str, source: str | os.PathLike, layout: str, on_exists: str) -> tuple[str, Path]:

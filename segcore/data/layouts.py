@@ -1042,45 +1042,58 @@ def discover_labelme(root: Path, options: ImportOptions) -> Discovery:
         if _json_kind(f) != "labelme":
             continue
         try:
-            shapes, meta = poly.read_labelme(f)
-        except (ValueError, OSError) as exc:
-            problems.append(Problem("unreadable", str(exc), (relative_name(f, root),), "error"))
-            continue
-        img, refused = None, None
-        if meta["image_path"] is not None:
-            try:
-                img = paths.resolve_in_source(root, meta["image_path"], field=f"{relative_name(f, root)} imagePath", base=f.parent)
-            except paths.OutsideSourceError as exc:
-                refused = str(exc)
-        if img is None or not img.is_file():
-            beside = [f.with_suffix(e) for e in IMAGE_EXTENSIONS if f.with_suffix(e).is_file() and paths.is_inside(f.with_suffix(e), root)]
-            img = beside[0] if beside else None
-        if refused is not None:
-            fallback = "embedded imageData used instead" if img is None and meta["image_data"] is not None else (
-                f"the image beside it, {relative_name(img, root)}, used instead" if img is not None else "skipped"
-            )
-            problems.append(
-                Problem("outside_source", f"{refused}; {fallback}", (relative_name(f, root),), "error" if fallback == "skipped" else "warning")
-            )
-            if img is None and meta["image_data"] is None:
-                continue
-        if img is None and meta["image_data"] is None:
-            problems.append(
-                Problem("unpaired_mask", f"{relative_name(f, root)} names image {meta['image_path']!r}, which is not in the imported data", (relative_name(f, root),), "error")
-            )
-            continue
-        for s in shapes:
-            if s.label not in labels:
-                labels.append(s.label)
-        size = (meta["height"], meta["width"]) if meta["height"] and meta["width"] else None
-        samples.append(
-            RawSample(f.stem, img, subset_of(f, root), shapes=shapes, image_bytes=None if img else meta["image_data"], size=size, label_file=f)
-        )
+            _labelme_sample(f, root, samples, labels, problems)
+        except (ValueError, OSError) as exc:  # e.g. an imagePath too long for the file system
+            problems.append(Problem("unreadable", _short(f"{relative_name(f, root)}: {exc}"), (relative_name(f, root),), "error"))
     if not samples:
         raise ValueError(f"no LabelMe .json files found under {root}")
     _note_unlabelled(root, samples, problems, "a LabelMe .json file")
     _unique_ids(samples)
     return Discovery("labelme", samples, problems, {"files": len(samples)}, labels)
+
+
+def _short(text: str, limit: int = 400) -> str:
+    """A message cut to ``limit`` characters (a crafted name can be thousands long)."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _labelme_sample(f: Path, root: Path, samples: list[RawSample], labels: list[str], problems: list[Problem]) -> None:
+    """Read one LabelMe file into ``samples`` (and its labels), or add the problem that says why not."""
+    try:
+        shapes, meta = poly.read_labelme(f)
+    except (ValueError, OSError) as exc:
+        problems.append(Problem("unreadable", _short(str(exc)), (relative_name(f, root),), "error"))
+        return
+    img, refused = None, None
+    if meta["image_path"] is not None:
+        try:
+            img = paths.resolve_in_source(root, meta["image_path"], field=f"{relative_name(f, root)} imagePath", base=f.parent)
+        except paths.OutsideSourceError as exc:
+            refused = str(exc)
+    if img is None or not img.is_file():
+        beside = [f.with_suffix(e) for e in IMAGE_EXTENSIONS if f.with_suffix(e).is_file() and paths.is_inside(f.with_suffix(e), root)]
+        img = beside[0] if beside else None
+    if refused is not None:
+        fallback = "embedded imageData used instead" if img is None and meta["image_data"] is not None else (
+            f"the image beside it, {relative_name(img, root)}, used instead" if img is not None else "skipped"
+        )
+        problems.append(
+            Problem("outside_source", f"{refused}; {fallback}", (relative_name(f, root),), "error" if fallback == "skipped" else "warning")
+        )
+        if img is None and meta["image_data"] is None:
+            return
+    if img is None and meta["image_data"] is None:
+        problems.append(
+            Problem("unpaired_mask", f"{relative_name(f, root)} names image {meta['image_path']!r}, which is not in the imported data", (relative_name(f, root),), "error")
+        )
+        return
+    for s in shapes:
+        if s.label not in labels:
+            labels.append(s.label)
+    size = (meta["height"], meta["width"]) if meta["height"] and meta["width"] else None
+    samples.append(
+        RawSample(f.stem, img, subset_of(f, root), shapes=shapes, image_bytes=None if img else meta["image_data"], size=size, label_file=f)
+    )
 
 
 def _note_unlabelled(root: Path, samples: list[RawSample], problems: list[Problem], what: str) -> None:
@@ -1134,6 +1147,17 @@ def discover_coco(root: Path, options: ImportOptions) -> Discovery:
             if cats[cid] not in labels:
                 labels.append(cats[cid])
         for im in images:
+            if im.get("bad"):
+                shown = "; ".join(im["bad"][:3]) + (f"; and {len(im['bad']) - 3} more" if len(im["bad"]) > 3 else "")
+                problems.append(
+                    Problem(
+                        "bad_annotation",
+                        f"{len(im['bad'])} entries in {relative_name(ann, root)} could not be read and were skipped "
+                        f"(the other entries were used): {shown}",
+                        (relative_name(ann, root),),
+                        "error",
+                    )
+                )
             if im["refused"]:
                 problems.append(Problem("outside_source", f"{im['refused']}; skipped", (relative_name(ann, root),), "error"))
                 continue
@@ -1142,17 +1166,6 @@ def discover_coco(root: Path, options: ImportOptions) -> Discovery:
                     Problem("unpaired_mask", f"{relative_name(ann, root)} names image {im['file_name']!r}, which is not in the imported data", (relative_name(ann, root),), "error")
                 )
                 continue
-            if im.get("bad"):
-                shown = "; ".join(im["bad"][:3]) + (f"; and {len(im['bad']) - 3} more" if len(im["bad"]) > 3 else "")
-                problems.append(
-                    Problem(
-                        "bad_annotation",
-                        f"{len(im['bad'])} annotations in {relative_name(ann, root)} could not be read and were skipped "
-                        f"(the image's other annotations were used): {shown}",
-                        (relative_name(ann, root),),
-                        "error",
-                    )
-                )
             if im["unsupported"]:
                 problems.append(
                     Problem(

@@ -225,6 +225,7 @@ def read_coco(path: str | Path, root: str | Path | None = None) -> tuple[dict, l
     except (KeyError, TypeError, ValueError):
         raise ValueError(f"{path.name}: every entry of 'categories' needs an integer 'id' and a 'name'") from None
     images = {}
+    bad_loose: list[str] = []  # entries not tied to one readable image
     for i, im in enumerate(doc["images"]):
         try:
             file_name, height, width = str(im["file_name"]), int(im["height"]), int(im["width"])
@@ -233,11 +234,17 @@ def read_coco(path: str | Path, root: str | Path | None = None) -> tuple[dict, l
             key = _coco_id(im.get("id"))
         except (KeyError, TypeError, ValueError, OverflowError):
             raise ValueError(f"{path.name} images[{i}]: expected 'id', 'file_name', integer 'height' and 'width'") from None
+        if key in images:
+            bad_loose.append(f"images[{i}] repeats image id {key!r:.20}; only the first entry with that id is used")
+            continue
         field = f"{path.name} images[{i}] file_name"
         try:
             file, refused = _resolve_coco_file(root, path.parent, file_name, field), None
         except paths.OutsideSourceError as exc:
             file, refused = None, str(exc)
+        except (OSError, ValueError) as exc:  # e.g. a file name too long for the file system
+            bad_loose.append(f"images[{i}] file_name cannot be looked up ({type(exc).__name__}: {str(exc)[:120]})")
+            continue
         images[key] = {
             "file": file,
             "file_name": file_name,
@@ -249,7 +256,6 @@ def read_coco(path: str | Path, root: str | Path | None = None) -> tuple[dict, l
             "unsupported": 0,
             "bad": [],
         }
-    bad_loose: list[str] = []
     for n, ann in sorted(enumerate(doc["annotations"]), key=lambda x: _draw_order(x[1], x[0])):
         where = f"annotations[{n}]" + (f" (id {ann.get('id')!r:.20})" if isinstance(ann, dict) and "id" in ann else "")
         im = None
