@@ -323,3 +323,22 @@ def test_annotator_suffix_missing_for_some_images_falls_back_and_says_so(tmp_pat
     assert len(report.dataset.samples) == 4 and "unpaired_image" not in _kinds(report)
     missing = _problem(report, "annotator_missing")
     assert missing.files == ("Image_00L_1stHO.png", "Image_01L_1stHO.png")
+
+
+def test_class_folder_masks_pair_with_the_image_of_their_own_case(tmp_path, workspace):
+    src = tmp_path / "cf"
+    _write(src / "images", "A.png", np.full((8, 8), 40, np.uint8))
+    _write(src / "images", "a.png", np.full((8, 8), 90, np.uint8))
+    upper, lower = np.zeros((8, 8), np.uint8), np.zeros((8, 8), np.uint8)
+    upper[:2] = 255
+    lower[:, :2] = 255
+    for c in ("cell", "wall"):
+        _write(src / "masks" / c, "A.png", upper if c == "cell" else np.zeros((8, 8), np.uint8))
+        _write(src / "masks" / c, "a.png", lower if c == "cell" else np.zeros((8, 8), np.uint8))
+    report = import_dataset(src, "cf", workspace=workspace)
+    assert report.ok, report.error
+    ds = load_dataset("cf", workspace)
+    by_source = {s.source_image: s.id for s in ds.info.samples}
+    cell = report.dataset.class_names.index("cell")
+    assert np.array_equal(ds.mask(by_source["images/A.png"]) == cell, upper > 0)
+    assert np.array_equal(ds.mask(by_source["images/a.png"]) == cell, lower > 0)

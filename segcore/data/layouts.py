@@ -638,7 +638,7 @@ def discover_class_folders(root: Path, options: ImportOptions) -> Discovery:
         roles = folder_roles(img_dir, class_dirs, options, problems, root, annotators)
         roles_all.update({c.name: r for c, r in roles.items()})
         images = image_files(img_dir)
-        image_keys = {stem_key(i.name) for i in images}
+        image_of = _image_keys(images)
         fov_files: dict[str, Path] = {}
         by_class: dict[str, dict[str, list[Path]]] = {}
         for cdir in class_dirs:
@@ -648,23 +648,26 @@ def discover_class_folders(root: Path, options: ImportOptions) -> Discovery:
             files, copies = _dedupe_lossless(image_files(cdir))
             if copies:
                 problems.append(_grouped_problem("ignored_files", "lossy copies of masks ignored", copies, root, "warning"))
+            keyed = [(image_of(f.name), f) for f in files]
             if role == "fov":
-                for f in files:
-                    fov_files.setdefault(stem_key(f.name), f)
+                for key, f in keyed:
+                    if key is not None:
+                        fov_files.setdefault(key, f)
             else:
                 cname = annotators.class_name.get(cdir.name) or merge.get(cdir.name, cdir.name)
                 if cname not in labels:
                     labels.append(cname)
                 table = by_class.setdefault(cname, {})
-                for f in files:
-                    table.setdefault(stem_key(f.name), []).append(f)
-            left = [f for f in files if stem_key(f.name) not in image_keys]
+                for key, f in keyed:
+                    if key is not None:
+                        table.setdefault(key, []).append(f)
+            left = [f for key, f in keyed if key is None]
             if left:
-                have = {stem_key(f.name) for f in files}
-                lonely = [i for i in images if stem_key(i.name) not in have] or images
+                have = {key for key, _ in keyed}
+                lonely = [i for i in images if stem_key(i.name, fold=False) not in have] or images
                 unpaired_files[role].extend((f, lonely) for f in left)
         for img in images:
-            key = stem_key(img.name)
+            key = stem_key(img.name, fold=False)
             cm = {c: t[key] for c, t in by_class.items() if key in t}
             if not cm:
                 unpaired.append(img)
@@ -750,6 +753,28 @@ def discover_class_folders(root: Path, options: ImportOptions) -> Discovery:
     if named:
         details["class_folders_named"] = named
     return Discovery("class_folders", samples, problems, details, labels)
+
+
+def _image_keys(images: list[Path]):
+    """A function from a mask file name to the key of the image it belongs to (None: no image).
+
+    Names are compared with their case; a mask whose name matches an image
+    only when case is ignored belongs to it when no other image has that
+    name in another case.
+    """
+    exact = {stem_key(i.name, fold=False) for i in images}
+    folded: dict[str, list[str]] = defaultdict(list)
+    for k in exact:
+        folded[k.lower()].append(k)
+
+    def image_of(name: str) -> str | None:
+        key = stem_key(name, fold=False)
+        if key in exact:
+            return key
+        found = folded.get(key.lower(), [])
+        return found[0] if len(found) == 1 else None
+
+    return image_of
 
 
 def _folder_of(label: str, roles: dict[str, str], annotators: _Annotators, merge: dict[str, str]) -> str:
