@@ -342,3 +342,19 @@ def test_class_folder_masks_pair_with_the_image_of_their_own_case(tmp_path, work
     cell = report.dataset.class_names.index("cell")
     assert np.array_equal(ds.mask(by_source["images/A.png"]) == cell, upper > 0)
     assert np.array_equal(ds.mask(by_source["images/a.png"]) == cell, lower > 0)
+
+
+def test_polygon_files_pair_with_the_image_of_their_own_case(tmp_path, workspace):
+    src = tmp_path / "pt"
+    _write(src / "images", "A.png", np.zeros((16, 16), np.uint8))
+    _write(src / "images", "a.png", np.full((16, 16), 9, np.uint8))
+    (src / "labels").mkdir()
+    (src / "labels" / "A.txt").write_text("cell 0 0 8 0 8 8 0 8\n")
+    (src / "labels" / "a.txt").write_text("cell 8 8 15 8 15 15 8 15\n")
+    report = import_dataset(src, "pt", layout="polygons", workspace=workspace)
+    assert report.ok, report.error
+    ds = load_dataset("pt", workspace)
+    by_source = {s.source_image: s for s in ds.info.samples}
+    assert by_source["images/A.png"].source_mask == "labels/A.txt"
+    assert by_source["images/a.png"].source_mask == "labels/a.txt"
+    assert ds.mask(by_source["images/a.png"].id)[12, 12] == 1 and ds.mask(by_source["images/a.png"].id)[2, 2] == 0

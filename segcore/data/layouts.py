@@ -1013,10 +1013,17 @@ def discover_polygons(root: Path, options: ImportOptions) -> Discovery:
     for a, bs in _pair_candidates(root, ext_masks=(".txt",)):
         pairs.append((a, bs[0]))
     for img_dir, txt_dir in pairs:
-        texts = {stem_key(p.name): p for p in _files(txt_dir, ".txt")}
+        images = image_files(img_dir)
+        image_of = _image_keys(images)
+        all_texts = _files(txt_dir, ".txt")
+        texts: dict[str, Path] = {}
+        for p in all_texts:
+            key = image_of(p.name)
+            if key is not None:
+                texts.setdefault(key, p)
         used = set()
-        for img in image_files(img_dir):
-            t = texts.get(stem_key(img.name))
+        for img in images:
+            t = texts.get(stem_key(img.name, fold=False))
             if t is None:
                 problems.append(Problem("unpaired_image", f"image {relative_name(img, root)} has no polygon file", (relative_name(img, root),), "error"))
                 continue
@@ -1030,7 +1037,7 @@ def discover_polygons(root: Path, options: ImportOptions) -> Discovery:
                 if s.label not in labels:
                     labels.append(s.label)
             samples.append(RawSample(img.stem, img, subset_of(img, root), shapes=shapes, label_file=t))
-        left = [t for t in texts.values() if t not in used and t.stem.lower() not in ("classes", "labels", "readme")]
+        left = [t for t in all_texts if t not in used and t.stem.lower() not in ("classes", "labels", "readme")]
         if left:
             problems.append(_grouped_problem("unpaired_mask", "polygon files without an image (skipped)", left, root, "error"))
     if not samples:
