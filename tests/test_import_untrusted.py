@@ -362,3 +362,12 @@ def test_a_coco_image_id_given_twice_is_named(tmp_path, workspace):
     report = import_dataset(_coco_dir(tmp_path, [GOOD_ANN], images=images), "twice", workspace=workspace)
     assert report.ok and [s.source_image for s in report.dataset.samples] == ["images/a.png"]
     assert "repeats image id 1" in next(p.message for p in report.problems if p.kind == "bad_annotation")
+
+
+def test_a_file_larger_than_any_image_within_the_cap_is_not_read(tmp_path):
+    path = _write(tmp_path / "big.png", _png(np.zeros((8, 8), np.uint8)) + b"\0" * (3 * 2**20))
+    with pytest.raises(imageio.ImageReadError, match="bytes"):
+        imageio.read_image(path, max_pixels=1000)
+    with pytest.raises(imageio.ImageReadError, match="bytes"):
+        imageio.probe(path, max_pixels=1000)
+    assert imageio.read_image(path).array.shape == (8, 8)  # within the default cap it is an image with trailing bytes

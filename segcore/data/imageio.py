@@ -79,9 +79,16 @@ def probe(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> tupl
     Raises:
         ImageReadError: if the file is not an image or is larger than ``max_pixels``.
     """
+    size = os.stat(path).st_size
+    if size > max_file_bytes(max_pixels):
+        raise ImageReadError(f"{path} is {size:,} bytes, more than an image within the pixel cap of {max_pixels:,} can take")
     with open(path, "rb") as handle:
-        data = handle.read()
-    pil = _open_header(data, path, max_pixels)
+        data = handle.read(min(size, 2**20))  # the header is at the start; a TIFF's may be further in
+    try:
+        pil = _open_header(data, path, max_pixels)
+    except ImageReadError:
+        with open(path, "rb") as handle:
+            pil = _open_header(handle.read(), path, max_pixels)
     return pil.height, pil.width, pil.mode, pil.format or ""
 
 
@@ -145,11 +152,22 @@ def decode(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> Dec
         ImageReadError: naming the file if it cannot be decoded.
     """
     try:
+        size = os.stat(path).st_size
+        if size > max_file_bytes(max_pixels):
+            raise ImageReadError(
+                f"{path} is {size:,} bytes, more than an image within the pixel cap of {max_pixels:,} can take "
+                f"({max_file_bytes(max_pixels):,} bytes); refusing to read it"
+            )
         with open(path, "rb") as handle:
             data = handle.read()
     except OSError as exc:
         raise ImageReadError(f"cannot open {path}: {exc.strerror}") from None
     return decode_bytes(data, path, max_pixels)
+
+
+def max_file_bytes(max_pixels: int) -> int:
+    """The largest image file read at all: ``max_pixels`` of 4 channels of 16 bits, uncompressed, plus 1 MiB of headers."""
+    return max_pixels * MAX_CHANNELS * 2 + 2**20
 
 
 def decode_bytes(data: bytes, path: str | os.PathLike = "upload", max_pixels: int = DEFAULT_MAX_PIXELS) -> Decoded:
