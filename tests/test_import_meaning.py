@@ -358,3 +358,23 @@ def test_polygon_files_pair_with_the_image_of_their_own_case(tmp_path, workspace
     assert by_source["images/A.png"].source_mask == "labels/A.txt"
     assert by_source["images/a.png"].source_mask == "labels/a.txt"
     assert ds.mask(by_source["images/a.png"].id)[12, 12] == 1 and ds.mask(by_source["images/a.png"].id)[2, 2] == 0
+
+
+def test_demo_samples_record_their_pixel_hash(workspace):
+    from segcore.data.demo import make_demo
+
+    info = make_demo(workspace, name="tiny", num_samples=3, size=32)
+    ds = load_dataset("tiny", workspace)
+    assert all(s.pixel_sha256 == pixel_hash(ds.image(s.id)) for s in info.samples)
+    assert len({s.pixel_sha256 for s in info.samples}) == 3
+
+
+def test_dataset_json_without_pixel_hashes_still_loads(tmp_path, workspace):
+    src = vessel_tree(tmp_path / "drive", duplicate=False, n_test=1)
+    assert import_dataset(src, "old", workspace=workspace).ok
+    path = workspace.dataset_dir("old") / "dataset.json"
+    stored = json.loads(path.read_text())
+    for s in stored["samples"]:
+        del s["pixel_sha256"]
+    path.write_text(json.dumps(stored))
+    assert {s.pixel_sha256 for s in load_dataset("old", workspace).info.samples} == {""}
