@@ -286,9 +286,10 @@ def _unpack(job: _Import) -> None:
 
 def _count_files(job: _Import) -> None:
     """Refuse a folder with more files than the server's ``max_archive_files`` before reading any of them."""
+    if job.root.is_file():
+        return  # a COCO file: only the images it names are read, not its folder
     limit = job.limits.max_archive_files
-    root = job.root.parent if job.root.is_file() else job.root
-    count, stack = 0, [root]
+    count, stack = 0, [job.root]
     while stack:
         folder = stack.pop()
         try:
