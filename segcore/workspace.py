@@ -36,8 +36,10 @@ class ServerSettings:
     the dashboard may import server folders. ``max_image_pixels``: images
     claiming more pixels are refused before decoding (image bombs).
     ``max_archive_bytes`` / ``max_archive_files``: zip archives expanding past
-    these are refused (zip bombs). ``import_workers``: decoding threads per
-    import (0: twice the cores, at most 8).
+    these are refused (zip bombs); ``max_archive_files`` also caps the files
+    of a folder import. ``import_workers``: decoding threads per import (0:
+    twice the cores, at most 8). ``max_import_seconds``: an import still
+    running after this long stops and leaves nothing behind.
     """
 
     import_roots: tuple[str, ...] = ()
@@ -45,9 +47,10 @@ class ServerSettings:
     max_archive_bytes: int = 4 * 1024**3
     max_archive_files: int = 100_000
     import_workers: int = 0
+    max_import_seconds: int = 3600
 
     def __post_init__(self) -> None:
-        for name in ("max_image_pixels", "max_archive_bytes", "max_archive_files"):
+        for name in ("max_image_pixels", "max_archive_bytes", "max_archive_files", "max_import_seconds"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"server setting {name} is {value!r}; expected a positive integer")

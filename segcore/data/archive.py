@@ -47,6 +47,10 @@ def relative_path(name: str, *, what: str, refusing: str) -> PurePosixPath:
     return posix
 
 
+# Folders an archive member may be nested in (plus the file itself); real datasets use a handful.
+MAX_MEMBER_DEPTH = 32
+
+
 def check_members(zf: zipfile.ZipFile, archive: str | Path, max_bytes: int, max_files: int) -> list[zipfile.ZipInfo]:
     """Return the file members of ``zf`` after checking every member.
 
@@ -57,9 +61,22 @@ def check_members(zf: zipfile.ZipFile, archive: str | Path, max_bytes: int, max_
     infos = zf.infolist()
     files = []
     total = 0
+    seen: set[PurePosixPath] = set()
     for info in infos:
         name = info.filename
-        relative_path(name, what=f"{archive} member", refusing="the archive")
+        rel = relative_path(name, what=f"{archive} member", refusing="the archive")
+        if len(rel.parts) > MAX_MEMBER_DEPTH:
+            raise UnsafeArchiveError(
+                f"{archive} member {name[:80]!r}... is nested {len(rel.parts) - 1} folders deep; at most "
+                f"{MAX_MEMBER_DEPTH - 1} are read. Refusing the archive"
+            )
+        if not info.is_dir():
+            if rel in seen:
+                raise ValueError(
+                    f"{archive} holds member {name!r} twice, with different contents possible; which one is meant "
+                    "cannot be told, so the archive is refused. Make the archive again"
+                )
+            seen.add(rel)
         unix_mode = info.external_attr >> 16
         if stat.S_ISLNK(unix_mode):
             raise UnsafeArchiveError(f"{archive} member {name!r} is a symbolic link; refusing the archive")

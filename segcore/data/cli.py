@@ -152,13 +152,20 @@ def _import(args) -> int:
             progress=None if args.json else progress,
             on_exists="version" if args.new_version else "error",
         )
-    except (ValueError, OSError) as exc:
+    except Exception as exc:
         if not args.json:
             if isinstance(exc, (ValueError, FileNotFoundError, FileExistsError)):
                 raise
-            raise ValueError(describe_os_error(exc)) from None  # e.g. a read-only workspace: one line, no trace
-        # --json promises one object on stdout, also when the request itself was refused.
-        message = describe_os_error(exc) if isinstance(exc, OSError) else str(exc)
+            if isinstance(exc, OSError):
+                raise ValueError(describe_os_error(exc)) from None  # e.g. a read-only workspace: one line, no trace
+            raise ValueError(f"import failed: {type(exc).__name__}: {exc}") from None
+        # --json promises one object on stdout, also when the request itself was refused or broke.
+        if isinstance(exc, OSError):
+            message = describe_os_error(exc)
+        elif isinstance(exc, ValueError):
+            message = str(exc)
+        else:
+            message = f"{type(exc).__name__}: {exc}"
         print(json.dumps({"ok": False, "name": args.name, "error": message, "problems": []}))
         return 1
     if args.json:

@@ -22,6 +22,7 @@ before it existed read as ``"background"``.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -51,6 +52,41 @@ class SampleInfo:
     subset: str | None = None  # "train" / "test" when the source had such folders
     source_image: str = ""
     source_mask: str = ""
+    pixel_sha256: str = ""  # pixel_hash() of the image as imported; "" in datasets written before it existed
+
+
+def pixel_hash(image: np.ndarray) -> str:
+    """The content hash of an image's pixels, the same wherever and however the image was stored.
+
+    An image is hashed as the importer reads it: uint8, grey ``(H, W)`` or RGB
+    ``(H, W, 3)``, an RGB image whose three channels are equal counting as
+    grey. So a canonical ``images/<id>.png`` stored as RGB in a colour dataset,
+    the source TIFF and a PNG copy of it all hash the same, and two datasets
+    holding one picture can be found by comparing these hashes.
+
+    Args:
+        image: uint8 pixels, ``(H, W)``, ``(H, W, 1)`` or ``(H, W, 3)``.
+
+    Returns:
+        ``"sha256:<hex>"`` over ``b"<H>x<W>x<C>:"`` followed by the C-order
+        pixel bytes (C = 1 or 3).
+
+    Raises:
+        ValueError: for another dtype or shape.
+    """
+    arr = np.asarray(image)
+    if arr.dtype != np.uint8:
+        raise ValueError(f"pixel_hash takes uint8 pixels; got {arr.dtype}")
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    if arr.ndim == 3 and arr.shape[2] == 3 and np.array_equal(arr[:, :, 0], arr[:, :, 1]) and np.array_equal(arr[:, :, 1], arr[:, :, 2]):
+        arr = arr[:, :, 0]
+    if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] == 3)):
+        raise ValueError(f"pixel_hash takes (H, W) or (H, W, 3) pixels; got shape {arr.shape}")
+    channels = 1 if arr.ndim == 2 else 3
+    digest = hashlib.sha256(f"{arr.shape[0]}x{arr.shape[1]}x{channels}:".encode())
+    digest.update(np.ascontiguousarray(arr).tobytes())
+    return "sha256:" + digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -130,6 +166,7 @@ class DatasetInfo:
                     "subset": s.subset,
                     "source_image": s.source_image,
                     "source_mask": s.source_mask,
+                    "pixel_sha256": s.pixel_sha256,
                 }
                 for s in self.samples
             ],
@@ -152,6 +189,7 @@ class DatasetInfo:
                     subset=s.get("subset"),
                     source_image=s.get("source_image", ""),
                     source_mask=s.get("source_mask", ""),
+                    pixel_sha256=s.get("pixel_sha256", ""),
                 )
                 for s in d["samples"]
             ),

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 import segcore
-from segcore.data.dataset import IGNORE_INDEX, ClassInfo, DatasetInfo, SampleInfo, load_dataset
+from segcore.data.dataset import IGNORE_INDEX, ClassInfo, DatasetInfo, SampleInfo, load_dataset, pixel_hash
 from segcore.data.imageio import encode_png as _encode
 from segcore.data.imports import content_hash
 from segcore.fsutil import check_name, make_temp_dir, write_json_atomic
@@ -147,7 +147,9 @@ def make_demo(
             (out / "images" / f"{sid}.png").write_bytes(_encode(image))
             (out / "masks" / f"{sid}.png").write_bytes(_encode(mask, mask=True))
             counts += np.bincount(mask.ravel(), minlength=len(CLASSES))[: len(CLASSES)]
-            samples.append(SampleInfo(sid, size, size, None, f"generated:{seed}:{i}", f"generated:{seed}:{i}"))
+            samples.append(
+                SampleInfo(sid, size, size, None, f"generated:{seed}:{i}", f"generated:{seed}:{i}", pixel_sha256=pixel_hash(image))
+            )
         info = DatasetInfo(
             name=name,
             mode="multiclass",

@@ -36,6 +36,11 @@ Image.MAX_IMAGE_PIXELS = None
 
 _CV2_MODES = {"L", "LA", "RGB", "RGBA", "I;16", "I;16B", "I;16L"}
 _CV2_FORMATS = {"PNG", "JPEG", "BMP", "TIFF"}
+# The only decoders ever run on a file, whatever its name says: Pillow identifies files by content
+# and would otherwise hand PostScript to Ghostscript, or any of its dozens of other plugins.
+ALLOWED_FORMATS = ("PNG", "JPEG", "TIFF", "BMP", "GIF")
+# Samples per pixel a decoded image may have (grey, grey + alpha, RGB, RGBA).
+MAX_CHANNELS = 4
 
 
 class ImageReadError(ValueError):
@@ -52,6 +57,7 @@ class Decoded:
     palette: np.ndarray | None = None  # (256, 3) RGB for palette images
     notes: list[str] = field(default_factory=list)
     plain_png: bool = False  # an 8-bit grey or RGB PNG: its bytes can be kept as they are
+    void: np.ndarray | None = None  # masks: where a float mask holds NaN or infinity (no label there)
 
 
 def is_image_file(path: str | os.PathLike) -> bool:
@@ -73,9 +79,16 @@ def probe(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> tupl
     Raises:
         ImageReadError: if the file is not an image or is larger than ``max_pixels``.
     """
+    size = os.stat(path).st_size
+    if size > max_file_bytes(max_pixels):
+        raise ImageReadError(f"{path} is {size:,} bytes, more than an image within the pixel cap of {max_pixels:,} can take")
     with open(path, "rb") as handle:
-        data = handle.read()
-    pil = _open_header(data, path, max_pixels)
+        data = handle.read(min(size, 2**20))  # the header is at the start; a TIFF's may be further in
+    try:
+        pil = _open_header(data, path, max_pixels)
+    except ImageReadError:
+        with open(path, "rb") as handle:
+            pil = _open_header(handle.read(), path, max_pixels)
     return pil.height, pil.width, pil.mode, pil.format or ""
 
 
@@ -83,7 +96,7 @@ def _open_header(data: bytes, path, max_pixels: int) -> Image.Image:
     if not data:
         raise ImageReadError(f"{path} is empty (0 bytes), not an image")
     try:
-        pil = Image.open(io.BytesIO(data))
+        pil = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
     except Image.UnidentifiedImageError:
         raise ImageReadError(
             f"{path} is not an image: its contents are not any of {', '.join(IMAGE_EXTENSIONS)}"
@@ -94,6 +107,9 @@ def _open_header(data: bytes, path, max_pixels: int) -> Image.Image:
             f"expected one of {', '.join(IMAGE_EXTENSIONS)}"
         ) from None
     _check_pixels(pil.width, pil.height, path, max_pixels)
+    bands = len(pil.getbands())
+    if bands > MAX_CHANNELS:
+        raise ImageReadError(f"{path} has {bands} channels per pixel; expected at most {MAX_CHANNELS} (grey, RGB, RGBA)")
     return pil
 
 
@@ -136,11 +152,22 @@ def decode(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> Dec
         ImageReadError: naming the file if it cannot be decoded.
     """
     try:
+        size = os.stat(path).st_size
+        if size > max_file_bytes(max_pixels):
+            raise ImageReadError(
+                f"{path} is {size:,} bytes, more than an image within the pixel cap of {max_pixels:,} can take "
+                f"({max_file_bytes(max_pixels):,} bytes); refusing to read it"
+            )
         with open(path, "rb") as handle:
             data = handle.read()
     except OSError as exc:
         raise ImageReadError(f"cannot open {path}: {exc.strerror}") from None
     return decode_bytes(data, path, max_pixels)
+
+
+def max_file_bytes(max_pixels: int) -> int:
+    """The largest image file read at all: ``max_pixels`` of 4 channels of 16 bits, uncompressed, plus 1 MiB of headers."""
+    return max_pixels * MAX_CHANNELS * 2 + 2**20
 
 
 def decode_bytes(data: bytes, path: str | os.PathLike = "upload", max_pixels: int = DEFAULT_MAX_PIXELS) -> Decoded:
@@ -190,13 +217,9 @@ def _decode_slow(data: bytes, pil: Image.Image, path) -> tuple[np.ndarray, np.nd
     fmt = pil.format or ""
     try:
         if fmt == "TIFF":
-            try:
-                import tifffile
-
-                arr = tifffile.imread(io.BytesIO(data), key=0)
-                return np.asarray(arr), None
-            except Exception:
-                pass  # PIL below reads the TIFFs tifffile does not
+            arr = _read_tiff_page(data, path, pil.width * pil.height)
+            if arr is not None:
+                return arr, None
         pil.seek(0)  # first frame of a GIF or multi-page file
         if pil.mode == "P":
             palette = np.asarray(pil.getpalette() or [], np.uint8)
@@ -215,6 +238,38 @@ def _decode_slow(data: bytes, pil: Image.Image, path) -> tuple[np.ndarray, np.nd
         raise
     except Exception as exc:
         raise ImageReadError(f"{path} could not be decoded as {fmt or 'an image'}: {exc}") from None
+
+
+def _read_tiff_page(data: bytes, path, max_pixels: int) -> np.ndarray | None:
+    """The first page of a TIFF with ``tifffile``, after checking its shape; None when tifffile cannot read it.
+
+    The header check before it saw only width x height. A TIFF page may hold
+    a volume (depth, samples per pixel): its shape is checked against the
+    same budget (at most ``max_pixels`` pixels of at most ``MAX_CHANNELS``
+    samples) before anything is decoded.
+    """
+    try:
+        import tifffile
+    except ImportError:
+        return None
+    try:
+        with tifffile.TiffFile(io.BytesIO(data)) as tif:
+            page = tif.pages[0]
+            shape = tuple(int(x) for x in page.shape)
+            values = int(np.prod(shape, dtype=np.int64))
+            if values > max_pixels * MAX_CHANNELS or len(shape) > 3 or (len(shape) == 3 and min(shape[0], shape[-1]) > MAX_CHANNELS):
+                raise ImageReadError(
+                    f"{path} holds a page of shape {'x'.join(map(str, shape))} ({values:,} values): a volume or a stack, "
+                    f"not a 2-D image of at most {MAX_CHANNELS} channels; refusing to decode it"
+                )
+            arr = np.asarray(page.asarray())
+    except ImageReadError:
+        raise
+    except Exception:
+        return None  # PIL reads the TIFFs tifffile does not
+    if arr.ndim == 3 and arr.shape[0] <= MAX_CHANNELS < arr.shape[-1]:
+        arr = np.moveaxis(arr, 0, -1)  # planar (separate) samples
+    return arr
 
 
 def to_uint8(arr: np.ndarray, path="") -> tuple[np.ndarray, str | None]:
@@ -305,6 +360,11 @@ def read_mask(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> 
             if is_grey_rgb(arr):
                 arr = arr[:, :, 0]
     if np.issubdtype(arr.dtype, np.floating):
+        finite = np.isfinite(arr)
+        if not finite.all():
+            # NaN / infinity is no label: the caller makes those pixels void and reports them.
+            dec.void = ~finite
+            arr = np.where(finite, arr, 0)
         if np.all(np.mod(arr, 1) == 0):
             arr = arr.astype(np.int64)
         else:

@@ -38,7 +38,7 @@ import numpy as np
 import segcore
 from segcore.data import imageio, layouts, masks, paths, polygons
 from segcore.data.archive import content_root, extract_zip
-from segcore.data.dataset import IGNORE_INDEX, ClassInfo, DatasetInfo, Problem, SampleInfo
+from segcore.data.dataset import IGNORE_INDEX, ClassInfo, DatasetInfo, Problem, SampleInfo, pixel_hash
 from segcore.data.options import ImportOptions, as_options, parse_colors
 from segcore.fsutil import check_name, make_temp_dir, read_json, write_json_atomic
 from segcore.workspace import ServerSettings, Workspace, get_workspace
@@ -174,6 +174,8 @@ def import_dataset(
         if isinstance(exc, FileExistsError) and not job.report.layout:
             raise
         job.fail(exc)
+    except Exception as exc:  # crafted data may break a reader in any way: a failed import that says so, never a traceback
+        job.fail(f"{type(exc).__name__} while reading {job.source.name}: {exc}"[:1000])
     finally:
         shutil.rmtree(job.scratch, ignore_errors=True)
         job.report.seconds = time.perf_counter() - started
@@ -186,6 +188,9 @@ class _ImportFailed(Exception):
 
 def _no_progress(done: int, total: int, message: str) -> None:
     pass
+
+
+_clock = time.monotonic  # the import's time limit is measured with this
 
 
 @dataclass
@@ -213,6 +218,16 @@ class _Import:
     def __post_init__(self) -> None:
         self.report = ImportReport(name=self.name, ok=False)
         self.root = self.source
+        self.started = _clock()
+
+    def check_time(self, step: str) -> None:
+        """Stop the import when it has run longer than the server's ``max_import_seconds``."""
+        limit = self.limits.max_import_seconds
+        if _clock() - self.started > limit:
+            raise _ImportFailed(
+                f"the import ran longer than {limit:,} s (server setting max_import_seconds) and was stopped while "
+                f"{step}; nothing was imported"
+            )
 
     @property
     def out(self) -> Path:
@@ -225,7 +240,10 @@ class _Import:
 
     def fail(self, exc: Exception) -> None:
         """Mark the report failed with ``exc`` as its error (nothing is imported)."""
-        self.report.ok, self.report.error, self.report.dataset = False, str(exc), None
+        message = str(exc)
+        if len(message) > 2000:  # a crafted file name can be thousands of characters long
+            message = message[:1997] + "..."
+        self.report.ok, self.report.error, self.report.dataset = False, message, None
 
 
 def _check_request(ws: Workspace, *, name: str, source: str | os.PathLike, layout: str, on_exists: str) -> tuple[str, Path]:
@@ -243,10 +261,14 @@ def _check_request(ws: Workspace, *, name: str, source: str | os.PathLike, layou
 def _run(job: _Import, *, layout: str, strict: bool) -> None:
     """The import's steps in order; any of them may raise to fail the import."""
     _unpack(job)
+    _count_files(job)
+    job.check_time("unpacking")
     layout = _choose_layout(job, layout)
     job.options = _read_tables(job.options, job.root.parent if job.root.is_file() else job.root)
     _discover(job, layout)
+    job.check_time("finding the samples")
     info = _with_source(job, _build(job))
+    job.check_time("finishing")
     job.report.dataset = info
     if strict:
         _refuse_errors(job.report)
@@ -262,6 +284,29 @@ def _unpack(job: _Import) -> None:
     job.report.details["archive"] = job.source.name
 
 
+def _count_files(job: _Import) -> None:
+    """Refuse a folder with more files than the server's ``max_archive_files`` before reading any of them."""
+    if job.root.is_file():
+        return  # a COCO file: only the images it names are read, not its folder
+    limit = job.limits.max_archive_files
+    count, stack = 0, [job.root]
+    while stack:
+        folder = stack.pop()
+        try:
+            with os.scandir(folder) as it:
+                for entry in it:
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(entry.path)
+                    else:
+                        count += 1
+        except OSError:
+            continue  # an unreadable folder is reported by the layout that needs it
+        if count > limit:
+            raise _ImportFailed(
+                f"{job.source.name} holds more than {limit:,} files (server setting max_archive_files); refusing to import it"
+            )
+
+
 def _choose_layout(job: _Import, layout: str) -> str:
     """The layout stated, or the one detected (and why, in the report)."""
     if layout in ("auto", "zip"):
@@ -275,7 +320,7 @@ def _discover(job: _Import, layout: str) -> None:
     """Find the samples; the layout's problems and notable details go to the report."""
     discovery = layouts.discover(layout, job.root, job.options)
     job.report.problems.extend(discovery.problems)
-    for key in ("annotators", "folder_roles"):
+    for key in ("annotators", "folder_roles", "annotator_of_samples", "class_folders_named"):
         if discovery.details.get(key):
             job.report.details[key] = discovery.details[key]
     if job.root.is_file():  # a COCO file: its folder is the source root
@@ -482,6 +527,7 @@ class _Result:
     outside: dict = field(default_factory=dict)
     mask_mode: str = ""
     read_as: str = ""  # how a mask of an unusual mode was read, for the report
+    not_finite: list = field(default_factory=list)  # (mask file, NaN or infinite pixels made void)
     notes: list[str] = field(default_factory=list)
 
 
@@ -517,11 +563,15 @@ def _read_samples(job: _Import, plan: _Plan) -> list[_Result]:
     results: list[_Result] = []
     total = len(samples)
     job.progress(0, total, f"reading {total} samples ({job.discovery.layout})")
-    with ThreadPoolExecutor(max_workers=workers) as pool:
+    pool = ThreadPoolExecutor(max_workers=workers)
+    try:
         for i, res in enumerate(pool.map(functools.partial(_read_one, plan=plan), samples), 1):
             results.append(res)
+            job.check_time(f"reading sample {i} of {total}")
             if i % 16 == 0 or i == total:
                 job.progress(i, total, f"read {i}/{total} samples")
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)  # on a failure, samples not started are never read
     return results
 
 
@@ -532,8 +582,23 @@ def _read_one(raw: layouts.RawSample, *, plan: _Plan) -> _Result:
     except _Skipped as skipped:
         return skipped.result
     except (imageio.ImageReadError, ValueError, OSError) as exc:
-        files = [str(raw.image)] if raw.image else []
-        return _Result(None, problems=[Problem("unreadable", f"sample {raw.id}: {exc}", tuple(files), "error")])
+        message = str(exc)
+        for f in [raw.image, *raw.mask_files]:
+            if f is not None:
+                message = message.replace(str(f), layouts.relative_name(Path(f), plan.root))
+        return _Result(None, problems=[Problem("unreadable", f"sample {raw.id}: {message}", _files_of(raw, plan), "error")])
+    except Exception as exc:  # a crafted file may break a decoder in any way: that sample's problem, named
+        files = _files_of(raw, plan)
+        return _Result(
+            None,
+            problems=[Problem("unreadable", f"sample {raw.id}: {', '.join(files)} could not be read ({type(exc).__name__}: {exc})", files, "error")],
+        )
+
+
+def _files_of(raw: layouts.RawSample, plan: _Plan) -> tuple[str, ...]:
+    """The source files of a sample, named relative to the import's root."""
+    files = ([raw.image] if raw.image is not None else []) + raw.mask_files
+    return tuple(layouts.relative_name(Path(f), plan.root) for f in files)
 
 def _label_kind(raw: layouts.RawSample) -> str:
     if raw.mask is not None:
@@ -586,6 +651,11 @@ def _probe_spec(samples: list[layouts.RawSample], *, options: ImportOptions, max
         options = dataclasses.replace(options, mask_encoding="color")
     spec = masks.infer_spec(dict(grey), dict(color), None if colour else palette, options)
     spec.suggestions = masks.void_suggestions(spec, dict(grey), neighbours)
+    if spec.encoding == "color":
+        for arr, pal in seen:
+            if arr.ndim == 2:
+                arr = masks.palette_to_rgb(arr, pal) if pal is not None else np.repeat(np.clip(arr, 0, 255).astype(np.uint8)[:, :, None], 3, axis=2)
+            spec.solid_colors |= masks.solid_colors(arr, spec)
     return spec
 
 
@@ -639,6 +709,15 @@ class _Sample:
     height: int = 0
     width: int = 0
     modes: set[str] = field(default_factory=set)
+    pixel_sha256: str = ""
+    void: np.ndarray | None = None  # NaN / infinite pixels of the sample's float masks
+
+    def note_void(self, dec: imageio.Decoded, path: Path) -> None:
+        """Remember the NaN / infinite pixels of a decoded float mask (they become void)."""
+        if dec.void is None or dec.void.shape != (self.height, self.width):
+            return
+        self.result.not_finite.append((self.name(path), int(np.count_nonzero(dec.void))))
+        self.void = dec.void if self.void is None else (self.void | dec.void)
 
     def name(self, path: Path) -> str:
         """How the report names a file of this sample (relative to the import's root)."""
@@ -670,6 +749,7 @@ def _process(s: _Sample) -> _Result:
     if raw.image is not None:
         notes = [n.replace(str(raw.image), s.name(raw.image)) for n in notes]
     s.height, s.width = image.shape[:2]
+    s.pixel_sha256 = pixel_hash(image)
     s.result = _Result(None, grey=image.ndim == 2, notes=notes)
     labels = _LABEL_READERS[plan.kind](s)
     _write_image(s, image, plain_mode)
@@ -691,6 +771,9 @@ def _file_labels(s: _Sample) -> _Labels:
         arr = masks.palette_to_rgb(arr, dec.palette)  # the colours the palette PNG shows
         s.result.read_as = "palette colours"
     mr = masks.apply_spec(arr, s.plan.spec)
+    s.note_void(dec, s.raw.mask)
+    if s.void is not None:
+        mr.index[s.void] = IGNORE_INDEX
     s.result.outside = mr.outside
     if mr.snapped:
         s.result.noisy.append((s.mask_files[0], mr.snapped, mr.snapped_far))
@@ -701,6 +784,8 @@ def _union_labels(s: _Sample) -> _Labels:
     """Several binary masks of one sample, unioned into the foreground."""
     index = np.zeros((s.height, s.width), np.uint8)
     _union_binary_masks(s.raw.union, index, s)
+    if s.void is not None:
+        index[s.void] = IGNORE_INDEX
     s.result.mask_mode = "/".join(sorted(s.modes))
     return _Labels(index=index)
 
@@ -711,7 +796,10 @@ def _class_folder_labels(s: _Sample) -> _Labels:
     for cname, files in s.raw.class_masks.items():
         _union_binary_masks(files, planes[:, :, s.plan.classes.value_of[cname] - 1], s)  # a view: written in place
     s.result.mask_mode = "/".join(sorted(s.modes))
-    return _Labels(planes=planes, outside_fov=_outside_fov(s))
+    outside = _outside_fov(s)
+    if s.void is not None:
+        outside = s.void if outside is None else (outside | s.void)
+    return _Labels(planes=planes, outside_fov=outside)
 
 
 def _outside_fov(s: _Sample) -> np.ndarray | None:
@@ -729,6 +817,18 @@ def _polygon_labels(s: _Sample) -> _Labels:
     raw = s.raw
     if raw.size:
         s.check_size(tuple(raw.size), raw.label_file)
+    far = [sh for sh in raw.shapes or [] if sh.label in s.plan.classes.value_of and not polygons.inside_bounds(sh, s.height, s.width)]
+    if far:
+        where = s.name(raw.label_file) if raw.label_file else s.name(raw.image)
+        s.result.problems.append(
+            Problem(
+                "polygon_outside_image",
+                f"{where}: {len(far)} polygon{'s' if len(far) > 1 else ''} with coordinates that are not numbers or lie more "
+                f"than one image size outside the {s.width}x{s.height} image; skipped",
+                (where,),
+                "error",
+            )
+        )
     index = polygons.fill(raw.shapes or [], s.height, s.width, s.plan.classes.value_of)
     for label, counts in raw.rle or []:
         if label in s.plan.classes.value_of:
@@ -796,6 +896,7 @@ def _sample_info(s: _Sample) -> SampleInfo:
         subset=raw.subset,
         source_image=s.name(raw.image) if raw.image else (s.name(raw.label_file) + "#imageData"),
         source_mask=source_mask,
+        pixel_sha256=s.pixel_sha256,
     )
 
 
@@ -808,6 +909,7 @@ def _union_binary_masks(files: list[Path], into: np.ndarray, s: _Sample) -> None
         dec = imageio.read_mask(f, s.plan.max_pixels)
         s.modes.add(dec.mode)
         s.check_size(dec.array.shape, f)
+        s.note_void(dec, f)
         plane, noise = masks.binarize(dec.array)
         if noise:
             s.result.noisy.append((s.name(f), noise, 0))
@@ -835,6 +937,7 @@ def _finish(job: _Import, plan: _Plan, results: list[_Result]) -> DatasetInfo:
     problems.extend(_encoding_problems(good, plan.spec))
     fractions = _class_fractions(plan, good, mode)
     problems.extend(_fraction_problems(plan, mode=mode, fractions=fractions))
+    problems.extend(duplicate_problems([r.sample for r in good]))
     background = _class0(job, plan, mode)
     job.report.details["subsets"] = {str(k): v for k, v in Counter(r.sample.subset for r in good).items()}
     job.report.details["skipped"] = len(results) - len(good)
@@ -1052,6 +1155,19 @@ def _value_problems(good: list[_Result], plan: _Plan) -> list[Problem]:
     noisy = [fn for r in good for fn in r.noisy]
     outside = [(r.sample.source_mask, r.outside) for r in good if r.outside]
     out = [_noise_problem(noisy, colour=colour)] if noisy else []
+    not_finite = [fn for r in good for fn in r.not_finite]
+    if not_finite:
+        total = sum(n for _, n in not_finite)
+        worst = ", ".join(f"{f} ({n:,} px)" for f, n in sorted(not_finite, key=lambda x: -x[1])[:3])
+        out.append(
+            Problem(
+                "not_finite",
+                f"{len(not_finite)} float masks hold NaN or infinite values ({total:,} px), which are no label: those "
+                f"pixels were set to void (255, not scored). Worst: {worst}",
+                tuple(f for f, _ in not_finite),
+                "error",
+            )
+        )
     if outside:
         out.append(_outside_problem(outside, colour=colour, class_names=plan.classes.names))
     if colour and spec.color_table:
@@ -1124,6 +1240,48 @@ def _table_mismatch(good: list[_Result], plan: _Plan, *, noisy: list, outside: l
         )
     ]
 
+def duplicate_problems(samples: list[SampleInfo]) -> list[Problem]:
+    """One ``duplicate_images`` problem for images with the same pixels (none or one problem).
+
+    Copies are named by folder where a whole folder is a copy of another
+    (``copy/test/images`` holds the images of ``test/images``), else by file.
+    Both copies stay in the dataset: which one is wrong is for the user to say.
+    """
+    by_hash: dict[str, list[SampleInfo]] = defaultdict(list)
+    for s in samples:
+        if s.pixel_sha256:
+            by_hash[s.pixel_sha256].append(s)
+    groups = [sorted(g, key=lambda s: s.source_image) for g in by_hash.values() if len(g) > 1]
+    if not groups:
+        return []
+    groups.sort(key=lambda g: g[0].source_image)
+    per_folder = Counter(str(Path(s.source_image).parent) for s in samples)
+    pairs: Counter = Counter()
+    for g in groups:
+        folders = sorted({str(Path(s.source_image).parent) for s in g})
+        for a in folders:
+            for b in folders:
+                if a < b:
+                    pairs[(a, b)] += 1
+    whole = [(a, b, n) for (a, b), n in sorted(pairs.items()) if n == per_folder[a] or n == per_folder[b]]
+    said = [f"{b}/ and {a}/ hold the same {n} images" for a, b, n in whole]
+    in_whole = {f for a, b, _ in whole for f in (a, b)}
+    loose = [g for g in groups if not {str(Path(s.source_image).parent) for s in g} <= in_whole]
+    said += [" = ".join(s.source_image for s in g) for g in loose[:5]]
+    more = f" and {len(loose) - 5} more groups" if len(loose) > 5 else ""
+    copies = sum(len(g) - 1 for g in groups)
+    return [
+        Problem(
+            "duplicate_images",
+            f"{copies} images are copies of others (identical pixels), each imported as its own sample: {'; '.join(said)}{more}. "
+            "A copy in both the training and the test data makes the test score meaningless; remove one copy from the source "
+            "and import again",
+            tuple(s.source_image for g in groups for s in g),
+            "warning",
+        )
+    ]
+
+
 def _value_text(v) -> str:
     return f"({v[0]}, {v[1]}, {v[2]})" if isinstance(v, tuple) else str(v)
 
@@ -1158,7 +1316,7 @@ def _merge_problems(problems: list[Problem]) -> list[Problem]:
         per_kind[(p.kind, p.severity)].append(p)
     merged = []
     for (kind, severity), group in per_kind.items():
-        if len(group) <= 3 or kind not in ("unreadable", "size_mismatch"):
+        if len(group) <= 3 or kind not in ("unreadable", "size_mismatch", "polygon_outside_image"):
             merged.extend(group)
             continue
         files = tuple(f for p in group for f in p.files)

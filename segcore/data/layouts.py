@@ -19,9 +19,11 @@ paths written inside the data go through
 
 from __future__ import annotations
 
+import difflib
+import functools
 import json
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -121,20 +123,27 @@ def is_mask_name(name: str) -> bool:
     return annotator_of(name) is not None or any(stem.endswith(x) and len(stem) > len(x) for x in MASK_SUFFIXES)
 
 
-def stem_key(name: str) -> str:
-    """The matching key of a file name: lower-case stem without known suffixes (annotator suffixes too)."""
-    stem = Path(name).stem.lower()
+@functools.lru_cache(maxsize=1 << 16)
+def stem_key(name: str, *, fold: bool = True) -> str:
+    """The matching key of a file name: the stem without known suffixes (annotator suffixes too).
+
+    Suffixes are found whatever their case. ``fold=True`` lower-cases the
+    key; pairing compares unfolded keys first, so ``A.png`` and ``a.png`` stay
+    two samples on a case-sensitive file system.
+    """
+    stem = Path(name).stem
+    low = stem.lower()
     m = _ANNOTATOR_RE.search(stem)
     if m is not None and len(stem) > len(m.group(0)):
-        stem = stem[: m.start()]
+        stem, low = stem[: m.start()], low[: m.start()]
     changed = True
     while changed:
         changed = False
         for suffix in STEM_SUFFIXES:
-            if stem.endswith(suffix) and len(stem) > len(suffix):
-                stem = stem[: -len(suffix)]
+            if low.endswith(suffix) and len(low) > len(suffix):
+                stem, low = stem[: -len(suffix)], low[: -len(suffix)]
                 changed = True
-    return stem
+    return low if fold else stem
 
 
 def subset_of(path: Path, root: Path) -> str | None:
@@ -156,16 +165,16 @@ def _has_word(name: str, words) -> bool:
 
 
 def image_files(folder: Path) -> list[Path]:
-    return [p for p in paths.entries(folder) if is_image_file(p) and p.is_file()]
+    return [p for p in paths.files(folder) if is_image_file(p)]
 
 
 def _files(folder: Path, suffix: str) -> list[Path]:
     """Files of ``folder`` whose name ends with ``suffix`` (lower case), not hidden."""
-    return [p for p in paths.entries(folder) if p.name.lower().endswith(suffix) and not p.name.startswith(".") and p.is_file()]
+    return [p for p in paths.files(folder) if p.name.lower().endswith(suffix) and not p.name.startswith(".")]
 
 
 def _subdirs(folder: Path) -> list[Path]:
-    return [p for p in paths.entries(folder) if not p.name.startswith((".", "__")) and p.is_dir()]
+    return [p for p in paths.folders(folder) if not p.name.startswith((".", "__"))]
 
 
 def _walk_dirs(root: Path):
@@ -184,7 +193,7 @@ def _dedupe_lossless(files: list[Path]) -> tuple[list[Path], list[Path]]:
     """Keep one file per stem, preferring lossless formats; return (kept, dropped copies)."""
     by_stem: dict[str, list[Path]] = defaultdict(list)
     for f in files:
-        by_stem[f.stem.lower()].append(f)
+        by_stem[f.stem].append(f)  # a.png and A.png are two files, not copies
     kept, dropped = [], []
     for group in by_stem.values():
         group.sort(key=lambda p: (p.suffix.lower() in LOSSY_EXTENSIONS, p.name))
@@ -216,16 +225,57 @@ def _grouped_problem(kind: str, what: str, files: list[Path], root: Path, severi
     return Problem(kind, f"{len(names)} {what}: {shown}", tuple(names), severity)
 
 
+def _safe_id(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "_", text).lstrip(".") or "sample"
+
+
+def _folders_apart(group: list[RawSample]) -> list[str] | None:
+    """For samples with one id: the nearest folder name that tells each apart (or "" for none), else None."""
+    parents = []
+    for s in group:
+        path = s.image if s.image is not None else s.label_file
+        if path is None:
+            return None
+        parents.append(path.parent.parts)
+    common = 0  # folders all of them share from the top (the imported folder and above) tell nothing apart
+    while all(len(p) > common for p in parents) and len({p[common] for p in parents}) == 1:
+        common += 1
+    chains = [list(reversed(p[common:])) for p in parents]
+    depth = max((len(c) for c in chains), default=0)
+    for k in range(depth):
+        names = [c[k] if k < len(c) else "" for c in chains]
+        if len(set(names)) == len(names):
+            return names
+    return None
+
+
 def _unique_ids(samples: list[RawSample]) -> None:
-    """Make sample ids safe file names and unique (subset prefix, then a counter)."""
-    seen: dict[str, int] = defaultdict(int)
+    """Make sample ids safe file names and unique.
+
+    Samples that share a name are told apart by their subset (``train_1``,
+    ``test_1``) or else by the nearest folder whose name differs between them
+    (``Tile_1_image_part_001``, ``Tile_5_image_part_001``); a counter is the
+    last resort.
+    """
+    groups: dict[str, list[RawSample]] = defaultdict(list)
     for s in samples:
-        seen[s.id] += 1
+        groups[s.id].append(s)
+    wanted: dict[int, str] = {}
+    for sid, group in groups.items():
+        base = _safe_id(sid)
+        if len(group) == 1:
+            wanted[id(group[0])] = base
+            continue
+        subsets = [s.subset for s in group]
+        if all(subsets) and len(set(subsets)) == len(subsets):
+            prefixes = subsets
+        else:
+            prefixes = _folders_apart(group) or [s.subset or "" for s in group]
+        for s, prefix in zip(group, prefixes):
+            wanted[id(s)] = _safe_id(f"{prefix}_{sid}") if prefix else base
     used = set()
     for s in samples:
-        base = re.sub(r"[^A-Za-z0-9._-]", "_", s.id).lstrip(".") or "sample"
-        if seen[s.id] > 1 and s.subset:
-            base = f"{s.subset}_{base}"
+        base = wanted[id(s)]
         candidate, n = base, 2
         while candidate in used:
             candidate, n = f"{base}-{n}", n + 1
@@ -236,11 +286,11 @@ def _unique_ids(samples: list[RawSample]) -> None:
 # --------------------------------------------------------------------------- pairing
 
 
-def _pair_folders(image_dir: Path, mask_dir: Path, root: Path, problems: list[Problem], ext_masks=IMAGE_EXTENSIONS, annotator: str | None = None, annotators: dict | None = None):
+def _pair_folders(image_dir: Path, mask_dir: Path, root: Path, problems: list[Problem], ext_masks=IMAGE_EXTENSIONS, annotator: str | None = None, annotators: dict | None = None, fallback: list | None = None):
     """(image, mask) pairs of two folders matched by stem key; ``image_dir == mask_dir``: one folder
     whose masks are told from its images by their suffixes (``_mask``, ``_1stHO``, ...)."""
     images = image_files(image_dir)
-    masks = [p for p in paths.entries(mask_dir) if p.is_file() and p.name.lower().endswith(ext_masks)]
+    masks = [p for p in paths.files(mask_dir) if p.name.lower().endswith(ext_masks)]
     masks = [m for m in masks if not m.name.startswith(".")]
     if image_dir == mask_dir:
         masks = [m for m in masks if is_mask_name(m.name)]
@@ -249,25 +299,51 @@ def _pair_folders(image_dir: Path, mask_dir: Path, root: Path, problems: list[Pr
     if copies:
         problems.append(_grouped_problem("ignored_files", "lossy copies of masks ignored", copies, root, "warning"))
     by_key: dict[str, list[Path]] = defaultdict(list)
+    by_folded: dict[str, list[Path]] = defaultdict(list)
     for m in masks:
-        by_key[stem_key(m.name)].append(m)
+        by_key[stem_key(m.name, fold=False)].append(m)
+        by_folded[stem_key(m.name)].append(m)
+    image_keys = {stem_key(i.name, fold=False) for i in images}
+    folded_images = Counter(stem_key(i.name) for i in images)
     pairs, unpaired_images, used, others = [], [], set(), []
+    ambiguous: list[tuple[Path, list[Path]]] = []
     for img in images:
-        key = stem_key(img.name)
-        cands = by_key.get(key)
+        cands = by_key.get(stem_key(img.name, fold=False))
+        if not cands:
+            # Only the case differs (IMG_1.png with img_1_mask.png): paired when that cannot mean another image.
+            folded = [m for m in by_folded.get(stem_key(img.name), []) if stem_key(m.name, fold=False) not in image_keys]
+            spellings = {stem_key(m.name, fold=False) for m in folded}
+            if len(spellings) > 1 or (folded and folded_images[stem_key(img.name)] > 1):
+                ambiguous.append((img, folded))
+                continue
+            cands = folded
         if not cands:
             unpaired_images.append(img)
             continue
-        cands, rest = _pick_annotator(cands, annotator, annotators)
+        cands, rest = _pick_annotator(cands, annotator, annotators, fallback)
         others.extend(rest)
         used.update(rest)
         if not cands:
             unpaired_images.append(img)
             continue
         # Prefer the exact stem, then the shortest name (image.png over image_mask_old.png).
-        cands = sorted(cands, key=lambda m: (m.stem.lower() != img.stem.lower(), len(m.name)))
+        cands = sorted(cands, key=lambda m: (m.stem != img.stem, len(m.name)))
         pairs.append((img, cands[0]))
         used.add(cands[0])
+    if ambiguous:
+        shown = "; ".join(
+            f"{relative_name(i, root)} could pair with {[relative_name(m, root) for m in ms]}" for i, ms in ambiguous[:5]
+        )
+        problems.append(
+            Problem(
+                "ambiguous_pair",
+                f"{len(ambiguous)} images match masks only when letter case is ignored, and more than one way: {shown}; "
+                "skipped. Rename the files so that image and mask names agree exactly",
+                tuple(relative_name(f, root) for i, ms in ambiguous for f in [i, *ms]),
+                "error",
+            )
+        )
+        used.update(m for _, ms in ambiguous for m in ms)
     unpaired_masks = [m for m in masks if m not in used]
     if others:
         tags = sorted({annotator_of(m.name)[0] for m in others})
@@ -283,11 +359,14 @@ def _pair_folders(image_dir: Path, mask_dir: Path, root: Path, problems: list[Pr
     if unpaired_images:
         problems.append(_grouped_problem("unpaired_image", "images without a mask (skipped)", unpaired_images, root, "error"))
     if unpaired_masks:
-        problems.append(_grouped_problem("unpaired_mask", "masks without an image (skipped)", unpaired_masks, root, "error"))
+        lonely = unpaired_images or images
+        problems.append(
+            _unpaired_with_nearest("masks without an image (skipped)", [(m, lonely) for m in unpaired_masks], root)
+        )
     return pairs
 
 
-def _pick_annotator(cands: list[Path], annotator: str | None, seen: dict | None) -> tuple[list[Path], list[Path]]:
+def _pick_annotator(cands: list[Path], annotator: str | None, seen: dict | None, fallback: list | None = None) -> tuple[list[Path], list[Path]]:
     """(masks of the chosen annotator, masks of the others) among one image's candidate masks."""
     tagged = [(m, annotator_of(m.name)) for m in cands]
     if seen is not None:
@@ -296,17 +375,21 @@ def _pick_annotator(cands: list[Path], annotator: str | None, seen: dict | None)
                 seen[a[0]] = seen.get(a[0], 0) + 1
     if not any(a for _, a in tagged):
         return cands, []
+    want = []
     if annotator is not None:
         want = [m for m, a in tagged if a is not None and a[0].lower() == annotator.lower()]
-    else:
+    missing = annotator is not None and not want
+    if not want:
         first = min(a[1] for _, a in tagged if a is not None)
         want = [m for m, a in tagged if a is None or a[1] == first]
+    if missing and fallback is not None:
+        fallback.extend(want)  # this image has no mask by the chosen annotator: the first one's are used
     return want, [m for m in cands if m not in want]
 
 
 def _stem_overlap(a: Path, b: Path, ext_b=IMAGE_EXTENSIONS) -> float:
     ka = {stem_key(p.name) for p in image_files(a)}
-    kb = {stem_key(p.name) for p in paths.entries(b) if p.name.lower().endswith(ext_b) and p.is_file()}
+    kb = {stem_key(p.name) for p in paths.files(b) if p.name.lower().endswith(ext_b)}
     if not ka or not kb:
         return 0.0
     return len(ka & kb) / min(len(ka), len(kb))
@@ -378,12 +461,22 @@ def discover_paired(root: Path, options: ImportOptions) -> Discovery:
         if not candidates:
             candidates = [(f, [f]) for f in _same_folder_candidates(root)]
     annotators: dict[str, int] = {}
+    fallback: list[Path] = []  # masks of the first annotator used where the chosen one has none
     for img_dir, (msk_dir, *_) in candidates:
         pairs_found.append([relative_name(img_dir, root) or ".", relative_name(msk_dir, root) or "."])
-        for img, msk in _pair_folders(img_dir, msk_dir, root, problems, annotator=options.annotator, annotators=annotators):
+        for img, msk in _pair_folders(img_dir, msk_dir, root, problems, annotator=options.annotator, annotators=annotators, fallback=fallback):
             samples.append(RawSample(img.stem, img, subset_of(img, root), mask=msk))
     if options.annotator and annotators and options.annotator.lower() not in {a.lower() for a in annotators}:
         raise ValueError(f"import option annotator is {options.annotator!r}, but the annotators in the file names are {sorted(annotators)}")
+    if fallback:
+        problems.append(
+            _grouped_problem(
+                "annotator_missing",
+                f"masks have no counterpart by annotator {options.annotator!r} (option annotator); these masks of the first "
+                "annotator were used instead",
+                sorted(fallback), root, "warning",
+            )
+        )
     if not samples:
         raise ValueError(
             f"no image/mask folder pairs found under {root}: expected e.g. images/ + masks/ with matching file names"
@@ -410,15 +503,31 @@ def _same_folder_candidates(root: Path) -> list[Path]:
 
 
 def _stem_hint(root: Path) -> str:
-    """Why no files paired: a few stems of the largest image folder, and what was tried."""
+    """Why no files paired: what the largest image folder holds, and the layout its annotation files suggest."""
     best = max(_walk_dirs(root), key=lambda d: len(image_files(d)), default=None)
     if best is None or not image_files(best):
         return "; no image files were found"
-    stems = sorted(f.stem for f in image_files(best))[:4]
-    return (
+    files = image_files(best)
+    stems = sorted({f.stem for f in files})
+    where = relative_name(best, root) or "."
+    twice = sorted(st for st in stems if sum(f.stem == st for f in files) > 1)
+    hint = (
         f"; file stems did not match between any two folders, nor within one folder by a mask suffix "
-        f"({', '.join(MASK_SUFFIXES[:4])}, _1stHO, _manual1, ...): e.g. {stems} in {relative_name(best, root) or '.'}/"
+        f"({', '.join(MASK_SUFFIXES[:4])}, _1stHO, _manual1, ...): e.g. {stems[:4]} in {where}/"
     )
+    if twice:
+        hint += (
+            f". Files such as {twice[0]!r} exist in several formats there ({', '.join(sorted(f.name for f in files if f.stem == twice[0]))}), "
+            "but none is named as a mask, so which is the label cannot be told"
+        )
+    kinds = Counter(_json_kind(j) for d in _walk_dirs(root) for j in _files(d, ".json")[:8])
+    for kind in ("labelme", "coco"):
+        if kinds.get(kind):
+            name = "LabelMe" if kind == "labelme" else "COCO"
+            return hint + f". The data holds {name} .json annotation files: import it with --layout {kind} (layout={kind!r})"
+    if any(_files(d, ".txt") for d in _walk_dirs(root)):
+        hint += ". The data holds .txt files: if they are polygon point lists, use --layout polygons"
+    return hint
 
 
 def _note_unused(root: Path, candidates, problems: list[Problem]) -> None:
@@ -448,14 +557,19 @@ def discover_per_sample(root: Path, options: ImportOptions) -> Discovery:
     ignored: list[Path] = []
     copies_all: list[Path] = []
     no_masks: list[Path] = []
+    odd: list[tuple[Path, str]] = []  # folders that look like samples but cannot be read as one
     for folder in _walk_dirs(root):
         subs = _subdirs(folder)
         img_subs = [s for s in subs if _has_word(s.name, IMAGE_WORDS) and not _has_word(s.name, MASK_WORDS)]
         msk_subs = [s for s in subs if _has_word(s.name, MASK_WORDS)]
         if len(img_subs) != 1 or not msk_subs or len(msk_subs) > 1:
+            if img_subs and msk_subs:  # looks like a sample folder, but which folder holds what cannot be told
+                odd.append((folder, f"{len(img_subs)} image folders and {len(msk_subs)} mask folders"))
             continue
         images = image_files(img_subs[0])
         if len(images) != 1:
+            if images:
+                odd.append((folder, f"{len(images)} images in {img_subs[0].name}/ (one expected)"))
             continue
         masks, copies = _dedupe_lossless(image_files(msk_subs[0]))
         copies_all.extend(copies)
@@ -476,6 +590,16 @@ def discover_per_sample(root: Path, options: ImportOptions) -> Discovery:
         )
     if no_masks:
         problems.append(_grouped_problem("unpaired_image", "images whose masks folder is empty (skipped)", no_masks, root, "error"))
+    if odd:
+        shown = "; ".join(f"{relative_name(f, root)}/: {why}" for f, why in odd[:5]) + (f"; and {len(odd) - 5} more" if len(odd) > 5 else "")
+        problems.append(
+            Problem(
+                "unpaired_image",
+                f"{len(odd)} sample folders could not be read as one image with its masks (skipped): {shown}",
+                tuple(relative_name(f, root) for f, _ in odd),
+                "error",
+            )
+        )
     _unique_ids(samples)
     return Discovery("per_sample", samples, problems, {"samples_found": len(samples)})
 
@@ -505,32 +629,45 @@ def discover_class_folders(root: Path, options: ImportOptions) -> Discovery:
     samples = []
     labels: list[str] = []
     unpaired: list[Path] = []
+    unpaired_files: dict[str, list[tuple[Path, list[Path]]]] = defaultdict(list)  # role -> (file, images it may have meant)
+    no_fov: list[Path] = []
     missing: dict[str, list[Path]] = defaultdict(list)
     roles_all: dict[str, str] = {}
+    annotators = _Annotators.of([c for _, bs in groups for c in bs], options)
     for img_dir, class_dirs in groups:
-        roles = folder_roles(img_dir, class_dirs, options, problems, root)
+        roles = folder_roles(img_dir, class_dirs, options, problems, root, annotators)
         roles_all.update({c.name: r for c, r in roles.items()})
+        images = image_files(img_dir)
+        image_of = _image_keys(images)
         fov_files: dict[str, Path] = {}
         by_class: dict[str, dict[str, list[Path]]] = {}
         for cdir in class_dirs:
             role = roles[cdir]
-            if role == "fov":
-                for f in image_files(cdir):
-                    fov_files.setdefault(stem_key(f.name), f)
+            if role not in ("class", "fov"):
                 continue
-            if role != "class":
-                continue
-            cname = merge.get(cdir.name, cdir.name)
-            if cname not in labels:
-                labels.append(cname)
             files, copies = _dedupe_lossless(image_files(cdir))
             if copies:
                 problems.append(_grouped_problem("ignored_files", "lossy copies of masks ignored", copies, root, "warning"))
-            table = by_class.setdefault(cname, {})
-            for f in files:
-                table.setdefault(stem_key(f.name), []).append(f)
-        for img in image_files(img_dir):
-            key = stem_key(img.name)
+            keyed = [(image_of(f.name), f) for f in files]
+            if role == "fov":
+                for key, f in keyed:
+                    if key is not None:
+                        fov_files.setdefault(key, f)
+            else:
+                cname = annotators.class_name.get(cdir.name) or merge.get(cdir.name, cdir.name)
+                if cname not in labels:
+                    labels.append(cname)
+                table = by_class.setdefault(cname, {})
+                for key, f in keyed:
+                    if key is not None:
+                        table.setdefault(key, []).append(f)
+            left = [f for key, f in keyed if key is None]
+            if left:
+                have = {key for key, _ in keyed}
+                lonely = [i for i in images if stem_key(i.name, fold=False) not in have] or images
+                unpaired_files[role].extend((f, lonely) for f in left)
+        for img in images:
+            key = stem_key(img.name, fold=False)
             cm = {c: t[key] for c, t in by_class.items() if key in t}
             if not cm:
                 unpaired.append(img)
@@ -538,9 +675,35 @@ def discover_class_folders(root: Path, options: ImportOptions) -> Discovery:
             for c in by_class:
                 if c not in cm:
                     missing[c].append(img)
+            if fov_files and key not in fov_files:
+                no_fov.append(img)
             samples.append(RawSample(img.stem, img, subset_of(img, root), class_masks=cm, fov=fov_files.get(key)))
+    problems[:] = _merge_folder_problems(problems)
     if unpaired:
         problems.append(_grouped_problem("unpaired_image", "images without any class mask (skipped)", unpaired, root, "error"))
+    for role, found in sorted(unpaired_files.items()):
+        what = "field-of-view masks" if role == "fov" else "class masks"
+        problems.append(_unpaired_with_nearest(f"{what} that pair with no image (not used)", found, root))
+    if no_fov:
+        problems.append(
+            _grouped_problem(
+                "missing_field_of_view",
+                "images have no field-of-view mask while the others of their folder have one, so every pixel of them is "
+                "scored (look for a misnamed file among the unpaired masks)",
+                no_fov, root, "warning",
+            )
+        )
+    if annotators.fallback:
+        chosen = options.annotator
+        used_instead = sorted({n for n, imgs in annotators.used.items() if set(imgs) & set(annotators.fallback)})
+        problems.append(
+            _grouped_problem(
+                "annotator_missing",
+                f"images have no mask by annotator {chosen!r} (option annotator); the masks of {', '.join(used_instead)} "
+                "were used for them, as the same class",
+                sorted(annotators.fallback), root, "warning",
+            )
+        )
     if missing:
         n = len({p for files in missing.values() for p in files})
         per = "; ".join(
@@ -555,12 +718,26 @@ def discover_class_folders(root: Path, options: ImportOptions) -> Discovery:
                 "warning",
             )
         )
+    named = {}
     order = list(options.classes)
     if order:
         order = [c for c in order if c not in ("background", "_background_")]
         missing_names = [c for c in order if c not in labels]
-        if missing_names:
-            raise ValueError(f"classes {missing_names} given in options have no folder; class folders are {labels}")
+        spare = [c for c in labels if c not in order]
+        if len(missing_names) == 1 and len(spare) == 1:
+            # One name given for the one folder left: the name is that folder's class.
+            named = {_folder_of(spare[0], roles_all, annotators, merge): missing_names[0]}
+            for smp in samples:
+                if spare[0] in smp.class_masks:
+                    smp.class_masks[missing_names[0]] = smp.class_masks.pop(spare[0])
+            labels = [missing_names[0] if c == spare[0] else c for c in labels]
+        elif missing_names:
+            hint = " ".join(f"--merge {_folder_of(a, roles_all, annotators, merge)}={b}" for a, b in zip(spare, missing_names))
+            raise ValueError(
+                f"classes {missing_names} given in options have no folder; class folders are {labels}. "
+                + (f"To give a folder a class name, merge it into that name: {hint} (option merge)" if hint else
+                   "Name only the class folders there are")
+            )
         labels = list(order) + [c for c in labels if c not in order]
     else:
         labels = sorted(labels, key=str.lower)
@@ -568,7 +745,80 @@ def discover_class_folders(root: Path, options: ImportOptions) -> Discovery:
         raise ValueError(f"no class folders left under {root} after folder roles {roles_all}; give at least one the role 'class'")
     _unique_ids(samples)
     details = {"groups": [[relative_name(a, root), [b.name for b in bs]] for a, bs in groups], "merge": merge, "folder_roles": roles_all}
+    if annotators.used:
+        by_id = {img: smp for smp in samples for img in [smp.image]}
+        details["annotator_of_samples"] = {
+            name: sum(1 for i in imgs if i in by_id) for name, imgs in sorted(annotators.used.items())
+        }
+    if named:
+        details["class_folders_named"] = named
     return Discovery("class_folders", samples, problems, details, labels)
+
+
+def _image_keys(images: list[Path]):
+    """A function from a mask file name to the key of the image it belongs to (None: no image).
+
+    Names are compared with their case; a mask whose name matches an image
+    only when case is ignored belongs to it when no other image has that
+    name in another case.
+    """
+    exact = {stem_key(i.name, fold=False) for i in images}
+    folded: dict[str, list[str]] = defaultdict(list)
+    for k in exact:
+        folded[k.lower()].append(k)
+
+    def image_of(name: str) -> str | None:
+        key = stem_key(name, fold=False)
+        if key in exact:
+            return key
+        found = folded.get(key.lower(), [])
+        return found[0] if len(found) == 1 else None
+
+    return image_of
+
+
+def _folder_of(label: str, roles: dict[str, str], annotators: _Annotators, merge: dict[str, str]) -> str:
+    """The folder name a class label came from (the label itself when no folder was renamed into it)."""
+    for folder, role in roles.items():
+        if role == "class" and (annotators.class_name.get(folder) or merge.get(folder, folder)) == label:
+            return folder
+    return label
+
+
+def _nearest_image(f: Path, images: list[Path]) -> str:
+    """The image name a mask file was most likely meant for (by spelling)."""
+    if not images:
+        return ""
+    stems = [i.stem for i in images]
+    best = difflib.get_close_matches(f.stem, stems, n=1, cutoff=0.0)
+    return images[stems.index(best[0])].name if best else images[0].name
+
+
+def _unpaired_with_nearest(what: str, found: list[tuple[Path, list[Path]]], root: Path) -> Problem:
+    """An ``unpaired_mask`` error naming each file, the first five with the image (of their candidates) they come nearest to."""
+    found = sorted(found, key=lambda x: str(x[0]))
+    named = [(f, _nearest_image(f, cands)) for f, cands in found[:5]]
+    shown = ", ".join(f"{relative_name(f, root)!r} (nearest image: {near})" if near else relative_name(f, root) for f, near in named)
+    more = f" and {len(found) - 5} more" if len(found) > 5 else ""
+    return Problem("unpaired_mask", f"{len(found)} {what}: {shown}{more}", tuple(relative_name(f, root) for f, _ in found), "error")
+
+
+def _merge_folder_problems(problems: list[Problem]) -> list[Problem]:
+    """One ``other_annotator`` / ``field_of_view`` problem per folder name, however many groups have the folder."""
+    out: list[Problem] = []
+    seen: dict[tuple[str, tuple[str, ...]], int] = {}
+    for p in problems:
+        if p.kind not in ("other_annotator", "field_of_view"):
+            out.append(p)
+            continue
+        key = (p.kind, tuple(sorted(Path(f).name for f in p.files)))
+        if key in seen:
+            first = out[seen[key]]
+            out[seen[key]] = Problem(first.kind, first.message, first.files + tuple(f for f in p.files if f not in first.files), first.severity)
+        else:
+            seen[key] = len(out)
+            out.append(p)
+    return out
 
 
 _FOV_NAMES = ("fov", "field_of_view", "field-of-view", "fieldofview", "roi")
@@ -579,45 +829,97 @@ _FOLDER_ANNOTATOR_RE = re.compile(
 _FOV_PROBE = 8
 
 
-def folder_roles(img_dir: Path, class_dirs: list[Path], options: ImportOptions, problems: list[Problem], root: Path) -> dict[Path, str]:
+@dataclass
+class _Annotators:
+    """Mask folders named as annotators of one thing (``1st_manual``, ``2nd_manual``), over every group of an import.
+
+    ``family`` maps a folder name to its family (the thing annotated) and
+    rank; ``class_name`` maps every folder of a family with two or more
+    annotators to the one class they all stand for (the lowest-ranked
+    folder's name, or what option ``merge`` makes of any of them), so that
+    choosing an annotator never splits a class.
+    """
+
+    family: dict[str, tuple[str, int]] = field(default_factory=dict)
+    class_name: dict[str, str] = field(default_factory=dict)
+    used: dict[str, list[Path]] = field(default_factory=lambda: defaultdict(list))  # folder name -> images it labels
+    fallback: list[Path] = field(default_factory=list)  # images without the chosen annotator's folder
+
+    @classmethod
+    def of(cls, folders: list[Path], options: ImportOptions) -> "_Annotators":
+        found = cls()
+        members: dict[str, dict[str, int]] = defaultdict(dict)
+        for c in folders:
+            m = _FOLDER_ANNOTATOR_RE.match(c.name)
+            if m is None or c.name in dict(options.folder_roles):
+                continue
+            base = (m.group("base1") if m.group("base1") is not None else m.group("base2") or "").strip("_- ").lower()
+            rank = int(m.group("ord") or m.group("num"))
+            members[base][c.name] = rank
+        merge = dict(options.merge)
+        for base, names in members.items():
+            if len(names) < 2:
+                continue
+            ordered = sorted(names, key=lambda n: (names[n], n))
+            merged = [merge[n] for n in ordered if n in merge]
+            for n in ordered:
+                found.family[n] = (base, names[n])
+                found.class_name[n] = merged[0] if merged else ordered[0]
+        if options.annotator and options.annotator.lower() not in {n.lower() for n in found.family}:
+            raise ValueError(
+                f"import option annotator is {options.annotator!r}, but no mask folder of that name labels the same thing "
+                f"as another; annotator folders are {sorted(found.family) or 'none'}"
+            )
+        return found
+
+
+def folder_roles(img_dir: Path, class_dirs: list[Path], options: ImportOptions, problems: list[Problem], root: Path, annotators: _Annotators | None = None) -> dict[Path, str]:
     """The role of each mask folder beside ``img_dir``: class, fov, annotator or ignore.
 
     Stated roles (option ``folder_roles``) win. Otherwise: folders named as
     the 1st / 2nd ... annotator of the same thing (``1st_manual``,
-    ``2nd_manual``) keep the first (or option ``annotator``) as the class and
-    set the others aside; a folder whose masks cover much of every image with
-    the same region (a field-of-view mask) makes the pixels outside it void.
-    Every guess is reported with the option that changes it.
+    ``2nd_manual``, anywhere in the import) keep the first (or option
+    ``annotator``, where this group has it) as the class and set the others
+    aside; a folder whose masks cover much of every image with the same region
+    (a field-of-view mask) makes the pixels outside it void. Every guess is
+    reported with the option that changes it.
     """
+    annotators = annotators or _Annotators.of(class_dirs, options)
     stated = dict(options.folder_roles)
     roles: dict[Path, str] = {c: stated.get(c.name, "") for c in class_dirs}
-    # Annotators, by folder name.
     families: dict[str, list[tuple[int, Path]]] = defaultdict(list)
     for c in class_dirs:
-        m = _FOLDER_ANNOTATOR_RE.match(c.name)
-        if m and not roles[c]:
-            base = (m.group("base1") if m.group("base1") is not None else m.group("base2") or "").strip("_- ").lower()
-            families[base].append((int(m.group("ord") or m.group("num")), c))
+        if c.name in annotators.family and not roles[c]:
+            base, rank = annotators.family[c.name]
+            families[base].append((rank, c))
+    want = (options.annotator or "").lower()
     for base, members in families.items():
-        if len(members) < 2:
-            continue
-        members.sort(key=lambda x: x[0])
-        chosen = next((c for _, c in members if options.annotator and c.name.lower() == options.annotator.lower()), members[0][1])
+        members.sort(key=lambda x: (x[0], x[1].name))
+        chosen = next((c for _, c in members if want and c.name.lower() == want), None)
+        wanted_here = chosen is not None or not want or not any(
+            n.lower() == want and annotators.family[n][0] == base for n in annotators.family
+        )
+        chosen = chosen or members[0][1]
+        images = image_files(img_dir)
+        annotators.used[chosen.name].extend(images)
+        if not wanted_here:
+            annotators.fallback.extend(images)
         others = [c for _, c in members if c != chosen]
         roles[chosen] = "class"
         for c in others:
             roles[c] = "annotator"
-        names = [c.name for c in others]
-        problems.append(
-            Problem(
-                "other_annotator",
-                f"mask folders {names} look like other annotators' masks of what {chosen.name!r} holds (their names say so); "
-                f"{chosen.name!r} was used as the class and they were not. To use one of them instead, set option "
-                f"annotator={names[0]!r}; to make them classes, option folder_roles={{{names[0]!r}: \"class\"}}",
-                tuple(relative_name(c, root) for c in others),
-                "warning",
+        if others:
+            names = [c.name for c in others]
+            problems.append(
+                Problem(
+                    "other_annotator",
+                    f"mask folders {names} look like other annotators' masks of what {chosen.name!r} holds (their names say so); "
+                    f"{chosen.name!r} was used as the class and they were not. To use one of them instead, set option "
+                    f"annotator={names[0]!r}; to make them classes, option folder_roles={{{names[0]!r}: \"class\"}}",
+                    tuple(relative_name(c, root) for c in others),
+                    "warning",
+                )
             )
-        )
     # Field of view, by name or by contents.
     for c in class_dirs:
         if roles[c]:
@@ -711,10 +1013,17 @@ def discover_polygons(root: Path, options: ImportOptions) -> Discovery:
     for a, bs in _pair_candidates(root, ext_masks=(".txt",)):
         pairs.append((a, bs[0]))
     for img_dir, txt_dir in pairs:
-        texts = {stem_key(p.name): p for p in _files(txt_dir, ".txt")}
+        images = image_files(img_dir)
+        image_of = _image_keys(images)
+        all_texts = _files(txt_dir, ".txt")
+        texts: dict[str, Path] = {}
+        for p in all_texts:
+            key = image_of(p.name)
+            if key is not None:
+                texts.setdefault(key, p)
         used = set()
-        for img in image_files(img_dir):
-            t = texts.get(stem_key(img.name))
+        for img in images:
+            t = texts.get(stem_key(img.name, fold=False))
             if t is None:
                 problems.append(Problem("unpaired_image", f"image {relative_name(img, root)} has no polygon file", (relative_name(img, root),), "error"))
                 continue
@@ -728,7 +1037,7 @@ def discover_polygons(root: Path, options: ImportOptions) -> Discovery:
                 if s.label not in labels:
                     labels.append(s.label)
             samples.append(RawSample(img.stem, img, subset_of(img, root), shapes=shapes, label_file=t))
-        left = [t for t in texts.values() if t not in used and t.stem.lower() not in ("classes", "labels", "readme")]
+        left = [t for t in all_texts if t not in used and t.stem.lower() not in ("classes", "labels", "readme")]
         if left:
             problems.append(_grouped_problem("unpaired_mask", "polygon files without an image (skipped)", left, root, "error"))
     if not samples:
@@ -746,7 +1055,7 @@ def _json_kind(path: Path) -> str | None:
         if '"shapes"' in head or '"imagePath"' in head:
             return "labelme"
         doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+    except (OSError, ValueError, RecursionError):  # not JSON, not UTF-8, or nested past the parser's depth
         return None
     if isinstance(doc, dict):
         if "shapes" in doc:
@@ -765,45 +1074,58 @@ def discover_labelme(root: Path, options: ImportOptions) -> Discovery:
         if _json_kind(f) != "labelme":
             continue
         try:
-            shapes, meta = poly.read_labelme(f)
-        except (ValueError, OSError) as exc:
-            problems.append(Problem("unreadable", str(exc), (relative_name(f, root),), "error"))
-            continue
-        img, refused = None, None
-        if meta["image_path"] is not None:
-            try:
-                img = paths.resolve_in_source(root, meta["image_path"], field=f"{relative_name(f, root)} imagePath", base=f.parent)
-            except paths.OutsideSourceError as exc:
-                refused = str(exc)
-        if img is None or not img.is_file():
-            beside = [f.with_suffix(e) for e in IMAGE_EXTENSIONS if f.with_suffix(e).is_file() and paths.is_inside(f.with_suffix(e), root)]
-            img = beside[0] if beside else None
-        if refused is not None:
-            fallback = "embedded imageData used instead" if img is None and meta["image_data"] is not None else (
-                f"the image beside it, {relative_name(img, root)}, used instead" if img is not None else "skipped"
-            )
-            problems.append(
-                Problem("outside_source", f"{refused}; {fallback}", (relative_name(f, root),), "error" if fallback == "skipped" else "warning")
-            )
-            if img is None and meta["image_data"] is None:
-                continue
-        if img is None and meta["image_data"] is None:
-            problems.append(
-                Problem("unpaired_mask", f"{relative_name(f, root)} names image {meta['image_path']!r}, which is not in the imported data", (relative_name(f, root),), "error")
-            )
-            continue
-        for s in shapes:
-            if s.label not in labels:
-                labels.append(s.label)
-        size = (meta["height"], meta["width"]) if meta["height"] and meta["width"] else None
-        samples.append(
-            RawSample(f.stem, img, subset_of(f, root), shapes=shapes, image_bytes=None if img else meta["image_data"], size=size, label_file=f)
-        )
+            _labelme_sample(f, root, samples, labels, problems)
+        except (ValueError, OSError) as exc:  # e.g. an imagePath too long for the file system
+            problems.append(Problem("unreadable", _short(f"{relative_name(f, root)}: {exc}"), (relative_name(f, root),), "error"))
     if not samples:
         raise ValueError(f"no LabelMe .json files found under {root}")
     _note_unlabelled(root, samples, problems, "a LabelMe .json file")
     _unique_ids(samples)
     return Discovery("labelme", samples, problems, {"files": len(samples)}, labels)
+
+
+def _short(text: str, limit: int = 400) -> str:
+    """A message cut to ``limit`` characters (a crafted name can be thousands long)."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _labelme_sample(f: Path, root: Path, samples: list[RawSample], labels: list[str], problems: list[Problem]) -> None:
+    """Read one LabelMe file into ``samples`` (and its labels), or add the problem that says why not."""
+    try:
+        shapes, meta = poly.read_labelme(f)
+    except (ValueError, OSError) as exc:
+        problems.append(Problem("unreadable", _short(str(exc)), (relative_name(f, root),), "error"))
+        return
+    img, refused = None, None
+    if meta["image_path"] is not None:
+        try:
+            img = paths.resolve_in_source(root, meta["image_path"], field=f"{relative_name(f, root)} imagePath", base=f.parent)
+        except paths.OutsideSourceError as exc:
+            refused = str(exc)
+    if img is None or not img.is_file():
+        beside = [f.with_suffix(e) for e in IMAGE_EXTENSIONS if f.with_suffix(e).is_file() and paths.is_inside(f.with_suffix(e), root)]
+        img = beside[0] if beside else None
+    if refused is not None:
+        fallback = "embedded imageData used instead" if img is None and meta["image_data"] is not None else (
+            f"the image beside it, {relative_name(img, root)}, used instead" if img is not None else "skipped"
+        )
+        problems.append(
+            Problem("outside_source", f"{refused}; {fallback}", (relative_name(f, root),), "error" if fallback == "skipped" else "warning")
+        )
+        if img is None and meta["image_data"] is None:
+            return
+    if img is None and meta["image_data"] is None:
+        problems.append(
+            Problem("unpaired_mask", f"{relative_name(f, root)} names image {meta['image_path']!r}, which is not in the imported data", (relative_name(f, root),), "error")
+        )
+        return
+    for s in shapes:
+        if s.label not in labels:
+            labels.append(s.label)
+    size = (meta["height"], meta["width"]) if meta["height"] and meta["width"] else None
+    samples.append(
+        RawSample(f.stem, img, subset_of(f, root), shapes=shapes, image_bytes=None if img else meta["image_data"], size=size, label_file=f)
+    )
 
 
 def _note_unlabelled(root: Path, samples: list[RawSample], problems: list[Problem], what: str) -> None:
@@ -857,6 +1179,17 @@ def discover_coco(root: Path, options: ImportOptions) -> Discovery:
             if cats[cid] not in labels:
                 labels.append(cats[cid])
         for im in images:
+            if im.get("bad"):
+                shown = "; ".join(im["bad"][:3]) + (f"; and {len(im['bad']) - 3} more" if len(im["bad"]) > 3 else "")
+                problems.append(
+                    Problem(
+                        "bad_annotation",
+                        f"{len(im['bad'])} entries in {relative_name(ann, root)} could not be read and were skipped "
+                        f"(the other entries were used): {shown}",
+                        (relative_name(ann, root),),
+                        "error",
+                    )
+                )
             if im["refused"]:
                 problems.append(Problem("outside_source", f"{im['refused']}; skipped", (relative_name(ann, root),), "error"))
                 continue

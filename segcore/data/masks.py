@@ -44,6 +44,8 @@ NOISE_FRACTION = 0.05
 COLOR_NOISE_FRACTION = 0.02
 # A colour this close to a table colour is that colour shifted by JPEG.
 JPEG_SHIFT = 12
+# A value near a more frequent one is a JPEG shift of it only when it holds less than this share of its pixels.
+SHIFT_SHARE = 0.2
 # A colour with at least this many pixels whose four neighbours share it, making up
 # at least SOLID_SHARE of its pixels, fills regions: a real colour, not edge noise.
 SOLID_PIXELS = 25
@@ -77,6 +79,9 @@ class MaskSpec:
     notes: list[str] = field(default_factory=list)
     suggestions: list[str] = field(default_factory=list)  # void-like values: what to state, and why
     void_names: dict[str, int] = field(default_factory=dict)  # class name read as void -> its value
+    # Colours outside the table that fill solid regions somewhere in the probe: void in every mask,
+    # also where they are thin, so that one colour never means void in one mask and a class in another.
+    solid_colors: set[tuple[int, int, int]] = field(default_factory=set)
 
     def to_dict(self) -> dict:
         d = {"encoding": self.encoding}
@@ -88,6 +93,8 @@ class MaskSpec:
             d["notes"] = list(self.notes)
         if self.suggestions:
             d["suggestions"] = list(self.suggestions)
+        if self.solid_colors:
+            d["void_colors_found"] = [list(c) for c in sorted(self.solid_colors)]
         return d
 
 
@@ -150,11 +157,20 @@ def infer_spec(
         if 255 in values and not ignore and len(values) > 2 and max(v for v in values if v != 255) < MAX_CLEAN_VALUES:
             ignore.add(255)
             values.remove(255)
-            notes.append("value 255 beside small class ids: read as void (VOC convention)")
+            notes.append(
+                f"value 255 ({grey_counts[255]:,} px in the masks probed) beside small class ids: read as void "
+                "(VOC convention)"
+            )
         dom = _dominant(grey_counts, total, ignore, MAX_CLEAN_VALUES)
         # Grey levels far apart (0/128/255) with rare values between them: the rare ones are noise.
         noisy_levels = len(values) > len(dom) and _spread(np.array(dom)) >= 16
         clean = values if len(values) <= MAX_CLEAN_VALUES and not noisy_levels else dom
+        small = [v for v in dom if v < MAX_CLEAN_VALUES]
+        far = [v for v in clean if v >= MAX_CLEAN_VALUES]
+        if len(small) >= 2 and far and all(grey_counts[v] < NOISE_FRACTION * total for v in far):
+            # Class ids with a few pixels of a far value (65535 beside 0/1/2): the rare value is not a class;
+            # it is outside the table, made void and reported with its pixel count.
+            clean = [v for v in clean if v < MAX_CLEAN_VALUES]
         if names and max(clean, default=0) < len(names):
             vmap = {v: v for v in range(len(names))}
         elif names and len(set(clean) | {0}) == len(names):
@@ -300,7 +316,8 @@ def _dominant(counts: dict, total: int, ignore: set, at_most: int) -> list:
     keep = [v for n, v in ranked if n >= 0.005 * total][:at_most] or [v for _, v in ranked[:1]]
     heads: list = []
     for v in keep:  # most frequent first
-        if not any(abs(v - h) <= 8 for h in heads):
+        # A JPEG-shifted level is far rarer than its plateau; ids 0, 1, 2 with a real share each are not shifts.
+        if not any(abs(v - h) <= 8 and counts[v] < SHIFT_SHARE * counts[h] for h in heads):
             heads.append(v)
     if len(heads) >= 2 and _spread(np.array(heads)) >= 32:
         return sorted(heads)
@@ -405,6 +422,10 @@ def _apply_color(raw: np.ndarray, spec: MaskSpec) -> MaskResult:
             out[i] = table[u]
             continue
         rgb = np.array([(u >> 16) & 255, (u >> 8) & 255, u & 255])
+        if tuple(int(x) for x in rgb) in spec.solid_colors:
+            out[i] = IGNORE_INDEX
+            outside[tuple(int(x) for x in rgb)] = int(counts[i])
+            continue
         d = np.sqrt(((cols - rgb) ** 2).sum(axis=1))
         j = int(np.argmin(d))
         if d[j] > JPEG_SHIFT:
@@ -420,6 +441,30 @@ def _apply_color(raw: np.ndarray, spec: MaskSpec) -> MaskResult:
         out[i] = spec.color_table[j][1]
         snapped += int(counts[i])
     return MaskResult(out[inverse].reshape(packed.shape), snapped, outside, snapped_far)
+
+
+def solid_colors(rgb: np.ndarray, spec: MaskSpec) -> set[tuple[int, int, int]]:
+    """Colours of one RGB mask that are not in ``spec``'s table, not a JPEG shift of one, and fill solid regions."""
+    if rgb.ndim != 3 or not spec.color_table:
+        return set()
+    packed = (rgb[:, :, 0].astype(np.int32) << 16) | (rgb[:, :, 1].astype(np.int32) << 8) | rgb[:, :, 2].astype(np.int32)
+    uniq, inverse = np.unique(packed.ravel(), return_inverse=True)
+    counts = np.bincount(inverse.reshape(-1))
+    table = {(r << 16) | (g << 8) | b for (r, g, b), _ in spec.color_table}
+    cols = np.array([c for c, _ in spec.color_table], np.int64)
+    solid = None
+    found = set()
+    for i, u in enumerate(uniq.tolist()):
+        if u in table:
+            continue
+        rgb_u = np.array([(u >> 16) & 255, (u >> 8) & 255, u & 255])
+        if np.sqrt(((cols - rgb_u) ** 2).sum(axis=1)).min() <= JPEG_SHIFT:
+            continue
+        if solid is None:
+            solid = np.bincount(inverse.reshape(-1)[_interior(packed).ravel()], minlength=len(uniq))
+        if solid[i] >= SOLID_PIXELS and solid[i] >= SOLID_SHARE * counts[i]:
+            found.add(tuple(int(x) for x in rgb_u))
+    return found
 
 
 def _interior(packed: np.ndarray) -> np.ndarray:

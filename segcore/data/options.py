@@ -187,6 +187,15 @@ def parse_colors(colors: Any, what: str = "import option colors") -> tuple[tuple
     out = []
     for name, c in items:
         out.append((_text(f"{what} class name", name), _rgb(f"{what}[{name!r}]", c)))
+    _unique(what, [n for n, _ in out])
+    by_color: dict[tuple[int, int, int], str] = {}
+    for n, c in out:
+        if c in by_color:
+            raise ValueError(
+                f"{what} gives {by_color[c]!r} and {n!r} the same colour {list(c)}; a mask pixel of that colour "
+                "could be either. Give each class its own colour"
+            )
+        by_color[c] = n
     return tuple(out)
 
 
@@ -206,7 +215,18 @@ def _seq(name: str, value: Any) -> tuple:
 def _names(name: str, value: Any) -> tuple[str, ...]:
     if isinstance(value, str):
         raise ValueError(f"import option {name} is {value!r}; expected a list of names, e.g. [\"background\", \"cell\"]")
-    return tuple(_text(f"{name}[{i}]", v) for i, v in enumerate(_seq(name, value)))
+    names = tuple(_text(f"{name}[{i}]", v) for i, v in enumerate(_seq(name, value)))
+    _unique(name, names)
+    return names
+
+
+def _unique(name: str, names) -> None:
+    """Refuse a class named twice: its pixels could only go to one of the two."""
+    seen: dict[str, int] = {}
+    for i, n in enumerate(names):
+        if n in seen:
+            raise ValueError(f"import option {name} names {n!r} twice (positions {seen[n]} and {i}); each class is named once")
+        seen[n] = i
 
 
 def _text(name: str, value: Any) -> str:

@@ -79,6 +79,8 @@ def refusal(field: str, name: str) -> str:
 class _Scope:
     root: Path
     skipped: set[Path] = field(default_factory=set)
+    # folder -> [(entry, is_dir, is_file)]: an import lists each folder once, however often its layouts look
+    listed: dict[Path, list[tuple[Path, bool, bool]]] = field(default_factory=dict)
 
 
 _SCOPE: contextvars.ContextVar[_Scope | None] = contextvars.ContextVar("segcore_import_scope", default=None)
@@ -104,23 +106,54 @@ def listing(root: str | os.PathLike) -> Iterator[_Scope]:
         _SCOPE.reset(token)
 
 
+def _scan(folder: Path) -> list[tuple[Path, bool, bool]]:
+    """``(entry, is_dir, is_file)`` for the entries of ``folder``, sorted by name, without links that leave the root.
+
+    Inside a :func:`listing` block the result is kept for the rest of the
+    block: one ``scandir`` per folder per import, whose entry types come with
+    the listing (no ``stat`` per file but for links).
+    """
+    folder = Path(folder)
+    scope = _SCOPE.get()
+    if scope is not None and folder in scope.listed:
+        return scope.listed[folder]
+    root = scope.root if scope is not None else folder.resolve()
+    kept = []
+    try:
+        with os.scandir(folder) as it:
+            found = sorted(it, key=lambda e: e.name)
+    except OSError:
+        found = []
+    for e in found:
+        p = folder / e.name
+        try:
+            link = e.is_symlink()
+            if link and not is_inside(p, root):
+                if scope is not None:
+                    scope.skipped.add(p)
+                continue
+            kept.append((p, e.is_dir(), e.is_file()))
+        except OSError:
+            continue
+    if scope is not None:
+        scope.listed[folder] = kept
+    return kept
+
+
 def entries(folder: Path) -> list[Path]:
     """The entries of ``folder``, sorted, without links that leave the current import's root.
 
     Outside a :func:`listing` block every symbolic link that leaves ``folder``
     itself is skipped.
     """
-    try:
-        found = sorted(Path(folder).iterdir())
-    except OSError:
-        return []
-    scope = _SCOPE.get()
-    root = scope.root if scope is not None else Path(folder).resolve()
-    kept = []
-    for p in found:
-        if p.is_symlink() and not is_inside(p, root):
-            if scope is not None:
-                scope.skipped.add(p)
-            continue
-        kept.append(p)
-    return kept
+    return [p for p, _, _ in _scan(folder)]
+
+
+def files(folder: Path) -> list[Path]:
+    """The files of ``folder`` (links inside the root followed), as :func:`entries` lists them."""
+    return [p for p, _, is_file in _scan(folder) if is_file]
+
+
+def folders(folder: Path) -> list[Path]:
+    """The sub-folders of ``folder`` (links inside the root followed), as :func:`entries` lists them."""
+    return [p for p, is_dir, _ in _scan(folder) if is_dir]
