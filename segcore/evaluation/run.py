@@ -30,7 +30,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from segcore.data.hashes import pixel_hash
+from segcore.data.dataset import pixel_hash
 from segcore.evaluation.report import EvaluationReport, evaluate_predictions, summary_metrics
 from segcore.runs import RunFolder, iso
 
@@ -174,7 +174,7 @@ def run_content(run: RunFolder) -> dict[str, dict[str, str]]:
 def leaked_images(run: RunFolder, hashes: dict[str, str]) -> dict[str, list[str]]:
     """The evaluated images whose pixels the run trained or validated on: ``{"train": [ids], "val": [ids]}``.
 
-    Matched by the pixels' hash (:func:`segcore.data.hashes.pixel_hash`), so a
+    Matched by the pixels' hash (:func:`segcore.data.dataset.pixel_hash`), so a
     copy under another name or in another dataset is found.
     """
     content = run_content(run)

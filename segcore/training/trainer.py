@@ -314,9 +314,12 @@ class Trainer:
 
     def _content(self, split: dict[str, list[str]]) -> dict[str, dict[str, str]]:
         """The pixel hashes of the training and validation images (an evaluation finds leaks by them)."""
-        from segcore.data.hashes import pixel_hash
+        from segcore.data.dataset import pixel_hash
 
-        return {part: {i: pixel_hash(self.dataset.image(i)) for i in split.get(part, [])} for part in ("train", "val")}
+        def digest(sample_id: str) -> str:  # recorded at import; computed for datasets imported before that
+            return self.dataset.sample(sample_id).pixel_sha256 or pixel_hash(self.dataset.image(sample_id))
+
+        return {part: {i: digest(i) for i in split.get(part, [])} for part in ("train", "val")}
 
     # -- model ---------------------------------------------------------------
     def build(self) -> Any:
