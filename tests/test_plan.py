@@ -165,3 +165,12 @@ def test_a_time_budget_stops_the_run_and_the_schedule_ends_with_it(workspace):
     assert state["budget_spent_s"] <= 0.5 * 60 + 2 * max(state["epoch_seconds"])  # at most about one epoch over
     lrs = [row["lr"] for row in run.read_history()]
     assert lrs[-1] < lrs[0]  # the cosine schedule followed the budget down
+
+
+def test_the_progress_line_names_each_epoch_once():
+    from segcore.training.cli import progress_line
+
+    line = progress_line("r", {"state": "running", "epoch": 1, "epochs": 8, "batch": 7, "batches": 10, "message": "epoch 2/8"})
+    assert line == "r: running epoch 2/8, batch 7/10"  # not "epoch 1/8 batch 7/10 epoch 2/8"
+    assert progress_line("r", {"state": "queued", "epoch": 0, "epochs": 8}) == "r: queued, 0/8 epochs done"
+    assert "(loading data)" in progress_line("r", {"state": "running", "epoch": 0, "epochs": 8, "message": "loading data"})

@@ -174,12 +174,23 @@ def settings_from_args(args: argparse.Namespace, base: RunConfig | None = None) 
     return cfg
 
 
+def progress_line(run_id: str, s: dict[str, Any]) -> str:
+    """One line of a run's progress: the epoch running now (1-based), its batch, and any other message once."""
+    done, epochs = int(s.get("epoch") or 0), s.get("epochs", "?")
+    message = str(s.get("message") or "")
+    if s.get("state") == "running" and s.get("batches"):
+        line = f"{run_id}: running epoch {min(done + 1, epochs) if isinstance(epochs, int) else done + 1}/{epochs}, batch {s.get('batch', 0)}/{s.get('batches')}"
+        # "epoch k/n" and "epoch k/n done" messages repeat what the line says
+        return line if not message or message.startswith("epoch ") else f"{line} ({message})"
+    return f"{run_id}: {s.get('state')}, {done}/{epochs} epochs done" + (f" ({message})" if message else "")
+
+
 def _progress_printer():
     last: dict[str, str] = {}
 
     def show(statuses: dict[str, dict[str, Any]]) -> None:
         for rid, s in statuses.items():
-            line = f"{rid}: {s.get('state')} epoch {s.get('epoch', 0)}/{s.get('epochs', '?')} batch {s.get('batch', 0)}/{s.get('batches', '?')} {s.get('message', '')}"
+            line = progress_line(rid, s)
             if last.get(rid) != line:
                 last[rid] = line
                 _err(line)
