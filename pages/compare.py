@@ -180,11 +180,20 @@ if not have:
 else:
     metric = st.segmented_control("Metric", ["dice", "iou", "precision", "recall"], default="dice", key="cmp_metric",
                                   format_func=_ui.metric_label, help=_ui.METRICS_HELP)
-    ranking = viz.rank_runs(have)
+    from segcore.training.repeats import run_spreads
+
+    spreads = run_spreads(ws, {r: _ui.readable(runs[r].read_meta, {}) for r in chosen})
+    spread_of = {labels[r]: s["std"] for r, s in spreads.items()}
+    ranking = viz.rank_runs(have, spread_of)
+    by_label = {labels[r]: spreads.get(r) for r in chosen}
     st.markdown("**Ranked by Dice, all classes**: " + " · ".join(
         f"{i}. {markdown_text(r['label'])} {'n/a' if r['value'] is None else format(r['value'], '.3f')}"
+        + (f" (its {by_label[r['label']]['kind']}: {by_label[r['label']]['mean']:.3f} ± {by_label[r['label']]['std']:.3f}, "
+           f"{by_label[r['label']]['n']} runs)" if by_label.get(r["label"]) else "")
+        + (" ≈ the first, within the seed-to-seed spread" if r["within_spread"] else "")
         + (" ⚠ degenerate output" if r["degenerate"] else "") for i, r in enumerate(ranking, 1)),
-        help=label_meaning.headline_caption())
+        help=label_meaning.headline_caption() + ". Where a run belongs to a group of seeds or folds (train --seeds / "
+             "--folds), its group's mean ± standard deviation is shown, and a gap smaller than that spread is not a win.")
     table = viz.compare_table(have, metric or "dice")
     st.dataframe(viz.highlight_best(table, axis=1, subset=viz.ranked_rows(table)), key="cmp_table")
     st.download_button("Download this table (CSV)", csv_bytes(table, index_label="class"), f"compare-{dataset_name}-{metric or 'dice'}.csv",

@@ -238,6 +238,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         extra = {"plan": record}
     else:
         cfg = settings_from_args(args)
+    if getattr(args, "seeds", None) or getattr(args, "folds", None):
+        return _train_group(args, cfg, ws)
     run_id = launch(cfg, ws, extra=extra)
     if not args.wait:
         if args.json:
@@ -259,6 +261,66 @@ def cmd_train(args: argparse.Namespace) -> int:
         for key, value in result["test"].items():
             print(f"  test {key}: {value:.4f}")
     return 0 if result["state"] == "finished" else 1
+
+
+def _train_group(args: argparse.Namespace, cfg, ws) -> int:
+    """``train --seeds N`` / ``--folds K``: queue the group; with ``--wait``, its spread (and the folds' ensemble)."""
+    from segcore.training.launcher import wait_for
+    from segcore.training.repeats import evaluate_ensemble, group_summary, queue_folds, queue_seeds
+
+    if args.seeds and args.folds:
+        raise ValueError("--seeds and --folds are two kinds of group; give one")
+    group = queue_seeds(cfg, ws, seeds=args.seeds) if args.seeds else queue_folds(cfg, ws, folds=args.folds)
+    ids = [r["run_id"] for r in group["runs"]]
+    if not args.wait:
+        if args.json:
+            _print_json({"group_id": group["group_id"], "run_ids": ids, "state": "queued"})
+        else:
+            print(group["group_id"])
+            for run_id in ids:
+                print(f"  {run_id}")
+        return 0
+    _err(f"queued {group['group_id']}: {len(ids)} runs; waiting")
+    wait_for(ids, ws, on_progress=None if args.quiet else _progress_printer())
+    out = group_summary(ws, group["group_id"])
+    if group["kind"] == "folds" and group.get("test"):
+        try:
+            ensemble = evaluate_ensemble(ws, group["group_id"])
+            out["ensemble"] = {k: (ensemble.get("all") or {}).get("dice") if k == "all_dice" else (ensemble.get("macro") or {}).get("dice")
+                               for k in ("all_dice", "macro_dice")}
+        except ValueError as exc:
+            out["ensemble_error"] = str(exc)
+    if args.json:
+        _print_json(out)
+    else:
+        _print_group(out)
+    return 0 if all(state == "finished" for state in out["runs"].values()) else 1
+
+
+def _print_group(out: dict[str, Any]) -> None:
+    print(f"{out['group_id']} ({out['kind']}): " + ", ".join(f"{r} {s}" for r, s in out["runs"].items()))
+    for key, s in out["metrics"].items():
+        if s["n"]:
+            print(f"  test {key}: mean {s['mean']:.4f} sd {s['std']:.4f} (min {s['min']:.4f}, max {s['max']:.4f}, {s['n']} runs)")
+    for key, value in (out.get("ensemble") or {}).items():
+        if value is not None:
+            print(f"  ensemble {key}: {value:.4f}")
+
+
+def cmd_group(args: argparse.Namespace) -> int:
+    from segcore.training.repeats import evaluate_ensemble, group_summary
+    from segcore.workspace import get_workspace
+
+    ws = get_workspace()
+    out = group_summary(ws, args.group)
+    if args.ensemble:
+        record = evaluate_ensemble(ws, args.group)
+        out["ensemble"] = {"all_dice": (record.get("all") or {}).get("dice"), "macro_dice": (record.get("macro") or {}).get("dice")}
+    if args.json:
+        _print_json(out)
+    else:
+        _print_group(out)
+    return 0
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -377,10 +439,22 @@ def register(subparsers) -> None:
     p.add_argument("--plan", action="store_true",
                    help="start from the dataset's plan (python -m segcore plan DATASET); flags override it, and the run "
                         "records the plan and what was changed")
+    p.add_argument("--seeds", type=int, metavar="N", help="N runs of these settings on one split, training seeds seed..seed+N-1 "
+                   "(the spread a difference must beat)")
+    p.add_argument("--folds", type=int, metavar="K", help="K runs, each validating on one of K folds of the training images "
+                   "(the test images stay); --wait also scores their ensemble")
     p.add_argument("--wait", action="store_true", help="wait until the run ends and print its result")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr while waiting")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_waking(cmd_train))
+
+    p = subparsers.add_parser("group", help="a group of runs (train --seeds / --folds): the spread of each test figure",
+                              description="The mean and spread of each test figure over a group's finished runs; "
+                                          "--ensemble also scores the average of their predictions on the test split.")
+    p.add_argument("group")
+    p.add_argument("--ensemble", action="store_true")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_group)
 
     p = subparsers.add_parser("plan", help="the training plan derived from a dataset, with the reason for each setting",
                               description="Print the settings segcore derives from a dataset's fingerprint (sizes, "

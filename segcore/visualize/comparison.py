@@ -82,13 +82,22 @@ def worst_images_per_run(reports: Mapping[str, Mapping[str, Any] | None], labels
     return dict(list(worst.items())[:limit])
 
 
-def rank_runs(reports: Mapping[str, Mapping[str, Any] | None]) -> list[dict[str, Any]]:
+def rank_runs(reports: Mapping[str, Mapping[str, Any] | None],
+              spread: Mapping[str, float] | None = None) -> list[dict[str, Any]]:
     """Runs ordered by the headline (Dice over every class), best first; runs without it last.
 
+    Args:
+        reports: run label -> evaluation record.
+        spread: run label -> the standard deviation of the headline over the
+            seeds (or folds) of its setting, where it was measured.
+
     Returns:
-        ``[{"label", "value", "degenerate", "warnings"}]``: ``degenerate`` is
-        true when the evaluation found a near-constant output or a collapsed
-        class; such a run is listed after every run that is not.
+        ``[{"label", "value", "degenerate", "warnings", "within_spread"}]``:
+        ``degenerate`` is true when the evaluation found a near-constant output
+        or a collapsed class; such a run is listed after every run that is
+        not. ``within_spread`` is true for a run whose gap to the first is no
+        larger than the seed-to-seed spread of either: not a loss, so the
+        first is not a win over it.
     """
     rows = []
     for label, report in reports.items():
@@ -97,4 +106,11 @@ def rank_runs(reports: Mapping[str, Mapping[str, Any] | None]) -> list[dict[str,
         rows.append({"label": label, "value": value if isinstance(value, (int, float)) else None,
                      "degenerate": bool(report.get("degenerate")),
                      "warnings": [w for w in report.get("warnings") or [] if "near-constant" in w or "collapsed" in w]})
-    return sorted(rows, key=lambda r: (r["value"] is None, r["degenerate"], -(r["value"] or 0.0)))
+    rows = sorted(rows, key=lambda r: (r["value"] is None, r["degenerate"], -(r["value"] or 0.0)))
+    spread = spread or {}
+    top = rows[0] if rows else None
+    for r in rows:
+        margin = max(spread.get(r["label"]) or 0.0, spread.get(top["label"]) or 0.0) if top else 0.0
+        r["within_spread"] = bool(r is not top and margin > 0 and r["value"] is not None and top["value"] is not None
+                                  and not r["degenerate"] and top["value"] - r["value"] <= margin)
+    return rows
