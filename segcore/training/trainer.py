@@ -476,6 +476,7 @@ class Trainer:
         self.run.write_train_state(self.state)  # the commit point: resume starts after this epoch
         status = {
             "epoch": completed,
+            "epochs": self.epochs,  # a time budget changes the plan as it goes
             "batch": self.steps_per_epoch,
             "heartbeat": time.time(),
             "best": {"val_dice": self.state.get("best_val_dice"), "epoch": self.state.get("best_epoch")},
