@@ -170,6 +170,14 @@ def one_run() -> None:
                     del st.query_params["run"]
                 st.rerun()
 
+    rows = _ui.readable(run.read_history, []) if run.history_path.is_file() else []
+    timing = viz.epoch_time_figure(rows or [])
+    if timing is not None:
+        with st.expander("Where each epoch's time goes"):
+            st.plotly_chart(timing, key=f"epoch_time_{run_id}")
+            st.caption("Seconds per epoch: training steps, Keras's validation pass, the health check's predictions, "
+                       "saving the checkpoint, and everything else (history and status files, the input pipeline's start).")
+
     # Every download is handed over as bytes: a file id that stays valid across reruns
     # (a deferred callable's id is dropped by the next rerun, and the download then fails).
     d = st.container(horizontal=True)

@@ -174,3 +174,28 @@ def test_the_progress_line_names_each_epoch_once():
     assert line == "r: running epoch 2/8, batch 7/10"  # not "epoch 1/8 batch 7/10 epoch 2/8"
     assert progress_line("r", {"state": "queued", "epoch": 0, "epochs": 8}) == "r: queued, 0/8 epochs done"
     assert "(loading data)" in progress_line("r", {"state": "running", "epoch": 0, "epochs": 8, "message": "loading data"})
+
+
+@pytest.mark.slow
+@pytest.mark.backend
+def test_every_epoch_records_where_its_time_goes(workspace):
+    from segcore import visualize as viz
+    from segcore.config import AugmentConfig, ModelConfig, RunConfig, SplitConfig, TrainConfig
+    from segcore.runs import open_run
+    from segcore.training.launcher import launch
+    from segcore.training.trainer import train_run
+    from tests._train_helpers import make_shapes_dataset
+
+    make_shapes_dataset(workspace, n=12, size=32)
+    cfg = RunConfig(model=ModelConfig(depth=3, filters=4),
+                    train=TrainConfig(dataset="shapes", image_size=32, epochs=2, batch_size=4, augment=AugmentConfig(enabled=False),
+                                      split=SplitConfig(val_fraction=0.25, test_fraction=0.25)))
+    run = open_run(launch(cfg, workspace, start_worker=False), workspace)
+    assert train_run(run)["state"] == "finished"
+    history = run.read_history()
+    for row in history:
+        parts = [row[k] for k in ("time_steps", "time_validation", "time_health", "time_checkpoint", "time_other")]
+        assert all(p is not None and p >= 0 for p in parts)
+        assert row["time_validation"] > 0 and row["time_checkpoint"] > 0  # a validation split and a save every epoch
+        assert row["time_steps"] + row["time_validation"] == pytest.approx(row["seconds"], abs=0.01)
+    assert viz.epoch_time_figure(history) is not None and viz.epoch_time_figure([{"epoch": 1, "loss": 1.0}]) is None

@@ -155,6 +155,7 @@ def make_run_callback(trainer: "Trainer"):
         def on_epoch_begin(self, epoch, logs=None):
             self.partial_epoch = False
             self._epoch_start = time.time()
+            self._validation = 0.0
             if self.t.train_batches is not None:
                 self.t.train_batches.epoch = epoch  # the batch order and augmentation of this epoch
             lr = self.t.lr_for_epoch(epoch)
@@ -184,10 +185,17 @@ def make_run_callback(trainer: "Trainer"):
                     fields["batch_loss"] = float(loss)
                 self.t.status.update(**fields)
 
+        def on_test_begin(self, logs=None):
+            self._test_start = time.time()
+
+        def on_test_end(self, logs=None):
+            self._validation += time.time() - getattr(self, "_test_start", time.time())
+
         def on_epoch_end(self, epoch, logs=None):
             if self.partial_epoch:
                 return  # an interrupted epoch is not a finished one: nothing is saved
-            self.t.end_epoch(self.model, epoch, dict(logs or {}), time.time() - self._epoch_start)
+            self.t.end_epoch(self.model, epoch, dict(logs or {}), time.time() - self._epoch_start,
+                             validation_seconds=self._validation)
 
     return RunCallback()
 
@@ -399,8 +407,18 @@ class Trainer:
         return self.current_lr
 
     # -- epoch end: history, checkpoints, early stopping, health ------------------
-    def end_epoch(self, model, epoch: int, logs: dict[str, Any], seconds: float) -> None:
+    def end_epoch(self, model, epoch: int, logs: dict[str, Any], seconds: float, validation_seconds: float = 0.0) -> None:
+        """History, health, checkpoints, early stopping and the budget after an epoch.
+
+        The history row records where the epoch's time went: ``time_steps``
+        (training batches), ``time_validation`` (Keras's validation pass),
+        ``time_health`` (the health check's predictions), ``time_checkpoint``
+        (saving ``last.keras``, linking ``best.keras``) and ``time_other``
+        (everything else since the previous epoch ended: history and state
+        files, status, callbacks, the input pipeline's start).
+        """
         completed = epoch + 1
+        mark = getattr(self, "_epoch_end_mark", None) or getattr(self, "fit_started", None) or (time.time() - seconds)
         val_loss = logs.get("val_loss")
         for key in ("loss", "val_loss"):
             if key in logs and not health.is_finite(logs[key]):
@@ -413,6 +431,7 @@ class Trainer:
         row["seconds"] = round(seconds, 3)
         row["ended_at"] = round(time.time(), 3)  # wall clock: epoch-to-epoch time includes everything
         warnings: list[str] = []
+        health_start = time.time()
         if self.val_x is not None:
             n = health_sample_count(len(self.val_x), int(self.cfg.train.batch_size))
             x = self.val_x[:n].astype(np.float32)
@@ -443,6 +462,7 @@ class Trainer:
             self.last_health = h
         else:
             self.last_health = None
+        health_timer = time.time() - health_start
         self.history = [r for r in self.history if int(r["epoch"]) < completed] + [row]
         # Best checkpoint by the headline, validation Dice over every class (training's when there is no
         # validation split); "dice" is that already when class 0 is a real class.
@@ -469,9 +489,16 @@ class Trainer:
         self._follow_budget(model, completed)
         self.state["epoch"] = completed
         self.state["health_missing"] = dict(self.health_missing)
+        checkpoint_start = time.time()
         save_model_atomic(model, self.run.last_model_path)
         if improved:  # the same bytes: a second name for the file just written, not a second save
             link_atomic(self.run.last_model_path, self.run.best_model_path)
+        now = time.time()
+        row["time_steps"] = round(max(seconds - validation_seconds, 0.0), 3)
+        row["time_validation"] = round(validation_seconds, 3)
+        row["time_health"] = round(health_timer, 3)
+        row["time_checkpoint"] = round(now - checkpoint_start, 3)
+        row["time_other"] = round(max((now - mark) - seconds - health_timer - (now - checkpoint_start), 0.0), 3)
         self.run.write_history(self.history)
         self.run.write_train_state(self.state)  # the commit point: resume starts after this epoch
         status = {
@@ -488,6 +515,7 @@ class Trainer:
             status["health"] = self.last_health
         self.status.update(**status)
         log.info("epoch %d/%d %s", completed, self.epochs, {k: round(v, 4) for k, v in row.items() if isinstance(v, float)})
+        self._epoch_end_mark = time.time()
 
     # -- the whole run -----------------------------------------------------------
     def run_training(self) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from segcore.visualize.figures import (
     class_frequency_figure,
     curve_metrics,
     curves_figure,
+    epoch_time_figure,
     heatmap_figure,
     history_frame,
     reliability_figure,

@@ -174,3 +174,28 @@ def reliability_figure(calibrations: Mapping[str, Mapping[str, Any] | None]):
                       xaxis_range=[0, 1], yaxis_range=[0, 1], height=360, margin={"l": 10, "r": 10, "t": 30, "b": 10},
                       legend={"orientation": "h", "y": -0.25})
     return fig
+
+
+# The parts of an epoch's time a run records (history.csv), in the order they happen.
+EPOCH_TIME_PARTS = {"time_steps": "training steps", "time_validation": "validation", "time_health": "health check",
+                    "time_checkpoint": "checkpoint", "time_other": "everything else"}
+
+
+def epoch_time_figure(history: list[dict[str, Any]]):
+    """Where each epoch's time goes: stacked bars of the ``time_*`` columns of a run's history (seconds).
+
+    Returns:
+        ``plotly.graph_objects.Figure``, or None when the history has no time columns (runs from before they were kept).
+    """
+    import plotly.graph_objects as go
+
+    rows = [r for r in history if any(r.get(k) is not None for k in EPOCH_TIME_PARTS)]
+    if not rows:
+        return None
+    fig = go.Figure()
+    for key, name in EPOCH_TIME_PARTS.items():
+        fig.add_trace(go.Bar(x=[r["epoch"] for r in rows], y=[r.get(key) or 0.0 for r in rows], name=name,
+                             hovertemplate=f"{name}: %{{y:.2f}} s<extra>epoch %{{x}}</extra>"))
+    fig.update_layout(barmode="stack", xaxis_title="epoch", yaxis_title="seconds", height=300,
+                      margin={"l": 10, "r": 10, "t": 30, "b": 10}, legend={"orientation": "h", "y": -0.3})
+    return fig
