@@ -165,7 +165,7 @@ def evaluate_predictions(y_true_iter: Iterable, prob_iter: Iterable, mode: str, 
     if surface:
         everything["hd95"] = mean_over([row["hd95"] for row in per_class], labels.ranked)
         everything["nsd"] = mean_over([row["nsd"] for row in per_class], labels.ranked)
-    total_valid = max(int(counts[0].sum()) if mode != "multilabel" else int(counts[0].sum()), 1)
+    total_valid = max(int(counts[0].sum()), 1)  # a class's TP + FP + FN + TN: every valid pixel
     true_fraction = {row["name"]: row["support"] / total_valid for row in per_class}
     pred_fraction = {row["name"]: row["predicted"] / total_valid for row in per_class}
     degenerate = degenerate_output(true_fraction, pred_fraction, {row["name"]: row["dice"] for row in per_class}, mode)
