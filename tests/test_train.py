@@ -81,10 +81,12 @@ def test_run_folder_holds_everything(trained):
     assert [row["id"] for row in report["per_image"]] == split["test"]
     assert [row["name"] for row in report["per_class"]] == ["background", "disc", "square", "triangle"]
     index = json.loads((run.predictions_dir / "index.json").read_text())
-    assert index["ids"] == split["test"] and index["image_size"] == 32
+    assert index["ids"] == split["test"]
+    sample = split["test"][0]  # cached at the image's own size, as scored
+    assert run.read_cached_probs(sample).shape[:2] == cv2.imread(str(ws.dataset_dir("demo") / "images" / f"{sample}.png")).shape[:2]
     with np.load(run.predictions_dir / f"{split['test'][0]}.npz") as data:
         probs = data["probs"]
-    assert probs.shape == (32, 32, 4) and probs.dtype == np.uint8
+    assert probs.shape == (64, 64, 4) and probs.dtype == np.uint8  # the demo images here are 64 px; the model 32
     # softmax probabilities quantised to uint8 still sum to about 255 per pixel
     assert np.abs(probs.astype(int).sum(-1) - 255).max() <= 3
     assert "epoch 2/2" in run.log_path.read_text()
@@ -135,8 +137,8 @@ def test_predictor_matches_the_cached_test_predictions(trained):
     assert (predictor.image_size, predictor.channels, predictor.mode) == (32, 3, "multiclass")
     sample = run.read_meta()["split"]["test"][1]
     image = cv2.cvtColor(cv2.imread(str(ws.dataset_dir("demo") / "images" / f"{sample}.png")), cv2.COLOR_BGR2RGB)
-    small = cv2.resize(image, (32, 32), interpolation=cv2.INTER_AREA)
-    probs = predictor.predict_probs(small)
+    probs = predictor.predict_probs(image)  # the image as predict gets it: scored and cached at its own size
     cached = run.read_cached_probs(sample)
+    assert probs.shape == cached.shape == image.shape[:2] + (4,)
     assert np.abs(probs - cached).max() <= 0.5 / 255 + 1e-4
-    assert probs_to_mask(probs, "multiclass").shape == (32, 32)
+    assert probs_to_mask(probs, "multiclass").shape == image.shape[:2]

@@ -39,17 +39,17 @@ def test_sweep_queues_the_paper_set_on_one_split(workspace, monkeypatch):
     for n, r in enumerate(sweep["runs"]):
         run = open_run(r["run_id"], workspace)
         if n < 2:
-            run.update_status(state="finished", epoch=4, test={"macro_dice": 0.5 + n / 10, "macro_iou": 0.4,
+            run.update_status(state="finished", epoch=4, test={"all_dice": 0.7, "macro_dice": 0.5 + n / 10, "macro_iou": 0.4,
                                                                "micro_dice": 0.6, "micro_iou": 0.45, "pixel_accuracy": 0.9})
         else:
             stop(r["run_id"], workspace)
     table = write_table(sweep["sweep_id"], workspace)
     csv_text = Path(table["csv"]).read_text().splitlines()
-    assert csv_text[0].startswith("model,encoder,weights,freeze,state,epochs,macro_dice")
-    assert csv_text[1].startswith("U-Net,none,none,trainable,finished,4,0.5000,0.4000,0.6000,0.4500,0.9000")
+    assert csv_text[0].startswith("model,encoder,weights,freeze,state,epochs,all_dice,macro_dice")
+    assert csv_text[1].startswith("U-Net,none,none,trainable,finished,4,0.7000,0.5000,0.4000,0.6000,0.4500,0.9000")
     assert ",stopped," in csv_text[3]
     md = Path(table["markdown"]).read_text()
-    assert "| VGG16 frozen | none | finished | 4 | 0.600 | 0.400 | 0.600 | 0.450 | 0.900 |" in md
+    assert "| VGG16 frozen | none | finished | 4 | 0.700 | 0.600 | 0.400 | 0.600 | 0.450 | 0.900 |" in md
     assert "not in the Keras cache" in md
 
 
