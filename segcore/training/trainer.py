@@ -457,7 +457,7 @@ class Trainer:
         self.setup_warnings += health.check_setup(self.mode, self.num_classes, t.loss)
         resume_state = self.run.read_train_state() if self.run.last_model_path.is_file() else None
         fine_tune_at = int(self.cfg.model.fine_tune_after) if self.cfg.model.freeze == "fine_tune" else 0
-        with device.distribution_scope(t.distribution) as strategy:
+        with device.distribution_scope(t.distribution, t.devices) as strategy:
             if resume_state:
                 self.state = dict(resume_state)
                 model = self._resume_model()
@@ -475,6 +475,7 @@ class Trainer:
             self.status.update(
                 message="training", epoch=start, epochs=self.epochs, warnings=list(self.setup_warnings),
                 replicas=device.replicas(strategy), params=int(model.count_params()),
+                devices=device.device_label(dev["gpus"], device.replicas(strategy)),
             )
             batch_size = int(t.batch_size) * device.replicas(strategy)
             common = dict(batch_size=batch_size, mode=self.mode, num_classes=self.num_classes, seed=int(t.seed))
