@@ -10,6 +10,7 @@ from pages import _ui
 from segcore import runs as runs_mod
 from segcore import visualize as viz
 from segcore.safetext import markdown_text
+from segcore.training import ray_engine as training_engines
 
 ws = _ui.workspace()
 st.title("Runs")
@@ -38,7 +39,7 @@ def runs_table() -> None:
     shown = df[df["id"].isin(kept)]
     st.caption(f"{len(shown)} of {len(df)} runs · updates every 5 s")
     # Tags and warnings only take room when some run has them.
-    columns = ["run", "status", "dataset", "model", "best val Dice", "test Dice", "epochs", "duration"]
+    columns = ["run", "status", "dataset", "model", "best val Dice", "test Dice", "epochs", "duration", "device"]
     columns += [c for c in ("tags", "warnings") if shown[c].astype(bool).any()]
     st.dataframe(
         shown[columns], hide_index=True, key="runs_df",
@@ -117,6 +118,8 @@ def one_run() -> None:
                 help="On the held-out test images, averaged over the foreground classes (macro); measured when training has ended.")
     # A finished run's message only repeats the epochs above.
     st.caption(f"Run id `{run_id}` · {markdown_text(s.model)} on {markdown_text(s.dataset)}"
+               + (f" · {markdown_text(s.devices)}" if s.devices else "")
+               + (f" · {markdown_text(s.engine)} engine on {markdown_text(s.host or 'a node not known yet')}" if s.engine else "")
                + (f" · {markdown_text(s.message)}" if s.message and s.state != "finished" else ""))
     for name, reason in s.damage.items():
         st.error(markdown_text(f"{name} is damaged: {reason}"))
@@ -204,6 +207,10 @@ def one_run() -> None:
     if log:
         with st.expander("Log (last 40 lines)"):
             st.code("\n".join(log.splitlines()[-40:]), language=None)
+    if s.engine == "ray":
+        with st.expander("Ray job log (last 40 lines)"):
+            if st.button("Fetch from the Ray cluster", key=f"ray_log_{run_id}"):
+                st.code(training_engines.job_log(ws, _ui.readable(run.read_status, {}).get("job") or run_id), language=None)
 
 
 # While a run is queued or running its panel polls the folder, so Stop, Resume and the end of

@@ -225,7 +225,8 @@ def stop(run_id: str, ws: Workspace | None = None, *, wait: float = 0.0, grace: 
 
     A running run gets a STOP file (checked every batch); if it is still
     running ``grace`` seconds later it gets SIGTERM (here when waiting,
-    otherwise from the queue worker).
+    otherwise from the queue worker; on the Ray engine through Ray's
+    ``stop_job``). A Ray job still waiting for resources is stopped at once.
 
     Args:
         run_id: the run.
@@ -249,6 +250,15 @@ def stop(run_id: str, ws: Workspace | None = None, *, wait: float = 0.0, grace: 
     status = run.true_status()
     if status.get("state") != "running":
         raise ValueError(f"run {run.run_id} is {status.get('state')}, not queued or running; nothing to stop")
+    on_ray = status.get("engine") == "ray"
+    if on_ray and status.get("pid") is None:  # submitted, still waiting for resources: no process to ask
+        from segcore.training.ray_engine import stop_job
+
+        stop_job(ws, status.get("job") or run.run_id)
+        done = run.transition(("running",), state="stopped", message="stopped before it started (its Ray job was stopped)",
+                              finished_at=iso())
+        if done is not None and done.get("pid") is None:
+            return done
     run.request_stop()
     deadline = time.time() + wait
     termed = False
@@ -257,10 +267,15 @@ def stop(run_id: str, ws: Workspace | None = None, *, wait: float = 0.0, grace: 
         if status.get("state") != "running":
             return status
         if not termed and time.time() - _stop_age_origin(run) >= grace and status.get("pid"):
-            try:
-                os.kill(int(status["pid"]), signal.SIGTERM)
-            except ProcessLookupError:
-                pass
+            if on_ray:  # the process may be on another node: Ray signals it
+                from segcore.training.ray_engine import stop_job
+
+                stop_job(ws, status.get("job") or run.run_id)
+            else:
+                try:
+                    os.kill(int(status["pid"]), signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
             termed = True
         time.sleep(0.2)
     return run.true_status()

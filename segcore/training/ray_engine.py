@@ -5,7 +5,8 @@ queue worker still owns the queue (order, cancel, move-up, stop, resume are
 the local engine's), but instead of starting a training process itself it
 submits the front run to Ray: ``JobSubmissionClient.submit_job`` with the
 training process as the entrypoint (``python -m segcore.training.process
-RUN_DIR``), the run id as the submission id, ``entrypoint_num_gpus`` from the
+RUN_DIR``), the run id as the submission id (``<run id>-2``, ``-3``... for
+the jobs of a resumed run; ``status.json``'s ``job`` names the current one), ``entrypoint_num_gpus`` from the
 run's ``train.devices`` when the cluster has GPUs and
 ``entrypoint_num_cpus`` from the server setting ``ray_cpus_per_run``. Ray
 places the job on a node with those resources free.
@@ -105,26 +106,26 @@ def _missing(exc: Exception) -> bool:
     return "does not exist" in str(exc)
 
 
-def stop_job(ws: Workspace, run_id: str) -> bool:
-    """Ask Ray to stop the job of ``run_id`` (SIGTERM to the training process, then SIGKILL); True if it was live."""
+def stop_job(ws: Workspace, job_id: str) -> bool:
+    """Ask Ray to stop job ``job_id`` (SIGTERM to the training process, then SIGKILL); True if it was live."""
     client = connect(job_address(ws, ws.settings()))
     try:
-        return bool(client.stop_job(run_id))
+        return bool(client.stop_job(job_id))
     except RuntimeError as exc:
         if _missing(exc):
             return False
         raise
 
 
-def job_log(ws: Workspace, run_id: str, lines: int = 40) -> str:
-    """The last ``lines`` lines of the Ray job's own log (its entrypoint's output), or why there is none."""
+def job_log(ws: Workspace, job_id: str, lines: int = 40) -> str:
+    """The last ``lines`` lines of Ray job ``job_id``'s own log (its entrypoint's output), or why there is none."""
     try:
         client = connect(job_address(ws, ws.settings()))
-        text = client.get_job_logs(run_id)
-    except RayUnavailable as exc:
+        text = client.get_job_logs(job_id)
+    except (RayUnavailable, ValueError) as exc:
         return f"(the Ray job log cannot be read: {exc})"
     except RuntimeError as exc:
-        return f"(the Ray cluster has no log of job {run_id}: {exc})"
+        return f"(the Ray cluster has no log of job {job_id}: {exc})"
     return "\n".join(text.splitlines()[-lines:])
 
 
@@ -211,7 +212,7 @@ class RayEngine:
             except (RunFileError, OSError):
                 continue
             if status.get("state") == "running" and status.get("engine") == "ray" and status.get("job"):
-                self.jobs[run.run_id] = run
+                self.jobs[str(status["job"])] = run
 
     def busy(self) -> bool:
         return bool(self.jobs)
@@ -231,6 +232,26 @@ class RayEngine:
         cap = self.settings.max_concurrent_runs
         return self.pending() == 0 and (cap == 0 or live < cap)
 
+    def _job_id(self, client, run: RunFolder) -> str | None:
+        """The submission id for this attempt: the run id, then ``<run id>-2``, ``-3``... for resumed attempts.
+
+        A Ray job id names one attempt (Ray keeps ended jobs, and reusing an id right after its job
+        ended raced with the old job's supervisor). None while an earlier attempt's job still runs.
+        """
+        for n in range(1, 1000):
+            job_id = run.run_id if n == 1 else f"{run.run_id}-{n}"
+            try:
+                previous = client.get_job_status(job_id)
+            except RuntimeError as exc:
+                if _missing(exc):
+                    return job_id
+                raise RayUnavailable(f"cannot ask the Ray cluster about job {job_id}: {exc}") from None
+            except Exception as exc:
+                raise RayUnavailable(f"cannot reach the Ray cluster: {type(exc).__name__}: {exc}") from None
+            if not previous.is_terminal():
+                return None  # a resumed run whose last job is still being stopped
+        raise ValueError(f"run {run.run_id} has had 999 Ray jobs; re-run it instead")
+
     def start(self, run: RunFolder, env: dict[str, str]) -> bool:
         """Submit ``run`` as a Ray job; returns False when it must wait (its previous job has not ended).
 
@@ -239,18 +260,9 @@ class RayEngine:
         """
         cfg = run.read_config()
         client = self.client()
-        try:
-            previous = client.get_job_status(run.run_id)
-        except RuntimeError as exc:
-            if not _missing(exc):
-                raise RayUnavailable(f"cannot ask the Ray cluster about job {run.run_id}: {exc}") from None
-            previous = None
-        except Exception as exc:
-            raise RayUnavailable(f"cannot reach the Ray cluster: {type(exc).__name__}: {exc}") from None
-        if previous is not None:
-            if not previous.is_terminal():
-                return False  # a resumed run whose last job is still being stopped
-            client.delete_job(run.run_id)  # the submission id is the run id: the ended job of an earlier attempt goes
+        job_id = self._job_id(client, run)
+        if job_id is None:
+            return False
         gpus_per_node = self._gpus_per_node()
         devices = cfg.train.devices
         num_gpus = 0 if gpus_per_node == 0 else (gpus_per_node if devices == "all" else int(devices))
@@ -258,8 +270,8 @@ class RayEngine:
             raise ValueError(f"setting train.devices is {devices}; the largest node of the Ray cluster has {gpus_per_node} GPUs")
         num_cpus = self.settings.ray_cpus_per_run
         claimed = run.transition(("queued",), state="running", pid=None, host=None, heartbeat=time.time(), engine="ray",
-                                 job=run.run_id, gpus=[], devices=None,
-                                 message=f"submitted to Ray as job {run.run_id}; waiting for a node with {num_cpus} CPU(s)"
+                                 job=job_id, gpus=[], devices=None,
+                                 message=f"submitted to Ray as job {job_id}; waiting for a node with {num_cpus} CPU(s)"
                                  + (f" and {num_gpus} GPU(s)" if num_gpus else "") + " free")
         if claimed is None:
             return True  # cancelled meanwhile: nothing to submit
@@ -267,15 +279,15 @@ class RayEngine:
         env_vars = {"SEGCORE_WORKSPACE": str(self.ws.root), "PYTHONPATH": pythonpath, **env}
         entrypoint = f"{shlex.quote(sys.executable)} -m segcore.training.process {shlex.quote(str(run.path))}"
         try:
-            client.submit_job(entrypoint=entrypoint, submission_id=run.run_id, runtime_env={"env_vars": env_vars},
+            client.submit_job(entrypoint=entrypoint, submission_id=job_id, runtime_env={"env_vars": env_vars},
                               entrypoint_num_cpus=num_cpus, entrypoint_num_gpus=num_gpus,
                               metadata={"segcore_run": run.run_id, "workspace": str(self.ws.root)})
         except Exception as exc:
             run.transition(("running",), state="queued", job=None, engine=None, queued_at=float(claimed.get("queued_at") or 0.0),
                            message=f"waiting: the Ray cluster did not take the job ({type(exc).__name__}: {exc})")
-            raise RayUnavailable(f"Ray did not take job {run.run_id}: {type(exc).__name__}: {exc}") from None
-        self.jobs[run.run_id] = run
-        self.log(f"submitted {run.run_id} as a Ray job ({num_cpus} CPU, {num_gpus} GPU)")
+            raise RayUnavailable(f"Ray did not take job {job_id}: {type(exc).__name__}: {exc}") from None
+        self.jobs[job_id] = run
+        self.log(f"submitted {run.run_id} as Ray job {job_id} ({num_cpus} CPU, {num_gpus} GPU)")
         return True
 
     def poll(self, grace: float) -> None:
@@ -291,13 +303,13 @@ class RayEngine:
                 self.log(f"{exc}; retrying (runs whose heartbeat stops read interrupted after a minute)")
                 self._unreachable_logged = True
             return
-        for run_id, run in list(self.jobs.items()):
+        for job_id, run in list(self.jobs.items()):
             try:
-                info = client.get_job_info(run_id)
+                info = client.get_job_info(job_id)
             except RuntimeError as exc:
                 if _missing(exc):
-                    self._ended(run, f"the Ray cluster no longer knows job {run_id} (its head was restarted, or the job "
-                                     "was deleted)")
+                    self._ended(job_id, run, f"the Ray cluster no longer knows job {job_id} (its head was restarted, or "
+                                             "the job was deleted)")
                     continue
                 self._log_unreachable(exc)
                 continue
@@ -308,50 +320,41 @@ class RayEngine:
             self._unreachable_logged = False
             status = str(getattr(info.status, "value", info.status))
             if status == "PENDING":
-                run.transition(("running",), heartbeat=time.time())  # waiting for resources is not a dead process
+                if run.read_status().get("job") == job_id:  # waiting for resources is not a dead process
+                    run.transition(("running",), heartbeat=time.time())
             elif status == "RUNNING":
-                self._note_node(run, info)
-                self._stop_if_asked(client, run, grace)
+                self._stop_if_asked(client, job_id, run, grace)
             else:
-                self._note_node(run, info)
                 code = getattr(info, "driver_exit_code", None)
-                self._ended(run, f"Ray job {run_id} ended {status}" + (f" with exit code {code}" if code is not None else "")
-                            + (f": {info.message}" if info.message else ""), code)
+                said = (info.message or "").strip().splitlines()
+                self._ended(job_id, run, f"Ray job {job_id} ended {status}" + (f" with exit code {code}" if code is not None else "")
+                            + (f": {said[0]}" if said else ""), code)
 
     def _log_unreachable(self, exc: Exception) -> None:
         if not self._unreachable_logged:
             self.log(f"cannot reach the Ray cluster ({type(exc).__name__}: {exc}); retrying")
             self._unreachable_logged = True
 
-    def _note_node(self, run: RunFolder, info: Any) -> None:
-        node = getattr(info, "driver_node_id", None)
-        if node:
-            try:
-                if run.read_status().get("ray_node") != node:
-                    run.transition(("running",), ray_node=node)
-            except (RunFileError, OSError):
-                pass
-
-    def _stop_if_asked(self, client, run: RunFolder, grace: float) -> None:
-        if run.run_id in self.stopping or not run.stop_path.exists():
+    def _stop_if_asked(self, client, job_id: str, run: RunFolder, grace: float) -> None:
+        if job_id in self.stopping or not run.stop_path.exists():
             return
         try:
             age = time.time() - run.stop_path.stat().st_mtime
         except FileNotFoundError:
             return
         if age > grace:  # the run did not stop at a batch end in time
-            client.stop_job(run.run_id)
-            self.stopping.add(run.run_id)
+            client.stop_job(job_id)
+            self.stopping.add(job_id)
 
-    def _ended(self, run: RunFolder, reason: str, code: int | None = None) -> None:
-        """A job ended: if its run still reads "running" its process could not say why; record it."""
-        self.jobs.pop(run.run_id, None)
-        self.stopping.discard(run.run_id)
+    def _ended(self, job_id: str, run: RunFolder, reason: str, code: int | None = None) -> None:
+        """A job ended: if its run still reads "running" under this job, its process could not say why; record it."""
+        self.jobs.pop(job_id, None)
+        self.stopping.discard(job_id)
         try:
             status = run.read_status()
         except (RunFileError, OSError):
-            status = {"state": "running"}
-        if status.get("state") != "running":
+            status = {"state": "running", "job": job_id}
+        if status.get("state") != "running" or status.get("job") != job_id:
             self.log(f"{run.run_id} ended ({status.get('state')}); {reason}")
             return
         if code is not None and 0 < code < 128:  # the process exited by itself without a result: it crashed

@@ -19,7 +19,7 @@ def runs_frame(summaries: Iterable[RunSummary], now: float | None = None) -> pd.
         DataFrame with columns ``run`` (the label of ``run_labels``), ``id`` (the run id), ``status``, ``dataset``, ``model``,
         ``encoder``, ``best val Dice``, ``test Dice`` (macro), ``epochs`` (done/planned), ``duration``
         (finished - started, or so far for a running run; ``now`` is the time
-        in seconds since the epoch, default the current time), ``warnings``,
+        in seconds since the epoch, default the current time), ``device`` (``run_device``), ``warnings``,
         ``tags``, ``created``.
     """
     summaries = list(summaries)
@@ -38,13 +38,21 @@ def runs_frame(summaries: Iterable[RunSummary], now: float | None = None) -> pd.
                 "epochs": f"{s.epoch}/{s.epochs}" if s.epochs else str(s.epoch),
                 "test Dice": s.test.get("macro_dice"),
                 "duration": format_duration(_elapsed(s.started_at, s.finished_at, now)),
+                "device": run_device(s),
                 "warnings": "; ".join(s.warnings),
                 "tags": ", ".join(s.tags),
                 "created": s.created_at,
             }
         )
-    cols = ["run", "id", "status", "dataset", "model", "encoder", "best val Dice", "test Dice", "epochs", "duration", "warnings", "tags", "created"]
+    cols = ["run", "id", "status", "dataset", "model", "encoder", "best val Dice", "test Dice", "epochs", "duration", "device",
+            "warnings", "tags", "created"]
     return pd.DataFrame(rows, columns=cols)
+
+
+def run_device(summary: RunSummary) -> str:
+    """Where a run trains or trained: ``GPU 1 (NVIDIA H100) · node-3 · ray``; the engine is named when it is Ray."""
+    parts = [summary.devices, summary.host if summary.engine == "ray" else "", "ray" if summary.engine == "ray" else ""]
+    return " · ".join(p for p in parts if p)
 
 
 def filter_runs(summaries: Iterable[RunSummary], states: Iterable[str] = (), datasets: Iterable[str] = (),
