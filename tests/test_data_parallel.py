@@ -23,11 +23,14 @@ PROJECT = Path(__file__).resolve().parent.parent
 XLA_FLAGS = "--xla_force_host_platform_device_count=2 --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
 # Same seed, same global batch of 8, same data order: the two runs differ only in how the batch
 # is split and the gradients summed (an all-reduce of two halves against one sum), so only float
-# rounding separates the curves; measured here: relative differences of about 6e-5 after 2 epochs.
-# 1e-3 allows that rounding to grow over two epochs and still fails if the split changed the
-# mathematics (a per-device batch taken for the global one doubles the steps; a mean of means
-# over unequal halves, or a loss scaled by the replica count, moves the loss by far more).
+# rounding separates the curves. Measured on this test's data: relative differences of the loss
+# and validation loss up to 9e-6 after 2 epochs (6e-5 on the full 300-image demo set). 1e-3 lets
+# that rounding grow and still fails if the split changed the mathematics (a per-device batch
+# taken for the global one doubles the steps; a loss scaled by the replica count, or a mean of
+# means over unequal halves, moves the loss by far more). Validation Dice counts argmax pixels,
+# so rounding flips a few of them: it differed by 8.5e-5 (absolute); it is held to 5e-3.
 RTOL = 1e-3
+DICE_ATOL = 5e-3
 
 
 def train(ws, devices: int, batch_size: int) -> dict:
@@ -56,7 +59,9 @@ def test_two_devices_repeat_one_device_with_the_same_global_batch(workspace):
     assert status["one"]["batches"] == status["two"]["batches"]  # the same steps an epoch: the global batch
     h1, h2 = runs["one"].read_history(), runs["two"].read_history()
     assert [r["epoch"] for r in h1] == [r["epoch"] for r in h2] == [1, 2]
-    for key in ("loss", "val_loss", "val_dice"):
+    for key in ("loss", "val_loss"):
         a, b = [r[key] for r in h1], [r[key] for r in h2]
         assert a == pytest.approx(b, rel=RTOL), (key, a, b)
+    a, b = [r["val_dice"] for r in h1], [r["val_dice"] for r in h2]
+    assert a == pytest.approx(b, abs=DICE_ATOL), a
     assert h1[0]["loss"] != pytest.approx(h1[1]["loss"], rel=RTOL)  # the curve moves: the tolerance can tell runs apart
