@@ -69,6 +69,9 @@ def test_two_runs_train_as_ray_jobs_to_finished(ray_ws, ray_address):
         assert status["host"] == socket.gethostname() and status["devices"] == "CPU"
         # the submission id is the run id; the job ends when the process exits, just after its last status write
         assert wait_until(lambda: job_status(ray_address, run_id) == "SUCCEEDED", timeout=60)
+    from segcore.training.ray_engine import job_log
+
+    assert f"Running entrypoint for job {ids[0]}" in job_log(ray_ws, ids[0])  # what the Runs page fetches
     log = (ray_ws.root / ".queue" / "worker.log").read_text()
     assert "serving the queue on the ray engine" in log
     assert all(f"submitted {run_id} as Ray job {run_id} (1 CPU, 0 GPU)" in log for run_id in ids)
@@ -104,3 +107,23 @@ def test_a_killed_job_process_reads_interrupted_with_the_ray_reason_then_resumes
     final = wait_for([run_id], ray_ws, timeout=300)[run_id]
     assert final["state"] == "finished" and final["resumed_from"] == done, final
     assert [row["epoch"] for row in run.read_history()] == [1, 2, 3, 4]
+
+
+def test_a_job_waiting_for_resources_is_stopped_at_once(ray_ws, ray_address):
+    """A run asking for more CPUs than the cluster has stays submitted-but-pending; stop ends its job."""
+    (ray_ws.root / "server.json").write_text(json.dumps({"engine": "ray", "ray_address": ray_address, "ray_cpus_per_run": 3}))
+    run_id = launch(tiny(), ray_ws)
+    run = open_run(run_id, ray_ws)
+    status = wait_until(lambda: (s := run.read_status()).get("job") and s, timeout=60)
+    assert status["state"] == "running" and status["pid"] is None
+    assert status["message"] == f"submitted to Ray as job {run_id}; waiting for a node with 3 CPU(s) free"
+    assert job_status(ray_address, run_id) == "PENDING"
+    status = stop(run_id, ray_ws)
+    assert status["state"] == "stopped" and "its Ray job was stopped" in status["message"], status
+    # Ray keeps a job that never got its resources pending; the worker lets it go and exits
+    from segcore.training.launcher import worker_running
+
+    assert wait_until(lambda: not worker_running(ray_ws), timeout=60)
+    log = (ray_ws.root / ".queue" / "worker.log").read_text()
+    assert f"let go of Ray job {run_id}, still waiting for resources: its run is stopped" in log
+    assert run.read_status()["state"] == "stopped"

@@ -46,7 +46,8 @@ from segcore.runfiles import RunFileError
 from segcore.runs import RunFolder, iso, iter_run_folders
 from segcore.workspace import ServerSettings, Workspace
 
-POLL_EVERY_S = 1.0  # job states are asked over HTTP: not at the worker's 0.3 s pace
+POLL_EVERY_S = 1.0
+JOB_ENV = "SEGCORE_RAY_JOB"  # set for a job's training process: the job it belongs to  # job states are asked over HTTP: not at the worker's 0.3 s pace
 PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
 
 
@@ -218,13 +219,14 @@ class RayEngine:
         return bool(self.jobs)
 
     def pending(self) -> int:
-        """Jobs submitted but not yet started by Ray (their training process has not written its pid)."""
+        """Jobs submitted but not yet started by Ray (their run reads running under them, with no pid yet)."""
         count = 0
-        for run in self.jobs.values():
+        for job_id, run in self.jobs.items():
             try:
-                count += run.read_status().get("pid") is None
+                status = run.read_status()
             except (RunFileError, OSError):
                 continue
+            count += status.get("state") == "running" and status.get("job") == job_id and status.get("pid") is None
         return count
 
     def can_start(self, live: int) -> bool:
@@ -276,7 +278,7 @@ class RayEngine:
         if claimed is None:
             return True  # cancelled meanwhile: nothing to submit
         pythonpath = str(PROJECT_ROOT) + (os.pathsep + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH") else "")
-        env_vars = {"SEGCORE_WORKSPACE": str(self.ws.root), "PYTHONPATH": pythonpath, **env}
+        env_vars = {"SEGCORE_WORKSPACE": str(self.ws.root), "PYTHONPATH": pythonpath, JOB_ENV: job_id, **env}
         entrypoint = f"{shlex.quote(sys.executable)} -m segcore.training.process {shlex.quote(str(run.path))}"
         try:
             client.submit_job(entrypoint=entrypoint, submission_id=job_id, runtime_env={"env_vars": env_vars},
@@ -320,8 +322,13 @@ class RayEngine:
             self._unreachable_logged = False
             status = str(getattr(info.status, "value", info.status))
             if status == "PENDING":
-                if run.read_status().get("job") == job_id:  # waiting for resources is not a dead process
-                    run.transition(("running",), heartbeat=time.time())
+                current = run.read_status()
+                if current.get("state") == "running" and current.get("job") == job_id:
+                    run.transition(("running",), heartbeat=time.time())  # waiting for resources is not a dead process
+                else:  # stopped while it waited: Ray keeps a job that never started pending, so let it go
+                    client.stop_job(job_id)
+                    self.jobs.pop(job_id, None)
+                    self.log(f"let go of Ray job {job_id}, still waiting for resources: its run is {current.get('state')}")
             elif status == "RUNNING":
                 self._stop_if_asked(client, job_id, run, grace)
             else:
