@@ -127,3 +127,25 @@ def test_a_job_waiting_for_resources_is_stopped_at_once(ray_ws, ray_address):
     log = (ray_ws.root / ".queue" / "worker.log").read_text()
     assert f"let go of Ray job {run_id}, still waiting for resources: its run is stopped" in log
     assert run.read_status()["state"] == "stopped"
+
+
+def test_a_restarted_head_leaves_the_run_interrupted_with_the_reason_then_it_resumes(ray_ws, ray_address):
+    """Last in the module: the Ray instance is shut down mid-run and started again on the same port."""
+    import ray
+
+    run_id = launch(tiny(epochs=6), ray_ws)
+    run = open_run(run_id, ray_ws)
+    wait_until(lambda: (epoch_of(run) or 0) >= 1)
+    port = int(ray_address.rsplit(":", 1)[1])
+    ray.shutdown()  # the head goes, and with it the job's record
+    ray.init(num_cpus=2, include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=port, log_to_driver=False)
+    status = wait_until(lambda: (s := run.read_status())["state"] != "running" and s, timeout=180)
+    # The training process went down with the head's processes; the new head does not know the job.
+    # (Seen first as the job's end instead, should the old head report it before it went.)
+    assert status["state"] == "interrupted", status
+    assert (f"the Ray cluster no longer knows job {run_id}" in status["message"]
+            or f"Ray job {run_id} ended" in status["message"]), status
+    resume(run_id, ray_ws)
+    final = wait_for([run_id], ray_ws, timeout=300)[run_id]
+    assert final["state"] == "finished", final
+    assert [row["epoch"] for row in run.read_history()] == [1, 2, 3, 4, 5, 6]

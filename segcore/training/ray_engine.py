@@ -43,7 +43,7 @@ from typing import Any, Callable
 
 from segcore.fsutil import read_json, write_json_atomic
 from segcore.runfiles import RunFileError
-from segcore.runs import RunFolder, iso, iter_run_folders
+from segcore.runs import HEARTBEAT_STALE_S, RunFolder, iso, iter_run_folders, pid_alive
 from segcore.workspace import ServerSettings, Workspace
 
 POLL_EVERY_S = 1.0
@@ -157,6 +157,7 @@ class RayEngine:
         self._client = None
         self.jobs: dict[str, RunFolder] = {}  # submitted by this worker (or adopted), not yet ended
         self.stopping: set[str] = set()
+        self.orphans: set[str] = set()  # jobs the cluster forgot whose process still runs
         self._last_poll = 0.0
         self._unreachable_logged = False
         self._adopt()
@@ -310,8 +311,7 @@ class RayEngine:
                 info = client.get_job_info(job_id)
             except RuntimeError as exc:
                 if _missing(exc):
-                    self._ended(job_id, run, f"the Ray cluster no longer knows job {job_id} (its head was restarted, or "
-                                             "the job was deleted)")
+                    self._unknown(job_id, run)
                     continue
                 self._log_unreachable(exc)
                 continue
@@ -336,6 +336,29 @@ class RayEngine:
                 said = (info.message or "").strip().splitlines()
                 self._ended(job_id, run, f"Ray job {job_id} ended {status}" + (f" with exit code {code}" if code is not None else "")
                             + (f": {said[0]}" if said else ""), code)
+
+    def _unknown(self, job_id: str, run: RunFolder) -> None:
+        """The cluster no longer knows the job (its head restarted): the run is interrupted once its process is gone.
+
+        A training process can outlive its job's record (it keeps training and writes its own end);
+        it is judged by its pid on this machine, else by its heartbeat, as every reader judges a run.
+        """
+        reason = f"the Ray cluster no longer knows job {job_id} (its head was restarted, or the job was deleted)"
+        try:
+            status = run.read_status()
+        except (RunFileError, OSError):
+            status = {}
+        if status.get("state") == "running" and status.get("job") == job_id and status.get("pid"):
+            here = status.get("host") == socket.gethostname()
+            beat = float(status.get("heartbeat") or 0.0)
+            alive = pid_alive(int(status["pid"])) if here else time.time() - beat < HEARTBEAT_STALE_S
+            if alive:
+                if job_id not in self.orphans:
+                    self.log(f"{reason}; its training process still runs, so the run is left to it")
+                    self.orphans.add(job_id)
+                return
+        self.orphans.discard(job_id)
+        self._ended(job_id, run, reason)
 
     def _log_unreachable(self, exc: Exception) -> None:
         if not self._unreachable_logged:
