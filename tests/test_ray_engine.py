@@ -59,6 +59,23 @@ def epoch_of(run):
     return s.get("state") == "running" and s.get("pid") and int(s.get("epoch", 0))
 
 
+def test_with_no_address_the_worker_runs_its_own_ray_instance_and_stops_it(workspace, monkeypatch):
+    """First in the module, before the shared instance starts: ``ray_address`` "" (here from the environment)."""
+    from segcore.training.launcher import worker_running
+
+    monkeypatch.setenv("SEGCORE_ENGINE", "ray")
+    monkeypatch.setenv("SEGCORE_RAY_ADDRESS", "")
+    make_shapes_dataset(workspace, "shapes", n=16)
+    run_id = launch(tiny(), workspace)
+    final = wait_for([run_id], workspace, timeout=300)[run_id]
+    assert final["state"] == "finished" and final["engine"] == "ray" and final["job"] == run_id, final
+    path = workspace.root / ".queue" / "worker.log"
+    # the worker lets go of the queue first, then shuts its instance down
+    log = wait_until(lambda: (t := path.read_text()).rstrip().endswith("stopped this worker's Ray instance") and t, timeout=60)
+    assert "started a Ray instance on this machine" in log and not worker_running(workspace)
+    assert not (workspace.root / ".queue" / "ray.json").exists()
+
+
 def test_two_runs_train_as_ray_jobs_to_finished(ray_ws, ray_address):
     ids = [launch(tiny(), ray_ws) for _ in range(2)]
     final = wait_for(ids, ray_ws, timeout=300)

@@ -175,7 +175,7 @@ class RayEngine:
         import ray
 
         port = _free_port()
-        context = ray.init(include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=port,
+        context = ray.init(address="local", include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=port,
                            log_to_driver=False, configure_logging=False)
         self.own_instance = True
         self.address = "http://" + context.dashboard_url
@@ -199,9 +199,11 @@ class RayEngine:
             import ray
 
             ray.shutdown()
-            try:
-                local_instance_path(self.ws).unlink()
-            except FileNotFoundError:
+            path = local_instance_path(self.ws)
+            try:  # a worker started after this one let go of the queue may have written its own address there
+                if read_json(path).get("worker_pid") == os.getpid():
+                    path.unlink()
+            except (OSError, ValueError, AttributeError):
                 pass
             self.log("stopped this worker's Ray instance")
 
