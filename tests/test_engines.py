@@ -217,3 +217,28 @@ def test_device_label():
     assert device_label([], 2, {}) == "CPU (2 devices)"
     assert device_label(["NVIDIA H100"], 1, {"CUDA_VISIBLE_DEVICES": "3"}) == "GPU 3 (NVIDIA H100)"
     assert device_label(["NVIDIA H100"] * 2, 2, {"CUDA_VISIBLE_DEVICES": "2,3"}) == "GPU 2,3 (2 x NVIDIA H100)"
+
+
+def test_the_runs_page_names_the_engine_node_and_device_and_fetches_the_ray_job_log(workspace, monkeypatch):
+    """A finished Ray run on the Runs page: the caption says where it ran; the job log button asks the
+    cluster (none here, so it says why it cannot)."""
+    from streamlit.testing.v1 import AppTest
+
+    from segcore.training import launcher
+
+    make_shapes_dataset(workspace, "shapes", n=6)
+    import segcore.data.demo as demo
+
+    monkeypatch.setattr(demo, "ensure_demo", lambda ws, *a, **k: None)
+    run = open_run(launcher.launch(tiny(), workspace, start_worker=False), workspace)
+    run.update_status(state="finished", engine="ray", host="node-3", job=run.run_id, devices="GPU 0 (NVIDIA H100)")
+    at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "streamlit_app.py"), default_timeout=60).run()
+    at.switch_page("pages/runs.py").run()
+    assert not at.exception, at.exception
+    captions = "\n".join(c.value for c in at.caption)
+    assert "GPU 0 (NVIDIA H100) · ray engine on node-3" in captions
+    assert "GPU 0 (NVIDIA H100) · node-3 · ray" in at.dataframe[0].value["device"].tolist()
+    at.button(key=f"ray_log_{run.run_id}").click().run()
+    assert not at.exception, at.exception
+    shown = "\n".join(str(c.value) for c in at.code)
+    assert "the Ray job log cannot be read" in shown and "ray.json is missing" in shown
