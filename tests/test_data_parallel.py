@@ -65,3 +65,44 @@ def test_two_devices_repeat_one_device_with_the_same_global_batch(workspace):
     a, b = [r["val_dice"] for r in h1], [r["val_dice"] for r in h2]
     assert a == pytest.approx(b, abs=DICE_ATOL), a
     assert h1[0]["loss"] != pytest.approx(h1[1]["loss"], rel=RTOL)  # the curve moves: the tolerance can tell runs apart
+
+
+# The training process, run with two logical CPU devices made before TensorFlow starts (what
+# two GPUs would be to MirroredStrategy).
+TWO_TF_CPUS = (
+    "import sys, tensorflow as tf\n"
+    "cpu = tf.config.list_physical_devices('CPU')[0]\n"
+    "tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)\n"
+    "from segcore.training.process import main\n"
+    "raise SystemExit(main(sys.argv[1:]))\n"
+)
+
+
+def test_mirrored_on_two_tensorflow_cpu_devices_repeats_one_device(workspace):
+    from segcore.config import AugmentConfig, ModelConfig, RunConfig, SplitConfig, TrainConfig
+    from segcore.training import launch
+
+    make_demo(workspace, num_samples=40, size=32)
+
+    def run(devices, batch_size):
+        cfg = RunConfig(model=ModelConfig(depth=3, filters=8), train=TrainConfig(
+            dataset="demo", image_size=32, epochs=2, batch_size=batch_size, seed=0, early_stopping_patience=0,
+            backend="tensorflow", devices=devices, augment=AugmentConfig(enabled=False), split=SplitConfig()))
+        run_id = launch(cfg, workspace, start_worker=False)
+        env = dict(os.environ, SEGCORE_WORKSPACE=str(workspace.root), KERAS_BACKEND="tensorflow", PYTHONPATH=str(PROJECT))
+        proc = subprocess.run([sys.executable, "-c", TWO_TF_CPUS, str(workspace.run_dir(run_id))], capture_output=True,
+                              text=True, env=env, cwd=PROJECT, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return open_run(run_id, workspace)
+
+    one, two = run(1, 8), run(2, 4)
+    assert two.read_config().train.distribution == "mirrored"
+    s1, s2 = one.read_status(), two.read_status()
+    assert s1["state"] == s2["state"] == "finished"
+    assert (s1["replicas"], s2["replicas"], s2["devices"]) == (1, 2, "CPU (2 devices)")
+    h1, h2 = one.read_history(), two.read_history()
+    for key in ("loss", "val_loss"):
+        a, b = [r[key] for r in h1], [r[key] for r in h2]
+        assert a == pytest.approx(b, rel=RTOL), (key, a, b)
+    a, b = [r["val_dice"] for r in h1], [r["val_dice"] for r in h2]
+    assert a == pytest.approx(b, abs=DICE_ATOL), a
