@@ -78,6 +78,13 @@ TWO_TF_CPUS = (
 )
 
 
+# On TensorFlow each replica computes the loss on its half of the batch and the halves' losses are
+# averaged; the Dice term of the loss pools a whole batch, so the mean of two halves' Dice is not the
+# Dice of the batch (JAX's DataParallel computes it on the global batch). Measured: training loss
+# up to 8.3e-4 apart after 2 epochs, validation loss 1e-4, validation Dice 1.8e-3 (absolute).
+TF_RTOL = 5e-3
+
+
 def test_mirrored_on_two_tensorflow_cpu_devices_repeats_one_device(workspace):
     from segcore.config import AugmentConfig, ModelConfig, RunConfig, SplitConfig, TrainConfig
     from segcore.training import launch
@@ -101,8 +108,8 @@ def test_mirrored_on_two_tensorflow_cpu_devices_repeats_one_device(workspace):
     assert s1["state"] == s2["state"] == "finished"
     assert (s1["replicas"], s2["replicas"], s2["devices"]) == (1, 2, "CPU (2 devices)")
     h1, h2 = one.read_history(), two.read_history()
-    for key in ("loss", "val_loss"):
+    for key in ("loss", "val_loss"):  # a loss summed over the replicas would be 2x: far outside
         a, b = [r[key] for r in h1], [r[key] for r in h2]
-        assert a == pytest.approx(b, rel=RTOL), (key, a, b)
+        assert a == pytest.approx(b, rel=TF_RTOL), (key, a, b)
     a, b = [r["val_dice"] for r in h1], [r["val_dice"] for r in h2]
     assert a == pytest.approx(b, abs=DICE_ATOL), a
