@@ -187,7 +187,11 @@ class LocalEngine:
 
 
 def _engine(ws: Workspace):
-    """The engine of the server settings; the local one (logged) when they cannot be read or Ray cannot be used."""
+    """The engine of the server settings; the local one (logged) when they cannot be read.
+
+    Raises:
+        RuntimeError: engine "ray" where Ray's job client cannot be imported (``ray_engine.RayUnavailable``).
+    """
     try:
         settings = ws.settings()
     except ValueError as exc:
