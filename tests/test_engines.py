@@ -242,3 +242,28 @@ def test_the_runs_page_names_the_engine_node_and_device_and_fetches_the_ray_job_
     assert not at.exception, at.exception
     shown = "\n".join(str(c.value) for c in at.code)
     assert "the Ray job log cannot be read" in shown and "ray.json is missing" in shown
+
+
+def test_the_default_start_needs_no_ray():
+    import subprocess
+    import sys
+
+    project = Path(__file__).resolve().parent.parent
+
+    def pins(name):
+        out = {}
+        for line in (project / name).read_text().splitlines():
+            line = line.split("#", 1)[0].strip()
+            if line and not line.startswith("-r"):
+                package, _, version = line.partition("==")
+                out[package.split("[")[0].lower()] = (package, version)
+        return out
+
+    for name in ("requirements-core.txt", "requirements.txt", "requirements-gpu.txt"):
+        assert "ray" not in pins(name), name
+    assert pins("requirements-cluster.txt")["ray"] == pins("requirements-dev.txt")["ray"] == ("ray[default]", "2.60.0")
+    code = ("import sys, segcore.training.worker, segcore.training.launcher, segcore.training.ray_engine\n"
+            "assert 'ray' not in sys.modules, 'ray imported'\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=project,
+                          env=dict(os.environ, PYTHONPATH=str(project)), timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
