@@ -267,3 +267,23 @@ def test_the_default_start_needs_no_ray():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=project,
                           env=dict(os.environ, PYTHONPATH=str(project)), timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_a_ray_worker_lets_go_of_ended_runs_even_when_the_cluster_is_gone(workspace):
+    """The run folder is the truth: a run its process ended is not watched any more, so a worker whose
+    cluster went away (nothing listens at this address) can still finish and exit."""
+    from segcore.training import launcher
+    from segcore.training.ray_engine import RayEngine
+
+    make_shapes_dataset(workspace, "shapes", n=6)
+    ended = open_run(launcher.launch(tiny(), workspace, start_worker=False), workspace)
+    live = open_run(launcher.launch(tiny(), workspace, start_worker=False), workspace)
+    for run in (ended, live):
+        run.update_status(state="running", engine="ray", job=run.run_id, pid=os.getpid(), host="node-3")
+    lines = []
+    engine = RayEngine(workspace, ServerSettings(engine="ray", ray_address="http://127.0.0.1:9"), lines.append)
+    assert set(engine.jobs) == {ended.run_id, live.run_id}  # adopted from the run folders
+    ended.update_status(state="finished")
+    engine.poll(30.0)
+    assert set(engine.jobs) == {live.run_id} and engine.busy()  # the running one is still watched
+    assert any("cannot reach the Ray cluster" in line for line in lines)

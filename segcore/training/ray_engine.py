@@ -301,6 +301,11 @@ class RayEngine:
         if now - self._last_poll < POLL_EVERY_S:
             return
         self._last_poll = now
+        for job_id, run in list(self.jobs.items()):
+            if not self._still_running(job_id, run):
+                # The run folder is the truth: its process ended it (or it was stopped and resumed); whether or
+                # not the cluster can still be asked, there is nothing left to watch.
+                self.jobs.pop(job_id, None)
         try:
             client = self.client()
         except RayUnavailable as exc:
@@ -338,6 +343,16 @@ class RayEngine:
                 said = (info.message or "").strip().splitlines()
                 self._ended(job_id, run, f"Ray job {job_id} ended {status}" + (f" with exit code {code}" if code is not None else "")
                             + (f": {said[0]}" if said else ""), code)
+
+    def _still_running(self, job_id: str, run: RunFolder) -> bool:
+        """Whether the run reads running under this job, or its job still waits for resources (to be let go)."""
+        try:
+            status = run.read_status()
+        except (RunFileError, OSError):
+            return True  # damaged: the job's end decides
+        if status.get("state") == "running" and status.get("job") == job_id:
+            return True
+        return status.get("pid") is None and status.get("job") == job_id and status.get("state") == "stopped"
 
     def _unknown(self, job_id: str, run: RunFolder) -> None:
         """The cluster no longer knows the job (its head restarted): the run is interrupted once its process is gone.
