@@ -201,6 +201,7 @@ def run_columns() -> dict:
                  "measured once training has ended.",
         ),
         "epochs": st.column_config.TextColumn("epochs", help="Epochs done / epochs planned (early stopping may end a run sooner)."),
+        "device": st.column_config.TextColumn("device", help="What the run trains on (the GPU numbers of its machine, or CPU); on the Ray engine also the node."),
     }
 
 

@@ -11,6 +11,7 @@ from segcore import runs as runs_mod
 from segcore import visualize as viz
 from segcore.labels import Labels
 from segcore.safetext import csv_bytes, markdown_text
+from segcore.training import ray_engine as training_engines
 
 ws = _ui.workspace()
 st.title("Runs")
@@ -39,7 +40,7 @@ def runs_table() -> None:
     shown = df[df["id"].isin(kept)]
     st.caption(f"{len(shown)} of {len(df)} runs · updates every 5 s")
     # Tags and warnings only take room when some run has them.
-    columns = ["run", "status", "dataset", "model", "best val Dice", "test Dice, all classes", "test Dice", "epochs", "duration"]
+    columns = ["run", "status", "dataset", "model", "best val Dice", "test Dice, all classes", "test Dice", "epochs", "duration", "device"]
     columns += [c for c in ("tags", "warnings") if shown[c].astype(bool).any()]
     st.dataframe(
         shown[columns], hide_index=True, key="runs_df",
@@ -119,6 +120,8 @@ def one_run() -> None:
                      "(the figure runs are ranked by); the per-class table below has the macro mean too. Measured when training has ended.")
     # A finished run's message only repeats the epochs above.
     st.caption(f"Run id `{run_id}` · {markdown_text(s.model)} on {markdown_text(s.dataset)}"
+               + (f" · {markdown_text(s.devices)}" if s.devices else "")
+               + (f" · {markdown_text(s.engine)} engine on {markdown_text(s.host or 'a node not known yet')}" if s.engine else "")
                + (f" · {markdown_text(s.message)}" if s.message and s.state != "finished" else ""))
     for name, reason in s.damage.items():
         st.error(markdown_text(f"{name} is damaged: {reason}"))
@@ -215,6 +218,10 @@ def one_run() -> None:
     if log:
         with st.expander("Log (last 40 lines)"):
             st.code("\n".join(log.splitlines()[-40:]), language=None)
+    if s.engine == "ray":
+        with st.expander("Ray job log (last 40 lines)"):
+            if st.button("Fetch from the Ray cluster", key=f"ray_log_{run_id}"):
+                st.code(training_engines.job_log(ws, _ui.readable(run.read_status, {}).get("job") or run_id), language=None)
 
 
 # While a run is queued or running its panel polls the folder, so Stop, Resume and the end of

@@ -127,6 +127,12 @@ def _choice(setting: str, value: Any, choices: tuple[str, ...]) -> str:
     return value
 
 
+def _devices(setting: str, value: Any) -> int | str:
+    if value == "all" or (isinstance(value, numbers.Integral) and not isinstance(value, bool) and 1 <= int(value) <= 1024):
+        return value if value == "all" else int(value)
+    raise SettingError(setting, value, "\"all\" or a whole number of devices from 1 to 1024")
+
+
 def _text(setting: str, value: Any, max_len: int = 200) -> str:
     if not isinstance(value, str) or len(value) > max_len or any(ch in value for ch in "\n\r\x00"):
         raise SettingError(setting, value, f"text of at most {max_len} characters on one line")
@@ -340,6 +346,13 @@ class TrainConfig:
     (``EncoderSpec.learning_rate``: 1e-3 for the plain U-Net trained from
     scratch, 1e-4 for a pretrained encoder); ``RunConfig.learning_rate``
     resolves it, and a launched run's ``config.json`` holds the number.
+
+    ``devices``: how many devices (GPUs; logical devices on a CPU) one run
+    spreads its batches over, or ``"all"``. ``batch_size`` is per device, so
+    the global batch is ``batch_size x devices``. More than one device needs
+    a ``distribution``; a run launched with ``distribution`` ``"none"`` gets
+    its backend's own (``launcher.check_config``). The queue gives a run that
+    many GPUs of one machine (the local engine) or of one Ray node.
     """
 
     dataset: str = "demo"
@@ -359,6 +372,7 @@ class TrainConfig:
     seed: int = 0
     mixed_precision: str = "auto"
     distribution: str = "none"
+    devices: int | str = 1
     backend: str = "auto"
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
@@ -386,6 +400,7 @@ class TrainConfig:
             seed=_int(p + "seed", self.seed, 0, MAX_SEED),
             mixed_precision=_choice(p + "mixed_precision", self.mixed_precision, PRECISIONS),
             distribution=_choice(p + "distribution", self.distribution, DISTRIBUTIONS),
+            devices=_devices(p + "devices", self.devices),
             backend=_choice(p + "backend", self.backend, BACKENDS),
         )
         if not isinstance(self.augment, AugmentConfig):

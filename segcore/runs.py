@@ -158,6 +158,9 @@ class RunSummary:
     notes: str = ""
     path: str = ""
     damage: dict[str, str] = field(default_factory=dict)  # damaged file -> what is wrong with it
+    engine: str = ""  # "local" or "ray": what started the training process ("" before it was started)
+    host: str = ""  # the machine (Ray node) the training process runs or ran on
+    devices: str = ""  # what it trains on, as the process saw it: "CPU", "GPU 1 (NVIDIA H100)"
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -686,6 +689,9 @@ class RunFolder:
             notes=notes.get("notes", ""),
             path=str(self.path),
             damage=damage,
+            engine=str(status.get("engine") or ""),
+            host=str(status.get("host") or ""),
+            devices=_devices_text(status),
         )
 
 
@@ -694,6 +700,16 @@ def _mtime(path: Path, default: float) -> float:
         return path.stat().st_mtime
     except OSError:
         return default
+
+
+def _devices_text(status: dict[str, Any]) -> str:
+    """What a run trains on: the process's own label, else the GPUs the queue gave it (before the process says)."""
+    if status.get("devices"):
+        return str(status["devices"])
+    gpus = status.get("gpus")
+    if isinstance(gpus, list) and gpus:
+        return "GPU " + ",".join(str(g) for g in gpus)
+    return ""
 
 
 def _mtime_iso(path: Path) -> str:

@@ -24,6 +24,10 @@ from segcore.fsutil import check_name, ensure_inside, read_json
 
 ENV_VAR = "SEGCORE_WORKSPACE"
 IMPORT_ROOTS_ENV = "SEGCORE_IMPORT_ROOTS"
+ENGINE_ENV = "SEGCORE_ENGINE"
+RAY_ADDRESS_ENV = "SEGCORE_RAY_ADDRESS"
+CONCURRENCY_ENV = "SEGCORE_MAX_CONCURRENT_RUNS"
+ENGINES = ("local", "ray")
 SETTINGS_FILE = "server.json"
 _PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -40,6 +44,19 @@ class ServerSettings:
     of a folder import. ``import_workers``: decoding threads per import (0:
     twice the cores, at most 8). ``max_import_seconds``: an import still
     running after this long stops and leaves nothing behind.
+
+    Where runs train (``segcore.training.engines``): ``engine`` is
+    ``"local"`` (the queue worker starts training processes on this machine)
+    or ``"ray"`` (each run is a Ray job). ``ray_address``: ``"auto"`` (the
+    Ray cluster this machine belongs to, or ``$RAY_ADDRESS``), an address
+    (``http://head:8265``, the Ray dashboard's), or ``""`` (the queue worker
+    starts a Ray instance of its own on this machine). ``max_concurrent_runs``:
+    how many runs may train at once; 0 (the default) is one per GPU on a
+    machine with NVIDIA GPUs and 1 without, on the local engine, and no cap
+    of segcore's own on Ray (the cluster's free resources decide).
+    ``ray_cpus_per_run``: the CPUs Ray reserves for each run's job.
+    ``$SEGCORE_ENGINE``, ``$SEGCORE_RAY_ADDRESS`` and
+    ``$SEGCORE_MAX_CONCURRENT_RUNS`` override the file.
     """
 
     import_roots: tuple[str, ...] = ()
@@ -48,6 +65,10 @@ class ServerSettings:
     max_archive_files: int = 100_000
     import_workers: int = 0
     max_import_seconds: int = 3600
+    engine: str = "local"
+    ray_address: str = ""
+    ray_cpus_per_run: float = 1
+    max_concurrent_runs: int = 0
 
     def __post_init__(self) -> None:
         for name in ("max_image_pixels", "max_archive_bytes", "max_archive_files", "max_import_seconds"):
@@ -60,6 +81,18 @@ class ServerSettings:
         if not isinstance(self.import_roots, (list, tuple)) or not all(isinstance(r, str) and r for r in self.import_roots):
             raise ValueError(f"server setting import_roots is {self.import_roots!r}; expected a list of folder paths")
         object.__setattr__(self, "import_roots", tuple(self.import_roots))
+        if self.engine not in ENGINES:
+            raise ValueError(f"server setting engine is {self.engine!r}; expected one of {', '.join(repr(e) for e in ENGINES)}")
+        if not isinstance(self.ray_address, str):
+            raise ValueError(f"server setting ray_address is {self.ray_address!r}; expected \"auto\", an address such as "
+                             "\"http://head:8265\", or \"\" for a Ray instance on this machine")
+        cpus = self.ray_cpus_per_run
+        if isinstance(cpus, bool) or not isinstance(cpus, (int, float)) or not 0 < cpus <= 4096:
+            raise ValueError(f"server setting ray_cpus_per_run is {cpus!r}; expected a number of CPUs > 0")
+        value = self.max_concurrent_runs
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 1024:
+            raise ValueError(f"server setting max_concurrent_runs is {value!r}; expected a whole number of runs "
+                             "from 1 to 1024, or 0 for one per GPU (1 without a GPU)")
 
 
 @dataclass(frozen=True)
@@ -117,8 +150,25 @@ class Workspace:
         else:
             settings = ServerSettings()
         extra = [r for r in os.environ.get(IMPORT_ROOTS_ENV, "").split(os.pathsep) if r.strip()]
+        overrides: dict = {}
         if extra:
-            settings = ServerSettings(**{**settings.__dict__, "import_roots": tuple(settings.import_roots) + tuple(extra)})
+            overrides["import_roots"] = tuple(settings.import_roots) + tuple(extra)
+        if os.environ.get(ENGINE_ENV):
+            overrides["engine"] = os.environ[ENGINE_ENV].strip()
+        if RAY_ADDRESS_ENV in os.environ:
+            overrides["ray_address"] = os.environ[RAY_ADDRESS_ENV].strip()
+        if os.environ.get(CONCURRENCY_ENV, "").strip():
+            raw = os.environ[CONCURRENCY_ENV].strip()
+            try:
+                overrides["max_concurrent_runs"] = int(raw)
+            except ValueError:
+                raise ValueError(f"${CONCURRENCY_ENV} is {raw!r}; expected a whole number of runs >= 1") from None
+        if overrides:
+            try:
+                settings = ServerSettings(**{**settings.__dict__, **overrides})
+            except ValueError as exc:
+                names = {"engine": ENGINE_ENV, "ray_address": RAY_ADDRESS_ENV, "max_concurrent_runs": CONCURRENCY_ENV}
+                raise ValueError(f"{exc} (from the environment: {', '.join('$' + names[k] for k in overrides if k in names)})") from None
         return settings
 
     def import_roots(self) -> list[Path]:

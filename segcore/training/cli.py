@@ -90,8 +90,19 @@ def _add_settings(p: argparse.ArgumentParser, *, sweep: bool = False) -> None:
     t.add_argument("--seed", type=int)
     t.add_argument("--mixed-precision")
     t.add_argument("--distribution", choices=("none", "mirrored", "data_parallel"))
+    t.add_argument("--devices", type=_devices_arg, metavar="all|N",
+                   help="devices one run spreads its batches over (data parallel; --batch-size is per device)")
     p.add_argument("--name", help="a name shown in the runs table")
     p.add_argument("--tag", action="append", default=[], help="a tag (repeatable)")
+
+
+def _devices_arg(text: str) -> int | str:
+    if text == "all":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not 'all' or a whole number of devices") from None
 
 
 def _ids(text: str | None) -> tuple[str, ...] | None:
@@ -133,7 +144,7 @@ def settings_from_args(args: argparse.Namespace, base: RunConfig | None = None) 
         model_kw["freeze"] = "fine_tune"
         model_kw["fine_tune_after"] = args.fine_tune_after
     train_kw: dict[str, Any] = {}
-    for flag in ("dataset", "image_size", "fit", "epochs", "batch_size", "learning_rate", "optimizer", "lr_schedule", "loss", "seed", "mixed_precision", "distribution"):
+    for flag in ("dataset", "image_size", "fit", "epochs", "batch_size", "learning_rate", "optimizer", "lr_schedule", "loss", "seed", "mixed_precision", "distribution", "devices"):
         value = getattr(args, flag, None)
         if value is not None:
             train_kw[flag] = value

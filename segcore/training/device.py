@@ -179,9 +179,48 @@ def resolve_precision(setting: str, on_gpu: bool) -> tuple[str, str | None]:
     return wanted, None
 
 
+def distribution_for(backend_name: str) -> str:
+    """The data-parallel engine of a backend, for a run on several devices that names none.
+
+    Raises:
+        ValueError: the backend has none in segcore (PyTorch).
+    """
+    engines = {"tensorflow": "mirrored", "jax": "data_parallel"}
+    if backend_name not in engines:
+        raise SettingError("train.devices", "more than 1", f"1 on the {backend_name!r} backend: segcore spreads one run over "
+                           "several devices with tf.distribute.MirroredStrategy (tensorflow) or "
+                           "keras.distribution.DataParallel (jax)")
+    return engines[backend_name]
+
+
+def pick_devices(available: list, wanted: int | str, what: str) -> list:
+    """The first ``wanted`` of ``available`` devices (all for ``"all"``); ValueError naming both counts if too few."""
+    if wanted == "all":
+        return list(available)
+    if int(wanted) > len(available):
+        raise ValueError(f"setting train.devices is {wanted}; this process sees {len(available)} {what} "
+                         f"({', '.join(str(d) for d in available)})")
+    return list(available)[: int(wanted)]
+
+
+def device_label(gpus: list[str], replicas: int, env: Mapping[str, str] | None = None) -> str:
+    """What a run trains on, for its status and the Runs page: ``GPU 2 (NVIDIA H100)``, ``GPU 0,1 (2 x ...)``, ``CPU``.
+
+    GPU numbers are the machine's (``$CUDA_VISIBLE_DEVICES``, set by the queue or by Ray), not the process's own.
+    """
+    env = os.environ if env is None else env
+    if not gpus:
+        return "CPU" if replicas <= 1 else f"CPU ({replicas} devices)"
+    visible = [v for v in env.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
+    numbers = ",".join(visible[: len(gpus)]) if visible else ",".join(str(i) for i in range(len(gpus)))
+    used = max(replicas, 1)
+    kind = gpus[0] if len(set(gpus)) == 1 else "mixed"
+    return f"GPU {numbers} ({kind})" if used == 1 else f"GPU {numbers} ({used} x {kind})"
+
+
 @contextlib.contextmanager
-def distribution_scope(setting: str) -> Iterator[Any]:
-    """A context in which to build and compile the model for ``setting``.
+def distribution_scope(setting: str, devices: int | str = "all") -> Iterator[Any]:
+    """A context in which to build and compile the model for ``setting`` over ``devices`` devices.
 
     Yields:
         The strategy or distribution object (None for ``"none"``).
@@ -203,7 +242,9 @@ def distribution_scope(setting: str) -> Iterator[Any]:
             )
         import tensorflow as tf
 
-        strategy = tf.distribute.MirroredStrategy()
+        kind = "GPU" if tf.config.list_logical_devices("GPU") else "CPU"
+        chosen = pick_devices([d.name for d in tf.config.list_logical_devices(kind)], devices, f"TensorFlow {kind} devices")
+        strategy = tf.distribute.MirroredStrategy(devices=chosen)
         with strategy.scope():
             yield strategy
         return
@@ -214,7 +255,8 @@ def distribution_scope(setting: str) -> Iterator[Any]:
         )
     import keras
 
-    distribution = keras.distribution.DataParallel(devices=keras.distribution.list_devices())
+    chosen = pick_devices(keras.distribution.list_devices(), devices, "JAX devices")
+    distribution = keras.distribution.DataParallel(devices=chosen)
     previous = keras.distribution.distribution()
     keras.distribution.set_distribution(distribution)
     try:

@@ -4,8 +4,10 @@
 worker (``python -m segcore.training.worker``), a detached process that is a
 singleton per workspace through an ``fcntl`` lock, starts queued runs in the
 order they were queued, each in its own training process, at most
-``max_concurrent_runs`` at a time (1 by default; set ``SEGCORE_MAX_CONCURRENT_RUNS``
-or ``{"max_concurrent_runs": N}`` in ``<workspace>/queue.json`` for more on a CPU).
+``max_concurrent_runs`` at a time (by default one per GPU, 1 on a CPU; set
+``SEGCORE_MAX_CONCURRENT_RUNS`` or ``{"max_concurrent_runs": N}`` in
+``<workspace>/server.json``), or as Ray jobs (``engine: "ray"``; see
+``segcore.training.ray_engine``).
 
 Why no launch is ever lost: a launch writes its run as queued *before* it
 looks for a worker, and a worker releases its lock *before* its last look at
@@ -31,7 +33,6 @@ from segcore.runfiles import RunFileError
 from segcore.runs import ACTIVE_STATES, DAMAGED, RunFolder, create_run, iso, open_run, queued_runs
 from segcore.workspace import Workspace, get_workspace
 
-ENV_CONCURRENCY = "SEGCORE_MAX_CONCURRENT_RUNS"
 FINAL_STATES = ("finished", "failed", "stopped", "interrupted")
 STOP_GRACE_S = 30.0  # after a stop request, SIGTERM follows this many seconds later
 
@@ -47,26 +48,27 @@ def lock_path(ws: Workspace) -> Path:
 
 
 def max_concurrent_runs(ws: Workspace) -> int:
-    """How many runs may train at once: ``$SEGCORE_MAX_CONCURRENT_RUNS``, else ``queue.json``, else 1."""
-    raw: Any = os.environ.get(ENV_CONCURRENCY)
-    source = f"${ENV_CONCURRENCY}"
-    if raw in (None, ""):
-        settings = ws.root / "queue.json"
-        if settings.is_file():
-            try:
-                raw = json.loads(settings.read_text()).get("max_concurrent_runs", 1)
-            except (ValueError, AttributeError):
-                raise ValueError(f"{settings} is not a JSON object like {{\"max_concurrent_runs\": 2}}") from None
-            source = str(settings)
-        else:
-            return 1
+    """How many runs may train at once, 0 for the engine's own rule (one per GPU locally, Ray's resources on Ray).
+
+    ``$SEGCORE_MAX_CONCURRENT_RUNS``, else ``max_concurrent_runs`` in ``server.json``, else the same key in
+    the older ``queue.json``, else 0.
+
+    Raises:
+        ValueError: naming the file or variable and the value.
+    """
+    value = ws.settings().max_concurrent_runs
+    if value:
+        return value
+    legacy = ws.root / "queue.json"
+    if not legacy.is_file():
+        return 0
     try:
-        value = int(raw)
-    except (TypeError, ValueError):
-        raise ValueError(f"{source} is {raw!r}; expected a whole number of runs >= 1") from None
-    if value < 1:
-        raise ValueError(f"{source} is {value}; expected a whole number of runs >= 1")
-    return value
+        raw: Any = json.loads(legacy.read_text()).get("max_concurrent_runs", 0)
+    except (ValueError, AttributeError):
+        raise ValueError(f"{legacy} is not a JSON object like {{\"max_concurrent_runs\": 2}}") from None
+    if isinstance(raw, bool) or not isinstance(raw, int) or raw < 0:
+        raise ValueError(f"{legacy}: max_concurrent_runs is {raw!r}; expected a whole number of runs >= 1")
+    return raw
 
 
 def dataset_record(ws: Workspace, name: str) -> tuple[Any, dict[str, Any]]:
@@ -96,7 +98,7 @@ def check_config(cfg: RunConfig) -> RunConfig:
     from dataclasses import replace
 
     from segcore.config import check_machine
-    from segcore.training.device import check_backend, configured_backend
+    from segcore.training.device import check_backend, configured_backend, distribution_for
 
     check_machine(cfg)
     cfg = cfg.resolved()  # config.json holds the learning rate the run starts from
@@ -104,6 +106,11 @@ def check_config(cfg: RunConfig) -> RunConfig:
     check_backend(backend)
     if backend != cfg.train.backend:
         cfg = replace(cfg, train=replace(cfg.train, backend=backend))
+    t = cfg.train
+    if t.devices != 1 and t.distribution == "none":  # several devices: the backend's own data-parallel engine
+        cfg = replace(cfg, train=replace(t, distribution=distribution_for(backend)))
+    elif t.devices == 1 and t.distribution != "none":  # a distribution named alone spreads over every device, as it always did
+        cfg = replace(cfg, train=replace(t, devices="all"))
     return cfg
 
 
@@ -220,7 +227,8 @@ def stop(run_id: str, ws: Workspace | None = None, *, wait: float = 0.0, grace: 
 
     A running run gets a STOP file (checked every batch); if it is still
     running ``grace`` seconds later it gets SIGTERM (here when waiting,
-    otherwise from the queue worker).
+    otherwise from the queue worker; on the Ray engine through Ray's
+    ``stop_job``). A Ray job still waiting for resources is stopped at once.
 
     Args:
         run_id: the run.
@@ -244,6 +252,15 @@ def stop(run_id: str, ws: Workspace | None = None, *, wait: float = 0.0, grace: 
     status = run.true_status()
     if status.get("state") != "running":
         raise ValueError(f"run {run.run_id} is {status.get('state')}, not queued or running; nothing to stop")
+    on_ray = status.get("engine") == "ray"
+    if on_ray and status.get("pid") is None:  # submitted, still waiting for resources: no process to ask
+        from segcore.training.ray_engine import stop_job
+
+        stop_job(ws, status.get("job") or run.run_id)
+        done = run.transition(("running",), state="stopped", message="stopped before it started (its Ray job was stopped)",
+                              finished_at=iso())
+        if done is not None and done.get("pid") is None:
+            return done
     run.request_stop()
     deadline = time.time() + wait
     termed = False
@@ -252,10 +269,15 @@ def stop(run_id: str, ws: Workspace | None = None, *, wait: float = 0.0, grace: 
         if status.get("state") != "running":
             return status
         if not termed and time.time() - _stop_age_origin(run) >= grace and status.get("pid"):
-            try:
-                os.kill(int(status["pid"]), signal.SIGTERM)
-            except ProcessLookupError:
-                pass
+            if on_ray:  # the process may be on another node: Ray signals it
+                from segcore.training.ray_engine import stop_job
+
+                stop_job(ws, status.get("job") or run.run_id)
+            else:
+                try:
+                    os.kill(int(status["pid"]), signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
             termed = True
         time.sleep(0.2)
     return run.true_status()

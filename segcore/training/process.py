@@ -1,6 +1,6 @@
 """The training process: ``python -m segcore.training.process RUN_DIR``.
 
-One process per run, started by the queue worker (or by hand), so that a
+One process per run, started by the queue worker, a Ray job (or by hand), so that a
 crash cannot take the worker or the dashboard down and ``stop`` can signal it.
 It keeps ``status.json`` current (state, progress, a heartbeat from a thread
 every few seconds) and writes the final state: finished, failed (with the
@@ -96,6 +96,13 @@ def execute(run_dir: str | os.PathLike) -> int:
     except RunFileError as exc:
         log.warning("%s; starting from the checkpoints' record", exc)
         previous = run.rebuilt_status(exc)
+    job = os.environ.get("SEGCORE_RAY_JOB")
+    if job and (previous.get("job") != job or previous.get("state") != "running"):
+        # A Ray job that waited for resources while its run was stopped or given to a newer job: not this job's run any more.
+        print(f"Ray job {job} is not the current job of run {run.run_id} (it is {previous.get('state')}, job "
+              f"{previous.get('job')}); nothing to train", file=sys.stderr)
+        lock.close()
+        return 0
     if run.stop_requested():
         run.clear_stop()
         LiveStatus(run, previous).update(state="stopped", message="stopped before training started", finished_at=iso())

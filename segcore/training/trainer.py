@@ -182,7 +182,7 @@ def make_run_callback(trainer: "Trainer"):
                 self._last_status = now
                 fields = {"batch": batch + 1, "heartbeat": now}
                 if loss is not None:
-                    fields["batch_loss"] = float(loss)
+                    fields["batch_loss"] = float(loss) * getattr(self.t, "loss_scale", 1.0)
                 self.t.status.update(**fields)
 
         def on_test_begin(self, logs=None):
@@ -419,6 +419,8 @@ class Trainer:
         """
         completed = epoch + 1
         mark = getattr(self, "_epoch_end_mark", None) or getattr(self, "fit_started", None) or (time.time() - seconds)
+        scale = getattr(self, "loss_scale", 1.0)
+        logs = {k: (v * scale if k in ("loss", "val_loss") and _is_number(v) else v) for k, v in logs.items()}
         val_loss = logs.get("val_loss")
         for key in ("loss", "val_loss"):
             if key in logs and not health.is_finite(logs[key]):
@@ -526,6 +528,7 @@ class Trainer:
         t = self.cfg.train
         dev = device.describe_device()
         self.on_gpu = dev["device"] == "gpu"
+        self.gpus = list(dev["gpus"])
         policy, warning = device.resolve_precision(t.mixed_precision, self.on_gpu)
         if warning:
             self.setup_warnings.append(warning)
@@ -542,77 +545,93 @@ class Trainer:
         if resume_state:
             self.run.checked_model_path("last")  # half a checkpoint: fail naming it, not with Keras's "File not found"
         fine_tune_at = int(self.cfg.model.fine_tune_after) if self.cfg.model.freeze == "fine_tune" else 0
-        with device.distribution_scope(t.distribution) as strategy:
-            if resume_state:
-                self.state = dict(resume_state)
-                model = self._resume_model()
-                self.history = [r for r in self.run.read_history() if int(r["epoch"]) <= int(self.state["epoch"])]
-                self.health_missing = dict(self.state.get("health_missing", {}))
-                start = int(self.state["epoch"])
-                if t.budget_minutes is not None and self.state.get("planned_epochs"):
-                    self.epochs = int(self.state["planned_epochs"])  # the schedule goes on where the budget left it
-                log.info("resuming from epoch %d (checkpoint %s)", start, self.run.last_model_path)
-                self.status.update(resumed_from=start)
-            else:
-                self.state = {"epoch": 0}
-                model = self.build()
-                self.compile(model, self.lr_for_epoch(0))
-                start = 0
-            health.check_setup(self.mode, self.num_classes, t.loss, int(model.output.shape[-1]))
-            self.status.update(
-                message="training", epoch=start, epochs=self.epochs, warnings=list(self.setup_warnings),
-                replicas=device.replicas(strategy), params=int(model.count_params()),
-            )
-            batch_size = int(t.batch_size) * device.replicas(strategy)
-            common = dict(batch_size=batch_size, mode=self.mode, num_classes=self.num_classes, seed=int(t.seed))
-            if self.state.get("early_stopped") or self.state.get("budget_stopped") or start >= self.epochs:
-                return self._finish(model)
-            total = int(t.epochs)  # fit may run this far; a time budget stops it sooner (_follow_budget)
-            train = make_batches(
-                self.train_x, self.train_m, augment=t.augment, shuffle=True, epoch=start,
-                crop=int(t.image_size), sizes=self.train_sizes, repeats=int(t.patches_per_image), **common,
-            )
-            val = None
-            if self.val_x is not None:
-                val = make_batches(self.val_x, self.val_m, augment=None, shuffle=False, **common)
-            self.steps_per_epoch = len(train)
-            train_data = feed(train)
-            # Keras advances a PyDataset's epoch itself (its on_epoch_end); a fed tf.data pipeline
-            # gets no such call, so the callback sets the epoch at every epoch start.
-            self.train_batches = None if train_data is train else train
-            callbacks = [make_run_callback(self)]
-            tb, tb_note = _tensorboard(self.run)
-            if tb is not None:
-                callbacks.append(tb)
-            else:
-                log.warning("%s", tb_note)
-            self.fit_started = time.time()
-            self.status.update(training_started_at=self.fit_started)
-            phases = []
-            if fine_tune_at and start < fine_tune_at < total and not self.state.get("fine_tuned"):
-                phases = [(start, fine_tune_at, False), (fine_tune_at, total, True)]
-            else:
-                phases = [(start, total, bool(fine_tune_at and start >= fine_tune_at))]
-            for first, last, unfreeze in phases:
-                if unfreeze and not self.state.get("fine_tuned"):
-                    from segcore.models import set_encoder_trainable
+        with device.distribution_scope(t.distribution, t.devices) as strategy:
+            model = self._train_in_scope(strategy, resume_state, fine_tune_at)
+        # Outside the distribution: the test split is predicted by a plain model (under a
+        # MirroredStrategy, predict gave more outputs than images).
+        return self._finish(model)
 
-                    set_encoder_trainable(model, True)
-                    self.state["fine_tuned"] = True
-                    self.compile(model, self.lr_for_epoch(first))
-                    log.info("fine-tuning the encoder from epoch %d at lr %g", first + 1, self.current_lr)
-                # shuffle=False: the batches already come in a (seed, epoch) order; Keras's own shuffle of
-                # the batch order draws from Python's global random state, which a resumed process does not share.
-                model.fit(train_data, validation_data=None if val is None else feed(val), initial_epoch=first, epochs=last, callbacks=callbacks, verbose=0,
-                          shuffle=False)
-                if self.failure:
-                    raise StopRun("failed", self.failure)
-                if self.stopped:
-                    done = int(self.state.get("epoch", 0))
-                    raise StopRun("stopped", f"stopped after {done} finished epoch(s); resume continues from epoch {done + 1}")
-                if self.state.get("early_stopped") or self.state.get("budget_stopped"):
-                    break
-            return self._finish(model)
+    def _train_in_scope(self, strategy, resume_state, fine_tune_at: int):
+        """Build or resume the model and fit it, inside the distribution scope; returns the trained model."""
+        from segcore.training import device
+
+        t = self.cfg.train
+        # Keras 3 on TensorFlow reports the loss of a MirroredStrategy step summed over the
+        # replicas (measured: exactly 2x the one-device loss on two devices, with the same Dice);
+        # the history and status keep the per-example mean of one device.
+        replicas = device.replicas(strategy)
+        self.loss_scale = 1.0 / replicas if t.distribution == "mirrored" and replicas > 1 else 1.0
+        if resume_state:
+            self.state = dict(resume_state)
+            model = self._resume_model()
+            self.history = [r for r in self.run.read_history() if int(r["epoch"]) <= int(self.state["epoch"])]
+            self.health_missing = dict(self.state.get("health_missing", {}))
+            start = int(self.state["epoch"])
+            if t.budget_minutes is not None and self.state.get("planned_epochs"):
+                self.epochs = int(self.state["planned_epochs"])  # the schedule goes on where the budget left it
+            log.info("resuming from epoch %d (checkpoint %s)", start, self.run.last_model_path)
+            self.status.update(resumed_from=start)
+        else:
+            self.state = {"epoch": 0}
+            model = self.build()
+            self.compile(model, self.lr_for_epoch(0))
+            start = 0
+        health.check_setup(self.mode, self.num_classes, t.loss, int(model.output.shape[-1]))
+        self.status.update(
+            message="training", epoch=start, epochs=self.epochs, warnings=list(self.setup_warnings),
+            replicas=device.replicas(strategy), params=int(model.count_params()),
+            devices=device.device_label(self.gpus, device.replicas(strategy)),
+        )
+        batch_size = int(t.batch_size) * device.replicas(strategy)
+        common = dict(batch_size=batch_size, mode=self.mode, num_classes=self.num_classes, seed=int(t.seed))
+        if self.state.get("early_stopped") or self.state.get("budget_stopped") or start >= self.epochs:
+            return model
+        total = int(t.epochs)  # fit may run this far; a time budget stops it sooner (_follow_budget)
+        train = make_batches(
+            self.train_x, self.train_m, augment=t.augment, shuffle=True, epoch=start,
+            crop=int(t.image_size), sizes=self.train_sizes, repeats=int(t.patches_per_image), **common,
+        )
+        val = None
+        if self.val_x is not None:
+            val = make_batches(self.val_x, self.val_m, augment=None, shuffle=False, **common)
+        self.steps_per_epoch = len(train)
+        train_data = feed(train)
+        # Keras advances a PyDataset's epoch itself (its on_epoch_end); a fed tf.data pipeline
+        # gets no such call, so the callback sets the epoch at every epoch start.
+        self.train_batches = None if train_data is train else train
+        callbacks = [make_run_callback(self)]
+        tb, tb_note = _tensorboard(self.run)
+        if tb is not None:
+            callbacks.append(tb)
+        else:
+            log.warning("%s", tb_note)
+        self.fit_started = time.time()
+        self.status.update(training_started_at=self.fit_started)
+        phases = []
+        if fine_tune_at and start < fine_tune_at < total and not self.state.get("fine_tuned"):
+            phases = [(start, fine_tune_at, False), (fine_tune_at, total, True)]
+        else:
+            phases = [(start, total, bool(fine_tune_at and start >= fine_tune_at))]
+        for first, last, unfreeze in phases:
+            if unfreeze and not self.state.get("fine_tuned"):
+                from segcore.models import set_encoder_trainable
+
+                set_encoder_trainable(model, True)
+                self.state["fine_tuned"] = True
+                self.compile(model, self.lr_for_epoch(first))
+                log.info("fine-tuning the encoder from epoch %d at lr %g", first + 1, self.current_lr)
+            # shuffle=False: the batches already come in a (seed, epoch) order; Keras's own shuffle of
+            # the batch order draws from Python's global random state, which a resumed process does not share.
+            model.fit(train_data, validation_data=None if val is None else feed(val), initial_epoch=first, epochs=last, callbacks=callbacks, verbose=0,
+                      shuffle=False)
+            if self.failure:
+                raise StopRun("failed", self.failure)
+            if self.stopped:
+                done = int(self.state.get("epoch", 0))
+                raise StopRun("stopped", f"stopped after {done} finished epoch(s); resume continues from epoch {done + 1}")
+            if self.state.get("early_stopped") or self.state.get("budget_stopped"):
+                break
+        return model
 
     def train(self) -> dict[str, Any]:
         """Train to the end; returns the final status fields (state, message, test metrics)."""

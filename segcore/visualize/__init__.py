@@ -60,6 +60,7 @@ from segcore.visualize.runtable import (
     filter_runs,
     format_duration,
     quick_start_duration_note,
+    run_device,
     run_label,
     run_labels,
     runs_frame,

@@ -20,7 +20,7 @@ def runs_frame(summaries: Iterable[RunSummary], now: float | None = None) -> pd.
         ``encoder``, ``best val Dice``, ``test Dice, all classes`` (the headline), ``test Dice`` (macro),
         ``epochs`` (done/planned), ``duration``
         (finished - started, or so far for a running run; ``now`` is the time
-        in seconds since the epoch, default the current time), ``warnings``,
+        in seconds since the epoch, default the current time), ``device`` (``run_device``), ``warnings``,
         ``tags``, ``created``.
     """
     summaries = list(summaries)
@@ -40,13 +40,21 @@ def runs_frame(summaries: Iterable[RunSummary], now: float | None = None) -> pd.
                 "test Dice, all classes": s.test.get("all_dice"),
                 "test Dice": s.test.get("macro_dice"),
                 "duration": format_duration(_elapsed(s.started_at, s.finished_at, now)),
+                "device": run_device(s),
                 "warnings": "; ".join(s.warnings),
                 "tags": ", ".join(s.tags),
                 "created": s.created_at,
             }
         )
-    cols = ["run", "id", "status", "dataset", "model", "encoder", "best val Dice", "test Dice, all classes", "test Dice", "epochs", "duration", "warnings", "tags", "created"]
+    cols = ["run", "id", "status", "dataset", "model", "encoder", "best val Dice", "test Dice, all classes", "test Dice", "epochs",
+            "duration", "device", "warnings", "tags", "created"]
     return pd.DataFrame(rows, columns=cols)
+
+
+def run_device(summary: RunSummary) -> str:
+    """Where a run trains or trained: ``GPU 1 (NVIDIA H100) · node-3 · ray``; the engine is named when it is Ray."""
+    parts = [summary.devices, summary.host if summary.engine == "ray" else "", "ray" if summary.engine == "ray" else ""]
+    return " · ".join(p for p in parts if p)
 
 
 def filter_runs(summaries: Iterable[RunSummary], states: Iterable[str] = (), datasets: Iterable[str] = (),
