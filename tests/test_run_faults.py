@@ -530,13 +530,13 @@ def test_a_status_with_a_heartbeat_in_the_future_and_a_live_pid_does_not_hold_th
     run.update_status(state="running", pid=1, heartbeat=time.time() + 10**6)
     # a process that renews the file is believed, whatever its clock says
     assert run.true_status()["state"] == "running"
-    assert worker._live_runs(workspace) == 1
+    assert worker._live_runs(workspace)[0] == 1  # (runs training, GPUs they hold)
     old = time.time() - HEARTBEAT_STALE_S - 5
     os.utime(run.status_path, (old, old))
     status = run.true_status()
     assert status["state"] == "interrupted", status
     assert "in the future" in status["message"]
-    assert worker._live_runs(workspace) == 0
+    assert worker._live_runs(workspace)[0] == 0
 
 
 @pytest.fixture
