@@ -194,10 +194,33 @@ def test_a_time_budget_stops_the_run_and_the_schedule_ends_with_it(workspace):
     assert result["state"] == "finished" and "time budget of 0.5 min used" in result["message"]
     state = run.read_train_state()
     done = int(state["epoch"])
-    assert 2 <= done < 500 and state["budget_stopped"] == done and state["planned_epochs"] == done
+    # how many epochs fit depends on this machine's speed (a loaded one may fit one); what holds at any speed:
+    assert 1 <= done < 500 and state["budget_stopped"] == done and state["planned_epochs"] == done
     assert state["budget_spent_s"] <= 0.5 * 60 + 2 * max(state["epoch_seconds"])  # at most about one epoch over
     lrs = [row["lr"] for row in run.read_history()]
-    assert lrs[-1] < lrs[0]  # the cosine schedule followed the budget down
+    assert len(lrs) == done and (done == 1 or lrs[-1] < lrs[0])  # the cosine schedule followed the budget down
+
+
+def test_the_budget_replans_the_epochs_from_the_time_each_takes(monkeypatch):
+    """With a clock: a 20 s first epoch (compiling), then 10 s epochs, in a 1-minute budget: 5 epochs, then a stop."""
+    from types import SimpleNamespace
+
+    from segcore.config import TrainConfig
+    from segcore.training import trainer as trainer_mod
+
+    clock = SimpleNamespace(now=0.0)
+    monkeypatch.setattr(trainer_mod, "time", SimpleNamespace(time=lambda: clock.now))
+    t = SimpleNamespace(cfg=SimpleNamespace(train=TrainConfig(budget_minutes=1.0, epochs=500)), state={}, fit_started=0.0,
+                        epochs=500)
+    model = SimpleNamespace(stop_training=False)
+    planned = []
+    for completed, at in enumerate((20, 30, 40, 50, 60), start=1):
+        clock.now = float(at)
+        trainer_mod.Trainer._follow_budget(t, model, completed)
+        planned.append(t.epochs)
+    assert planned == [3, 5, 5, 5, 5]  # after the first: 40 s left at 20 s an epoch; then 10 s epochs
+    assert model.stop_training and t.state["budget_stopped"] == 5 and t.state["budget_spent_s"] == 60.0
+    assert t.state["epoch_seconds"] == [20.0, 10.0, 10.0, 10.0, 10.0]
 
 
 def test_the_progress_line_names_each_epoch_once():
