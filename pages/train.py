@@ -228,8 +228,10 @@ with st.container(border=True):
             name=name.strip(),
             tags=tuple(t.strip() for t in tags.split(",") if t.strip()),
         )
+        if study:  # every run of the study is built and checked here, before any is queued
+            sweep.study_configs(cfg, weights=study_weights)
     except ValueError as exc:
-        cfg_error = str(exc)
+        cfg, cfg_error = None, str(exc)
     label = "Queue the study" if study else "Queue this run"
     if cfg_error:
         st.error(f"These settings cannot train: {markdown_text(cfg_error)}")

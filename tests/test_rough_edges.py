@@ -1,0 +1,104 @@
+"""Rough edges a new user met: each test names what was seen and checks the behaviour that replaces it."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from segcore import runs as runs_mod
+from segcore.config import RunConfig, TrainConfig
+from segcore.training import sweep
+from test_pages import app, demo_ws, fake_training, make_dataset, make_run, texts  # noqa: F401  (fixtures)
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _train_helpers import make_shapes_dataset  # noqa: E402
+
+
+# --------------------------------------------------------------------------- the encoder study
+
+
+@pytest.fixture
+def study_ws(workspace, monkeypatch):
+    """A dataset to study and a queue worker that is counted, never started."""
+    monkeypatch.setenv("KERAS_HOME", str(workspace.root / "no-keras-cache"))
+    make_shapes_dataset(workspace, "shapes", n=20)
+    started = []
+    monkeypatch.setattr("segcore.training.launcher.ensure_worker", lambda ws=None: started.append(ws) or True)
+    return workspace, started
+
+
+def test_a_study_with_one_epoch_names_the_epochs_and_queues_nothing(study_ws):
+    ws, started = study_ws
+    base = RunConfig(train=TrainConfig(dataset="shapes", image_size=32, epochs=1))
+    with pytest.raises(ValueError) as err:
+        sweep.queue_sweep(base, ws)
+    message = str(err.value)
+    assert "train.epochs is 1" in message and "at least 2" in message and "VGG16 fine-tuned" in message
+    assert "fine_tune_after" not in message  # a value the user never set is not the one named
+    assert runs_mod.list_runs(ws) == [] and started == []
+    # without the fine-tuned model, one epoch is enough
+    record = sweep.queue_sweep(base, ws, models=("U-Net", "VGG16 frozen"))
+    assert len(record["runs"]) == 2
+
+
+def test_a_study_is_checked_whole_before_any_run_is_queued(study_ws, monkeypatch):
+    ws, started = study_ws
+    import segcore.training.launcher as launcher
+
+    real = launcher.prepare_launch
+
+    def refuse_mobilenet(cfg, ws, **kw):  # the last model cannot train (say, too big for this machine)
+        if cfg.model.encoder == "mobilenetv2":
+            raise ValueError("setting train.image_size is 32; expected a size MobileNetV2 fits")
+        return real(cfg, ws, **kw)
+
+    monkeypatch.setattr(launcher, "prepare_launch", refuse_mobilenet)
+    base = RunConfig(train=TrainConfig(dataset="shapes", image_size=32, epochs=4))
+    with pytest.raises(ValueError, match="the study's 'MobileNetV2' run cannot train"):
+        sweep.queue_sweep(base, ws)
+    assert runs_mod.list_runs(ws) == [] and started == []
+
+
+def test_a_study_rolls_back_if_queueing_fails_half_way(study_ws, monkeypatch):
+    ws, started = study_ws
+    import segcore.training.launcher as launcher
+
+    real, calls = launcher.launch, []
+
+    def full_disk_on_the_fourth(cfg, ws=None, **kw):
+        calls.append(cfg.name)
+        if len(calls) == 4:
+            raise OSError(28, "No space left on device")
+        return real(cfg, ws, **kw)
+
+    monkeypatch.setattr(launcher, "launch", full_disk_on_the_fourth)
+    with pytest.raises(OSError):
+        sweep.queue_sweep(RunConfig(train=TrainConfig(dataset="shapes", image_size=32, epochs=4)), ws)
+    assert runs_mod.list_runs(ws) == [] and started == []
+
+
+def test_a_study_queues_every_run_named_as_typed_and_starts_the_queue_once(study_ws):
+    ws, started = study_ws
+    base = RunConfig(train=TrainConfig(dataset="shapes", image_size=32, epochs=4), name="baseline")
+    record = sweep.queue_sweep(base, ws)
+    names = sorted(s.name for s in runs_mod.list_runs(ws))
+    assert names == sorted(f"baseline: {label}" for label, _, _ in sweep.PAPER_SET)
+    assert [r["label"] for r in record["runs"]] == [label for label, _, _ in sweep.PAPER_SET]  # the table keeps the paper's names
+    assert len(started) == 1
+    # no name typed: the paper's names alone
+    sweep.queue_sweep(RunConfig(train=TrainConfig(dataset="shapes", image_size=32, epochs=4)), ws)
+    assert {s.name for s in runs_mod.list_runs(ws)} >= {label for label, _, _ in sweep.PAPER_SET}
+
+
+def test_train_page_refuses_a_study_it_cannot_queue_before_the_button(demo_ws, fake_training):
+    at = app().run()
+    at.switch_page("pages/train.py").run()
+    at.segmented_control(key="train_kind").set_value("Encoder study").run()
+    at.number_input(key="train_epochs").set_value(1).run()
+    assert not at.exception
+    errors = " ".join(e.value for e in at.error)
+    assert "train.epochs is 1" in errors and "fine_tune_after" not in errors
+    assert at.button(key="train_launch").disabled
+    assert fake_training["launch"] == []
