@@ -102,3 +102,35 @@ def test_train_page_refuses_a_study_it_cannot_queue_before_the_button(demo_ws, f
     assert "train.epochs is 1" in errors and "fine_tune_after" not in errors
     assert at.button(key="train_launch").disabled
     assert fake_training["launch"] == []
+
+
+# --------------------------------------------------------------------------- Compare's run selection
+
+
+def test_compare_keeps_the_runs_picked_after_clear_all(demo_ws):
+    from test_pages import make_report
+
+    runs = [make_run(demo_ws, name=n, evaluation=make_report([0.5, 0.6, 0.2])) for n in ("a", "b", "c")]
+    at = app(60).run()
+    at.switch_page("pages/compare.py").run()
+    assert len(at.multiselect(key="cmp_runs").value) == 3
+    at.multiselect(key="cmp_runs").set_value([]).run()  # "Clear all"
+    assert at.multiselect(key="cmp_runs").value == []
+    at.multiselect(key="cmp_runs").set_value([runs[0].run_id]).run()  # pick one run
+    assert not at.exception
+    assert at.multiselect(key="cmp_runs").value == [runs[0].run_id]
+    assert "Pick at least two runs" in texts(at)
+    at.run()  # and it stays so on the next rerun
+    assert at.multiselect(key="cmp_runs").value == [runs[0].run_id]
+
+
+def test_compare_still_fills_out_a_link_to_one_run(demo_ws):
+    from test_pages import make_report
+
+    runs = [make_run(demo_ws, name=n, evaluation=make_report([0.5, 0.6, 0.2])) for n in ("a", "b", "c")]
+    at = app(60).run()
+    at.switch_page("pages/compare.py")
+    at.query_params["run"] = runs[0].run_id
+    at.run()
+    chosen = at.multiselect(key="cmp_runs").value
+    assert chosen[0] == runs[0].run_id and len(chosen) == 3
