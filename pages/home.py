@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-import segcore.training as training
 from pages import _ui
 from segcore import runs as runs_mod
 from segcore import visualize as viz
-from segcore.quickstart import MEASURED, QUICK_START, past_quick_starts
+from segcore.quickstart import MEASURED, QUICK_START, past_quick_starts, start_quick_start
 from segcore.safetext import markdown_text
 from segcore.training.device import backend_summary
 
@@ -43,8 +42,10 @@ with col_train:
     st.caption(viz.quick_start_duration_note(MEASURED, past_quick_starts(runs_mod.list_runs(ws))))
     if st.button("Train a small model on the demo data", type="primary", disabled=demo is None, key="quick_start"):
         with _ui.friendly_errors("start the run"):
-            run_id = training.launch(QUICK_START, ws)
+            run_id, queued = start_quick_start(ws)
             st.session_state["last_launched"] = run_id
+            if not queued:
+                st.info("A quick start is already under way (shown below), so no second one was queued.")
 
 st.subheader("Recent runs")
 

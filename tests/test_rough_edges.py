@@ -134,3 +134,24 @@ def test_compare_still_fills_out_a_link_to_one_run(demo_ws):
     at.run()
     chosen = at.multiselect(key="cmp_runs").value
     assert chosen[0] == runs[0].run_id and len(chosen) == 3
+
+
+# --------------------------------------------------------------------------- the quick start
+
+
+def test_quick_start_pressed_again_points_at_the_one_under_way(demo_ws, fake_training):
+    at = app().run()
+    at.button(key="quick_start").click().run()
+    first = at.session_state["last_launched"]
+    at.button(key="quick_start").click().run()
+    assert not at.exception
+    assert len(fake_training["launch"]) == 1  # no duplicate 40-epoch run
+    assert at.session_state["last_launched"] == first
+    assert any("already under way" in i.value for i in at.info)
+    runs_mod.open_run(first, demo_ws).update_status(state="running", epoch=3, epochs=40)
+    at.button(key="quick_start").click().run()
+    assert len(fake_training["launch"]) == 1
+    # once it has ended, the button queues a new one
+    runs_mod.open_run(first, demo_ws).update_status(state="finished")
+    at.button(key="quick_start").click().run()
+    assert len(fake_training["launch"]) == 2 and at.session_state["last_launched"] != first
