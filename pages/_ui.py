@@ -18,7 +18,7 @@ from segcore.data.dataset import Dataset, DatasetInfo, list_datasets, load_datas
 from segcore.fsutil import describe_os_error
 from segcore.runfiles import RunFileError
 from segcore.runs import RunFolder
-from segcore.safetext import markdown_text
+from segcore.safetext import markdown_text, quoted
 from segcore.workspace import Workspace, get_workspace
 
 DISPLAY_SIZE = 256  # longest side of browse thumbnails, in pixels
@@ -219,6 +219,16 @@ def from_url(key: str, param: str, options: list, fallback=None) -> None:
         st.session_state[key] = wanted
     elif st.session_state.get(key) not in options and options:
         st.session_state[key] = fallback if fallback in options else options[0]
+
+
+def unknown_in_url(param: str, options, what: str) -> list[str]:
+    """Warn about each ``?param=`` value that is not among ``options`` (a deleted run, a typo in a shared link),
+    so a page never silently shows something else in its place; returns those values."""
+    unknown = [v for v in st.query_params.get_all(param) if v not in options]
+    for v in unknown:
+        st.warning(f"The link names {what} {quoted(v)}, which is not in this workspace (it may have been deleted); "
+                   "showing another instead.")
+    return unknown
 
 
 def many_from_url(key: str, param: str, options: list, fallback: list) -> None:

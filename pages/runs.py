@@ -101,6 +101,7 @@ def one_run() -> None:
             del st.query_params["run"]
         else:  # a shared link opened with filters left over from before
             shown = [wanted] + shown
+    _ui.unknown_in_url("run", by_id, "run")
     _ui.from_url("run_detail", "run", shown)
     run_id = st.selectbox("Run", shown, key="run_detail", format_func=lambda r: f"{labels[r]} · {by_id[r].state}",
                           **_ui.url_sync("run", "run_detail"))

@@ -155,3 +155,21 @@ def test_quick_start_pressed_again_points_at_the_one_under_way(demo_ws, fake_tra
     runs_mod.open_run(first, demo_ws).update_status(state="finished")
     at.button(key="quick_start").click().run()
     assert len(fake_training["launch"]) == 2 and at.session_state["last_launched"] != first
+
+
+# --------------------------------------------------------------------------- links
+
+
+def test_runs_page_warns_about_a_link_to_a_run_it_does_not_have(demo_ws):
+    kept = make_run(demo_ws, name="kept")
+    at = app().run()
+    at.switch_page("pages/runs.py")
+    at.query_params["run"] = "20260101-000000-gone-run"
+    at.run()
+    assert not at.exception
+    warned = [w.value for w in at.warning if "20260101-000000-gone-run" in w.value]
+    assert warned and "not in this workspace" in warned[0]
+    assert at.selectbox(key="run_detail").value == kept.run_id  # what is shown instead is said to be another
+    at.query_params["run"] = kept.run_id
+    at.run()
+    assert not any("not in this workspace" in w.value for w in at.warning)
