@@ -173,3 +173,42 @@ def test_runs_page_warns_about_a_link_to_a_run_it_does_not_have(demo_ws):
     at.query_params["run"] = kept.run_id
     at.run()
     assert not any("not in this workspace" in w.value for w in at.warning)
+
+
+# --------------------------------------------------------------------------- the Train form and its live panel
+
+
+def test_train_learning_rate_and_start_from_show_their_default_not_choose_an_option(demo_ws, fake_training):
+    make_run(demo_ws, name="earlier")
+    at = app().run()
+    at.switch_page("pages/train.py").run()
+    assert not at.exception
+    lr = at.selectbox(key="train_lr")
+    assert lr.index == 0 and lr.options[0].startswith("the encoder's own")  # a value, not the "Choose an option" placeholder
+    start = at.selectbox(key="train_init_from")
+    assert start.index == 0 and start.options[0] == "no: random initialisation"
+    at.button(key="train_launch").click().run()
+    cfg = fake_training["launch"][-1]
+    assert cfg.train.learning_rate is None and cfg.model.init_from_run is None
+    at.selectbox(key="train_lr").set_value(3e-4).run()
+    at.button(key="train_launch").click().run()
+    assert fake_training["launch"][-1].train.learning_rate == 3e-4
+
+
+def test_train_recent_runs_read_as_sentences(demo_ws, fake_training):
+    never = make_run(demo_ws, name="never", state="stopped", epochs=2, done=0)
+    never.update_status(message="stopped before it started", best=None)
+    make_run(demo_ws, name="later", state="finished", epochs=2)
+    make_run(demo_ws, name="last", state="finished", epochs=2)
+    at = app().run()
+    at.switch_page("pages/train.py").run()
+    line = next(c.value for c in at.caption if c.value.startswith("never"))
+    assert line == "never: stopped (stopped before it started)."
+
+
+def test_markdown_text_keeps_one_space_at_the_ends_of_a_fragment():
+    from segcore.safetext import markdown_text
+
+    assert markdown_text(" (a  b) ") == " (a b) "
+    assert "epochs" + markdown_text(" (stopped)") == "epochs (stopped)"
+    assert markdown_text("  ") == "" and markdown_text(None) == ""
