@@ -149,11 +149,14 @@ def class_legend(info: DatasetInfo, void: bool = True) -> str:
     from imported data and are written as plain text (``markdown_text``), so a
     name such as ``<img src=x>`` is shown, never rendered.
     """
+    from segcore.labels import Labels
+
+    unpainted = Labels.of_dataset(info).unpainted  # the one owner of what class 0 means
     parts = []
     for k, c in enumerate(info.classes):
         r, g, b = (int(v) for v in c.color[:3])
         swatch = f"<span style='display:inline-block;width:0.9em;height:0.9em;background:rgb({r},{g},{b});border:1px solid #888;margin-right:0.3em;vertical-align:middle'></span>"
-        parts.append(f"{swatch}{markdown_text(c.name)}" + (" (not painted)" if k == 0 and info.class0_is_background else ""))
+        parts.append(f"{swatch}{markdown_text(c.name)}" + (" (not painted)" if k == unpainted else ""))
     if void and info.ignore_index is not None:
         r, g, b = viz.IGNORE_COLOR
         parts.append(f"<span style='display:inline-block;width:0.9em;height:0.9em;background:rgb({r},{g},{b});border:1px solid #888;margin-right:0.3em;vertical-align:middle'></span>void (not scored)")

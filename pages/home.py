@@ -7,6 +7,7 @@ import streamlit as st
 from pages import _ui
 from segcore import runs as runs_mod
 from segcore import visualize as viz
+from segcore.labels import Labels
 from segcore.quickstart import MEASURED, QUICK_START, past_quick_starts, start_quick_start
 from segcore.safetext import markdown_text
 from segcore.training.device import backend_summary
@@ -27,10 +28,10 @@ with col_data:
     if demo is None:
         st.info("The demo dataset is not there yet. Import your own data on the **Data** page.")
     else:
-        fg = ", ".join(markdown_text(c.name) for c in demo.classes[1:])
+        real = Labels.of_dataset(demo).real_class_names
         st.markdown(
             f"**1. The demo dataset is ready:** {len(demo.samples)} images, {demo.mode}, "
-            f"{demo.num_classes - 1} classes ({fg})."
+            f"{len(real)} classes ({', '.join(markdown_text(n) for n in real)})."
         )
         st.page_link("pages/data.py", label="Browse it on the Data page", icon=":material/photo_library:")
 with col_train:

@@ -12,6 +12,7 @@ from segcore.config import (  # the settings' own lists and defaults; no Keras i
     ACTIVATIONS, DEPTHS, ENCODERS, FITS, FREEZE_MODES, LOSS_HELP, LOSSES, LR_SCHEDULES, NORMS, OPTIMIZERS, UPSAMPLING,
     AugmentConfig, ModelConfig, RunConfig, SplitConfig, TrainConfig,
 )
+from segcore.labels import Labels
 from segcore.models import encoders
 from segcore.safetext import markdown_text
 from segcore.training import sweep
@@ -80,7 +81,7 @@ with st.container(border=True):
                                 help=STUDY)
     study = kind == "Encoder study"
     study_weights = None
-    st.caption(f"{info.name}: {len(info.samples)} images, {info.mode}, classes {markdown_text(', '.join(info.class_names[1:]))}.")
+    st.caption(f"{info.name}: {len(info.samples)} images, {info.mode}, classes {markdown_text(', '.join(Labels.of_dataset(info).real_class_names))}.")
     plan = dataset_plan(str(ws.root), info.name, str(_ui.mtime(ws.dataset_dir(info.name) / "dataset.json")))
     if plan is not None and not study:
         with st.expander(f"The plan for {info.name}: settings derived from the data", icon=":material/lightbulb:"):

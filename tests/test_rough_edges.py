@@ -212,3 +212,71 @@ def test_markdown_text_keeps_one_space_at_the_ends_of_a_fragment():
     assert markdown_text(" (a  b) ") == " (a b) "
     assert "epochs" + markdown_text(" (stopped)") == "epochs (stopped)"
     assert markdown_text("  ") == "" and markdown_text(None) == ""
+
+
+# --------------------------------------------------------------------------- what the tables and the Data page say
+
+
+def test_runs_table_has_blank_scores_for_runs_not_measured_yet(demo_ws):
+    from segcore import visualize as viz
+
+    run = make_run(demo_ws, name="young", state="queued", done=0)
+    run.update_status(best=None)
+    df = viz.runs_frame(runs_mod.list_runs(demo_ws))
+    for col in ("best val Dice", "test Dice, all classes", "test Dice"):
+        assert df[col].dtype.kind == "f", col  # a missing number, which a table shows blank, not the word None
+        assert df[col].isna().all()
+
+
+def _sky_dataset(ws):
+    """A CamVid-like dataset whose class 0, Sky, is a real class."""
+    import json
+
+    info = make_dataset(ws, "streets")
+    path = ws.dataset_dir("streets") / "dataset.json"
+    record = json.loads(path.read_text())
+    record["classes"][0]["name"] = "Sky"
+    record["class0"] = "class"
+    path.write_text(json.dumps(record))
+    return info
+
+
+def test_data_page_counts_a_real_class_0_and_paints_it(workspace, monkeypatch):
+    import segcore.data.demo as demo
+
+    monkeypatch.setattr(demo, "ensure_demo", lambda ws, *a, **k: None)
+    _sky_dataset(workspace)
+    at = app().run()
+    at.switch_page("pages/data.py").run()
+    assert not at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Classes"] == "4"  # Sky, disc, square, speck: 4 real classes, not 3
+    legend = next(m.value for m in at.markdown if "Sky" in m.value)
+    assert "not painted" not in legend
+    at.switch_page("pages/train.py").run()
+    assert any("classes Sky, disc, square, speck" in c.value for c in at.caption)
+
+
+def test_data_page_still_leaves_a_background_unpainted(demo_ws):
+    at = app().run()
+    at.switch_page("pages/data.py").run()
+    assert {m.label: m.value for m in at.metric}["Classes"] == "3"
+    assert any("background (not painted)" in m.value for m in at.markdown)
+
+
+def test_an_upload_records_its_file_name_as_the_source_not_a_deleted_folder(demo_ws, tmp_path):
+    import shutil
+
+    from test_pages import paired_folder
+
+    archive = shutil.make_archive(str(tmp_path / "cells"), "zip", paired_folder(tmp_path / "zsrc", n=4))
+    at = app().run()
+    at.switch_page("pages/data.py").run()
+    at.file_uploader(key="import_zip").set_value(("cells.zip", Path(archive).read_bytes(), "application/zip")).run()
+    at.button(key="import_go").click().run()
+    assert not at.exception
+    from segcore.data.dataset import load_dataset
+
+    assert load_dataset("cells", demo_ws).info.source["path"] == "an upload of cells.zip"
+    assert any("imported from an upload of cells.zip" in c.value for c in at.caption)
+    assert not any(str(demo_ws.tmp_dir) in c.value for c in at.caption)

@@ -130,6 +130,7 @@ def import_dataset(
     workspace: Workspace | None = None,
     progress: Progress | None = None,
     on_exists: str = "error",
+    source_label: str | None = None,
 ) -> ImportReport:
     """Import a dataset into the workspace under ``name``.
 
@@ -146,6 +147,9 @@ def import_dataset(
         progress: called as ``progress(done, total, message)``.
         on_exists: ``"error"`` to refuse an existing name, ``"version"`` to
             import as ``name-2``, ``name-3``, ...
+        source_label: what ``dataset.json`` records as the source (an
+            upload's file names: its saved copy is deleted afterwards);
+            default the source's path.
 
     Returns:
         An :class:`ImportReport`; ``ok`` is False with ``error`` set when
@@ -164,7 +168,7 @@ def import_dataset(
     name, source = _check_request(ws, name=name, source=source, layout=layout, on_exists=on_exists)
     job = _Import(
         source=source, name=name, options=options, workspace=ws, limits=limits,
-        progress=progress or _no_progress, scratch=make_temp_dir(ws.tmp_dir, f"import-{name}-"),
+        progress=progress or _no_progress, scratch=make_temp_dir(ws.tmp_dir, f"import-{name}-"), source_label=source_label,
     )  # fmt: skip
     try:
         _run(job, layout=layout, strict=strict)
@@ -211,6 +215,7 @@ class _Import:
     limits: ServerSettings
     progress: Progress
     scratch: Path
+    source_label: str | None = None
     report: ImportReport = field(init=False)
     root: Path = field(init=False)
     discovery: layouts.Discovery | None = None
@@ -330,7 +335,7 @@ def _discover(job: _Import, layout: str) -> None:
 
 def _with_source(job: _Import, info: DatasetInfo) -> DatasetInfo:
     """``info`` with where it came from: the source path, the layout, the options changed and the report's details."""
-    source = {"path": str(job.source), "layout": job.report.layout, "options": job.options.changed(), **job.report.details}
+    source = {"path": job.source_label or str(job.source), "layout": job.report.layout, "options": job.options.changed(), **job.report.details}
     return DatasetInfo(**{**info.__dict__, "source": source})
 
 
