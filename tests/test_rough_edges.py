@@ -280,3 +280,46 @@ def test_an_upload_records_its_file_name_as_the_source_not_a_deleted_folder(demo
     assert load_dataset("cells", demo_ws).info.source["path"] == "an upload of cells.zip"
     assert any("imported from an upload of cells.zip" in c.value for c in at.caption)
     assert not any(str(demo_ws.tmp_dir) in c.value for c in at.caption)
+
+
+# --------------------------------------------------------------------------- import messages
+
+
+def test_import_hints_name_the_data_page_field_and_the_command_line_flag():
+    from segcore.data.options import option_hint
+
+    assert option_hint("ignore", 11) == '"Void mask values" 11 on the Data page, --ignore 11 on the command line'
+    assert option_hint("class0", "class").startswith('"Class 0 is" a real class on the Data page')
+    assert option_hint("invert").startswith('"Invert binary masks" ticked on the Data page')
+    assert option_hint("on_exists").endswith("--version on the command line")
+    assert '"Other options (JSON)" {"merge": {"axon": "a"}}' in option_hint("merge", {"axon": "a"})
+    with pytest.raises(KeyError, match="there are hints for"):
+        option_hint("colour")
+
+
+def test_data_page_import_messages_name_its_own_fields(demo_ws, tmp_path):
+    """An import whose class 0 is a guess, then the same name again: both messages name the form's fields."""
+    import cv2
+    import numpy as np
+
+    root = demo_ws.root / "imports"
+    for sub in ("images", "masks"):
+        (root / "cells" / sub).mkdir(parents=True)
+    for i in range(4):  # index masks 0/1/2 whose class 0 is named "sky": a real class, or so the import guesses
+        mask = np.zeros((24, 24), np.uint8)
+        mask[2:10, 2:10], mask[12:20, 12:20] = 1, 2
+        cv2.imwrite(str(root / "cells" / "images" / f"c{i}.png"), (mask * 90 + i).astype(np.uint8))
+        cv2.imwrite(str(root / "cells" / "masks" / f"c{i}.png"), mask)
+    (demo_ws.root / "server.json").write_text('{"import_roots": ["%s"]}' % root)
+    at = app().run()
+    at.switch_page("pages/data.py").run()
+    at.radio(key="import_source").set_value("A folder on the server").run()
+    at.text_input(key="import_folder").set_value("cells").run()
+    at.text_area(key="import_classes").set_value("sky\nroad\ncar").run()
+    at.button(key="import_go").click().run()
+    assert not at.exception and at.session_state["import_report"]["ok"]
+    problems = " ".join(str(p["message"]) for p in at.session_state["import_report"]["problems"])
+    assert '"Class 0 is" the background on the Data page' in problems
+    at.button(key="import_go").click().run()  # the same name again
+    error = " ".join(e.value for e in at.error)
+    assert "New version if the name exists" in error and "ticked on the Data page" in error

@@ -39,7 +39,7 @@ import segcore
 from segcore.data import imageio, layouts, masks, paths, polygons
 from segcore.data.archive import content_root, extract_zip
 from segcore.data.dataset import IGNORE_INDEX, ClassInfo, DatasetInfo, Problem, SampleInfo, pixel_hash
-from segcore.data.options import ImportOptions, as_options, parse_colors
+from segcore.data.options import ImportOptions, as_options, option_hint, parse_colors
 from segcore.fsutil import check_name, make_temp_dir, read_json, write_json_atomic
 from segcore.workspace import ServerSettings, Workspace, get_workspace
 
@@ -366,7 +366,7 @@ def _free_name(ws: Workspace, name: str, on_exists: str) -> str:
     if on_exists == "error":
         raise FileExistsError(
             f"a dataset named {name!r} already exists in {ws.datasets_dir}; choose another name "
-            "or ask for a new version (--version makes name-2)"
+            f"or import it as a new version, {name}-2 ({option_hint('on_exists')})"
         )
     n = 2
     while ws.dataset_dir(f"{name}-{n}").exists():
@@ -1053,7 +1053,7 @@ def _fraction_problems(plan: _Plan, *, mode: str, fractions: list[float]) -> lis
             Problem(
                 "foreground_majority",
                 f"the foreground class {names[1]!r} covers {fractions[1]:.0%} of all pixels; if the masks "
-                "mark the background in white, import again with option invert=true",
+                f"mark the background in white, import again with {option_hint('invert')}",
                 (),
                 "warning",
             )
@@ -1143,7 +1143,7 @@ def _class0_assumed(name: str, *, value: bool, why: str) -> Problem:
     return Problem(
         "class0_assumed",
         f"class 0 ({name!r}) was taken as {'the background' if value else 'a real class'} ({why}), so it is {effect}; "
-        f"if it is {'a real class' if value else 'the background'}, import again with --class0 {other} (option \"class0\": \"{other}\")",
+        f"if it is {'a real class' if value else 'the background'}, import again with {option_hint('class0', other)}",
         (),
         "warning",
     )
