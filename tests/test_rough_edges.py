@@ -323,3 +323,43 @@ def test_data_page_import_messages_name_its_own_fields(demo_ws, tmp_path):
     at.button(key="import_go").click().run()  # the same name again
     error = " ".join(e.value for e in at.error)
     assert "New version if the name exists" in error and "ticked on the Data page" in error
+
+
+# --------------------------------------------------------------------------- the first start
+
+
+def test_first_start_says_what_it_does_before_each_long_step(tmp_path):
+    """start.sh in a copy of the project, with a Python that logs what it is asked to do instead of doing it."""
+    import os
+    import shutil
+    import subprocess
+
+    project = Path(__file__).resolve().parent.parent
+    copy = tmp_path / "project"
+    (copy / "scripts").mkdir(parents=True)
+    shutil.copy(project / "scripts" / "start.sh", copy / "scripts" / "start.sh")
+    for name in ("requirements.txt", "requirements-core.txt", "requirements-gpu.txt"):
+        shutil.copy(project / name, copy / name)
+    log = tmp_path / "calls.log"
+    fake = tmp_path / "python3"
+    # "-m venv .venv" makes .venv/bin/python: this same script, so every later step is logged too.
+    fake.write_text(f'#!/bin/sh\necho "step: $*" >> {log}\necho "step: $*"\n'
+                    f'if [ "$1 $2" = "-m venv" ]; then mkdir -p "$3/bin"; cp "$0" "$3/bin/python"; fi\n')
+    fake.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k not in ("KERAS_BACKEND", "SEGCORE_START_DRY_RUN")}
+    env.update(PATH="/usr/bin:/bin", PYTHON=str(fake), SEGCORE_ACCELERATOR="cpu")
+    out = subprocess.run(["bash", str(copy / "scripts" / "start.sh")], env=env, capture_output=True, text=True, timeout=60,
+                         cwd=copy).stdout.splitlines()
+
+    def before(step: str) -> str:
+        i = next(n for n, line in enumerate(out) if line.startswith("step:") and step in line)
+        return out[i - 1]
+
+    assert "creating a Python environment" in before("-m venv")
+    assert "installing the packages of requirements.txt" in before("--upgrade pip")
+    assert "demo dataset" in before("segcore demo")
+    assert "opening the dashboard" in before("streamlit run")
+    # a second start installs nothing and says nothing about installing
+    again = subprocess.run(["bash", str(copy / "scripts" / "start.sh")], env=env, capture_output=True, text=True, timeout=60,
+                           cwd=copy).stdout
+    assert "installing" not in again and "opening the dashboard" in again
