@@ -336,7 +336,8 @@ def run_panel(s, labels: dict) -> None:
         frac = epoch / epochs
         if batch is not None and batches and s.state == "running":
             frac = min(1.0, (epoch + float(batch) / float(batches)) / epochs)
-        text = f"epoch {epoch}/{epochs}" + (f", batch {batch}/{batches}" if batch is not None and batches else "")
+        # Before its first batch a run says what it is doing instead (the message: building, compiling, first batch).
+        text = f"epoch {epoch}/{epochs}" + (f", batch {batch}/{batches}" if batch and batches else "")
         st.progress(min(max(frac, 0.0), 1.0), text=text + (f" · {status.get('message')}" if status.get("message") else ""))
         for w in status.get("warnings") or []:
             st.warning(markdown_text(w))

@@ -363,3 +363,48 @@ def test_first_start_says_what_it_does_before_each_long_step(tmp_path):
     again = subprocess.run(["bash", str(copy / "scripts" / "start.sh")], env=env, capture_output=True, text=True, timeout=60,
                            cwd=copy).stdout
     assert "installing" not in again and "opening the dashboard" in again
+
+
+# --------------------------------------------------------------------------- the start of a run
+
+
+def test_live_panel_says_what_a_run_does_before_its_first_batch(demo_ws, fake_training):
+    run = make_run(demo_ws, name="young", state="running", epochs=2, done=0)
+    run.update_status(batch=0, batches=3, epoch=0, phase="first batch", best=None,
+                      message="first batch: the training step is compiled on it, the slowest step")
+    at = app().run()
+    at.switch_page("pages/train.py").run()
+    assert not at.exception
+    bars = [el.proto.text for el in at.get("progress")]
+    assert any(t.startswith("epoch 0/2 · first batch: the training step is compiled") for t in bars), bars
+    assert not any("batch 0/3" in t for t in bars)
+    run.update_status(batch=2, message="epoch 1/2", phase="training")
+    at.run()
+    assert any(t.startswith("epoch 0/2, batch 2/3") for t in (el.proto.text for el in at.get("progress")))
+
+
+@pytest.mark.slow
+@pytest.mark.backend
+def test_a_run_records_each_phase_before_its_first_batch_is_done(workspace):
+    from segcore.config import AugmentConfig, ModelConfig
+    from segcore.training.launcher import launch
+    from segcore.training.process import LiveStatus
+    from segcore.training.trainer import train_run
+
+    make_shapes_dataset(workspace, "shapes", n=12)
+    cfg = RunConfig(model=ModelConfig(depth=3, filters=4),
+                    train=TrainConfig(dataset="shapes", image_size=32, epochs=1, batch_size=4, augment=AugmentConfig(enabled=False)))
+    run = runs_mod.open_run(launch(cfg, workspace, start_worker=False), workspace)
+    seen = []
+
+    class Recording(LiveStatus):
+        def update(self, **fields):
+            seen.append(dict(fields))
+            return super().update(**fields)
+
+    assert train_run(run, Recording(run, run.read_status()))["state"] == "finished"
+    phases = [f["phase"] for f in seen if "phase" in f]
+    first_batch_done = next(i for i, f in enumerate(seen) if (f.get("batch") or 0) >= 1)
+    before = [f.get("phase") for f in seen[:first_batch_done] if "phase" in f]
+    assert before == ["loading data", "building the model", "compiling", "first batch"], phases
+    assert seen[first_batch_done].get("phase") == "training"  # and the first batch's end says so at once
