@@ -184,6 +184,9 @@ def metric_label(name: str, class_names: list[str] | tuple[str, ...] = ()) -> st
     return METRIC_LABELS.get(name, name)
 
 
+MISSING = "–"  # what a table cell shows for a score not measured (yet): never the word None
+
+
 def run_columns() -> dict:
     """Column settings for tables of runs (from ``visualize.runs_frame``): number formats and what the columns mean."""
     return {
@@ -224,14 +227,24 @@ def from_url(key: str, param: str, options: list, fallback=None) -> None:
         st.session_state[key] = fallback if fallback in options else options[0]
 
 
-def unknown_in_url(param: str, options, what: str) -> list[str]:
-    """Warn about each ``?param=`` value that is not among ``options`` (a deleted run, a typo in a shared link),
-    so a page never silently shows something else in its place; returns those values."""
+def unknown_in_url(param: str, options, what: str, key: str) -> list[str]:
+    """Warn when ``?param=`` names something not among ``options`` (a deleted run, a typo in a shared link), so a page
+    never silently shows another in its place. Call it after ``from_url`` has chosen what widget ``key`` shows instead:
+    the warning stays, through polling reruns, until the user picks something else. Returns the unknown values."""
+    store = f"{key}__unknown_link"
     unknown = [v for v in st.query_params.get_all(param) if v not in options]
-    for v in unknown:
+    if unknown:
+        st.session_state[store] = {"names": unknown, "instead": st.session_state.get(key)}
+    note = st.session_state.get(store)
+    if note is None:
+        return []
+    if st.session_state.get(key) != note["instead"]:  # the user has chosen since
+        del st.session_state[store]
+        return []
+    for v in note["names"]:
         st.warning(f"The link names {what} {quoted(v)}, which is not in this workspace (it may have been deleted); "
                    "showing another instead.")
-    return unknown
+    return list(note["names"])
 
 
 def many_from_url(key: str, param: str, options: list, fallback: list) -> None:

@@ -80,6 +80,7 @@ def recent_runs() -> None:
             df[columns],
             hide_index=True,
             column_config=_ui.run_columns(),
+            placeholder=_ui.MISSING,
         )
         st.page_link("pages/runs.py", label="All runs", icon=":material/table_chart:")
 
