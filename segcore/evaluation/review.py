@@ -205,6 +205,14 @@ def accumulate_curves(ids: Iterable[str], probs_of: Callable[[str], np.ndarray |
 
 # -- where models disagree --------------------------------------------------------------------
 
+def prediction_mask(probs: np.ndarray, shape: Sequence[int], mode: str, threshold: float = 0.5) -> np.ndarray:
+    """A run's mask of an image at the image's size ``shape`` (probabilities resized first when they differ)."""
+    probs = np.asarray(probs)
+    if probs.shape[:2] != tuple(shape[:2]):
+        probs = resize_probs(probs, int(shape[0]), int(shape[1]))
+    return probs_to_mask(probs, mode, threshold)
+
+
 def disagreement_map(predictions: Sequence[np.ndarray], truth: np.ndarray | None = None, *, mode: str = "multiclass",
                      ignore_index: int | None = 255) -> np.ndarray:
     """uint8 ``(H, W)``: per pixel :data:`AGREE`, :data:`DISAGREE`, :data:`AGREE_WRONG` or :data:`VOID_PIXEL`.
