@@ -545,7 +545,7 @@ def test_predict_upload_overlay_areas_and_mask_download(demo_ws, media):
     assert areas["class"].tolist() == [c.name for c in CLASSES]
     assert areas["pixels"].sum() == 40 * 48 and areas["percent"].sum() == pytest.approx(100.0)
     # the downloaded mask is exactly what the run's model predicts for this image
-    button = at.get("download_button")[0]
+    button = at.get("download_button")[1]  # after the model's download
     assert button.proto.label == "Download mask"
     data = media[button.proto.url.rsplit("/", 1)[-1].split(".")[0]]
     downloaded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
