@@ -327,7 +327,7 @@ else:
             shown = st.number_input("Images shown", 1, min(8, len(ranking)), min(3, len(ranking)), key="cmp_dis_n")
             swatch = "<span style='display:inline-block;width:0.9em;height:0.9em;background:rgb{};border:1px solid #888;margin:0 0.3em;vertical-align:middle'></span>"
             st.markdown(swatch.format(viz.DISAGREE_COLOR) + "the runs differ &nbsp; " + swatch.format(viz.AGREE_WRONG_COLOR)
-                        + "every run gives the same wrong label &nbsp; (dimmed: every run agrees and is right; void pixels are not marked)",
+                        + "every run gives the same wrong label &nbsp; (grey: every run agrees and is right; void pixels are not marked)",
                         unsafe_allow_html=True)
             for sid in list(ranking.index)[: int(shown)]:
                 row = ranking.loc[sid]
@@ -338,7 +338,7 @@ else:
                 size = 2 * TILE
                 cols = st.columns(2 + len(chosen))
                 cols[0].image(viz.resize_for_display(viz.disagreement_overlay(image, dmap), size, nearest=True),
-                              caption=f"{sid} · differ {row['disagree']:.1%} · all wrong {row['all_wrong']:.1%}", width="stretch")
+                              caption=f"{sid} · runs differ on {row['disagree']:.1%} · all wrong on {row['all_wrong']:.1%}", width="stretch")
                 shown_image = viz.resize_for_display(image, size)
                 cols[1].image(viz.overlay(shown_image, viz.resize_for_display(truth, size, nearest=True), colors, 0.5, info.ignore_index,
                                           unpainted=label_meaning.unpainted), caption="truth", width="stretch")

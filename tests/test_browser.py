@@ -250,7 +250,7 @@ def test_review_tools_compare_and_batch_predict(chromium, server, workspace, tmp
             expect(page.locator(".st-key-cmp_thr .main-svg").first).to_be_visible()
             page.screenshot(path=str(tmp_path / "compare-pr.png"), full_page=True)
             page.get_by_role("tab", name="Where the models disagree").click()
-            expect(page.get_by_text("s018 · differ 9.8% · all wrong 0.0%")).to_be_visible(timeout=30_000)
+            expect(page.get_by_text("s018 · runs differ on 9.8% · all wrong on 0.0%")).to_be_visible(timeout=30_000)
             page.screenshot(path=str(tmp_path / "compare-disagree.png"), full_page=True)
             assert not page.locator('[data-testid="stException"]').count()
 
@@ -271,7 +271,7 @@ def test_review_tools_compare_and_batch_predict(chromium, server, workspace, tmp
             wait_idle(page)
             page.get_by_role("button", name=re.compile("^Predict all with")).click()
             expect(page.get_by_text("3 of 4 images predicted.")).to_be_visible(timeout=120_000)
-            expect(page.get_by_text(re.compile("set/broken.png: cannot be read"))).to_be_visible()
+            expect(page.get_by_text(re.compile("set/broken.png is not an image"))).to_be_visible()
             wait_idle(page)
             with page.expect_download() as download:
                 page.get_by_role("button", name="Download the masks (zip)").click()

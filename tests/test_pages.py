@@ -429,7 +429,7 @@ def test_compare_grid_heatmaps_and_tables(demo_ws):
     at.number_input(key="cmp_worst_n").set_value(1).run()
     assert not at.exception
     # ...and say which model each is worst for
-    assert [c for c in captions_of(at) if c.startswith("s0") and " · differ " not in c] == ["s019 · worst for b, a"]
+    assert [c for c in captions_of(at) if c.startswith("s0") and " · runs differ on " not in c] == ["s019 · worst for b, a"]
 
 
 def test_compare_offers_only_datasets_the_runs_can_be_scored_on(demo_ws):

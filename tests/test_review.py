@@ -166,3 +166,14 @@ def test_images_are_ranked_by_disagreement_then_by_errors():
     pb[0, 0, 1] = 1
     ml = rank_disagreement(["x"], lambda i: [pa, pb], lambda i: pa, mode="multilabel")
     assert ml.loc["x", "disagree"] == pytest.approx(0.25)
+
+
+def test_disagreement_overlay_colours_the_marked_pixels_over_grey():
+    from segcore.visualize import AGREE_WRONG_COLOR, DISAGREE_COLOR, disagreement_overlay
+
+    image = np.full((2, 2, 3), (0, 200, 0), np.uint8)  # green: the overlay's base is grey
+    out = disagreement_overlay(image, np.array([[AGREE, DISAGREE], [AGREE_WRONG, VOID_PIXEL]], np.uint8), opacity=1.0)
+    assert out[0, 1].tolist() == list(DISAGREE_COLOR) and out[1, 0].tolist() == list(AGREE_WRONG_COLOR)
+    assert out[0, 0, 0] == out[0, 0, 1] == out[0, 0, 2] == out[1, 1, 0]  # unmarked and void: grey
+    with pytest.raises(ValueError, match="disagreement map is 3x3"):
+        disagreement_overlay(image, np.zeros((3, 3), np.uint8))

@@ -79,9 +79,9 @@ def test_compare_confusion_matrix_curves_and_disagreement(demo_ws):
     assert table.loc["s018", "runs differ"] == pytest.approx(100 / 1024)
     assert table.loc["s017", "runs differ"] == 0 and table.loc["s017", "a run is wrong"] == 0
     captions = [c for img in at.get("image") for c in img.captions]
-    assert "s018 · differ 9.8% · all wrong 0.0%" in captions
+    assert "s018 · runs differ on 9.8% · all wrong on 0.0%" in captions
     at.number_input(key="cmp_dis_n").set_value(1).run()
-    assert [c for img in at.get("image") for c in img.captions if " · differ " in c] == ["s018 · differ 9.8% · all wrong 0.0%"]
+    assert [c for img in at.get("image") for c in img.captions if " · runs differ on " in c] == ["s018 · runs differ on 9.8% · all wrong on 0.0%"]
 
 
 def test_compare_says_when_no_run_has_saved_predictions(demo_ws):
@@ -121,7 +121,7 @@ def test_predict_a_zip_of_images_gives_one_zip_of_masks_and_names_the_bad_file(d
     at.button(key="pred_batch_go").click().run()
     assert not at.exception, at.exception
     assert any("3 of 4 images predicted" in s.value for s in at.success)
-    assert any("set/broken.png: cannot be read" in w.value for w in at.warning)
+    assert any("set/broken.png is not an image" in w.value for w in at.warning)
     button = next(b for b in at.get("download_button") if b.proto.label == "Download the masks (zip)")
     with zipfile.ZipFile(io.BytesIO(media[button.proto.url.rsplit("/", 1)[-1].split(".")[0]])) as zf:
         assert sorted(zf.namelist()) == ["problems.txt", "set/img0_mask.png", "set/img1_mask.png", "set/img2_mask.png"]

@@ -173,7 +173,8 @@ def predict_batch(
             try:
                 image = imageio.read_image_bytes(item.data, item.name, max_pixels).array
             except (ValueError, OSError) as exc:  # ImageReadError is a ValueError
-                result.problems.append(f"{item.name}: cannot be read ({exc}); {EXPECTED}")
+                said = str(exc)  # the reader's message names the file and the formats it takes
+                result.problems.append(said if item.name in said else f"{item.name}: cannot be read ({said}); {EXPECTED}")
             else:
                 path = PurePosixPath(item.name)
                 key = str(path.with_suffix(""))

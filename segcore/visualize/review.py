@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from typing import Mapping, Sequence
 
+import cv2
 import numpy as np
 
 from segcore.evaluation.review import AGREE_WRONG, DISAGREE, PRCurve, normalized_confusion
@@ -18,6 +19,14 @@ from segcore.visualize.images import to_rgb
 
 DISAGREE_COLOR = (255, 0, 255)  # magenta: the runs give different labels
 AGREE_WRONG_COLOR = (255, 140, 0)  # orange: every run gives the same wrong label
+
+
+def run_color(i: int) -> str:
+    """The line colour of the ``i``-th run, the same in every curve figure."""
+    import plotly.colors
+
+    palette = plotly.colors.qualitative.Plotly
+    return palette[i % len(palette)]
 
 
 def confusion_figure(confusion, class_names: Sequence[str], title: str = ""):
@@ -58,12 +67,10 @@ def pr_figure(curves: Mapping[str, PRCurve], class_name: str):
         class_name: the class the curves are of.
     """
     import plotly.graph_objects as go
-    import plotly.colors
 
-    palette = plotly.colors.qualitative.Plotly
     fig = go.Figure()
     for i, (label, c) in enumerate(curves.items()):
-        color = palette[i % len(palette)]
+        color = run_color(i)
         keep = ~np.isnan(c.precision)
         ap = "" if math.isnan(c.average_precision) else f" (AP {c.average_precision:.3f})"
         fig.add_trace(go.Scatter(
@@ -95,8 +102,8 @@ def threshold_figure(curves: Mapping[str, PRCurve], class_name: str, operating_t
     import plotly.graph_objects as go
 
     fig = go.Figure()
-    for label, c in curves.items():
-        fig.add_trace(go.Scatter(x=c.thresholds, y=c.f1, mode="lines", name=plotly_text(label),
+    for i, (label, c) in enumerate(curves.items()):
+        fig.add_trace(go.Scatter(x=c.thresholds, y=c.f1, mode="lines", name=plotly_text(label), line={"color": run_color(i)},
                                  hovertemplate="threshold %{x:.3f}<br>Dice %{y:.3f}<extra></extra>"))
     if operating_threshold is not None:
         fig.add_vline(x=operating_threshold, line_dash="dot", line_color="#666",
@@ -108,7 +115,7 @@ def threshold_figure(curves: Mapping[str, PRCurve], class_name: str, operating_t
 
 
 def disagreement_overlay(image: np.ndarray, dmap: np.ndarray, opacity: float = 0.65) -> np.ndarray:
-    """An image with the pixels where runs disagree in magenta and those all runs get wrong in orange.
+    """An image in dimmed grey with the pixels where runs disagree in magenta and those all runs get wrong in orange.
 
     Args:
         image: the image (any form ``to_rgb`` takes), the size of ``dmap``.
@@ -118,13 +125,14 @@ def disagreement_overlay(image: np.ndarray, dmap: np.ndarray, opacity: float = 0
     Returns:
         ``(H, W, 3)`` uint8 RGB.
     """
-    rgb = to_rgb(image).astype(np.float32)
+    rgb = to_rgb(image)
     dmap = np.asarray(dmap)
     if rgb.shape[:2] != dmap.shape[:2]:
         raise ValueError(f"image is {rgb.shape[1]}x{rgb.shape[0]} but the disagreement map is {dmap.shape[1]}x{dmap.shape[0]}")
-    dim = rgb * 0.6  # the unmarked pixels dimmed, so the marked ones stand out
-    out = dim.copy()
+    # the image in dimmed grey, so that the marked colours stand out from the image's own
+    grey = np.repeat(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2).astype(np.float32) * 0.6
+    out = grey.copy()
     for value, color in ((DISAGREE, DISAGREE_COLOR), (AGREE_WRONG, AGREE_WRONG_COLOR)):
         where = dmap == value
-        out[where] = (1 - opacity) * rgb[where] + opacity * np.asarray(color, np.float32)
+        out[where] = (1 - opacity) * grey[where] + opacity * np.asarray(color, np.float32)
     return np.clip(out, 0, 255).astype(np.uint8)
