@@ -10,6 +10,7 @@ from pages import _ui
 from segcore import runs as runs_mod
 from segcore import visualize as viz
 from segcore.data.dataset import list_datasets
+from segcore.evaluation import review
 from segcore.evaluation import run as run_eval
 from segcore.labels import Labels
 from segcore.prediction import probs_to_mask, run_probabilities
@@ -243,6 +244,116 @@ else:
     for label, rep in have.items():
         for w in rep.get("warnings") or []:
             st.caption(f"⚠ {markdown_text(label)}: {markdown_text(w)}")
+
+# --------------------------------------------------------------------------- errors and disagreement
+
+st.subheader("Where the models go wrong")
+VOID = info.ignore_index if info.ignore_index is not None else 255
+dataset_key = f"{dataset_name}:{info.content_hash}"
+saved_ids = {r: [i for i in (indexes[r].get("ids") or []) if i in set(ds.ids)] for r in chosen}
+
+
+def saved_probs(r: str, sid: str) -> np.ndarray | None:
+    """A run's saved test probabilities of one image, read straight from its folder (a whole test set would not
+    fit the page's image cache); None when it has none or its file is damaged (named at the top of the page)."""
+    try:
+        return runs[r].read_cached_probs(sid)
+    except ValueError:
+        return None
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def run_curves(r: str, path: str, index_mtime: float, key: str, ids: tuple[str, ...]) -> review.ScoreHistograms:
+    return review.accumulate_curves(ids, lambda i: saved_probs(r, i), ds.mask, info.mode, info.num_classes, ignore_index=VOID)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def disagreement_ranking(runs_key: tuple, key: str, ids: tuple[str, ...], threshold: float):
+    def masks(sid: str):
+        shape = ds.mask(sid).shape[:2]
+        probs = [saved_probs(r, sid) for r in chosen]
+        if any(p is None for p in probs):
+            return None
+        return [review.prediction_mask(p, shape, info.mode, threshold) for p in probs]
+
+    return review.rank_disagreement(ids, masks, ds.mask, mode=info.mode, ignore_index=VOID)
+
+
+have_saved = [r for r in chosen if saved_ids[r]]
+if not have_saved:
+    st.info("None of these runs has saved test predictions yet; they are written when a run is evaluated "
+            "(at the end of training, or `segcore eval RUN --write`).")
+else:
+    with st.spinner("Reading the saved test predictions…"):
+        curves = {r: run_curves(r, str(runs[r].path), _ui.mtime(runs[r].predictions_dir / "index.json"), dataset_key,
+                                tuple(saved_ids[r])) for r in have_saved}
+    confusion = {r: (reports[r] or {}).get("confusion_matrix") or (None if curves[r].confusion is None else curves[r].confusion.tolist())
+                 for r in have_saved}
+    tab_cm, tab_pr, tab_dis = st.tabs(["Confusion matrix", "Precision-recall", "Where the models disagree"])
+    with tab_cm:
+        if info.mode == "multilabel":
+            st.info("A multilabel pixel can carry several classes at once, so there is no single true and predicted class "
+                    "to cross; each class's hits and misses are its precision and recall in the metric table.")
+        else:
+            cols = st.columns(2)
+            for n, r in enumerate(have_saved):
+                cols[n % 2].plotly_chart(viz.confusion_figure(confusion[r], class_names, labels[r]), key=f"cmp_cm_{r}")
+            st.caption("Each row is a true class: the share of its pixels predicted as each class (the diagonal is its recall; "
+                       "hover for the pixel counts). Pixels of the test images at their own resolution, as the metric table "
+                       "counts them; void pixels are left out. n/a: the class has no true pixels in these images.")
+    with tab_pr:
+        classes = curves[have_saved[0]].classes
+        default = classes.index(class_index) if class_index in classes else 0
+        k = st.selectbox("Class", classes, index=default, format_func=lambda c: class_names[c], key="cmp_pr_class")
+        per_run = {labels[r]: curves[r].curve(k, confusion[r] if info.mode != "multilabel" else None) for r in have_saved}
+        c = st.columns(2)
+        c[0].plotly_chart(viz.pr_figure(per_run, class_names[k]), key="cmp_pr")
+        c[1].plotly_chart(viz.threshold_figure(per_run, class_names[k], None if info.mode == "multiclass" else 0.5), key="cmp_thr")
+        point = ("the arg max the masks use (a softmax model picks the most likely class, not a threshold)"
+                 if info.mode == "multiclass" else "the threshold 0.5 the metric table uses")
+        st.caption(f"One-vs-rest on p({markdown_text(class_names[k])}): at each threshold, a pixel counts as "
+                   f"{markdown_text(class_names[k])} when its probability reaches it. The diamond marks {point}. "
+                   "AP: average precision, the area under the precision-recall steps. From each run's saved test "
+                   f"predictions ({', '.join(f'{markdown_text(labels[r])}: {len(saved_ids[r])}' for r in have_saved)} images), "
+                   f"probabilities resolved to 1/{review.CURVE_BINS}.")
+    with tab_dis:
+        common = [i for i in ds.ids if all(i in set(saved_ids[r]) for r in chosen)]
+        if not common:
+            st.info("No test image has a saved prediction from every selected run (their test splits differ, or a run "
+                    "has not been evaluated), so their pixels cannot be compared.")
+        else:
+            runs_key = tuple((str(runs[r].path), _ui.mtime(runs[r].predictions_dir / "index.json")) for r in chosen)
+            with st.spinner("Comparing the runs pixel by pixel…"):
+                ranking = disagreement_ranking(runs_key, dataset_key, tuple(common), float(threshold))
+            st.markdown(f"**Images ranked by the share of pixels where the {len(chosen)} runs give different labels**, "
+                        "then by the share at least one run gets wrong.")
+            shown = st.number_input("Images shown", 1, min(8, len(ranking)), min(3, len(ranking)), key="cmp_dis_n")
+            swatch = "<span style='display:inline-block;width:0.9em;height:0.9em;background:rgb{};border:1px solid #888;margin:0 0.3em;vertical-align:middle'></span>"
+            st.markdown(swatch.format(viz.DISAGREE_COLOR) + "the runs differ &nbsp; " + swatch.format(viz.AGREE_WRONG_COLOR)
+                        + "every run gives the same wrong label &nbsp; (grey: every run agrees and is right; void pixels are not marked)",
+                        unsafe_allow_html=True)
+            for sid in list(ranking.index)[: int(shown)]:
+                row = ranking.loc[sid]
+                truth = ds.mask(sid)
+                image = viz.to_rgb(ds.image(sid))
+                preds = [review.prediction_mask(saved_probs(r, sid), truth.shape, info.mode, threshold) for r in chosen]
+                dmap = review.disagreement_map(preds, truth, mode=info.mode, ignore_index=VOID)
+                size = 2 * TILE
+                cols = st.columns(2 + len(chosen))
+                cols[0].image(viz.resize_for_display(viz.disagreement_overlay(image, dmap), size, nearest=True),
+                              caption=f"{sid} · runs differ on {row['disagree']:.1%} · all wrong on {row['all_wrong']:.1%}", width="stretch")
+                shown_image = viz.resize_for_display(image, size)
+                cols[1].image(viz.overlay(shown_image, viz.resize_for_display(truth, size, nearest=True), colors, 0.5, info.ignore_index,
+                                          unpainted=label_meaning.unpainted), caption="truth", width="stretch")
+                for col, r, pred in zip(cols[2:], chosen, preds):
+                    col.image(viz.overlay(shown_image, viz.resize_for_display(pred, size, nearest=True), colors, 0.5, None,
+                                          unpainted=label_meaning.unpainted), caption=markdown_text(labels[r]), width="stretch")
+            st.dataframe(ranking.rename(columns={"disagree": "runs differ", "any_wrong": "a run is wrong",
+                                                 "all_wrong": "all runs wrong", "pixels": "valid pixels"}),
+                         column_config={c: st.column_config.NumberColumn(format="percent") for c in ("runs differ", "a run is wrong", "all runs wrong")},
+                         key="cmp_dis_table")
+            st.caption(f"{len(ranking)} test images with a saved prediction from every selected run; masks at the threshold "
+                       "above (softmax models: the most likely class), at each image's own resolution.")
 
 st.subheader("Metrics on another dataset")
 st.caption("Score these runs on any dataset with the same classes (an official test split imported on its own, "

@@ -1,5 +1,5 @@
 """Predict: a finished run's model on uploaded images or dataset samples: overlay, per-class heatmaps,
-class areas, and the mask as a PNG to download."""
+class areas, and the mask as a PNG to download; or a folder or zip of images at once, one zip of masks back."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ import streamlit as st
 from pages import _ui
 from segcore import runs as runs_mod
 from segcore import visualize as viz
+from segcore.data.uploads import UploadedFile
 from segcore.prediction import prediction_setup, probs_to_mask, runs_that_predict
+from segcore.prediction.batch import batch_images, predict_batch
 from segcore.labels import Labels
 from segcore.safetext import markdown_text, quoted
 
@@ -56,12 +58,67 @@ c = st.columns([3, 2])
 _ui.from_url("pred_run", "run", list(by_id))
 run_id = c[0].selectbox("Run", list(by_id), key="pred_run", format_func=_run_choice, **_ui.url_sync("run", "pred_run"))
 _ui.to_url("run", "pred_run")
-source = c[1].radio("Images", ["Upload", "Dataset samples"], horizontal=True, key="pred_source")
+source = c[1].radio("Images", ["Upload", "Dataset samples", "Folder or zip"], horizontal=True, key="pred_source",
+                    help="Folder or zip: predict many images at once and download every mask in one zip.")
 s = by_id[run_id]
 folder = runs_mod.RunFolder(s.path)
 _ui.damage_notes(s, labels.get(run_id, run_id))
 model_file = folder.model_path
 meta = folder.read_meta()
+# Handed over as bytes, as on the Runs page: a file id that stays valid across reruns.
+model_bytes = _ui.readable(model_file.read_bytes, b"") if model_file.is_file() else b""
+st.download_button("Model (.keras)", model_bytes, f"{run_id}.keras", "application/octet-stream", on_click="ignore",
+                   key="pred_dl_model", disabled=not model_bytes, icon=":material/download:",
+                   help="The run's best checkpoint; load it with keras.models.load_model after `import segcore`.")
+
+
+def _open_info():
+    return _ui.open_dataset(str(ws.root), s.dataset, str(_ui.mtime(ws.dataset_dir(s.dataset) / "dataset.json"))).info
+
+
+if source == "Folder or zip":
+    setup = prediction_setup(meta, _open_info)
+    batch = st.file_uploader("Images, or a zip of them", type=IMAGE_TYPES + ["zip"], accept_multiple_files=True,
+                             key="pred_batch_upload",
+                             help="A folder: select all its images in the file dialog, or zip the folder and upload the zip.")
+    batch_threshold = st.slider("Threshold", 0.05, 0.95, 0.5, 0.05, key="pred_batch_threshold", disabled=setup.mode == "multiclass",
+                                help="Probability above which a pixel counts as the class (binary and multilabel datasets); "
+                                     "multiclass models take the most likely class.")
+    if not batch:
+        st.info("Upload a zip of images, or several images at once (PNG, JPEG, TIFF, BMP or GIF). Every image is predicted "
+                "at its own size and you get one zip of masks back, in the same format as a single mask download.")
+        st.stop()
+    uploaded = [(u.name, u.size) for u in batch]  # a result is shown only for the files it was made from
+    if st.button(f"Predict all with {labels.get(run_id, run_id)}", key="pred_batch_go", type="primary", icon=":material/play_arrow:"):
+        try:
+            limits = ws.settings()
+        except ValueError as exc:
+            st.error(markdown_text(exc))
+            st.stop()
+        images, problems = batch_images([UploadedFile(u.name, u.getvalue()) for u in batch], limits)
+        bar = st.progress(0.0, text=f"Loading the model to predict {len(images)} image(s)…")
+        try:
+            predictor = _ui.predictor(str(folder.path), _ui.mtime(model_file))
+            result = predict_batch(images, lambda im: predictor.predict_mask(im, batch_threshold), predictor.mode,
+                                   problems=problems, max_pixels=limits.max_image_pixels,
+                                   progress=lambda done, total, name: bar.progress(done / total, text=markdown_text(f"{done} of {total}: {name}")))
+        except (FileNotFoundError, ValueError) as exc:
+            st.error(f"Could not predict with {markdown_text(labels.get(run_id, run_id))}: {markdown_text(exc)}")
+            st.stop()
+        finally:
+            bar.empty()
+        st.session_state["pred_batch"] = {"run": run_id, "upload": uploaded, "images": len(images), "data": result.data,
+                                          "predicted": result.predicted, "problems": result.problems}
+    done = st.session_state.get("pred_batch")
+    if done and done["run"] == run_id and done["upload"] == uploaded:
+        (st.success if done["predicted"] else st.warning)(f"{len(done['predicted'])} of {done['images']} images predicted.")
+        st.download_button("Download the masks (zip)", done["data"], f"{run_id}-masks.zip", "application/zip", on_click="ignore",
+                           key="pred_batch_dl", icon=":material/download:", disabled=not done["predicted"],
+                           help="One mask per image, in the image's folder: <name>_mask.png of class ids (0 = background); "
+                                "multilabel: one 0/1 <name>_<k>.png per class. problems.txt lists the files left out.")
+        if done["problems"]:
+            st.warning("Left out:\n\n" + "\n".join(f"- {markdown_text(p)}" for p in done["problems"]))
+    st.stop()
 
 images: list[tuple[str, np.ndarray]] = []
 if source == "Upload":
@@ -88,7 +145,7 @@ if not images:
     st.info("Upload an image (PNG, JPEG, TIFF, BMP or GIF) or pick a dataset sample to see the model's prediction.")
     st.stop()
 
-setup = prediction_setup(meta, lambda: _ui.open_dataset(str(ws.root), s.dataset, str(_ui.mtime(ws.dataset_dir(s.dataset) / "dataset.json"))).info)
+setup = prediction_setup(meta, _open_info)
 mode, class_names, colors, dataset_info = setup.mode, setup.class_names, setup.colors, setup.dataset
 
 c = st.columns([2, 2, 1])

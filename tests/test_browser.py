@@ -211,3 +211,78 @@ def test_deep_link_on_a_fresh_server_runs_through_the_router(chromium, server):
             expect(page.get_by_text("demo_0000", exact=True).first).to_be_visible()  # the demo, made by the router
         finally:
             browser.close()
+
+
+def test_review_tools_compare_and_batch_predict(chromium, server, workspace, tmp_path):
+    """Compare's confusion matrices, precision-recall curves and disagreement ranking, and Predict's zip of
+    images, on two runs whose saved predictions differ on one image's square (no training: fast)."""
+    import io
+    import zipfile
+
+    import numpy as np
+    from playwright.sync_api import expect, sync_playwright
+
+    from test_pages import make_dataset, make_report, make_run, save_tiny_model
+    from test_review_pages import write_cache
+
+    import shutil
+
+    shutil.rmtree(workspace.dataset_dir("demo"), ignore_errors=True)  # the server may have made the real demo
+    make_dataset(workspace)
+    a = make_run(workspace, name="a", evaluation=make_report([0.6, 0.7, 0.2]))
+    b = make_run(workspace, name="b", evaluation=make_report([0.8, 0.9, 0.1]))
+    write_cache(workspace, a)
+    write_cache(workspace, b, swap_square_in=("s018",))
+    save_tiny_model(b)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+        try:
+            page.goto(server + "/compare")
+            wait_idle(page, 120_000)
+            expect(page.get_by_role("heading", name="Where the models go wrong")).to_be_visible(timeout=60_000)
+            for run in (a, b):  # one confusion matrix per run, drawn
+                expect(page.locator(f".st-key-cmp_cm_{run.run_id} .main-svg").first).to_be_visible(timeout=30_000)
+            page.get_by_role("heading", name="Where the models go wrong").scroll_into_view_if_needed()
+            page.screenshot(path=str(tmp_path / "compare-confusion.png"), full_page=True)
+            page.get_by_role("tab", name="Precision-recall").click()
+            expect(page.locator(".st-key-cmp_pr .main-svg").first).to_be_visible(timeout=30_000)
+            expect(page.locator(".st-key-cmp_thr .main-svg").first).to_be_visible()
+            page.screenshot(path=str(tmp_path / "compare-pr.png"), full_page=True)
+            page.get_by_role("tab", name="Where the models disagree").click()
+            expect(page.get_by_text("s018 · runs differ on 9.8% · all wrong on 0.0%")).to_be_visible(timeout=30_000)
+            page.screenshot(path=str(tmp_path / "compare-disagree.png"), full_page=True)
+            assert not page.locator('[data-testid="stException"]').count()
+
+            page.goto(server + f"/predict?run={b.run_id}")
+            wait_idle(page, 120_000)
+            expect(page.get_by_role("button", name="Model (.keras)")).to_be_enabled(timeout=60_000)
+            page.get_by_text("Folder or zip", exact=True).click()
+            wait_idle(page)
+            buffer = io.BytesIO()
+            rng = np.random.default_rng(0)
+            with zipfile.ZipFile(buffer, "w") as zf:
+                for i in range(3):
+                    zf.writestr(f"set/img{i}.png", cv2.imencode(".png", rng.integers(0, 255, (30, 40, 3), dtype=np.uint8))[1].tobytes())
+                zf.writestr("set/broken.png", b"not a png")
+            upload = tmp_path / "set.zip"
+            upload.write_bytes(buffer.getvalue())
+            page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(upload))
+            wait_idle(page)
+            page.get_by_role("button", name=re.compile("^Predict all with")).click()
+            expect(page.get_by_text("3 of 4 images predicted.")).to_be_visible(timeout=120_000)
+            expect(page.get_by_text(re.compile("set/broken.png is not an image"))).to_be_visible()
+            wait_idle(page)
+            with page.expect_download() as download:
+                page.get_by_role("button", name="Download the masks (zip)").click()
+            path = tmp_path / "masks.zip"
+            download.value.save_as(path)
+            with zipfile.ZipFile(path) as zf:
+                assert sorted(zf.namelist()) == ["problems.txt", "set/img0_mask.png", "set/img1_mask.png", "set/img2_mask.png"]
+            assert not page.locator('[data-testid="stException"]').count()
+            page.screenshot(path=str(tmp_path / "predict-batch.png"), full_page=True)
+        except Exception:
+            page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
+            raise
+        finally:
+            browser.close()

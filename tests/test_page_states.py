@@ -304,7 +304,7 @@ def test_compare_shows_predictions_of_images_that_are_not_square(workspace, no_d
     at = open_page("pages/compare.py")
     assert not at.exception
     assert not [e.value for e in at.error]
-    assert len(at.get("image")) == 1 + 3 * 3
+    assert len(at.get("image")) == 1 + 3 * 3 + 3 * 4  # the grid, then the disagreement rows (map, truth, 2 runs)
 
 
 def test_pages_survive_choices_left_from_before(workspace, no_demo):

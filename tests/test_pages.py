@@ -413,9 +413,10 @@ def test_compare_grid_heatmaps_and_tables(demo_ws):
     assert not at.exception
     assert set(at.multiselect(key="cmp_runs").value) == {a.run_id, b.run_id}
     assert at.multiselect(key="cmp_ids").value == ["s017", "s018", "s019"]
-    # legend + per image: input/truth tile and one heatmap/prediction tile per run
+    # legend + per image: input/truth tile and one heatmap/prediction tile per run; then the 3 images ranked by
+    # disagreement, each as disagreement map, truth and one prediction per run
     images = at.get("image")
-    assert len(images) == 1 + 3 * 3
+    assert len(images) == 1 + 3 * 3 + 3 * 4
     caps = captions_of(at)
     # newest run first; per-image macro Dice of s017 is 0.6 for b and 0.5 for a
     assert caps[caps.index("s017") : caps.index("s017") + 3] == ["s017", "Dice 0.600", "Dice 0.500"]
@@ -434,7 +435,7 @@ def test_compare_grid_heatmaps_and_tables(demo_ws):
     at.number_input(key="cmp_worst_n").set_value(1).run()
     assert not at.exception
     # ...and say which model each is worst for
-    assert [c for c in captions_of(at) if c.startswith("s0")] == ["s019 · worst for b, a"]
+    assert [c for c in captions_of(at) if c.startswith("s0") and " · runs differ on " not in c] == ["s019 · worst for b, a"]
 
 
 def test_compare_offers_only_datasets_the_runs_can_be_scored_on(demo_ws):
@@ -475,7 +476,7 @@ def test_compare_heatmap_shows_the_chosen_class(demo_ws, media):
     at.selectbox(key="cmp_class").set_value(2).run()
     assert not at.exception
     urls = [img.value[0] for img in at.get("image")]
-    assert len(urls) == 1 + 3  # legend, input/truth, one tile per run
+    assert len(urls) == 1 + 3 + 3 * 4  # legend, input/truth, one tile per run; then the disagreement rows
     tile = image_array(urls[2], media)  # run a: heatmap on top, prediction overlay below
     assert tile.shape == (160 + 4 + 160, 160, 3)
     heat = tile[:160]
@@ -550,7 +551,7 @@ def test_predict_upload_overlay_areas_and_mask_download(demo_ws, media):
     assert areas["class"].tolist() == [c.name for c in CLASSES]
     assert areas["pixels"].sum() == 40 * 48 and areas["percent"].sum() == pytest.approx(100.0)
     # the downloaded mask is exactly what the run's model predicts for this image
-    button = at.get("download_button")[0]
+    button = at.get("download_button")[1]  # after the model's download
     assert button.proto.label == "Download mask"
     data = media[button.proto.url.rsplit("/", 1)[-1].split(".")[0]]
     downloaded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
@@ -809,7 +810,8 @@ def test_compare_and_predict_name_a_damaged_cache_or_checkpoint_and_go_on(demo_w
     assert not at.exception, at.exception
     assert any("a: predictions/s017.npz is damaged: " in w.value for w in at.warning)
     assert any(e.value.startswith("No prediction: ") and "s017.npz is damaged" in e.value for e in at.error)
-    assert len(at.get("image")) == 1 + 3 * 3 - 1  # every tile but the damaged one
+    # every tile but the damaged one; the disagreement rows only for the 2 images both runs have saved
+    assert len(at.get("image")) == 1 + 3 * 3 - 1 + 2 * 4
     with zipfile.ZipFile(a.best_model_path.parent.mkdir(parents=True, exist_ok=True) or a.best_model_path, "w") as zf:
         for member in ("metadata.json", "config.json", "model.weights.h5"):
             zf.writestr(member, b"{}" * 500)

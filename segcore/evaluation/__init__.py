@@ -8,6 +8,8 @@ One module per part:
   and the headline numbers a run's status keeps (``summary_metrics``);
 - ``run``: a run's model scored on its test split or on any dataset with the
   same classes, and the prediction cache the Compare page reads;
+- ``review``: the confusion matrix normalised per true class, precision-recall
+  curves from probability histograms, and images ranked by where runs disagree;
 - ``cli``: the ``eval`` command.
 
 Evaluation may import data, models, runs and prediction; training imports

@@ -8,6 +8,7 @@ One module per part:
   the per-class file names of a multilabel mask);
 - ``run``: what the pages need from a run: its ``PredictionSetup`` (mode,
   classes, colours) and its probabilities on dataset images (saved, else predicted);
+- ``batch``: a folder or zip of uploaded images predicted at once, one zip of masks back;
 - ``cli``: the ``predict`` command.
 """
 

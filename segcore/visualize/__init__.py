@@ -11,7 +11,8 @@ figure, a ``pandas.DataFrame`` or a sentence. One module per kind of output:
 - ``notes``: sentences about a dataset (sizes, class imbalance, what its own split leaves out);
 - ``problems``: the problems an import found, as a table;
 - ``runtable``: run labels, the runs table and its filters, durations;
-- ``comparison``: which runs can be compared, and which images to show side by side.
+- ``comparison``: which runs can be compared, and which images to show side by side;
+- ``review``: the confusion matrix, precision-recall and threshold curves, the map of where runs disagree.
 
 This module is the public surface: pages use ``from segcore import visualize as
 viz`` and ``viz.<name>``; the names below are the whole of it.
@@ -53,6 +54,14 @@ from segcore.visualize.images import (
     resize_to,
     stack_tiles,
     to_rgb,
+)
+from segcore.visualize.review import (
+    AGREE_WRONG_COLOR,
+    DISAGREE_COLOR,
+    confusion_figure,
+    disagreement_overlay,
+    pr_figure,
+    threshold_figure,
 )
 from segcore.visualize.notes import imbalance_warning, size_summary, subset_split_note
 from segcore.visualize.problems import PROBLEM_COLUMNS, problems_frame
