@@ -9,29 +9,51 @@ from __future__ import annotations
 
 import streamlit as st
 
+from pages import _ui
+from segcore.access import NO_ACCESS, allow_open, exposure_problem
+from segcore.safetext import markdown_text
 from segcore.workspace import get_workspace
 
 st.set_page_config(page_title="segcore", page_icon=":material/blur_on:", layout="wide")
 
 
 def require_login() -> None:
-    """With an ``[auth]`` section in ``.streamlit/secrets.toml``, every page asks for a login first.
+    """Without sign-in, serve localhost only; with it, every page asks for a sign-in first, then shows who and their role.
 
-    Streamlit's own OpenID Connect login (``st.login``; needs the ``Authlib``
-    package). Without that section the dashboard is open to whoever can reach
-    it: see docs/security.md.
+    Sign-in is Streamlit's own OpenID Connect login (``st.login``; the
+    ``Authlib`` package), configured by an ``[auth]`` section in
+    ``.streamlit/secrets.toml``. Roles come from the workspace's
+    ``server.json`` (``segcore.access``). See docs/security.md.
     """
-    try:
-        configured = "auth" in st.secrets
-    except FileNotFoundError:  # no secrets.toml at all
-        configured = False
-    if not configured:
+    if not _ui.signin_on():
+        try:
+            problem = exposure_problem(st.get_option("server.address"), False, allow_open())
+        except ValueError as exc:
+            problem = str(exc)
+        if problem:  # started some other way than scripts/start.sh, which refuses before starting
+            st.title("segcore")
+            st.error(problem)
+            st.stop()
         return
-    if not getattr(st.user, "is_logged_in", False):  # absent where no login context exists (tests)
+    if not getattr(st.user, "is_logged_in", False):
         st.title("segcore")
         st.info("This dashboard is shared: log in to use it.")
         st.button("Log in", key="login", type="primary", on_click=st.login)
         st.stop()
+    try:
+        who = _ui.actor()
+    except ValueError as exc:
+        st.title("segcore")
+        st.error(markdown_text(exc))
+        st.button("Log out", key="logout", on_click=st.logout)
+        st.stop()
+    if who.role == NO_ACCESS:
+        st.title("segcore")
+        st.warning(markdown_text(f"You are signed in as {who.who}, who has no role on this server. "
+                                 "Ask whoever runs it to add you to roles in server.json."))
+        st.button("Log out", key="logout", on_click=st.logout)
+        st.stop()
+    st.sidebar.markdown(f"Signed in as **{markdown_text(who.name)}** · {who.role}")
     st.sidebar.button("Log out", key="logout", on_click=st.logout)
 
 

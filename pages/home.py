@@ -41,9 +41,9 @@ with col_train:
         "(early stopping may end it sooner)."
     )
     st.caption(viz.quick_start_duration_note(MEASURED, past_quick_starts(runs_mod.list_runs(ws))))
-    if st.button("Train a small model on the demo data", type="primary", disabled=demo is None, key="quick_start"):
+    if st.button("Train a small model on the demo data", type="primary", key="quick_start", **_ui.permit("launch", disabled=demo is None)):
         with _ui.friendly_errors("start the run"):
-            run_id = training.launch(QUICK_START, ws)
+            run_id = training.launch(QUICK_START, ws, actor=_ui.actor())
             st.session_state["last_launched"] = run_id
 
 st.subheader("Recent runs")

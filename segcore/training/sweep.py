@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from segcore.access import Actor, local_actor, require
 from segcore.config import RunConfig
 from segcore.fsutil import read_json, write_json_atomic, write_text_atomic
 from segcore.models import encoders
@@ -61,6 +62,7 @@ def queue_sweep(
     weights: str = "imagenet",
     fine_tune_after: int | None = None,
     models: tuple[str, ...] | None = None,
+    actor: Actor | None = None,
 ) -> dict[str, Any]:
     """Queue the paper's set on ``base.train.dataset`` with one split and seed.
 
@@ -70,6 +72,7 @@ def queue_sweep(
         weights: ``"imagenet"`` (where cached, else none with a note), ``"none"`` or a file path.
         fine_tune_after: frozen epochs of "VGG16 fine-tuned" (default: half the epochs).
         models: labels from ``PAPER_SET`` to run (default: all).
+        actor: who queues them (default: the local user); AccessDenied before anything is queued if they may not launch.
 
     Returns:
         The sweep record (``sweep_id``, ``runs`` with label and run id, ``notes``),
@@ -78,6 +81,8 @@ def queue_sweep(
     from segcore.data.split import split_ids
     from segcore.training.launcher import dataset_record, ensure_worker, launch
 
+    actor = actor or local_actor()
+    require(actor, "launch")
     ws = ws or get_workspace()
     dataset, record = dataset_record(ws, base.train.dataset)
     subsets = {s.id: s.subset for s in dataset.info.samples}
@@ -110,7 +115,8 @@ def queue_sweep(
         if not pretrained:
             model = replace(model, freeze="trainable")
         cfg = replace(base, model=model, name=label, tags=tuple(dict.fromkeys([*base.tags, sweep_id])))
-        run_id = launch(cfg, ws, split=split, extra={"sweep": {"id": sweep_id, "label": label}}, start_worker=False)
+        run_id = launch(cfg, ws, split=split, extra={"sweep": {"id": sweep_id, "label": label}}, start_worker=False,
+                        actor=actor, detail=f"study {sweep_id}: {label}")
         runs.append({"label": label, "run_id": run_id, "encoder": encoder, "weights": w, "freeze": freeze})
     ensure_worker(ws)
     record_out = {"sweep_id": sweep_id, "dataset": record, "split": split, "seed": base.train.seed, "runs": runs, "notes": notes}

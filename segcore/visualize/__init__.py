@@ -57,6 +57,7 @@ from segcore.visualize.images import (
 from segcore.visualize.notes import imbalance_warning, size_summary, subset_split_note
 from segcore.visualize.problems import PROBLEM_COLUMNS, problems_frame
 from segcore.visualize.runtable import (
+    audit_rows,
     filter_runs,
     format_duration,
     quick_start_duration_note,

@@ -182,3 +182,17 @@ def _parse_time(value: Any) -> float | None:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
     return moment.timestamp()
+
+
+ACTION_WORDS = {"launch": "launched", "stop": "stopped", "resume": "resumed", "notes": "edited the notes",
+                "tags": "set the tags", "delete": "deleted"}
+
+
+def audit_rows(entries) -> list[dict[str, str]]:
+    """A run's audit records (``RunFolder.read_audit``) as table rows, newest first: When (UTC), Who, Role, Action, Detail."""
+    rows = []
+    for e in reversed(list(entries)):
+        when = e.at.replace("T", " ").rstrip("Z")[:19] if e.at else ""
+        rows.append({"When (UTC)": when, "Who": e.who, "Role": e.role, "Action": ACTION_WORDS.get(e.action, e.action),
+                     "Detail": e.detail})
+    return rows
