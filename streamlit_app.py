@@ -17,6 +17,18 @@ from segcore.workspace import get_workspace
 st.set_page_config(page_title="segcore", page_icon=":material/blur_on:", layout="wide")
 
 
+def _only(view) -> None:
+    """Show ``view`` alone, whatever page the URL names, and stop: the pages and their navigation stay hidden."""
+    st.navigation([st.Page(view, title="segcore", url_path="signin", default=True)], position="hidden").run()
+    st.stop()
+
+
+def _sign_in() -> None:
+    st.title("segcore")
+    st.info("This dashboard is shared: log in to use it.")
+    st.button("Log in", key="login", type="primary", on_click=st.login)
+
+
 def require_login() -> None:
     """Without sign-in, serve localhost only; with it, every page asks for a sign-in first, then shows who and their role.
 
@@ -31,28 +43,19 @@ def require_login() -> None:
         except ValueError as exc:
             problem = str(exc)
         if problem:  # started some other way than scripts/start.sh, which refuses before starting
-            st.title("segcore")
-            st.error(problem)
-            st.stop()
+            _only(lambda: (st.title("segcore"), st.error(problem)))
         return
     if not getattr(st.user, "is_logged_in", False):
-        st.title("segcore")
-        st.info("This dashboard is shared: log in to use it.")
-        st.button("Log in", key="login", type="primary", on_click=st.login)
-        st.stop()
+        _only(_sign_in)
     try:
         who = _ui.actor()
     except ValueError as exc:
-        st.title("segcore")
-        st.error(markdown_text(exc))
-        st.button("Log out", key="logout", on_click=st.logout)
-        st.stop()
+        message = markdown_text(exc)
+        _only(lambda: (st.title("segcore"), st.error(message), st.button("Log out", key="logout", on_click=st.logout)))
     if who.role == NO_ACCESS:
-        st.title("segcore")
-        st.warning(markdown_text(f"You are signed in as {who.who}, who has no role on this server. "
-                                 "Ask whoever runs it to add you to roles in server.json."))
-        st.button("Log out", key="logout", on_click=st.logout)
-        st.stop()
+        message = markdown_text(f"You are signed in as {who.who}, who has no role on this server. "
+                                "Ask whoever runs it to add you to roles in server.json.")
+        _only(lambda: (st.title("segcore"), st.warning(message), st.button("Log out", key="logout", on_click=st.logout)))
     st.sidebar.markdown(f"Signed in as **{markdown_text(who.name)}** · {who.role}")
     st.sidebar.button("Log out", key="logout", on_click=st.logout)
 
