@@ -10,16 +10,21 @@ from __future__ import annotations
 import streamlit as st
 
 from pages import _ui
-from segcore.access import NO_ACCESS, allow_open, exposure_problem
+from segcore.access import NO_ACCESS, allow_open, exposure_problem, role_summary
 from segcore.safetext import markdown_text
 from segcore.workspace import get_workspace
 
 st.set_page_config(page_title="segcore", page_icon=":material/blur_on:", layout="wide")
 
 
+PAGE_PATHS = ("data", "train", "runs", "compare", "predict")
+
+
 def _only(view) -> None:
     """Show ``view`` alone, whatever page the URL names, and stop: the pages and their navigation stay hidden."""
-    st.navigation([st.Page(view, title="segcore", url_path="signin", default=True)], position="hidden").run()
+    pages = [st.Page(view, title="segcore", url_path="home", default=True)]
+    pages += [st.Page(view, title="segcore", url_path=path) for path in PAGE_PATHS]  # a bookmark gets this view too
+    st.navigation(pages, position="hidden").run()
     st.stop()
 
 
@@ -57,6 +62,7 @@ def require_login() -> None:
                                 "Ask whoever runs it to add you to roles in server.json.")
         _only(lambda: (st.title("segcore"), st.warning(message), st.button("Log out", key="logout", on_click=st.logout)))
     st.sidebar.markdown(f"Signed in as **{markdown_text(who.name)}** · {who.role}")
+    st.sidebar.caption(f"A {role_summary(who.role)}.")
     st.sidebar.button("Log out", key="logout", on_click=st.logout)
 
 

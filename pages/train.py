@@ -20,6 +20,8 @@ STUDY = "The paper's encoder study: plain U-Net, VGG16 frozen, VGG16 fine-tuned 
 
 ws = _ui.workspace()
 st.title("Train")
+if (launching := _ui.permit("launch"))["disabled"]:
+    st.info(f"{launching['help']} The settings and the plan can still be looked at.")
 
 
 def launch_study(cfg, ws, weights):

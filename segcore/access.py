@@ -87,6 +87,18 @@ class Actor:
         return {"who": self.who, "role": self.role}
 
 
+def role_summary(role: str) -> str:
+    """What ``role`` may do, in a few words for a page (``"trainer: browse, compare, ..."``)."""
+    if role == "admin":
+        return "admin: everything, every run"
+    if role not in ROLE_ACTIONS:
+        return f"{role}: nothing"
+    actions = [a for a in ACTIONS if a in ROLE_ACTIONS[role]]
+    own = [a for a in actions if a in OWN_RUNS_ONLY]
+    text = ", ".join(a for a in actions if a not in OWN_RUNS_ONLY)
+    return f"{role}: {text}" + (f"; {', '.join(own)} their own runs" if own else "")
+
+
 def local_actor() -> Actor:
     """The machine's own user (the command line, or the dashboard without sign-in): an admin."""
     try:

@@ -70,6 +70,13 @@ def test_roles_are_matched_on_email_or_group_and_the_highest_wins():
         actor_from_claims({"sub": "123"}, settings)
 
 
+def test_each_role_is_summed_up_in_words():
+    assert access.role_summary("viewer") == "viewer: browse, compare, predict, notes"
+    assert access.role_summary("trainer") == ("trainer: browse, compare, predict, notes, import, launch; "
+                                              "stop, resume, delete, reorder their own runs")
+    assert access.role_summary("admin") == "admin: everything, every run"
+
+
 def test_without_sign_in_the_local_user_is_an_admin():
     me = local_actor()
     assert me.role == "admin" and not me.signed_in and me.who

@@ -136,6 +136,7 @@ def test_an_unsigned_visitor_sees_only_the_sign_in_page(chromium, signed_server)
                 body = page.locator('[data-testid="stApp"]').inner_text()
                 assert "run-of-tom" not in body and "Workspace:" not in body and "Queue this run" not in body, body
                 assert page.get_by_role("button").filter(has_text="Log in").count() == 1
+                assert "Page not found" not in body  # a bookmarked page gets the sign-in page, not an error
             shot(page, "signin-unsigned")
         finally:
             browser.close()
@@ -154,7 +155,7 @@ def test_a_viewer_browses_and_notes_but_cannot_launch_stop_or_delete(chromium, s
             page = browser.new_page(viewport={"width": 1300, "height": 1000})
             sign_in(page, url, "vera@lab.org")
             assert idp.tokens_issued[-1]["email"] == "vera@lab.org"
-            expect(page.get_by_text("viewer", exact=False).first).to_be_visible()
+            expect(page.get_by_text("A viewer: browse, compare, predict, notes.")).to_be_visible()
             open_run(page, url, tom_run)
             for key in (f"runs_resume_{tom_run}", f"rerun_{tom_run}"):
                 expect(page.locator(f".st-key-{key} button").first).to_be_disabled()
@@ -166,11 +167,13 @@ def test_a_viewer_browses_and_notes_but_cannot_launch_stop_or_delete(chromium, s
             page.locator(f".st-key-save_notes_{tom_run} button").first.click()
             wait_idle(page)
             expect(page.get_by_text("History (3)")).to_be_visible(timeout=30_000)
+            page.get_by_text("History (3)").scroll_into_view_if_needed()
             shot(page, "signin-viewer-runs")
             entries = runs.open_run(tom_run, workspace).read_audit()
             assert [(e.who, e.action) for e in entries] == [("tom@lab.org", "launch"), ("tom@lab.org", "stop"), ("vera@lab.org", "notes")]
             nav(page, "Train")
             expect(page.locator(".st-key-train_launch button").first).to_be_disabled()
+            expect(page.get_by_text("vera@lab.org is a viewer; launch needs the trainer role")).to_be_visible()
             shot(page, "signin-viewer-train")
             assert len(runs.list_runs(workspace)) == 2  # nothing was launched
         finally:
@@ -189,7 +192,7 @@ def test_a_trainer_launches_and_acts_on_their_own_runs_only(chromium, signed_ser
         try:
             page = browser.new_page(viewport={"width": 1300, "height": 1000})
             sign_in(page, url, "tom@lab.org")
-            expect(page.get_by_text("trainer").first).to_be_visible()
+            expect(page.get_by_text("A trainer: browse, compare, predict, notes, import, launch;")).to_be_visible()
             open_run(page, url, tina_run)  # a teammate's run: no resume or delete
             expect(page.locator(f".st-key-runs_resume_{tina_run} button").first).to_be_disabled()
             expect(page.locator('[data-testid="stPopover"] button').first).to_be_disabled()
@@ -207,6 +210,7 @@ def test_a_trainer_launches_and_acts_on_their_own_runs_only(chromium, signed_ser
             (entry,) = runs.open_run(new[0], workspace).read_audit()
             assert (entry.who, entry.role, entry.action, entry.detail) == ("tom@lab.org", "trainer", "launch", f"re-run of {tom_run}")
             expect(page.get_by_text("History (1)")).to_be_visible()
+            page.get_by_text("History (1)").scroll_into_view_if_needed()
             shot(page, "signin-trainer-runs")
         finally:
             browser.close()
