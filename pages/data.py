@@ -197,6 +197,8 @@ st.caption(
     + (f" · {viz.size_summary(stats)}" if viz.size_summary(stats) else "")
     + (f" · version {info.content_hash.split(':')[-1][:8]}" if info.content_hash else "")
 )
+if viz.imported_by_text(src):
+    st.caption(markdown_text(viz.imported_by_text(src)))
 
 tabs = st.tabs(
     ["Samples", "Class frequencies", f"Problems ({len(info.problems)})", "Augmentation", "Split"],

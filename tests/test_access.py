@@ -188,6 +188,10 @@ def test_an_import_records_who_imported_it_and_refuses_a_viewer(workspace, tmp_p
     record = json.loads((workspace.dataset_dir("pairs") / "dataset.json").read_text())
     by = record["source"]["imported_by"]
     assert (by["who"], by["role"]) == ("tom@lab.org", "trainer") and by["at"].startswith("20")
+    from segcore import visualize as viz
+
+    assert viz.imported_by_text(record["source"]) == f"Imported by tom@lab.org (trainer), {by['at'][:10]} {by['at'][11:16]} UTC"
+    assert viz.imported_by_text({"path": "/x"}) is None and viz.imported_by_text({"imported_by": "tom"}) is None
 
 
 def test_pages_pass_the_session_actor_to_every_guarded_segcore_call():

@@ -59,6 +59,7 @@ from segcore.visualize.problems import PROBLEM_COLUMNS, problems_frame
 from segcore.visualize.runtable import (
     audit_rows,
     filter_runs,
+    imported_by_text,
     format_duration,
     quick_start_duration_note,
     run_device,

@@ -196,3 +196,12 @@ def audit_rows(entries) -> list[dict[str, str]]:
         rows.append({"When (UTC)": when, "Who": e.who, "Role": e.role, "Action": ACTION_WORDS.get(e.action, e.action),
                      "Detail": e.detail})
     return rows
+
+
+def imported_by_text(source: dict) -> str | None:
+    """"Imported by ana@lab.org (trainer), 2026-12-04 20:30 UTC" from a dataset's ``source`` record, or None if absent."""
+    by = source.get("imported_by") if isinstance(source, dict) else None
+    if not isinstance(by, dict) or not isinstance(by.get("who"), str):
+        return None
+    at = str(by.get("at") or "").replace("T", " ")[:16]
+    return f"Imported by {by['who']}" + (f" ({by['role']})" if isinstance(by.get("role"), str) else "") + (f", {at} UTC" if at else "")
