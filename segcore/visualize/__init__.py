@@ -59,8 +59,8 @@ from segcore.visualize.problems import PROBLEM_COLUMNS, problems_frame
 from segcore.visualize.runtable import (
     audit_rows,
     filter_runs,
-    imported_by_text,
     format_duration,
+    imported_by_text,
     quick_start_duration_note,
     run_device,
     run_label,
