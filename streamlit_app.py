@@ -62,7 +62,7 @@ def require_login() -> None:
                                 "Ask whoever runs it to add you to roles in server.json.")
         _only(lambda: (st.title("segcore"), st.warning(message), st.button("Log out", key="logout", on_click=st.logout)))
     st.sidebar.markdown(f"Signed in as **{markdown_text(who.name)}** · {who.role}")
-    st.sidebar.caption(f"A {role_summary(who.role)}.")
+    st.sidebar.caption(f"{'An' if who.role == 'admin' else 'A'} {role_summary(who.role)}.")
     st.sidebar.button("Log out", key="logout", on_click=st.logout)
 
 

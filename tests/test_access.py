@@ -257,3 +257,110 @@ def test_start_refuses_to_serve_beyond_localhost_without_sign_in(tmp_path):
     assert _start(tmp_path, "--server.address", "0.0.0.0", secrets=auth).returncode == 0
     broken = _start(tmp_path, "--server.address", "0.0.0.0", secrets="[auth\n")
     assert broken.returncode == 1 and "secrets.toml is not valid TOML" in broken.stderr
+
+
+# --------------------------------------------------------------------------- the pages, through AppTest
+
+AUTH = {"redirect_uri": "http://localhost:8501/oauth2callback", "cookie_secret": "x" * 32, "client_id": "segcore",
+        "client_secret": "s", "server_metadata_url": "https://id.example/.well-known/openid-configuration"}
+APP = str(PROJECT / "streamlit_app.py")
+
+
+def signed_in_app(email: str, name: str = "", groups=()):
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.secrets["auth"] = AUTH
+    at.user = {"is_logged_in": True, "email": email, "name": name or email, "groups": list(groups)}
+    return at.run()  # through the router first, as a browser's first visit is
+
+
+@pytest.fixture
+def team(demo, monkeypatch):
+    """The small demo dataset, roles in server.json, and a stopped run launched by tom; no demo generator."""
+    import segcore.data.demo as demo_mod
+
+    monkeypatch.setattr(demo_mod, "ensure_demo", lambda ws, *a, **k: None)
+    demo.settings_path.write_text(json.dumps({"roles": {"tom@lab.org": "trainer", "group:leads": "admin"},
+                                              "default_role": "viewer"}))
+    run_id = training.launch(CFG, demo, start_worker=False, actor=TRAINER)
+    training.stop(run_id, demo, actor=TRAINER)
+    return demo, run_id
+
+
+def _button(at, key):
+    return next(b for b in at.button if b.key == key)
+
+
+def test_the_runs_and_train_pages_disable_what_a_viewer_may_not_do(team):
+    ws, run_id = team
+    at = signed_in_app("vera@lab.org", "Vera")
+    assert "Signed in as **Vera** · viewer" in [m.value for m in at.sidebar.markdown]
+    assert "A viewer: browse, compare, predict, notes." in [c.value for c in at.sidebar.caption]
+    at.query_params["run"] = run_id
+    at.switch_page("pages/runs.py").run()
+    assert not at.exception
+    for key in (f"runs_resume_{run_id}", f"rerun_{run_id}"):
+        assert _button(at, key).disabled, key
+    assert "vera@lab.org is a viewer; resume needs the trainer role" in _button(at, f"runs_resume_{run_id}").help
+    assert not _button(at, f"save_notes_{run_id}").disabled
+    at.switch_page("pages/train.py").run()
+    assert _button(at, "train_launch").disabled
+    assert any("launch needs the trainer role" in i.value for i in at.info)
+
+
+def test_a_trainer_may_act_on_their_own_run_and_an_admin_group_on_any(team):
+    ws, run_id = team
+    at = signed_in_app("tom@lab.org")
+    at.query_params["run"] = run_id
+    at.switch_page("pages/runs.py").run()
+    assert not _button(at, f"runs_resume_{run_id}").disabled and not _button(at, f"rerun_{run_id}").disabled
+    at.switch_page("pages/train.py").run()
+    assert not at.info or not any("needs the trainer role" in i.value for i in at.info)
+    other = signed_in_app("tina@lab.org", groups=["ml"])  # a viewer by default
+    other.query_params["run"] = run_id
+    other.switch_page("pages/runs.py").run()
+    assert _button(other, f"runs_resume_{run_id}").disabled
+    lead = signed_in_app("lena@lab.org", groups=["leads"])
+    assert "· admin" in lead.sidebar.markdown[0].value
+    lead.query_params["run"] = run_id
+    lead.switch_page("pages/runs.py").run()
+    assert not lead.exception and not _button(lead, f"runs_resume_{run_id}").disabled
+
+
+def test_someone_without_a_role_sees_only_why(team):
+    ws, run_id = team
+    ws.settings_path.write_text(json.dumps({"roles": {"tom@lab.org": "trainer"}, "default_role": "none"}))
+    at = signed_in_app("eve@else.org")
+    assert not at.exception
+    assert "who has no role on this server" in at.warning[0].value and "else.org" in at.warning[0].value
+    assert [t.value for t in at.title] == ["segcore"] and _button(at, "logout")
+    with pytest.raises(ValueError, match="Could not find a navigation page"):  # the pages are not even registered
+        at.switch_page("pages/runs.py")
+
+
+def test_a_broken_server_json_is_one_message_naming_it(team):
+    ws, run_id = team
+    ws.settings_path.write_text(json.dumps({"roles": {"tom@lab.org": "boss"}}))
+    at = signed_in_app("tom@lab.org")
+    assert [t.value for t in at.title] == ["segcore"] and _button(at, "logout")
+    assert "server.json" in at.error[0].value and "is 'boss'; expected one of viewer, trainer, admin" in at.error[0].value
+
+
+def test_the_dashboard_serves_only_a_refusal_beyond_localhost_without_sign_in(demo, monkeypatch):
+    import streamlit
+    from streamlit.testing.v1 import AppTest
+
+    import segcore.data.demo as demo_mod
+
+    monkeypatch.setattr(demo_mod, "ensure_demo", lambda ws, *a, **k: None)
+    real = streamlit.get_option
+    monkeypatch.setattr(streamlit, "get_option", lambda key: "0.0.0.0" if key == "server.address" else real(key))
+    monkeypatch.delenv("SEGCORE_ALLOW_OPEN", raising=False)
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    assert not at.exception
+    assert "refusing to serve on --server.address 0.0.0.0 without sign-in" in at.error[0].value
+    assert not [t for t in at.title if t.value == "Home"]
+    monkeypatch.setenv("SEGCORE_ALLOW_OPEN", "1")
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    assert not at.error and not at.exception
