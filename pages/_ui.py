@@ -19,7 +19,7 @@ from segcore.data.dataset import Dataset, DatasetInfo, list_datasets, load_datas
 from segcore.fsutil import describe_os_error
 from segcore.runfiles import RunFileError
 from segcore.runs import RunFolder
-from segcore.safetext import markdown_text
+from segcore.safetext import markdown_text, quoted
 from segcore.workspace import Workspace, get_workspace
 
 DISPLAY_SIZE = 256  # longest side of browse thumbnails, in pixels
@@ -182,11 +182,14 @@ def class_legend(info: DatasetInfo, void: bool = True) -> str:
     from imported data and are written as plain text (``markdown_text``), so a
     name such as ``<img src=x>`` is shown, never rendered.
     """
+    from segcore.labels import Labels
+
+    unpainted = Labels.of_dataset(info).unpainted  # the one owner of what class 0 means
     parts = []
     for k, c in enumerate(info.classes):
         r, g, b = (int(v) for v in c.color[:3])
         swatch = f"<span style='display:inline-block;width:0.9em;height:0.9em;background:rgb({r},{g},{b});border:1px solid #888;margin-right:0.3em;vertical-align:middle'></span>"
-        parts.append(f"{swatch}{markdown_text(c.name)}" + (" (not painted)" if k == 0 and info.class0_is_background else ""))
+        parts.append(f"{swatch}{markdown_text(c.name)}" + (" (not painted)" if k == unpainted else ""))
     if void and info.ignore_index is not None:
         r, g, b = viz.IGNORE_COLOR
         parts.append(f"<span style='display:inline-block;width:0.9em;height:0.9em;background:rgb({r},{g},{b});border:1px solid #888;margin-right:0.3em;vertical-align:middle'></span>void (not scored)")
@@ -212,6 +215,9 @@ def metric_label(name: str, class_names: list[str] | tuple[str, ...] = ()) -> st
         index = int(k)
         return f"{METRIC_LABELS[base]}: {class_names[index] if index < len(class_names) else f'class {index}'}"
     return METRIC_LABELS.get(name, name)
+
+
+MISSING = "–"  # what a table cell shows for a score not measured (yet): never the word None
 
 
 def run_columns() -> dict:
@@ -252,6 +258,26 @@ def from_url(key: str, param: str, options: list, fallback=None) -> None:
         st.session_state[key] = wanted
     elif st.session_state.get(key) not in options and options:
         st.session_state[key] = fallback if fallback in options else options[0]
+
+
+def unknown_in_url(param: str, options, what: str, key: str) -> list[str]:
+    """Warn when ``?param=`` names something not among ``options`` (a deleted run, a typo in a shared link), so a page
+    never silently shows another in its place. Call it after ``from_url`` has chosen what widget ``key`` shows instead:
+    the warning stays, through polling reruns, until the user picks something else. Returns the unknown values."""
+    store = f"{key}__unknown_link"
+    unknown = [v for v in st.query_params.get_all(param) if v not in options]
+    if unknown:
+        st.session_state[store] = {"names": unknown, "instead": st.session_state.get(key)}
+    note = st.session_state.get(store)
+    if note is None:
+        return []
+    if st.session_state.get(key) != note["instead"]:  # the user has chosen since
+        del st.session_state[store]
+        return []
+    for v in note["names"]:
+        st.warning(f"The link names {what} {quoted(v)}, which is not in this workspace (it may have been deleted); "
+                   "showing another instead.")
+    return list(note["names"])
 
 
 def many_from_url(key: str, param: str, options: list, fallback: list) -> None:

@@ -66,8 +66,11 @@ _ui.to_url("dataset", "cmp_dataset")
 candidates = {s.run_id: s for s in eligible[dataset_name]}
 mine = [r for r in linked if r in candidates]
 default = list(dict.fromkeys(mine + list(candidates)))[: max(min(4, len(candidates)), len(mine))]
+# A link that arrives (the URL names runs the selection does not hold yet) is filled out; a selection
+# the user made here, such as one run after "Clear all", is theirs and stays as it is.
+arriving = bool(mine) and st.session_state.get("cmp_runs") != mine
 _ui.many_from_url("cmp_runs", "run", list(candidates), default)
-if mine and len(st.session_state["cmp_runs"]) < 2:  # one linked run: compare it with the newest others
+if arriving and len(st.session_state["cmp_runs"]) < 2:  # one linked run: compare it with the newest others
     st.session_state["cmp_runs"] = default
 chosen = c[1].multiselect(
     f"Runs (2 to {MAX_RUNS})", list(candidates), max_selections=MAX_RUNS, key="cmp_runs",

@@ -187,7 +187,9 @@ colors = viz.class_colors(info.classes)
 stats = info.image_size_stats or {}
 m = st.columns([1, 1, 2, 1])
 m[0].metric("Samples", len(info.samples))
-m[1].metric("Classes", info.num_classes - 1, help="Foreground classes (the background is class 0).")
+label_meaning = Labels.of_dataset(info)
+m[1].metric("Classes", len(label_meaning.real_class_names),
+            help=f"The classes scored and painted: {label_meaning.class0_sentence()}.")
 m[2].metric("Mode", info.mode, help="binary: one class; multiclass: exclusive classes; multilabel: classes may overlap.")
 m[3].metric("Problems", len(info.problems))
 src = info.source or {}

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import streamlit as st
 
-import segcore.training as training
 from pages import _ui
 from segcore import runs as runs_mod
 from segcore import visualize as viz
-from segcore.quickstart import MEASURED, QUICK_START, past_quick_starts
+from segcore.labels import Labels
+from segcore.quickstart import MEASURED, QUICK_START, past_quick_starts, start_quick_start
 from segcore.safetext import markdown_text
 from segcore.training.device import backend_summary
 
@@ -28,10 +28,10 @@ with col_data:
     if demo is None:
         st.info("The demo dataset is not there yet. Import your own data on the **Data** page.")
     else:
-        fg = ", ".join(markdown_text(c.name) for c in demo.classes[1:])
+        real = Labels.of_dataset(demo).real_class_names
         st.markdown(
             f"**1. The demo dataset is ready:** {len(demo.samples)} images, {demo.mode}, "
-            f"{demo.num_classes - 1} classes ({fg})."
+            f"{len(real)} classes ({', '.join(markdown_text(n) for n in real)})."
         )
         st.page_link("pages/data.py", label="Browse it on the Data page", icon=":material/photo_library:")
 with col_train:
@@ -43,8 +43,10 @@ with col_train:
     st.caption(viz.quick_start_duration_note(MEASURED, past_quick_starts(runs_mod.list_runs(ws))))
     if st.button("Train a small model on the demo data", type="primary", key="quick_start", **_ui.permit("launch", disabled=demo is None)):
         with _ui.friendly_errors("start the run"):
-            run_id = training.launch(QUICK_START, ws, actor=_ui.actor())
+            run_id, queued = start_quick_start(ws, actor=_ui.actor())
             st.session_state["last_launched"] = run_id
+            if not queued:
+                st.info("A quick start is already under way (shown below), so no second one was queued.")
 
 st.subheader("Recent runs")
 
@@ -78,6 +80,7 @@ def recent_runs() -> None:
             df[columns],
             hide_index=True,
             column_config=_ui.run_columns(),
+            placeholder=_ui.MISSING,
         )
         st.page_link("pages/runs.py", label="All runs", icon=":material/table_chart:")
 

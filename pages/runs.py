@@ -44,7 +44,7 @@ def runs_table() -> None:
     columns += [c for c in ("tags", "warnings") if shown[c].astype(bool).any()]
     st.dataframe(
         shown[columns], hide_index=True, key="runs_df",
-        column_config={**_ui.run_columns(), "warnings": st.column_config.TextColumn(width="large")},
+        column_config={**_ui.run_columns(), "warnings": st.column_config.TextColumn(width="large")}, placeholder=_ui.MISSING,
     )
     st.session_state["runs_visible"] = shown["id"].tolist()
 
@@ -102,6 +102,7 @@ def one_run() -> None:
         else:  # a shared link opened with filters left over from before
             shown = [wanted] + shown
     _ui.from_url("run_detail", "run", shown)
+    _ui.unknown_in_url("run", by_id, "run", "run_detail")
     run_id = st.selectbox("Run", shown, key="run_detail", format_func=lambda r: f"{labels[r]} · {by_id[r].state}",
                           **_ui.url_sync("run", "run_detail"))
     _ui.to_url("run", "run_detail")
@@ -272,7 +273,7 @@ def results_table() -> None:
         info = {labels[r.summary.run_id]: {"model": r.summary.model, "epochs": r.summary.epoch} for r in chosen}
         table = viz.study_table({labels[r.summary.run_id]: r.report for r in chosen}, info)
         st.dataframe(viz.highlight_best(table, axis=0, subset=list(viz.STUDY_COLUMNS),
-                                        higher_is_better=viz.STUDY_HIGHER_IS_BETTER), key="study_table")
+                                        higher_is_better=viz.STUDY_HIGHER_IS_BETTER), key="study_table", placeholder=_ui.MISSING)
         st.caption(f"Test scores on {markdown_text(dataset_name)}, each run on its own test split: 'Dice, all classes' counts every "
                    "class, background included, and ranks runs; Dice, IoU, precision and recall are macro means "
                    f"({markdown_text(Labels.of_report(chosen[0].report).macro_caption()) if chosen else 'macro'}); "

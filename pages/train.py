@@ -12,6 +12,7 @@ from segcore.config import (  # the settings' own lists and defaults; no Keras i
     ACTIVATIONS, DEPTHS, ENCODERS, FITS, FREEZE_MODES, LOSS_HELP, LOSSES, LR_SCHEDULES, NORMS, OPTIMIZERS, UPSAMPLING,
     AugmentConfig, ModelConfig, RunConfig, SplitConfig, TrainConfig,
 )
+from segcore.labels import Labels
 from segcore.models import encoders
 from segcore.safetext import markdown_text
 from segcore.training import sweep
@@ -82,7 +83,7 @@ with st.container(border=True):
                                 help=STUDY)
     study = kind == "Encoder study"
     study_weights = None
-    st.caption(f"{info.name}: {len(info.samples)} images, {info.mode}, classes {markdown_text(', '.join(info.class_names[1:]))}.")
+    st.caption(f"{info.name}: {len(info.samples)} images, {info.mode}, classes {markdown_text(', '.join(Labels.of_dataset(info).real_class_names))}.")
     plan = dataset_plan(str(ws.root), info.name, str(_ui.mtime(ws.dataset_dir(info.name) / "dataset.json")))
     if plan is not None and not study:
         with st.expander(f"The plan for {info.name}: settings derived from the data", icon=":material/lightbulb:"):
@@ -140,9 +141,10 @@ with st.container(border=True):
         labels = _ui.run_labels(all_runs)
         finished = [s.run_id for s in all_runs if s.state == "finished"]
         if finished:
+            # "" stands for "none": a selectbox whose value is None shows "Choose an option" instead of it.
             init_from = st.selectbox("Start from the weights of an earlier run (layers matched by name and shape; the head is new)",
-                                     [None] + finished, key="train_init_from",
-                                     format_func=lambda r: "no: random initialisation" if r is None else labels.get(r, r))
+                                     [""] + finished, key="train_init_from",
+                                     format_func=lambda r: "no: random initialisation" if not r else labels.get(r, r)) or None
 
     st.markdown("**Training**")
     c = st.columns([3, 1, 1])
@@ -155,10 +157,12 @@ with st.container(border=True):
     # "own": TrainConfig.learning_rate None, which each run resolves from its encoder (the study's runs too).
     own = "each encoder's own (1e-3 from scratch, 1e-4 pretrained)" if study else \
         f"the encoder's own ({encoders.get(encoder).learning_rate:g})"
+    # "own" stands for None (a selectbox whose value is None shows "Choose an option" instead of it).
     learning_rate = c[0].selectbox(
-        "Learning rate", list(dict.fromkeys([T.learning_rate, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2])), key="train_lr",
-        format_func=lambda v: own if v is None else f"{v:g}",
+        "Learning rate", list(dict.fromkeys(["own" if T.learning_rate is None else T.learning_rate, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2])),
+        key="train_lr", format_func=lambda v: own if v == "own" else f"{v:g}",
         help="Step size of the optimiser: 1e-4 suits pretrained encoders, 1e-3 small models trained from scratch.")
+    learning_rate = None if learning_rate == "own" else learning_rate
     patience = c[1].number_input("Patience", 0, 200, T.early_stopping_patience, key="train_patience",
                                  help="Early stopping: epochs without a lower validation loss before training stops; 0 = never stop early.")
     seed = c[2].number_input("Seed", 0, 2**31 - 1, T.seed, key="train_seed", help="Same seed and settings: same split, same augmentation, same starting weights.")
@@ -230,8 +234,10 @@ with st.container(border=True):
             name=name.strip(),
             tags=tuple(t.strip() for t in tags.split(",") if t.strip()),
         )
+        if study:  # every run of the study is built and checked here, before any is queued
+            sweep.study_configs(cfg, weights=study_weights)
     except ValueError as exc:
-        cfg_error = str(exc)
+        cfg, cfg_error = None, str(exc)
     label = "Queue the study" if study else "Queue this run"
     if cfg_error:
         st.error(f"These settings cannot train: {markdown_text(cfg_error)}")
@@ -285,7 +291,8 @@ def live() -> None:
     for s in recent[1:]:
         best = "" if s.best_val_dice is None else f", best val Dice {s.best_val_dice:.3f}"
         detail = "" if s.state == "finished" or not s.message else f" ({s.message})"
-        st.caption(f"{markdown_text(labels[s.run_id])}: {s.state} after {s.epoch}/{s.epochs} epochs{best}{markdown_text(detail)}.")
+        done = f" after {s.epoch}/{s.epochs} epochs" if s.epoch else ""  # "stopped after 0/2 epochs" says nothing
+        st.caption(f"{markdown_text(labels[s.run_id])}: {s.state}{done}{best}{markdown_text(detail)}.")
     if recent or running:
         st.page_link("pages/runs.py", label="Every run, with notes and downloads, is on the Runs page", icon=":material/table_chart:")
 
@@ -336,7 +343,8 @@ def run_panel(s, labels: dict) -> None:
         frac = epoch / epochs
         if batch is not None and batches and s.state == "running":
             frac = min(1.0, (epoch + float(batch) / float(batches)) / epochs)
-        text = f"epoch {epoch}/{epochs}" + (f", batch {batch}/{batches}" if batch is not None and batches else "")
+        # Before its first batch a run says what it is doing instead (the message: building, compiling, first batch).
+        text = f"epoch {epoch}/{epochs}" + (f", batch {batch}/{batches}" if batch and batches else "")
         st.progress(min(max(frac, 0.0), 1.0), text=text + (f" · {status.get('message')}" if status.get("message") else ""))
         for w in status.get("warnings") or []:
             st.warning(markdown_text(w))

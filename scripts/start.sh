@@ -39,16 +39,23 @@ if [ -n "${SEGCORE_START_DRY_RUN:-}" ]; then
   echo "accelerator=$accelerator requirements=$requirements backend=${KERAS_BACKEND:-tensorflow}"
   exit 0
 fi
+# Each step says what it does before it starts: the first start installs for a minute or more in silence otherwise.
+say() { echo "segcore: $*"; }
 if [ ! -x .venv/bin/python ]; then
+  say "creating a Python environment in .venv (first start only)"
   "$PY" -m venv .venv
 fi
 stamp=.venv/.requirements.sha
 want=$(cat "$requirements" requirements-core.txt | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  say "installing the packages of $requirements into .venv ($accelerator machine); the first time this takes a few minutes"
   .venv/bin/python -m pip install --quiet --upgrade pip
   .venv/bin/python -m pip install --quiet -r "$requirements"
   .venv/bin/python -m pip install --quiet --no-deps -e .
   echo "$want" > "$stamp"
+  say "packages installed"
 fi
+say "checking the demo dataset (generated on the first start)"
 .venv/bin/python -m segcore demo --quiet
+say "opening the dashboard (the address follows)"
 exec .venv/bin/python -m streamlit run streamlit_app.py "$@"

@@ -89,6 +89,11 @@ class Labels:
         return tuple(range(first, self.num_classes))
 
     @property
+    def real_class_names(self) -> tuple[str, ...]:
+        """The names of the real classes (those of ``scored``): a background class 0 is not one, a class 0 such as Sky is."""
+        return tuple(self.class_names[k] for k in self.scored)
+
+    @property
     def ranked(self) -> tuple[int, ...]:
         """The classes of the headline mean: every class (for multilabel, row 0 is "no class set")."""
         return tuple(range(self.num_classes))

@@ -30,3 +30,27 @@ def past_quick_starts(summaries: Iterable[Any]) -> list[Any]:
     """The finished quick-start runs among ``summaries`` (``RunSummary``), newest first."""
     out = [s for s in summaries if s.state == "finished" and "quick-start" in (s.tags or []) and s.name == QUICK_START.name]
     return sorted(out, key=lambda s: s.created_at, reverse=True)
+
+
+def active_quick_start(summaries: Iterable[Any]) -> Any | None:
+    """The newest quick-start run among ``summaries`` that is queued or running, or None."""
+    out = [s for s in summaries if s.state in ("queued", "running") and "quick-start" in (s.tags or []) and s.name == QUICK_START.name]
+    return max(out, key=lambda s: s.created_at, default=None)
+
+
+def start_quick_start(ws: Any = None, *, actor: Any = None) -> tuple[str, bool]:
+    """Queue the quick start unless one is already queued or running; ``actor`` launches it (``training.launch``).
+
+    Returns:
+        ``(run_id, queued)``: the new run and True, or the quick start
+        already under way and False (a second press never queues a duplicate).
+    """
+    import segcore.training as training
+    from segcore.runs import list_runs
+    from segcore.workspace import get_workspace
+
+    ws = ws or get_workspace()
+    active = active_quick_start(list_runs(ws))
+    if active is not None:
+        return active.run_id, False
+    return training.launch(QUICK_START, ws, actor=actor), True

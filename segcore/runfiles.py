@@ -156,7 +156,7 @@ STATUS_FIELDS: dict[str, Callable[[Any], str | None]] = {
     "pid": optional(positive_int), "queued_at": optional(number), "heartbeat": optional(number),
     "batch_loss": optional(number),
     "started_at": optional(text), "finished_at": optional(text), "updated_at": optional(text),
-    "host": optional(text), "message": optional(text), "backend": optional(text), "device": optional(text),
+    "host": optional(text), "message": optional(text), "phase": optional(text), "backend": optional(text), "device": optional(text),
     "warnings": texts, "best": optional(obj), "last": optional(number_map), "health": optional(obj),
     "test": optional(number_map),
 }

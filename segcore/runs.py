@@ -837,13 +837,14 @@ def create_run(
         cfg: the run's settings.
         dataset: name, content_hash, mode, classes, channels of the dataset.
         split: ``{"train": ids, "val": ids, "test": ids}``.
-        now: creation time (UTC now when None).
+        now: creation time (UTC now when None): the run id's stamp, ``created_at`` and ``queued_at``.
         extra: more fields for ``config.json`` (e.g. ``sweep``).
 
     Returns:
         The new ``RunFolder``.
     """
     ws.runs_dir.mkdir(parents=True, exist_ok=True)
+    now = now or _utcnow()
     for _ in range(20):
         run_id = new_run_id(cfg, now)
         path = ws.run_dir(run_id)
@@ -859,7 +860,7 @@ def create_run(
     run.write_status(
         {
             "state": "queued",
-            "queued_at": time.time(),
+            "queued_at": now.timestamp(),
             "epoch": 0,
             "epochs": cfg.train.epochs,
             "message": "waiting in the queue",
@@ -868,7 +869,7 @@ def create_run(
     )
     meta = {
         "run_id": run_id,
-        "created_at": iso(),
+        "created_at": iso(now.timestamp()),
         "config": cfg.to_dict(),
         "dataset": dataset,
         "split": split,

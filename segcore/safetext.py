@@ -44,7 +44,10 @@ def markdown_text(text: Any) -> str:
     What is shown is the text itself, with runs of white space (newlines too)
     shown as one space (and an invisible zero-width space inside bare URLs).
     """
-    s = " ".join(str(text).split()) if text is not None else ""
+    raw = str(text) if text is not None else ""
+    s = " ".join(raw.split())
+    if s:  # a run of white space at either end is shown as one space too: fragments joined later keep their gap
+        s = (" " if raw[0].isspace() else "") + s + (" " if raw[-1].isspace() else "")
     s = "".join(f"&#{ord(ch)};" if ch in _SPECIAL else ch for ch in s)
     for old, new in _AUTOLINKS:
         s = s.replace(old, new)

@@ -197,7 +197,7 @@ def test_an_import_records_who_imported_it_and_refuses_a_viewer(workspace, tmp_p
 def test_pages_pass_the_session_actor_to_every_guarded_segcore_call():
     """A page that forgot ``actor=`` would act as the local admin: every such call in pages/ names the actor."""
     guarded = {"launch", "stop", "resume", "rerun", "delete_run", "set_notes", "set_tags", "move_up", "import_dataset",
-               "import_upload", "queue_sweep", "queue_seeds", "queue_folds"}
+               "import_upload", "queue_sweep", "queue_seeds", "queue_folds", "start_quick_start"}
     missing = []
     for path in sorted((PROJECT / "pages").glob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):

@@ -178,11 +178,17 @@ def test_data_page_augmentation_preview(demo_ws):
 
 # --------------------------------------------------------------------------- runs for the Train / Runs / Compare pages
 
+import itertools
 import os
 import time
+from datetime import datetime, timedelta, timezone
 
 from segcore import runs as runs_mod
 from segcore.config import ModelConfig, RunConfig, TrainConfig
+
+
+_CREATED = itertools.count()
+_SINCE = datetime.now(timezone.utc) - timedelta(hours=1)
 
 
 def make_run(ws, *, state="finished", epochs=5, done=None, name="", encoder="none", depth=3, val_dice=0.8, evaluation=None, dataset="demo"):
@@ -193,6 +199,7 @@ def make_run(ws, *, state="finished", epochs=5, done=None, name="", encoder="non
         ws, cfg,
         dataset={"name": dataset, "content_hash": f"hash-{dataset}-20", "mode": "multiclass", "classes": [c.name for c in CLASSES], "channels": 3},
         split={"train": ids[:14], "val": ids[14:17], "test": ids[17:]},
+        now=_SINCE + timedelta(seconds=next(_CREATED)),  # one second apart, in the past: a stable order, no sleep
     )
     done = epochs if done is None else done
     history = [{"epoch": e, "loss": 1.0 / e, "val_loss": 1.2 / e, "val_dice": val_dice * e / epochs} for e in range(1, done + 1)]
@@ -205,7 +212,6 @@ def make_run(ws, *, state="finished", epochs=5, done=None, name="", encoder="non
     run.update_status(**fields)
     if evaluation is not None:
         run.write_evaluation(evaluation)
-    time.sleep(1.01)  # run ids and created_at have one-second resolution: keep the order stable
     return run
 
 

@@ -8,14 +8,15 @@ import cv2
 import numpy as np
 import pytest
 
-from segcore.data.fingerprint import Fingerprint, fingerprint, structure_thickness
+from segcore.data.fingerprint import Fingerprint, fingerprint, label_survival, structure_thickness
 from segcore.training.plan import make_plan
 
 
 def _fp(**kw) -> Fingerprint:
     base = dict(name="d", mode="binary", num_classes=2, class_names=("background", "thing"), class0_is_background=True,
                 channels=1, num_images=30, median_height=512, median_width=512, min_short_side=512,
-                class_fraction=(0.78, 0.22), thickness={"thing": 6.0})
+                class_fraction=(0.78, 0.22), thickness={"thing": 6.0},
+                survival={"128": {"thing": 0.80}, "256": {"thing": 0.93}})
     base.update(kw)
     return Fingerprint(**base)
 
@@ -30,12 +31,42 @@ def test_structure_thickness_measures_lines_and_discs():
     assert structure_thickness(np.zeros((5, 5), bool)) is None
 
 
+def test_thickness_is_not_fooled_by_specks():
+    """A class of one wide region and many specks (sky seen through leaves) is as thick as the region."""
+    rng = np.random.default_rng(0)
+    img = np.zeros((360, 480), np.uint8)
+    cv2.rectangle(img, (20, 20), (459, 140), 1, thickness=-1)  # a band 121 px tall
+    ys, xs = rng.integers(180, 360, 1500), rng.integers(0, 480, 1500)
+    img[ys, xs] = 1  # about 1,500 specks: far fewer pixels than the band's 53,000
+    assert structure_thickness(img == 1) > 60
+    line = np.zeros((200, 200), np.uint8)
+    cv2.line(line, (10, 100), (190, 100), 1, thickness=5)
+    line[rng.integers(0, 60, 100), rng.integers(0, 200, 100)] = 1  # a few specks beside a line do not make it thinner
+    assert structure_thickness(line == 1) == pytest.approx(line[80:120, 100].sum(), abs=0.5)
+
+
+def test_label_survival_loses_thin_lines_and_keeps_wide_regions():
+    mask = np.zeros((512, 512), np.uint8)
+    cv2.rectangle(mask, (40, 40), (300, 300), 1, thickness=-1)  # a wide square
+    for y in range(350, 500, 30):
+        cv2.line(mask, (10, y), (500, y), 2, thickness=3)  # lines 3 px wide
+    mask[0:8, :] = 255  # void is left out
+    counts = {side: label_survival(mask, side, [0, 1, 2], 3) for side in (128, 256)}
+    dice = {side: {k: both / total for k, (both, total) in c.items()} for side, c in counts.items()}
+    assert dice[128][1] > 0.98 and dice[256][1] > 0.99
+    assert dice[128][2] < 0.8 and dice[128][2] < dice[256][2]
+    planes = np.stack([mask == 1, mask == 2], axis=-1).astype(np.uint8)  # the same as 0/1 planes (multilabel)
+    multi = label_survival(planes, 128, [1, 2], 3, multilabel=True)
+    assert multi[1][0] / multi[1][1] > 0.98 and multi[2][0] / multi[2][1] < 0.8
+
+
 def test_thin_structures_train_at_native_resolution_and_thick_ones_at_a_low_scale():
     thin = make_plan(_fp())
     assert thin.value("train.fit") == "native" and thin.value("train.image_size") == 256
-    assert "6.0 px" in next(p.reason for p in thin.settings if p.setting == "train.fit")
+    assert "'thing' keeps only 93%" in next(p.reason for p in thin.settings if p.setting == "train.fit")
     thick = make_plan(_fp(median_height=574, median_width=765, min_short_side=570, thickness={"thing": 288.0},
-                          class_fraction=(0.63, 0.37), num_images=10))
+                          class_fraction=(0.63, 0.37), num_images=10,
+                          survival={"128": {"thing": 0.996}, "256": {"thing": 0.998}}))
     assert thick.value("train.fit") == "short_side" and thick.value("train.image_size") == 128
     assert thick.value("train.loss") == "auto" and thin.value("train.loss") == "dice_ce"
 
@@ -47,7 +78,8 @@ def test_the_plan_is_deterministic_and_every_setting_has_a_reason():
     cfg = a.config()  # settings objects check every value
     assert cfg.train.dataset == "d" and cfg.train.fit == "native" and cfg.train.budget_minutes == a.value("train.budget_minutes")
     assert cfg.train.augment.rotate_degrees == a.value("train.augment.rotate_degrees")
-    many = make_plan(_fp(num_images=800, median_height=256, median_width=256, min_short_side=256, thickness={"thing": 40.0}))
+    many = make_plan(_fp(num_images=800, median_height=256, median_width=256, min_short_side=256, thickness={"thing": 40.0},
+                         survival={"128": {"thing": 0.99}}))
     assert many.value("train.patches_per_image") == 1 and many.value("model.norm") in ("group", "batch")
 
 
@@ -73,6 +105,7 @@ def test_fingerprint_of_a_real_thin_structure_dataset(shared_datasets, workspace
     assert fp.num_images == 30 and (fp.median_height, fp.median_width) == (512, 512)
     name, thin = fp.thinnest
     assert 2.0 <= thin <= 10.0  # membranes a few pixels wide
+    assert fp.weakest_at(128)[1] < fp.weakest_at(256)[1] < 0.97  # membranes are lost when the images are scaled down
     assert make_plan(fp).value("train.fit") == "native"
 
 
@@ -161,10 +194,33 @@ def test_a_time_budget_stops_the_run_and_the_schedule_ends_with_it(workspace):
     assert result["state"] == "finished" and "time budget of 0.5 min used" in result["message"]
     state = run.read_train_state()
     done = int(state["epoch"])
-    assert 2 <= done < 500 and state["budget_stopped"] == done and state["planned_epochs"] == done
+    # how many epochs fit depends on this machine's speed (a loaded one may fit one); what holds at any speed:
+    assert 1 <= done < 500 and state["budget_stopped"] == done and state["planned_epochs"] == done
     assert state["budget_spent_s"] <= 0.5 * 60 + 2 * max(state["epoch_seconds"])  # at most about one epoch over
     lrs = [row["lr"] for row in run.read_history()]
-    assert lrs[-1] < lrs[0]  # the cosine schedule followed the budget down
+    assert len(lrs) == done and (done == 1 or lrs[-1] < lrs[0])  # the cosine schedule followed the budget down
+
+
+def test_the_budget_replans_the_epochs_from_the_time_each_takes(monkeypatch):
+    """With a clock: a 20 s first epoch (compiling), then 10 s epochs, in a 1-minute budget: 5 epochs, then a stop."""
+    from types import SimpleNamespace
+
+    from segcore.config import TrainConfig
+    from segcore.training import trainer as trainer_mod
+
+    clock = SimpleNamespace(now=0.0)
+    monkeypatch.setattr(trainer_mod, "time", SimpleNamespace(time=lambda: clock.now))
+    t = SimpleNamespace(cfg=SimpleNamespace(train=TrainConfig(budget_minutes=1.0, epochs=500)), state={}, fit_started=0.0,
+                        epochs=500)
+    model = SimpleNamespace(stop_training=False)
+    planned = []
+    for completed, at in enumerate((20, 30, 40, 50, 60), start=1):
+        clock.now = float(at)
+        trainer_mod.Trainer._follow_budget(t, model, completed)
+        planned.append(t.epochs)
+    assert planned == [3, 5, 5, 5, 5]  # after the first: 40 s left at 20 s an epoch; then 10 s epochs
+    assert model.stop_training and t.state["budget_stopped"] == 5 and t.state["budget_spent_s"] == 60.0
+    assert t.state["epoch_seconds"] == [20.0, 10.0, 10.0, 10.0, 10.0]
 
 
 def test_the_progress_line_names_each_epoch_once():

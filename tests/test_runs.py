@@ -44,6 +44,16 @@ def test_run_id_is_readable_and_unique():
     assert len({new_run_id(CFG, now) for _ in range(50)}) > 40
 
 
+def test_create_run_keeps_the_time_it_is_given(workspace):
+    """``now`` names the folder and stamps created_at and queued_at, so a list of runs made in one second keeps its order."""
+    first = make(workspace, now=datetime(2026, 1, 1, 0, 0, 0, tzinfo=timezone.utc))
+    second = make(workspace, now=datetime(2026, 1, 1, 0, 0, 1, tzinfo=timezone.utc))
+    assert first.run_id.startswith("20260101-000000-")
+    assert first.read_meta()["created_at"] == "2026-01-01T00:00:00Z"
+    assert first.read_status()["queued_at"] == datetime(2026, 1, 1, tzinfo=timezone.utc).timestamp()
+    assert [s.run_id for s in list_runs(workspace)] == [second.run_id, first.run_id]
+
+
 def test_create_writes_config_status_and_reads_back(workspace):
     now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
     run = make(workspace, now=now)

@@ -1,15 +1,27 @@
 """A dataset's fingerprint: the facts a training plan is derived from.
 
-Sizes, channels and class shares come from ``dataset.json``; the thickness
-of the thinnest structure is measured on the masks themselves: for each
-class (the background too when class 0 is a real class), the distance
-transform of its region gives, on the region's ridge (its local maxima),
-the half-width of the structure there (a line n px wide has (n + 1) / 2 at
-its middle); from the median over the ridge comes the class's typical
-thickness in pixels at the images' own resolution. A
-retinal vessel or a cell membrane comes out at 2 to 6 px, a skin lesion at
-hundreds. At most ``MAX_MASKS`` masks are read (spread evenly over the
-dataset), so a fingerprint takes about a second.
+Sizes, channels and class shares come from ``dataset.json``; two facts are
+measured on the masks themselves, for each scored class (the background too
+when class 0 is a real class):
+
+- **Survival at a scale** (what decides the training resolution): each mask
+  is scaled down so that its shorter side is ``s`` px (the centred area vote
+  training uses), back up to its own size (bilinear, as predictions are),
+  and compared with itself: the Dice of each class is the best score a
+  perfect model trained at that scale could reach. Thin structures (a cell
+  membrane, a pole in a street scene) lose most; large regions nothing.
+  Measured at each of ``SURVIVAL_SIDES`` smaller than the images.
+- **Typical thickness** (shown, and used for the loss): the distance
+  transform of the class's region gives, on its ridge (local maxima), the
+  half-width there (a line n px wide has (n + 1) / 2 at its middle). Each
+  ridge pixel stands for a piece of the region as wide as the structure
+  there, so the thickness is the median over the ridge weighted by that
+  width: a class whose pixels lie in a few wide regions is not called thin
+  because of many specks. A retinal vessel or a cell membrane comes out at
+  2 to 6 px, a skin lesion at hundreds.
+
+At most ``MAX_MASKS`` masks are read (spread evenly over the dataset), so a
+fingerprint takes a second or two.
 """
 
 from __future__ import annotations
@@ -21,6 +33,7 @@ import cv2
 import numpy as np
 
 MAX_MASKS = 40
+SURVIVAL_SIDES = (128, 256)
 
 
 @dataclass(frozen=True)
@@ -39,6 +52,8 @@ class Fingerprint:
     min_short_side: int
     class_fraction: tuple[float, ...]  # per class, over all labelled pixels
     thickness: dict[str, float | None] = field(default_factory=dict)  # per class name: typical thickness in px
+    # per shorter side (as text, "128"): per class name, the Dice of the labels scaled there and back
+    survival: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property
     def median_short_side(self) -> int:
@@ -52,6 +67,14 @@ class Fingerprint:
             return None, None
         name = min(measured, key=measured.get)
         return name, measured[name]
+
+    def weakest_at(self, short_side: int) -> tuple[str | None, float | None]:
+        """The class that loses most with the shorter side scaled to ``short_side``, and its Dice (None: not measured)."""
+        scores = self.survival.get(str(short_side)) or {}
+        if not scores:
+            return None, None
+        name = min(scores, key=scores.get)
+        return name, scores[name]
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -67,9 +90,44 @@ def structure_thickness(region: np.ndarray) -> float | None:
         return None
     dist = cv2.distanceTransform(region, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
     ridge = (dist >= cv2.dilate(dist, np.ones((3, 3), np.uint8))) & (region > 0)
-    values = dist[ridge]
-    # a pixel at the middle of a line n px wide lies (n + 1) / 2 from the nearest pixel outside it
-    return float(2.0 * np.median(values) - 1.0) if values.size else None
+    values = np.sort(dist[ridge])
+    if not values.size:
+        return None
+    # a pixel at the middle of a line n px wide lies (n + 1) / 2 from the nearest pixel outside it; each ridge
+    # pixel stands for a piece of the region that wide, so the median is weighted by the width
+    widths = 2.0 * values - 1.0
+    cumulative = np.cumsum(widths)
+    return float(widths[np.searchsorted(cumulative, cumulative[-1] / 2.0)])
+
+
+def label_survival(mask: np.ndarray, short_side: int, classes: list[int], num_classes: int,
+                   multilabel: bool = False) -> dict[int, tuple[int, int]]:
+    """Per class in ``classes``, ``(2 * overlap, pixels in both)`` of ``mask`` against itself scaled to ``short_side`` and back.
+
+    The sums over several masks give each class's Dice at that scale (see the module notes). ``mask`` is
+    (H, W) class indices ``0 .. num_classes - 1`` (other values, such as void, are left out of the count)
+    or, with ``multilabel``, (H, W, P) 0/1 planes where class ``k`` is plane ``k - 1``.
+    """
+    from segcore.data.resample import resize_labels, resize_probs
+
+    h, w = mask.shape[:2]
+    scale = short_side / min(h, w)
+    small_h, small_w = max(1, round(h * scale)), max(1, round(w * scale))
+    small = resize_labels(mask, small_h, small_w)
+    out = {}
+    if multilabel:
+        for k in classes:
+            back = resize_probs(small[..., k - 1].astype(np.float32), h, w) >= 0.5
+            truth = mask[..., k - 1] == 1
+            out[k] = (2 * int((back & truth).sum()), int(back.sum() + truth.sum()))
+        return out
+    planes = np.stack([(small == k).astype(np.float32) for k in range(num_classes)], axis=-1)
+    back = resize_probs(planes, h, w).reshape(h, w, num_classes).argmax(-1)
+    scored = mask < num_classes
+    for k in classes:
+        truth, got = mask == k, (back == k) & scored
+        out[k] = (2 * int((got & truth).sum()), int(got.sum() + truth.sum()))
+    return out
 
 
 def fingerprint(dataset) -> Fingerprint:
@@ -82,8 +140,15 @@ def fingerprint(dataset) -> Fingerprint:
     chosen = samples[::step][:MAX_MASKS]
     first = 0 if not info.class0_is_background and info.mode != "multilabel" else 1
     per_class: dict[int, list[float]] = {k: [] for k in range(first, info.num_classes)}
+    multilabel = info.mode == "multilabel"
+    kept = {side: {k: [0, 0] for k in per_class} for side in SURVIVAL_SIDES}
     for sample in chosen:
         mask = dataset.mask(sample.id)
+        for side in SURVIVAL_SIDES:
+            if side < min(mask.shape[:2]):
+                for k, (both, total) in label_survival(mask, side, list(per_class), info.num_classes, multilabel).items():
+                    kept[side][k][0] += both
+                    kept[side][k][1] += total
         for k in per_class:
             if info.mode == "multilabel":
                 region = mask[..., k - 1] == 1
@@ -93,11 +158,13 @@ def fingerprint(dataset) -> Fingerprint:
             if t is not None:
                 per_class[k].append(t)
     thickness = {info.class_names[k]: (float(np.median(v)) if v else None) for k, v in per_class.items()}
+    survival = {str(side): {info.class_names[k]: round(both / total, 4) for k, (both, total) in counts.items() if total}
+                for side, counts in kept.items() if any(total for _, total in counts.values())}
     fractions = tuple(float(f) for f in info.class_pixel_fraction) or tuple(0.0 for _ in info.class_names)
     return Fingerprint(
         name=info.name, mode=info.mode, num_classes=info.num_classes, class_names=tuple(info.class_names),
         class0_is_background=bool(info.class0_is_background), channels=int(info.channels), num_images=len(samples),
         median_height=int(np.median(heights)), median_width=int(np.median(widths)),
         min_short_side=int(min(min(h, w) for h, w in zip(heights, widths))), class_fraction=fractions,
-        thickness=thickness,
+        thickness=thickness, survival=survival,
     )

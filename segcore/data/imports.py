@@ -40,7 +40,7 @@ from segcore.access import Actor, local_actor, require
 from segcore.data import imageio, layouts, masks, paths, polygons
 from segcore.data.archive import content_root, extract_zip
 from segcore.data.dataset import IGNORE_INDEX, ClassInfo, DatasetInfo, Problem, SampleInfo, pixel_hash
-from segcore.data.options import ImportOptions, as_options, parse_colors
+from segcore.data.options import ImportOptions, as_options, option_hint, parse_colors
 from segcore.fsutil import check_name, make_temp_dir, read_json, write_json_atomic
 from segcore.workspace import ServerSettings, Workspace, get_workspace
 
@@ -131,6 +131,7 @@ def import_dataset(
     workspace: Workspace | None = None,
     progress: Progress | None = None,
     on_exists: str = "error",
+    source_label: str | None = None,
     actor: Actor | None = None,
 ) -> ImportReport:
     """Import a dataset into the workspace under ``name``.
@@ -148,6 +149,9 @@ def import_dataset(
         progress: called as ``progress(done, total, message)``.
         on_exists: ``"error"`` to refuse an existing name, ``"version"`` to
             import as ``name-2``, ``name-3``, ...
+        source_label: what ``dataset.json`` records as the source (an
+            upload's file names: its saved copy is deleted afterwards);
+            default the source's path.
         actor: who imports it (default: the local user); kept in ``dataset.json``'s
             ``source.imported_by`` with the time.
 
@@ -171,7 +175,8 @@ def import_dataset(
     name, source = _check_request(ws, name=name, source=source, layout=layout, on_exists=on_exists)
     job = _Import(
         source=source, name=name, options=options, workspace=ws, limits=limits,
-        progress=progress or _no_progress, scratch=make_temp_dir(ws.tmp_dir, f"import-{name}-"), actor=actor,
+        progress=progress or _no_progress, scratch=make_temp_dir(ws.tmp_dir, f"import-{name}-"), source_label=source_label,
+        actor=actor,
     )  # fmt: skip
     try:
         _run(job, layout=layout, strict=strict)
@@ -218,6 +223,7 @@ class _Import:
     limits: ServerSettings
     progress: Progress
     scratch: Path
+    source_label: str | None = None
     report: ImportReport = field(init=False)
     root: Path = field(init=False)
     discovery: layouts.Discovery | None = None
@@ -338,7 +344,7 @@ def _discover(job: _Import, layout: str) -> None:
 
 def _with_source(job: _Import, info: DatasetInfo) -> DatasetInfo:
     """``info`` with where it came from: the source path, the layout, the options changed and the report's details."""
-    source = {"path": str(job.source), "layout": job.report.layout, "options": job.options.changed(), **job.report.details,
+    source = {"path": job.source_label or str(job.source), "layout": job.report.layout, "options": job.options.changed(), **job.report.details,
               "imported_by": {**(job.actor or local_actor()).record(), "at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}}
     return DatasetInfo(**{**info.__dict__, "source": source})
 
@@ -370,7 +376,7 @@ def _free_name(ws: Workspace, name: str, on_exists: str) -> str:
     if on_exists == "error":
         raise FileExistsError(
             f"a dataset named {name!r} already exists in {ws.datasets_dir}; choose another name "
-            "or ask for a new version (--version makes name-2)"
+            f"or import it as a new version, {name}-2 ({option_hint('on_exists')})"
         )
     n = 2
     while ws.dataset_dir(f"{name}-{n}").exists():
@@ -1057,7 +1063,7 @@ def _fraction_problems(plan: _Plan, *, mode: str, fractions: list[float]) -> lis
             Problem(
                 "foreground_majority",
                 f"the foreground class {names[1]!r} covers {fractions[1]:.0%} of all pixels; if the masks "
-                "mark the background in white, import again with option invert=true",
+                f"mark the background in white, import again with {option_hint('invert')}",
                 (),
                 "warning",
             )
@@ -1147,7 +1153,7 @@ def _class0_assumed(name: str, *, value: bool, why: str) -> Problem:
     return Problem(
         "class0_assumed",
         f"class 0 ({name!r}) was taken as {'the background' if value else 'a real class'} ({why}), so it is {effect}; "
-        f"if it is {'a real class' if value else 'the background'}, import again with --class0 {other} (option \"class0\": \"{other}\")",
+        f"if it is {'a real class' if value else 'the background'}, import again with {option_hint('class0', other)}",
         (),
         "warning",
     )

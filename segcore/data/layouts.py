@@ -31,7 +31,7 @@ from segcore.data import paths
 from segcore.data import polygons as poly
 from segcore.data.dataset import Problem
 from segcore.data.imageio import IMAGE_EXTENSIONS, LOSSY_EXTENSIONS, is_image_file
-from segcore.data.options import ImportOptions
+from segcore.data.options import ImportOptions, option_hint
 
 LAYOUTS = {
     "paired": "images/ + masks/ folders matched by file stem (suffixes such as _mask, _label, _manual1 tolerated); "
@@ -524,9 +524,9 @@ def _stem_hint(root: Path) -> str:
     for kind in ("labelme", "coco"):
         if kinds.get(kind):
             name = "LabelMe" if kind == "labelme" else "COCO"
-            return hint + f". The data holds {name} .json annotation files: import it with --layout {kind} (layout={kind!r})"
+            return hint + f". The data holds {name} .json annotation files: import it with {option_hint('layout', kind)}"
     if any(_files(d, ".txt") for d in _walk_dirs(root)):
-        hint += ". The data holds .txt files: if they are polygon point lists, use --layout polygons"
+        hint += f". The data holds .txt files: if they are polygon point lists, import them with {option_hint('layout', 'polygons')}"
     return hint
 
 
@@ -732,10 +732,11 @@ def discover_class_folders(root: Path, options: ImportOptions) -> Discovery:
                     smp.class_masks[missing_names[0]] = smp.class_masks.pop(spare[0])
             labels = [missing_names[0] if c == spare[0] else c for c in labels]
         elif missing_names:
-            hint = " ".join(f"--merge {_folder_of(a, roles_all, annotators, merge)}={b}" for a, b in zip(spare, missing_names))
+            pairs = {_folder_of(a, roles_all, annotators, merge): b for a, b in zip(spare, missing_names)}
+            hint = option_hint("merge", pairs) if pairs else ""
             raise ValueError(
                 f"classes {missing_names} given in options have no folder; class folders are {labels}. "
-                + (f"To give a folder a class name, merge it into that name: {hint} (option merge)" if hint else
+                + (f"To give a folder a class name, merge it into that name: {hint}" if hint else
                    "Name only the class folders there are")
             )
         labels = list(order) + [c for c in labels if c not in order]

@@ -34,7 +34,7 @@ import cv2
 import numpy as np
 
 from segcore.data.dataset import IGNORE_INDEX
-from segcore.data.options import ImportOptions
+from segcore.data.options import ImportOptions, option_hint
 
 # Fewer distinct values than this: every value is a label. More: some are noise.
 MAX_CLEAN_VALUES = 64
@@ -278,7 +278,7 @@ def void_suggestions(spec: MaskSpec, pixels: dict[int, int], neighbours: np.ndar
             out.append(
                 f"value {v} borders {len(touches)} of the {len(others)} other classes and is the first or second "
                 f"neighbour of {top2} of them, as unlabelled (void) pixels do; it was imported as class {name!r}. "
-                f"If it marks void, import again with --ignore {v} (option \"ignore\": [{v}])"
+                f"If it marks void, import again with {option_hint('ignore', v)}"
             )
     return out
 

@@ -153,6 +153,39 @@ class ImportOptions:
         return [f.name for f in dataclasses.fields(ImportOptions)]
 
 
+def _json(value: Any) -> str:
+    import json
+
+    return json.dumps(value)
+
+
+# How to give each option a message may advise, in the words of both places a message is read:
+# (the Data page's field and its value, the command line's flag).
+_PLACES = {
+    "ignore": lambda v: (f'"Void mask values" {v}', f"--ignore {v}"),
+    "invert": lambda v: ('"Invert binary masks" ticked', "--option invert=true"),
+    "class0": lambda v: ('"Class 0 is" ' + ("a real class" if v == "class" else "the background"), f"--class0 {v}"),
+    "layout": lambda v: (f'"Layout" {v}', f"--layout {v}"),
+    "merge": lambda v: ("\"Other options (JSON)\" " + _json({"merge": dict(v)}), " ".join(f"--merge {a}={b}" for a, b in dict(v).items())),
+    "on_exists": lambda v: ('"New version if the name exists" ticked', "--version"),
+}
+
+
+def option_hint(option: str, value: Any = True) -> str:
+    """How to set import option ``option`` to ``value``, for a message read on the Data page or the command line.
+
+    Returns:
+        e.g. ``"Void mask values" 11 on the Data page, --ignore 11 on the command line``.
+
+    Raises:
+        KeyError: naming the options there is a hint for.
+    """
+    if option not in _PLACES:
+        raise KeyError(f"no hint for import option {option!r}; there are hints for {sorted(_PLACES)}")
+    form, flag = _PLACES[option](value)
+    return f"{form} on the Data page, {flag} on the command line"
+
+
 def as_options(options: "ImportOptions | Mapping[str, Any] | None") -> ImportOptions:
     """``options`` as :class:`ImportOptions` (a mapping is read strictly)."""
     if isinstance(options, ImportOptions):

@@ -100,12 +100,21 @@ def import_upload(
     try:
         report(0, 0, f"saving {_describe(files)}")
         source = save_uploads(files, targets, folder)
+        # The saved copy is deleted below: the dataset records the uploaded file names as its source.
         return import_dataset(
             source, name, layout=layout, options=options, strict=strict, workspace=ws, progress=report, on_exists=on_exists,
+            source_label=_uploaded_names(files),
             actor=actor,
         )
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _uploaded_names(files: list[UploadedFile], shown: int = 3) -> str:
+    """The uploaded file names as a source: ``"an upload of data.zip"``, ``"an upload of a.png, b.png, c.png and 40 more"``."""
+    names = [PurePosixPath(str(f.name).replace("\\", "/")).name or str(f.name) for f in files]
+    more = len(names) - shown
+    return "an upload of " + ", ".join(names[:shown]) + (f" and {more} more" if more > 0 else "")
 
 
 def upload_paths(names: list[str]) -> list[PurePosixPath]:

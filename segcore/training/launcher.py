@@ -115,6 +115,38 @@ def check_config(cfg: RunConfig) -> RunConfig:
     return cfg
 
 
+def prepare_launch(
+    cfg: RunConfig,
+    ws: Workspace,
+    *,
+    split: dict[str, list[str]] | None = None,
+) -> tuple[RunConfig, dict[str, Any], dict[str, list[str]]]:
+    """Every check a launch makes, with nothing written; returns the settings, dataset record and split to queue.
+
+    Raises:
+        FileNotFoundError: the dataset (or the run to start from) does not exist.
+        ValueError: settings that cannot train.
+    """
+    cfg = check_config(cfg)
+    dataset, record = dataset_record(ws, cfg.train.dataset)
+    size = cfg.train.image_size
+    check_memory(cfg, record["num_samples"] * size * size * (record["channels"] + 1),
+                 f"the {record['num_samples']} images and masks of {cfg.train.dataset!r} in memory at {size}x{size}, "
+                 "plus the activations of one training step")
+    if split is None:
+        subsets = {s.id: s.subset for s in dataset.info.samples}
+        split = split_ids(dataset.ids, cfg.train.split, subsets).to_dict()
+    else:
+        known = set(dataset.ids)
+        missing = [i for part in ("train", "val", "test") for i in split.get(part, []) if i not in known]
+        if missing:
+            raise ValueError(f"split names ids {missing[:5]} that dataset {cfg.train.dataset!r} does not have")
+        split = {part: list(split.get(part, [])) for part in ("train", "val", "test")}
+    if cfg.model.init_from_run:
+        open_run(cfg.model.init_from_run, ws)  # fails now, naming the runs, rather than in the queue
+    return cfg, record, split
+
+
 def launch(
     cfg: RunConfig,
     ws: Workspace | None = None,
@@ -148,23 +180,7 @@ def launch(
     actor = actor or local_actor()
     require(actor, "launch")
     ws = ws or get_workspace()
-    cfg = check_config(cfg)
-    dataset, record = dataset_record(ws, cfg.train.dataset)
-    size = cfg.train.image_size
-    check_memory(cfg, record["num_samples"] * size * size * (record["channels"] + 1),
-                 f"the {record['num_samples']} images and masks of {cfg.train.dataset!r} in memory at {size}x{size}, "
-                 "plus the activations of one training step")
-    if split is None:
-        subsets = {s.id: s.subset for s in dataset.info.samples}
-        split = split_ids(dataset.ids, cfg.train.split, subsets).to_dict()
-    else:
-        known = set(dataset.ids)
-        missing = [i for part in ("train", "val", "test") for i in split.get(part, []) if i not in known]
-        if missing:
-            raise ValueError(f"split names ids {missing[:5]} that dataset {cfg.train.dataset!r} does not have")
-        split = {part: list(split.get(part, [])) for part in ("train", "val", "test")}
-    if cfg.model.init_from_run:
-        open_run(cfg.model.init_from_run, ws)  # fails now, naming the runs, rather than in the queue
+    cfg, record, split = prepare_launch(cfg, ws, split=split)
     run = create_run(ws, cfg, dataset=record, split=split, extra=extra)
     run.record(actor, "launch", detail)
     if start_worker:

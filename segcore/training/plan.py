@@ -2,13 +2,14 @@
 
 The rules (each value names its reason in the plan):
 
-- **Resolution.** A structure thinner than ``MIN_STRUCTURE_PX`` pixels at
-  the training scale is lost (a 6 px membrane of a 512 px image is 1.5 px at
-  128). If the thinnest class keeps at least ``2 * MIN_STRUCTURE_PX`` pixels
-  with the images' shorter side scaled to 128 (or 256), the plan trains at
-  that scale (``fit short_side``: the whole image's context, cheap).
-  Otherwise it trains at the images' own resolution (``fit native``) on
-  random patches, and predicts in Gaussian-blended tiles.
+- **Resolution.** The fingerprint measures how much of each class survives
+  when the labels are scaled down (shorter side at 128, then 256 px) and
+  back up: the best Dice a perfect model could reach at that scale. The plan
+  trains at the smallest of those scales where every scored class keeps at
+  least ``SURVIVAL_DICE`` (``fit short_side``: the whole image's context,
+  cheap). Otherwise (a membrane, a vessel, a pole would be lost) it trains
+  at the images' own resolution (``fit native``) on random patches, and
+  predicts in Gaussian-blended tiles.
 - **Patch / image size.** 256 when the images are at least that large, else
   the largest multiple of 32 they hold (at least 64).
 - **Batch.** About ``PIXELS_PER_BATCH`` pixels a step (8 patches of 256,
@@ -42,6 +43,7 @@ from segcore.config import AugmentConfig, ModelConfig, RunConfig, TrainConfig
 from segcore.data.fingerprint import Fingerprint
 
 MIN_STRUCTURE_PX = 4.0
+SURVIVAL_DICE = 0.97
 PIXELS_PER_BATCH = 2**19
 PATCHES_PER_EPOCH = 64
 BATCH_NORM_FROM = 500
@@ -114,26 +116,30 @@ def make_plan(fp: Fingerprint) -> Plan:
     out: list[Planned] = []
     thin_name, thin = fp.thinnest
     short = max(1, fp.median_short_side)
-    # resolution
+    # resolution: the smallest scale every class survives
     fit, size, why = None, None, ""
-    if thin is None:
+    measured = [side for side in (128, 256) if side < short and fp.survival.get(str(side))]
+    if not measured and thin is None:
         fit, size = "short_side", min(128, _patch(short))
         why = "no structure could be measured in the masks; the shorter side at 128 px keeps the whole image in view"
-    else:
-        for candidate in (128, 256):
-            if candidate >= short:
-                break
-            kept = thin * candidate / short
-            if kept >= 2 * MIN_STRUCTURE_PX:
-                fit, size = "short_side", candidate
-                why = (f"the thinnest structures ('{thin_name}', {thin:.1f} px) stay {kept:.0f} px wide with the shorter "
-                       f"side ({short} px) at {candidate} px: the whole image's context at a low cost")
-                break
-        if fit is None:
-            fit, size = "native", _patch(short)
-            why = (f"the thinnest structures ('{thin_name}', {thin:.1f} px) would shrink below "
-                   f"{2 * MIN_STRUCTURE_PX:.0f} px if the images ({fp.median_height}x{fp.median_width}) were scaled "
-                   f"down: train on {size} px patches at their own resolution, predict in blended tiles")
+    for side in measured:
+        name, kept = fp.weakest_at(side)
+        if kept >= SURVIVAL_DICE:
+            fit, size = "short_side", side
+            why = (f"with the shorter side ({short} px) at {side} px every class keeps at least {kept:.0%} of its labels "
+                   f"(the least, '{name}'; labels scaled there and back): the whole image's context at a low cost")
+            break
+    if fit is None:
+        fit, size = "native", _patch(short)
+        lost = [(side, *fp.weakest_at(side)) for side in measured]
+        if lost:
+            side, name, kept = lost[-1]
+            why = (f"'{name}' keeps only {kept:.0%} of its labels with the images ({fp.median_height}x{fp.median_width}) "
+                   f"scaled to {side} px on the shorter side (scaled there and back; at least {SURVIVAL_DICE:.0%} wanted): "
+                   f"train on {size} px patches at their own resolution, predict in blended tiles")
+        else:
+            why = (f"the images ({fp.median_height}x{fp.median_width}) are small: train on {size} px windows at their "
+                   "own resolution, predict in blended tiles")
     out.append(Planned("train.fit", fit, why))
     out.append(Planned("train.image_size", size, "the patch (window) size: 256 px where the images hold it"
                        if fit == "native" else "the training scale chosen above"))

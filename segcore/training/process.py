@@ -117,7 +117,8 @@ def execute(run_dir: str | os.PathLike) -> int:
         heartbeat=time.time(),
         started_at=previous.get("started_at") or iso(),
         attempt=int(previous.get("attempt", 0)) + 1,
-        message="starting",
+        message="starting: loading Keras and its backend",
+        phase="starting",
     )
     terms = {"count": 0}
 

@@ -55,48 +55,38 @@ def sweep_dir(ws: Workspace, sweep_id: str) -> Path:
     return ws.root / "sweeps" / check_name(sweep_id, "sweep id")
 
 
-def queue_sweep(
+def study_configs(
     base: RunConfig,
-    ws: Workspace | None = None,
     *,
     weights: str = "imagenet",
     fine_tune_after: int | None = None,
     models: tuple[str, ...] | None = None,
-    actor: Actor | None = None,
-) -> dict[str, Any]:
-    """Queue the paper's set on ``base.train.dataset`` with one split and seed.
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """The settings of every run of the study, each built and checked; nothing is queued.
 
-    Args:
-        base: settings shared by every run (dataset, image size, epochs, seed, split, ...).
-        ws: the workspace.
-        weights: ``"imagenet"`` (where cached, else none with a note), ``"none"`` or a file path.
-        fine_tune_after: frozen epochs of "VGG16 fine-tuned" (default: half the epochs).
-        models: labels from ``PAPER_SET`` to run (default: all).
-        actor: who queues them (default: the local user); AccessDenied before anything is queued if they may not launch.
+    Args: as for :func:`queue_sweep`.
 
     Returns:
-        The sweep record (``sweep_id``, ``runs`` with label and run id, ``notes``),
-        also saved as ``sweeps/<sweep_id>/sweep.json``.
-    """
-    from segcore.data.split import split_ids
-    from segcore.training.launcher import dataset_record, ensure_worker, launch
+        ``(runs, notes)``: per run ``label``, ``encoder``, ``weights``, ``freeze`` and ``config`` (a ``RunConfig``),
+        in the paper's order; ``notes`` say which models train without ImageNet weights.
 
-    actor = actor or local_actor()
-    require(actor, "launch")
-    ws = ws or get_workspace()
-    dataset, record = dataset_record(ws, base.train.dataset)
-    subsets = {s.id: s.subset for s in dataset.info.samples}
-    split = split_ids(dataset.ids, base.train.split, subsets).to_dict()
+    Raises:
+        ValueError: naming the model whose settings cannot train, the setting and what was expected.
+    """
+    from segcore.config import SettingError
+
     chosen = [row for row in PAPER_SET if models is None or row[0] in models]
     if models is not None and len(chosen) != len(models):
         unknown = sorted(set(models) - {row[0] for row in PAPER_SET})
         raise ValueError(f"unknown sweep model(s) {unknown}; the set is {[row[0] for row in PAPER_SET]}")
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    sweep_id = f"sweep-{stamp}-{base.train.dataset}"[:64]
+    epochs = base.train.epochs
+    if fine_tune_after is None and epochs < 2 and any(freeze == "fine_tune" for _, _, freeze in chosen):
+        # The frozen epochs are derived from the epochs: name the epochs, the setting that was given.
+        raise SettingError("train.epochs", epochs, "at least 2 for the study's 'VGG16 fine-tuned' run, which trains "
+                           "its encoder frozen for the first half of the epochs and fine-tuned for the rest")
+    after = fine_tune_after if fine_tune_after is not None else max(1, epochs // 2)
     notes: list[str] = []
     runs = []
-    epochs = base.train.epochs
-    after = fine_tune_after if fine_tune_after is not None else max(1, epochs // 2)
     for label, encoder, freeze in chosen:
         w = "none"
         pretrained = encoders.get(encoder).pretrained
@@ -108,16 +98,83 @@ def queue_sweep(
                 notes.append(note)
             else:
                 w = weights
-        model = replace(
-            base.model, encoder=encoder, weights=w, freeze=freeze,
-            fine_tune_after=after if freeze == "fine_tune" else 0,
-        )
-        if not pretrained:
-            model = replace(model, freeze="trainable")
-        cfg = replace(base, model=model, name=label, tags=tuple(dict.fromkeys([*base.tags, sweep_id])))
-        run_id = launch(cfg, ws, split=split, extra={"sweep": {"id": sweep_id, "label": label}}, start_worker=False,
-                        actor=actor, detail=f"study {sweep_id}: {label}")
-        runs.append({"label": label, "run_id": run_id, "encoder": encoder, "weights": w, "freeze": freeze})
+        # A name typed for the study names each of its runs: "baseline: ResNet50".
+        name = f"{base.name}: {label}" if base.name else label
+        try:
+            model = replace(
+                base.model, encoder=encoder, weights=w, freeze=freeze if pretrained else "trainable",
+                fine_tune_after=after if freeze == "fine_tune" else 0,
+            )
+            cfg = replace(base, model=model, name=name[:200])
+        except ValueError as exc:
+            raise ValueError(f"the study's {label!r} run cannot train: {exc}") from None
+        runs.append({"label": label, "encoder": encoder, "weights": w, "freeze": freeze, "config": cfg})
+    return runs, notes
+
+
+def queue_sweep(
+    base: RunConfig,
+    ws: Workspace | None = None,
+    *,
+    weights: str = "imagenet",
+    fine_tune_after: int | None = None,
+    models: tuple[str, ...] | None = None,
+    actor: Actor | None = None,
+) -> dict[str, Any]:
+    """Queue the paper's set on ``base.train.dataset`` with one split and seed: every run, or none.
+
+    Every run's settings are built and checked (as ``launch`` checks them)
+    before the first is queued; the queue worker starts once all are queued.
+
+    Args:
+        base: settings shared by every run (dataset, image size, epochs, seed, split, ...);
+            its name, when given, starts each run's name.
+        ws: the workspace.
+        weights: ``"imagenet"`` (where cached, else none with a note), ``"none"`` or a file path.
+        fine_tune_after: frozen epochs of "VGG16 fine-tuned" (default: half the epochs).
+        models: labels from ``PAPER_SET`` to run (default: all).
+        actor: who queues them (default: the local user); AccessDenied before anything is queued if they may not launch.
+
+    Returns:
+        The sweep record (``sweep_id``, ``runs`` with label and run id, ``notes``),
+        also saved as ``sweeps/<sweep_id>/sweep.json``.
+
+    Raises:
+        ValueError: settings one of the runs cannot train with (nothing is queued then).
+    """
+    from segcore.data.split import split_ids
+    from segcore.runs import delete_run
+    from segcore.training.launcher import dataset_record, ensure_worker, launch, prepare_launch
+
+    actor = actor or local_actor()
+    require(actor, "launch")
+    ws = ws or get_workspace()
+    planned, notes = study_configs(base, weights=weights, fine_tune_after=fine_tune_after, models=models)
+    dataset, record = dataset_record(ws, base.train.dataset)
+    subsets = {s.id: s.subset for s in dataset.info.samples}
+    split = split_ids(dataset.ids, base.train.split, subsets).to_dict()
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    sweep_id = f"sweep-{stamp}-{base.train.dataset}"[:64]
+    for entry in planned:  # every launch-time check, before the first run is queued
+        try:
+            prepare_launch(entry["config"], ws, split=split)
+        except ValueError as exc:
+            raise ValueError(f"the study's {entry['label']!r} run cannot train: {exc}") from None
+    runs: list[dict[str, Any]] = []
+    try:
+        for entry in planned:
+            cfg = entry["config"]
+            cfg = replace(cfg, tags=tuple(dict.fromkeys([*cfg.tags, sweep_id])))
+            run_id = launch(cfg, ws, split=split, extra={"sweep": {"id": sweep_id, "label": entry["label"]}}, start_worker=False,
+                            actor=actor, detail=f"study {sweep_id}: {entry['label']}")
+            runs.append({k: entry[k] for k in ("label", "encoder", "weights", "freeze")} | {"run_id": run_id})
+    except BaseException:
+        for r in runs:  # a study is queued whole or not at all
+            try:
+                delete_run(r["run_id"], ws, force=True, actor=actor)
+            except (OSError, ValueError):
+                pass
+        raise
     ensure_worker(ws)
     record_out = {"sweep_id": sweep_id, "dataset": record, "split": split, "seed": base.train.seed, "runs": runs, "notes": notes}
     write_json_atomic(sweep_dir(ws, sweep_id) / "sweep.json", record_out)

@@ -151,19 +151,27 @@ def make_run_callback(trainer: "Trainer"):
             self._last_status = 0.0
             self._epoch_start = 0.0
             self.partial_epoch = False
+            self.batches_done = 0  # in this process: the first batch compiles the training step
+            self._epoch = 0
 
         def on_epoch_begin(self, epoch, logs=None):
             self.partial_epoch = False
+            self._epoch = epoch
             self._epoch_start = time.time()
             self._validation = 0.0
             if self.t.train_batches is not None:
                 self.t.train_batches.epoch = epoch  # the batch order and augmentation of this epoch
             lr = self.t.lr_for_epoch(epoch)
             _set_lr(self.model, lr)
-            self.t.status.update(epoch=epoch, batch=0, batches=self.t.steps_per_epoch, message=f"epoch {epoch + 1}/{self.t.epochs}")
+            message, phase = f"epoch {epoch + 1}/{self.t.epochs}", "training"
+            if self.batches_done == 0:  # tens of seconds with no batch done: say why
+                message, phase = "first batch: the training step is compiled on it, the slowest step", "first batch"
+            self.t.status.update(epoch=epoch, batch=0, batches=self.t.steps_per_epoch, message=message, phase=phase)
 
         def on_train_batch_end(self, batch, logs=None):
             logs = logs or {}
+            first = self.batches_done == 0
+            self.batches_done += 1
             loss = logs.get("loss")
             if loss is not None and not health.is_finite(loss):
                 self.t.failure = health.nan_message(
@@ -178,9 +186,11 @@ def make_run_callback(trainer: "Trainer"):
                 self.partial_epoch = batch + 1 < self.t.steps_per_epoch
                 return
             now = time.time()
-            if now - self._last_status >= STATUS_EVERY_S:
+            if first or now - self._last_status >= STATUS_EVERY_S:
                 self._last_status = now
                 fields = {"batch": batch + 1, "heartbeat": now}
+                if first:
+                    fields.update(message=f"epoch {self._epoch + 1}/{self.t.epochs}", phase="training")
                 if loss is not None:
                     fields["batch_loss"] = float(loss) * getattr(self.t, "loss_scale", 1.0)
                 self.t.status.update(**fields)
@@ -538,7 +548,7 @@ class Trainer:
                    versions=device.package_versions())
         self.meta["environment"] = env
         self.run.write_meta(self.meta)
-        self.status.update(message="loading data", backend=dev["backend"], device=dev["device"])
+        self.status.update(message="loading data", phase="loading data", backend=dev["backend"], device=dev["device"])
         self.load_data()
         self.setup_warnings += health.check_setup(self.mode, self.num_classes, t.loss)
         resume_state = self.run.read_train_state() if self.run.last_model_path.is_file() else None
@@ -563,6 +573,7 @@ class Trainer:
         self.loss_scale = 1.0 / replicas if t.distribution == "mirrored" and replicas > 1 else 1.0
         if resume_state:
             self.state = dict(resume_state)
+            self.status.update(message="loading the last checkpoint", phase="building the model")
             model = self._resume_model()
             self.history = [r for r in self.run.read_history() if int(r["epoch"]) <= int(self.state["epoch"])]
             self.health_missing = dict(self.state.get("health_missing", {}))
@@ -573,7 +584,9 @@ class Trainer:
             self.status.update(resumed_from=start)
         else:
             self.state = {"epoch": 0}
+            self.status.update(message="building the model", phase="building the model")
             model = self.build()
+            self.status.update(message="compiling the model", phase="compiling")
             self.compile(model, self.lr_for_epoch(0))
             start = 0
         health.check_setup(self.mode, self.num_classes, t.loss, int(model.output.shape[-1]))

@@ -48,7 +48,11 @@ def runs_frame(summaries: Iterable[RunSummary], now: float | None = None) -> pd.
         )
     cols = ["run", "id", "status", "dataset", "model", "encoder", "best val Dice", "test Dice, all classes", "test Dice", "epochs",
             "duration", "device", "warnings", "tags", "created"]
-    return pd.DataFrame(rows, columns=cols)
+    df = pd.DataFrame(rows, columns=cols)
+    # Scores not measured yet are missing numbers (a blank cell), not Python None shown as the word "None".
+    for col in ("best val Dice", "test Dice, all classes", "test Dice"):
+        df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
+    return df
 
 
 def run_device(summary: RunSummary) -> str:

@@ -1,0 +1,72 @@
+"""Test-time augmentation measured apart: a run's test images scored with and without the four flips.
+
+For a finished run, predicts its test split twice with the kept checkpoint
+(``Predictor`` as ``eval`` uses it, at the labels' own resolution): once
+with the run's TTA setting off, once on, and prints the Dice of every
+scored class and the mean, with the inference time of each. Nothing in the
+run folder is written.
+
+Usage:
+    python bench/tta.py RUN_ID [--workspace DIR]
+
+The last line is one JSON object: ``{"off": {...}, "on": {...}}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run")
+    parser.add_argument("--workspace", default=None)
+    args = parser.parse_args()
+    import numpy as np
+
+    from segcore.data.dataset import load_dataset
+    from segcore.prediction.predictor import Predictor
+    from segcore.runs import open_run
+    from segcore.workspace import get_workspace
+
+    ws = get_workspace(args.workspace)
+    run = open_run(args.run, ws)
+    cfg = run.read_config()
+    predictor = Predictor.from_folder(run)
+    dataset = load_dataset(cfg.train.dataset, ws)
+    test_ids = (run.read_meta().get("split") or {}).get("test") or []
+    if not test_ids:
+        raise SystemExit(f"run {args.run} has no test split")
+    labels = predictor.labels
+    out = {}
+    for name, tta in (("off", False), ("on", True)):
+        p = replace(predictor, tta=tta)
+        inter = union = None
+        start = time.perf_counter()
+        for sid in test_ids:
+            image, mask = dataset.image(sid), dataset.mask(sid)
+            pred = p.predict_mask(image)
+            k = labels.num_classes
+            valid = mask < k if mask.ndim == 2 else np.ones(mask.shape[:2], bool)
+            i = np.array([((pred == c) & (mask == c) & valid).sum() for c in range(k)], float)
+            u = np.array([(((pred == c) & valid).sum() + ((mask == c) & valid).sum()) for c in range(k)], float)
+            inter, union = (i, u) if inter is None else (inter + i, union + u)
+        seconds = time.perf_counter() - start
+        dice = {labels.class_names[c]: round(float(2 * inter[c] / max(union[c], 1)), 4) for c in labels.scored}
+        out[name] = {"dice": dice, "mean": round(float(np.mean(list(dice.values()))), 4), "seconds": round(seconds, 1)}
+        print(f"TTA {name}: {out[name]}", flush=True)
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
