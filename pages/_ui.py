@@ -88,7 +88,7 @@ def permit(action: str, owner: str | None = None, *, disabled: bool = False, hel
         reason = denial(actor(), action, owner)
     except ValueError as exc:
         reason = str(exc)
-    return {"disabled": disabled or reason is not None, "help": f"Not allowed: {reason}." if reason else help}
+    return {"disabled": disabled or reason is not None, "help": f"Not allowed: {markdown_text(reason)}." if reason else help}
 
 
 def readable(read, default=None, *, warn: bool = False):
