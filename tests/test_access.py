@@ -364,3 +364,13 @@ def test_the_dashboard_serves_only_a_refusal_beyond_localhost_without_sign_in(de
     monkeypatch.setenv("SEGCORE_ALLOW_OPEN", "1")
     at = AppTest.from_file(APP, default_timeout=60).run()
     assert not at.error and not at.exception
+
+
+def test_the_command_line_acts_as_the_local_user(demo, capsys):
+    from segcore.cli import main
+
+    run_id = training.launch(CFG, demo, start_worker=False)  # a library call without actor= is the local user too
+    assert main(["stop", run_id, "--wait", "0"]) == 0
+    me = local_actor().who
+    assert [(e.who, e.role, e.action) for e in runs.open_run(run_id, demo).read_audit()] == [
+        (me, "admin", "launch"), (me, "admin", "stop")]
