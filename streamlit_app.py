@@ -9,29 +9,60 @@ from __future__ import annotations
 
 import streamlit as st
 
+from pages import _ui
+from segcore.access import NO_ACCESS, allow_open, exposure_problem, role_summary
+from segcore.safetext import markdown_text
 from segcore.workspace import get_workspace
 
 st.set_page_config(page_title="segcore", page_icon=":material/blur_on:", layout="wide")
 
 
-def require_login() -> None:
-    """With an ``[auth]`` section in ``.streamlit/secrets.toml``, every page asks for a login first.
+PAGE_PATHS = ("data", "train", "runs", "compare", "predict")
 
-    Streamlit's own OpenID Connect login (``st.login``; needs the ``Authlib``
-    package). Without that section the dashboard is open to whoever can reach
-    it: see docs/security.md.
+
+def _only(view) -> None:
+    """Show ``view`` alone, whatever page the URL names, and stop: the pages and their navigation stay hidden."""
+    pages = [st.Page(view, title="segcore", url_path="home", default=True)]
+    pages += [st.Page(view, title="segcore", url_path=path) for path in PAGE_PATHS]  # a bookmark gets this view too
+    st.navigation(pages, position="hidden").run()
+    st.stop()
+
+
+def _sign_in() -> None:
+    st.title("segcore")
+    st.info("This dashboard is shared: log in to use it.")
+    st.button("Log in", key="login", type="primary", on_click=st.login)
+
+
+def require_login() -> None:
+    """Without sign-in, serve localhost only; with it, every page asks for a sign-in first, then shows who and their role.
+
+    Sign-in is Streamlit's own OpenID Connect login (``st.login``; the
+    ``Authlib`` package), configured by an ``[auth]`` section in
+    ``.streamlit/secrets.toml``. Roles come from the workspace's
+    ``server.json`` (``segcore.access``). See docs/security.md.
     """
-    try:
-        configured = "auth" in st.secrets
-    except FileNotFoundError:  # no secrets.toml at all
-        configured = False
-    if not configured:
+    if not _ui.signin_on():
+        try:
+            problem = exposure_problem(st.get_option("server.address"), False, allow_open())
+        except ValueError as exc:
+            problem = str(exc)
+        if problem:  # started some other way than scripts/start.sh, which refuses before starting
+            _only(lambda: (st.title("segcore"), st.error(problem)))
         return
-    if not getattr(st.user, "is_logged_in", False):  # absent where no login context exists (tests)
-        st.title("segcore")
-        st.info("This dashboard is shared: log in to use it.")
-        st.button("Log in", key="login", type="primary", on_click=st.login)
-        st.stop()
+    if not getattr(st.user, "is_logged_in", False):
+        _only(_sign_in)
+    try:
+        who = _ui.actor()
+    except ValueError as exc:
+        message = markdown_text(exc)
+        _only(lambda: (st.title("segcore"), st.error(message), st.button("Log out", key="logout", on_click=st.logout)))
+    if who.role == NO_ACCESS:
+        message = markdown_text(f"You are signed in as {who.who}, who has no role on this server. "
+                                "Ask whoever runs it to add you to roles in server.json.")
+        _only(lambda: (st.title("segcore"), st.warning(message), st.button("Log out", key="logout", on_click=st.logout)))
+    st.sidebar.markdown(f"Signed in as **{markdown_text(who.name)}** · {who.role}")
+    st.sidebar.caption(f"{'An' if who.role == 'admin' else 'A'} {role_summary(who.role)}.")
     st.sidebar.button("Log out", key="logout", on_click=st.logout)
 
 

@@ -14,6 +14,7 @@ import numpy as np
 import streamlit as st
 
 from segcore import visualize as viz
+from segcore.access import Actor, actor_from_claims, denial, local_actor
 from segcore.data.dataset import Dataset, DatasetInfo, list_datasets, load_dataset
 from segcore.fsutil import describe_os_error
 from segcore.runfiles import RunFileError
@@ -56,6 +57,38 @@ def workspace() -> Workspace:
 
     launcher.wake_queue(ws)
     return ws
+
+
+def signin_on() -> bool:
+    """Whether sign-in is configured (an ``[auth]`` section in ``.streamlit/secrets.toml``)."""
+    try:
+        return "auth" in st.secrets
+    except FileNotFoundError:  # no secrets.toml at all
+        return False
+
+
+def actor() -> Actor:
+    """Who is using this session: the signed-in identity with its role, or the local user (an admin) without sign-in.
+
+    Raises:
+        ValueError: the identity has no e-mail address, or ``server.json`` is not valid.
+    """
+    if not signin_on():
+        return local_actor()
+    claims = st.user.to_dict() if getattr(st.user, "is_logged_in", False) else {}
+    return actor_from_claims(claims, get_workspace().settings())
+
+
+def permit(action: str, owner: str | None = None, *, disabled: bool = False, help: str | None = None) -> dict:
+    """``disabled`` and ``help`` for the widget of ``action``: disabled, saying why, where this session's role may not.
+
+    Pages only hide what segcore refuses anyway (``segcore.access``); spread into the widget: ``st.button(..., **permit("stop", owner))``.
+    """
+    try:
+        reason = denial(actor(), action, owner)
+    except ValueError as exc:
+        reason = str(exc)
+    return {"disabled": disabled or reason is not None, "help": f"Not allowed: {markdown_text(reason)}." if reason else help}
 
 
 def readable(read, default=None, *, warn: bool = False):

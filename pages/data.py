@@ -135,10 +135,10 @@ def import_section(expanded: bool) -> None:
         if options_error:
             st.error(f"Import options: {markdown_text(options_error)}")
         ready = (upload is not None or source_path is not None) and name and options is not None
-        if st.button("Import", type="primary", key="import_go", disabled=not ready):
+        if st.button("Import", type="primary", key="import_go", **_ui.permit("import", disabled=not ready)):
             bar = st.progress(0.0, text="Importing…")
             how = {"name": name, "layout": layout, "options": options, "strict": strict, "workspace": ws,
-                   "on_exists": "version" if version else "error"}  # fmt: skip
+                   "on_exists": "version" if version else "error", "actor": _ui.actor()}  # fmt: skip
 
             def show(p: uploads.ImportProgress) -> None:
                 bar.progress(p.fraction, text=p.message)
@@ -199,6 +199,8 @@ st.caption(
     + (f" · {viz.size_summary(stats)}" if viz.size_summary(stats) else "")
     + (f" · version {info.content_hash.split(':')[-1][:8]}" if info.content_hash else "")
 )
+if viz.imported_by_text(src):
+    st.caption(markdown_text(viz.imported_by_text(src)))
 
 tabs = st.tabs(
     ["Samples", "Class frequencies", f"Problems ({len(info.problems)})", "Augmentation", "Split"],

@@ -41,9 +41,9 @@ with col_train:
         "(early stopping may end it sooner)."
     )
     st.caption(viz.quick_start_duration_note(MEASURED, past_quick_starts(runs_mod.list_runs(ws))))
-    if st.button("Train a small model on the demo data", type="primary", disabled=demo is None, key="quick_start"):
+    if st.button("Train a small model on the demo data", type="primary", key="quick_start", **_ui.permit("launch", disabled=demo is None)):
         with _ui.friendly_errors("start the run"):
-            run_id, queued = start_quick_start(ws)
+            run_id, queued = start_quick_start(ws, actor=_ui.actor())
             st.session_state["last_launched"] = run_id
             if not queued:
                 st.info("A quick start is already under way (shown below), so no second one was queued.")

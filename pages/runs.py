@@ -85,7 +85,7 @@ st.subheader("One run")
 def _act(action: str, fn, *args) -> None:
     """Run an action on a run, then rerun the whole page so every panel shows the run's new state."""
     with _ui.friendly_errors(action):
-        fn(*args)
+        fn(*args, actor=_ui.actor())
         st.rerun()
 
 
@@ -108,6 +108,7 @@ def one_run() -> None:
     _ui.to_url("run", "run_detail")
     s = by_id[run_id]
     run = runs_mod.RunFolder(s.path)
+    owner = run.owner()
     stopping = s.state == "running" and run.stop_requested()
     c = st.columns(4)
     c[0].metric("Status", "stopping" if stopping else s.state,
@@ -134,45 +135,56 @@ def one_run() -> None:
     c = st.columns([3, 2])
     new_notes = c[0].text_area("Notes (everyone using this workspace sees them)", notes.get("notes", ""), key=f"notes_{run_id}", height=100)
     new_tags = c[1].text_input("Tags (comma separated)", ", ".join(notes.get("tags", [])), key=f"tags_{run_id}")
-    if c[1].button("Save notes and tags", key=f"save_notes_{run_id}"):
+    if c[1].button("Save notes and tags", key=f"save_notes_{run_id}", **_ui.permit("notes")):
         with _ui.friendly_errors("save the notes"):
-            runs_mod.set_notes(run_id, new_notes, ws)
-            runs_mod.set_tags(run_id, [t.strip() for t in new_tags.split(",") if t.strip()], ws)
+            runs_mod.set_notes(run_id, new_notes, ws, actor=_ui.actor())
+            runs_mod.set_tags(run_id, [t.strip() for t in new_tags.split(",") if t.strip()], ws, actor=_ui.actor())
             st.toast("Saved")
 
     a = st.container(horizontal=True)
     if s.state == "queued":
-        if a.button("Cancel", key=f"runs_stop_{run_id}", icon=":material/close:", help="Takes the run out of the queue; Resume queues it again."):
+        if a.button("Cancel", key=f"runs_stop_{run_id}", icon=":material/close:",
+                    **_ui.permit("stop", owner, help="Takes the run out of the queue; Resume queues it again.")):
             _act("cancel the run", training.stop, run_id, ws)
         queue = [r.run_id for r in runs_mod.queued_runs(ws)]
         place = queue.index(run_id) + 1 if run_id in queue else 0
-        if a.button("Move up the queue", key=f"runs_up_{run_id}", icon=":material/arrow_upward:", disabled=place <= 1,
-                    help=f"Place {place} of {len(queue)} in the queue; the worker starts the first one next." if place else None):
+        if a.button("Move up the queue", key=f"runs_up_{run_id}", icon=":material/arrow_upward:",
+                    **_ui.permit("reorder", owner, disabled=place <= 1,
+                                 help=f"Place {place} of {len(queue)} in the queue; the worker starts the first one next." if place else None)):
             _act("move the run up", runs_mod.move_up, run_id, ws)
     if s.state == "running" and not stopping:
-        if a.button("Stop", key=f"runs_stop_{run_id}", help="Stops after the current batch; Resume continues from the last checkpoint."):
+        if a.button("Stop", key=f"runs_stop_{run_id}",
+                    **_ui.permit("stop", owner, help="Stops after the current batch; Resume continues from the last checkpoint.")):
             _act("stop the run", training.stop, run_id, ws)
     if s.state in ("stopped", "interrupted", "failed", "damaged"):
-        if a.button("Resume", key=f"runs_resume_{run_id}"):
+        if a.button("Resume", key=f"runs_resume_{run_id}", **_ui.permit("resume", owner)):
             _act("resume the run", training.resume, run_id, ws)
-    if a.button("Re-run with the same settings", key=f"rerun_{run_id}", help="Queues a new run with this config and split, and shows it here."):
+    if a.button("Re-run with the same settings", key=f"rerun_{run_id}",
+                **_ui.permit("launch", help="Queues a new run with this config and split, and shows it here.")):
         with _ui.friendly_errors("re-run"):
-            new_id = training.rerun(run_id, ws)
+            new_id = training.rerun(run_id, ws, actor=_ui.actor())
             st.session_state["rerun_of"] = (run_id, new_id)
             st.query_params["run"] = new_id
             st.rerun()
     rerun_of = st.session_state.get("rerun_of") or (None, None)
     if rerun_of[1] == run_id and rerun_of[0] in by_id:
         st.success(f"Queued {_ui.code_text(labels[run_id])} with the settings and split of {_ui.code_text(labels[rerun_of[0]])}.")
-    with a.popover("Delete", icon=":material/delete:"):
+    with a.popover("Delete", icon=":material/delete:", **_ui.permit("delete", owner)):
         st.write(f"Delete **{markdown_text(labels[run_id])}** (`{run_id}`) and everything in its folder? This cannot be undone.")
         if st.button("Yes, delete it", type="primary", key=f"delete_{run_id}"):
             with _ui.friendly_errors("delete the run"):
-                runs_mod.delete_run(run_id, ws)
+                runs_mod.delete_run(run_id, ws, actor=_ui.actor())
                 st.session_state.pop("run_detail", None)
                 if "run" in st.query_params:
                     del st.query_params["run"]
                 st.rerun()
+
+    history_rows = viz.audit_rows(run.read_audit())
+    with st.expander(f"History ({len(history_rows)})" if history_rows else "History (nothing recorded)", expanded=bool(history_rows)):
+        if history_rows:
+            st.dataframe(history_rows, hide_index=True)
+        else:
+            st.caption("No launch, stop, resume or note is recorded for this run (runs launched by older versions have none).")
 
     rows = _ui.readable(run.read_history, []) if run.history_path.is_file() else []
     timing = viz.epoch_time_figure(rows or [])

@@ -21,11 +21,13 @@ STUDY = "The paper's encoder study: plain U-Net, VGG16 frozen, VGG16 fine-tuned 
 
 ws = _ui.workspace()
 st.title("Train")
+if (launching := _ui.permit("launch"))["disabled"]:
+    st.info(f"{launching['help']} The settings and the plan can still be looked at.")
 
 
 def launch_study(cfg, ws, weights):
     """Queue the paper's set with these shared settings and encoder ``weights``; returns the run ids."""
-    record = sweep.queue_sweep(cfg, ws, weights=weights)
+    record = sweep.queue_sweep(cfg, ws, weights=weights, actor=_ui.actor())
     st.session_state["train_study_notes"] = record.get("notes", [])
     return [r["run_id"] for r in record["runs"]]
 
@@ -239,7 +241,7 @@ with st.container(border=True):
     label = "Queue the study" if study else "Queue this run"
     if cfg_error:
         st.error(f"These settings cannot train: {markdown_text(cfg_error)}")
-    if st.button(label, type="primary", key="train_launch", disabled=cfg is None):
+    if st.button(label, type="primary", key="train_launch", **_ui.permit("launch", disabled=cfg is None)):
         with _ui.friendly_errors("queue the run"):
             extra = None
             if plan is not None and not study:
@@ -249,7 +251,7 @@ with st.container(border=True):
                 record["changed"] = changes(record, cfg)
                 record["used"] = st.session_state.get("train_plan_used") == info.name
                 extra = {"plan": record}
-            launched = launch_study(cfg, ws, study_weights) if study else training.launch(cfg, ws, extra=extra)
+            launched = launch_study(cfg, ws, study_weights) if study else training.launch(cfg, ws, extra=extra, actor=_ui.actor())
             ids = list(launched) if isinstance(launched, (list, tuple)) else [launched]
             st.session_state["train_launched"] = ids
     if st.session_state.get("train_launched"):
@@ -303,32 +305,37 @@ def queue_panel(queued: list[str], by_id: dict, labels: dict) -> None:
             s = by_id.get(run_id)
             row = st.columns([5, 1, 1], vertical_alignment="center")
             row[0].markdown(f"{place}. **{markdown_text(labels.get(run_id, run_id))}** · {markdown_text(s.model) if s else ''} on {markdown_text(s.dataset) if s else ''}")
-            if row[1].button("Move up", key=f"up_{run_id}", disabled=place == 1, icon=":material/arrow_upward:"):
+            owner = runs_mod.RunFolder(s.path).owner() if s else None
+            if row[1].button("Move up", key=f"up_{run_id}", icon=":material/arrow_upward:", **_ui.permit("reorder", owner, disabled=place == 1)):
                 with _ui.friendly_errors("move the run up"):
-                    runs_mod.move_up(run_id, ws)
+                    runs_mod.move_up(run_id, ws, actor=_ui.actor())
                     st.rerun()
-            if row[2].button("Cancel", key=f"cancel_{run_id}", icon=":material/close:", help="Takes it out of the queue (it shows as stopped; Resume queues it again)."):
+            if row[2].button("Cancel", key=f"cancel_{run_id}", icon=":material/close:",
+                             **_ui.permit("stop", owner, help="Takes it out of the queue (it shows as stopped; Resume queues it again).")):
                 with _ui.friendly_errors("cancel the run"):
-                    training.stop(run_id, ws)
+                    training.stop(run_id, ws, actor=_ui.actor())
                     st.rerun()
 
 
 def run_panel(s, labels: dict) -> None:
     run = runs_mod.RunFolder(s.path)
+    owner = run.owner()
     status = run.true_status()
     with st.container(border=True):
         c = st.columns([4, 1])
         stopping = s.state == "running" and run.stop_requested()
         state = "stopping after the current batch" if stopping else s.state
         c[0].markdown(f"**{markdown_text(labels.get(s.run_id, s.run_id))}** · {markdown_text(s.model)} on {markdown_text(s.dataset)} · **{state}**")
-        if s.state == "running" and not stopping and c[1].button("Stop", key=f"stop_{s.run_id}", help="Stops after the current batch; resume continues from the last checkpoint."):
+        if s.state == "running" and not stopping and c[1].button(
+                "Stop", key=f"stop_{s.run_id}",
+                **_ui.permit("stop", owner, help="Stops after the current batch; resume continues from the last checkpoint.")):
             with _ui.friendly_errors("stop the run"):
-                training.stop(s.run_id, ws)
+                training.stop(s.run_id, ws, actor=_ui.actor())
                 st.rerun()
         if s.state in ("stopped", "interrupted", "failed", "damaged"):
-            if c[1].button("Resume", key=f"resume_{s.run_id}"):
+            if c[1].button("Resume", key=f"resume_{s.run_id}", **_ui.permit("resume", owner)):
                 with _ui.friendly_errors("resume the run"):
-                    training.resume(s.run_id, ws)
+                    training.resume(s.run_id, ws, actor=_ui.actor())
                     st.rerun()
         epochs = max(int(status.get("epochs") or s.epochs or 1), 1)
         epoch = int(status.get("epoch") or 0)

@@ -6,10 +6,22 @@
 # one) it installs requirements-gpu.txt and trains on JAX with CUDA; otherwise
 # requirements.txt, TensorFlow on the CPU. SEGCORE_ACCELERATOR=nvidia|cpu
 # overrides the detection, KERAS_BACKEND the backend.
-# Usage: bash scripts/start.sh [extra streamlit flags, e.g. --server.port 8600]
+#
+# The server binds to localhost (.streamlit/config.toml). Bound beyond it
+# (--server.address 0.0.0.0) it refuses to start unless sign-in is configured
+# ([auth] in .streamlit/secrets.toml) or --allow-open (SEGCORE_ALLOW_OPEN=1)
+# says to serve without it: see docs/security.md.
+# Usage: bash scripts/start.sh [--allow-open] [extra streamlit flags, e.g. --server.port 8600]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
+args=()
+for arg in "$@"; do
+  if [ "$arg" = "--allow-open" ]; then export SEGCORE_ALLOW_OPEN=1; else args+=("$arg"); fi
+done
+set -- ${args[@]+"${args[@]}"}
+# Before anything is installed: only the standard library is needed to read the flags and secrets.toml.
+PYTHONPATH=. "$PY" -m segcore.access "$@"
 accelerator=${SEGCORE_ACCELERATOR:-}
 if [ -z "$accelerator" ]; then
   if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L 2>/dev/null | grep -q "^GPU"; then

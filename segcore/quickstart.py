@@ -38,8 +38,8 @@ def active_quick_start(summaries: Iterable[Any]) -> Any | None:
     return max(out, key=lambda s: s.created_at, default=None)
 
 
-def start_quick_start(ws: Any = None) -> tuple[str, bool]:
-    """Queue the quick start unless one is already queued or running.
+def start_quick_start(ws: Any = None, *, actor: Any = None) -> tuple[str, bool]:
+    """Queue the quick start unless one is already queued or running; ``actor`` launches it (``training.launch``).
 
     Returns:
         ``(run_id, queued)``: the new run and True, or the quick start
@@ -53,4 +53,4 @@ def start_quick_start(ws: Any = None) -> tuple[str, bool]:
     active = active_quick_start(list_runs(ws))
     if active is not None:
         return active.run_id, False
-    return training.launch(QUICK_START, ws), True
+    return training.launch(QUICK_START, ws, actor=actor), True

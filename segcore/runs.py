@@ -16,6 +16,8 @@ them (``RunFolder``). A run folder under ``<workspace>/runs/<run_id>/`` holds::
     predictions/        test probabilities, one compressed .npz per image
                         (uint8-quantised at training size) + index.json
     notes.json          notes and tags written by people
+    audit.jsonl         who launched, stopped, resumed, noted, re-ran: one JSON
+                        object a line, only ever appended (``AuditEntry``)
     transfer.json       what was copied when the model started from another run
     STOP                present while a stop has been requested
     .process.lock       locked by the training process for as long as it lives
@@ -38,6 +40,7 @@ from __future__ import annotations
 import csv
 import fcntl
 import io
+import json
 import os
 import secrets
 import shutil
@@ -53,6 +56,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from segcore import runfiles
+from segcore.access import Actor, local_actor, require
 from segcore.config import RunConfig
 from segcore.fsutil import check_name, is_disk_full, write_bytes_atomic, write_json_atomic, write_text_atomic
 from segcore.runfiles import STATES, RunFileError
@@ -166,6 +170,49 @@ class RunSummary:
         return dict(self.__dict__)
 
 
+@dataclass(frozen=True)
+class AuditEntry:
+    """One line of a run's ``audit.jsonl`` (or the workspace's, for deletions): who did what, and when."""
+
+    at: str
+    who: str
+    role: str
+    action: str
+    detail: str = ""
+
+
+AUDIT_FIELDS = ("at", "who", "role", "action", "detail")
+
+
+def append_audit(path: Path, actor: Actor, action: str, detail: str = "") -> AuditEntry:
+    """Append one record to the audit file at ``path`` (one ``write`` of one line, so concurrent writers never interleave)."""
+    entry = AuditEntry(at=iso(), who=actor.who, role=actor.role, action=action, detail=detail)
+    line = (json.dumps(entry.__dict__, ensure_ascii=False) + "\n").encode("utf-8")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
+    try:
+        os.write(fd, line)
+    finally:
+        os.close(fd)
+    return entry
+
+
+def read_audit(path: Path) -> list[AuditEntry]:
+    """The records of an audit file, oldest first; a line that is not a whole record (a torn write) is skipped."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return []
+    entries = []
+    for line in raw.splitlines():
+        try:
+            data = json.loads(line)
+        except (ValueError, UnicodeDecodeError):
+            continue
+        if isinstance(data, dict) and all(isinstance(data.get(k), str) for k in AUDIT_FIELDS[:4]):
+            entries.append(AuditEntry(**{k: str(data.get(k) or "") for k in AUDIT_FIELDS}))
+    return entries
+
+
 class RunFolder:
     """Reads and writes everything in one run folder, atomically."""
 
@@ -185,6 +232,24 @@ class RunFolder:
     best_model_path = property(lambda self: self.path / "checkpoints" / "best.keras")
     last_model_path = property(lambda self: self.path / "checkpoints" / "last.keras")
     train_state_path = property(lambda self: self.path / "checkpoints" / "state.json")
+    audit_path = property(lambda self: self.path / "audit.jsonl")
+
+    # -- who did what ----------------------------------------------------------
+    def record(self, actor: Actor, action: str, detail: str = "") -> AuditEntry:
+        """Append who did ``action`` to this run, and when, to ``audit.jsonl``."""
+        return append_audit(self.audit_path, actor, action, detail)
+
+    def read_audit(self) -> list[AuditEntry]:
+        """This run's history of actions, oldest first."""
+        return read_audit(self.audit_path)
+
+    def owner(self) -> str | None:
+        """Who launched this run (None for a run launched before launches were recorded)."""
+        return next((e.who for e in self.read_audit() if e.action == "launch"), None)
+
+    def require(self, actor: Actor, action: str) -> None:
+        """Raise ``AccessDenied`` unless ``actor`` may do ``action`` to this run (``segcore.access``)."""
+        require(actor, action, self.owner())
 
     @property
     def model_path(self) -> Path:
@@ -938,7 +1003,7 @@ def queued_runs(ws: Workspace, skipped: dict[str, str] | None = None) -> list[Ru
     return [run for _, _, run in sorted(waiting, key=lambda t: (t[0], t[1]))]
 
 
-def move_up(run_id: str, ws: Workspace | None = None) -> list[str]:
+def move_up(run_id: str, ws: Workspace | None = None, *, actor: Actor | None = None) -> list[str]:
     """Move a queued run one place towards the front of the queue (the worker starts the front first).
 
     The queue is ordered by ``queued_at``; the waiting runs get new times in
@@ -951,9 +1016,11 @@ def move_up(run_id: str, ws: Workspace | None = None) -> list[str]:
     Raises:
         FileNotFoundError: no such run.
         ValueError: the run is not waiting in the queue, or is at its front already.
+        AccessDenied: ``actor`` (default: the local user) may not reorder this run.
     """
     ws = ws or get_workspace()
     run = open_run(run_id, ws)
+    run.require(actor or local_actor(), "reorder")
     order = queued_runs(ws)
     ids = [r.run_id for r in order]
     if run.run_id not in ids:
@@ -968,13 +1035,18 @@ def move_up(run_id: str, ws: Workspace | None = None) -> list[str]:
     return [r.run_id for r in queued_runs(ws)]
 
 
-def delete_run(run_id: str, ws: Workspace | None = None, *, force: bool = False) -> None:
+def delete_run(run_id: str, ws: Workspace | None = None, *, force: bool = False, actor: Actor | None = None) -> None:
     """Delete a run folder. A queued or running run is refused unless ``force``.
+
+    Who deleted it is appended to the workspace's ``audit.jsonl`` (the run's own is gone with it).
 
     Raises:
         ValueError: if the run is active and ``force`` is false.
+        AccessDenied: ``actor`` (default: the local user) may not delete this run.
     """
+    actor = actor or local_actor()
     run = open_run(run_id, ws)
+    run.require(actor, "delete")
     status = run.true_status()
     state = status.get("state")
     if state in ACTIVE_STATES and not force:
@@ -987,16 +1059,43 @@ def delete_run(run_id: str, ws: Workspace | None = None, *, force: bool = False)
     trash = ws.tmp_dir / f"deleted-{run.run_id}-{secrets.token_hex(2)}"
     os.replace(run.path, trash)
     shutil.rmtree(trash, ignore_errors=True)
+    append_audit(workspace_audit_path(ws), actor, "delete", run.run_id)
 
 
-def set_notes(run_id: str, notes: str, ws: Workspace | None = None) -> dict[str, Any]:
-    """Replace the notes of a run; returns ``notes.json``'s content."""
-    return open_run(run_id, ws).write_notes(notes=notes)
+def workspace_audit_path(ws: Workspace) -> Path:
+    """The workspace's own audit file: actions whose run folder is gone (deletions)."""
+    return ws.root / "audit.jsonl"
 
 
-def set_tags(run_id: str, tags: list[str], ws: Workspace | None = None) -> dict[str, Any]:
-    """Replace the tags of a run; returns ``notes.json``'s content."""
-    return open_run(run_id, ws).write_notes(tags=list(tags))
+def set_notes(run_id: str, notes: str, ws: Workspace | None = None, *, actor: Actor | None = None) -> dict[str, Any]:
+    """Replace the notes of a run; returns ``notes.json``'s content. AccessDenied if ``actor`` may not write notes."""
+    actor = actor or local_actor()
+    run = open_run(run_id, ws)
+    run.require(actor, "notes")
+    before = _notes_or_empty(run)["notes"]
+    content = run.write_notes(notes=notes)
+    if content["notes"] != before:
+        run.record(actor, "notes", f"{len(content['notes'])} characters")
+    return content
+
+
+def _notes_or_empty(run: RunFolder) -> dict[str, Any]:
+    try:
+        return run.read_notes()
+    except RunFileError:  # damaged: replaced by the write
+        return {"notes": "", "tags": []}
+
+
+def set_tags(run_id: str, tags: list[str], ws: Workspace | None = None, *, actor: Actor | None = None) -> dict[str, Any]:
+    """Replace the tags of a run; returns ``notes.json``'s content. AccessDenied if ``actor`` may not write notes."""
+    actor = actor or local_actor()
+    run = open_run(run_id, ws)
+    run.require(actor, "notes")
+    before = _notes_or_empty(run)["tags"]
+    content = run.write_notes(tags=list(tags))
+    if content["tags"] != before:
+        run.record(actor, "tags", ", ".join(content["tags"]))
+    return content
 
 
 class PredictionCacheWriter:

@@ -16,9 +16,10 @@ import roots: ``<workspace>/incoming/`` and those configured.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from segcore.access import check_default_role, check_role_map
 from segcore.config import from_dict
 from segcore.fsutil import check_name, ensure_inside, read_json
 
@@ -57,6 +58,12 @@ class ServerSettings:
     ``ray_cpus_per_run``: the CPUs Ray reserves for each run's job.
     ``$SEGCORE_ENGINE``, ``$SEGCORE_RAY_ADDRESS`` and
     ``$SEGCORE_MAX_CONCURRENT_RUNS`` override the file.
+
+    Who may do what once sign-in is on (``segcore.access``): ``roles`` maps an
+    e-mail address or ``group:NAME`` to ``viewer``, ``trainer`` or ``admin``;
+    ``default_role`` is the role of a signed-in identity named nowhere
+    (``"none"``: no access); ``group_claim`` is the identity's claim that
+    lists its groups.
     """
 
     import_roots: tuple[str, ...] = ()
@@ -69,8 +76,16 @@ class ServerSettings:
     ray_address: str = ""
     ray_cpus_per_run: float = 1
     max_concurrent_runs: int = 0
+    roles: dict[str, str] = field(default_factory=dict)
+    default_role: str = "viewer"
+    group_claim: str = "groups"
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "roles", check_role_map(self.roles))
+        check_default_role(self.default_role)
+        if not isinstance(self.group_claim, str) or not self.group_claim.strip():
+            raise ValueError(f"server setting group_claim is {self.group_claim!r}; expected the name of the claim that "
+                             "lists an identity's groups, e.g. \"groups\"")
         for name in ("max_image_pixels", "max_archive_bytes", "max_archive_files", "max_import_seconds"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:

@@ -36,6 +36,7 @@ import cv2
 import numpy as np
 
 import segcore
+from segcore.access import Actor, local_actor, require
 from segcore.data import imageio, layouts, masks, paths, polygons
 from segcore.data.archive import content_root, extract_zip
 from segcore.data.dataset import IGNORE_INDEX, ClassInfo, DatasetInfo, Problem, SampleInfo, pixel_hash
@@ -131,6 +132,7 @@ def import_dataset(
     progress: Progress | None = None,
     on_exists: str = "error",
     source_label: str | None = None,
+    actor: Actor | None = None,
 ) -> ImportReport:
     """Import a dataset into the workspace under ``name``.
 
@@ -150,6 +152,8 @@ def import_dataset(
         source_label: what ``dataset.json`` records as the source (an
             upload's file names: its saved copy is deleted afterwards);
             default the source's path.
+        actor: who imports it (default: the local user); kept in ``dataset.json``'s
+            ``source.imported_by`` with the time.
 
     Returns:
         An :class:`ImportReport`; ``ok`` is False with ``error`` set when
@@ -159,8 +163,11 @@ def import_dataset(
         ValueError: for a bad name, unknown layout, bad options or bad server settings.
         FileExistsError: if ``name`` exists and ``on_exists="error"``.
         FileNotFoundError: if the source does not exist.
+        AccessDenied: ``actor`` may not import data.
     """
     started = time.perf_counter()
+    actor = actor or local_actor()
+    require(actor, "import")
     ws = workspace or get_workspace()
     ws.ensure()
     options = as_options(options)
@@ -169,6 +176,7 @@ def import_dataset(
     job = _Import(
         source=source, name=name, options=options, workspace=ws, limits=limits,
         progress=progress or _no_progress, scratch=make_temp_dir(ws.tmp_dir, f"import-{name}-"), source_label=source_label,
+        actor=actor,
     )  # fmt: skip
     try:
         _run(job, layout=layout, strict=strict)
@@ -219,6 +227,7 @@ class _Import:
     report: ImportReport = field(init=False)
     root: Path = field(init=False)
     discovery: layouts.Discovery | None = None
+    actor: Actor | None = None  # who imports it (None: the local user)
 
     def __post_init__(self) -> None:
         self.report = ImportReport(name=self.name, ok=False)
@@ -335,7 +344,8 @@ def _discover(job: _Import, layout: str) -> None:
 
 def _with_source(job: _Import, info: DatasetInfo) -> DatasetInfo:
     """``info`` with where it came from: the source path, the layout, the options changed and the report's details."""
-    source = {"path": job.source_label or str(job.source), "layout": job.report.layout, "options": job.options.changed(), **job.report.details}
+    source = {"path": job.source_label or str(job.source), "layout": job.report.layout, "options": job.options.changed(), **job.report.details,
+              "imported_by": {**(job.actor or local_actor()).record(), "at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}}
     return DatasetInfo(**{**info.__dict__, "source": source})
 
 

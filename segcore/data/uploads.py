@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterable
 
+from segcore.access import Actor, local_actor, require
 from segcore.data.archive import UnsafeArchiveError, relative_path
 from segcore.data.imports import ImportReport, import_dataset
 from segcore.data.options import ImportOptions
@@ -65,6 +66,7 @@ def import_upload(
     on_exists: str = "error",
     workspace: Workspace | None = None,
     progress: Callable[[ImportProgress], None] | None = None,
+    actor: Actor | None = None,
 ) -> ImportReport:
     """Save uploaded files into the workspace, import them as dataset ``name``, and remove them again.
 
@@ -75,6 +77,7 @@ def import_upload(
         options, layout, strict, on_exists: as for :func:`~segcore.data.imports.import_dataset`.
         workspace: the workspace (default: ``get_workspace()``).
         progress: called with an :class:`ImportProgress` as the upload is saved and imported.
+        actor: who imports it (default: the local user); refused before anything is saved if they may not.
 
     Returns:
         The import's :class:`~segcore.data.imports.ImportReport`.
@@ -86,6 +89,8 @@ def import_upload(
             what ``import_dataset`` raises.
         OSError: if the workspace cannot be written.
     """
+    actor = actor or local_actor()
+    require(actor, "import")
     ws = workspace or get_workspace()
     files = list(files)
     targets = upload_paths([f.name for f in files])
@@ -99,6 +104,7 @@ def import_upload(
         return import_dataset(
             source, name, layout=layout, options=options, strict=strict, workspace=ws, progress=report, on_exists=on_exists,
             source_label=_uploaded_names(files),
+            actor=actor,
         )
     finally:
         shutil.rmtree(folder, ignore_errors=True)

@@ -9,6 +9,11 @@ Public API (importing this package does not import Keras)::
     wait_for(run_ids, ws=None, *, timeout=None) -> {run_id: status}
     ensure_worker(ws=None)
 
+Each of ``launch``, ``stop``, ``resume`` and ``rerun`` also takes ``actor=``
+(a ``segcore.access.Actor``; the local user when omitted): it is refused with
+``AccessDenied`` where that person's role may not, and recorded in the run's
+``audit.jsonl`` where it may.
+
 The trainer itself (``segcore.training.trainer.train_run``) runs inside the
 training process started by the queue worker.
 """

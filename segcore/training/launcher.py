@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from segcore.access import Actor, local_actor, require
 from segcore.config import RunConfig, check_memory
 from segcore.data.dataset import load_dataset
 from segcore.data.split import split_ids
@@ -153,6 +154,8 @@ def launch(
     split: dict[str, list[str]] | None = None,
     extra: dict[str, Any] | None = None,
     start_worker: bool = True,
+    actor: Actor | None = None,
+    detail: str = "",
 ) -> str:
     """Queue a run and make sure a worker will train it; returns the run id at once.
 
@@ -163,6 +166,8 @@ def launch(
             computed from ``cfg.train.split`` when None.
         extra: more fields for ``config.json`` (e.g. ``{"sweep": ...}``).
         start_worker: start a queue worker if none is running.
+        actor: who launches it (default: the local user); recorded in the run's ``audit.jsonl``.
+        detail: a few words for that record (``re-run of ...``).
 
     Returns:
         The new run id.
@@ -170,10 +175,14 @@ def launch(
     Raises:
         FileNotFoundError: the dataset does not exist.
         ValueError: settings that cannot train.
+        AccessDenied: ``actor`` may not launch runs.
     """
+    actor = actor or local_actor()
+    require(actor, "launch")
     ws = ws or get_workspace()
     cfg, record, split = prepare_launch(cfg, ws, split=split)
     run = create_run(ws, cfg, dataset=record, split=split, extra=extra)
+    run.record(actor, "launch", detail)
     if start_worker:
         ensure_worker(ws)
     return run.run_id
@@ -238,7 +247,8 @@ def spawn_module(module: str, arg: str, ws: Workspace, log_path: Path, *, detach
         )
 
 
-def stop(run_id: str, ws: Workspace | None = None, *, wait: float = 0.0, grace: float = STOP_GRACE_S) -> dict[str, Any]:
+def stop(run_id: str, ws: Workspace | None = None, *, wait: float = 0.0, grace: float = STOP_GRACE_S,
+         actor: Actor | None = None) -> dict[str, Any]:
     """Stop a run: a queued run at once; a running one after its current batch.
 
     A running run gets a STOP file (checked every batch); if it is still
@@ -251,23 +261,29 @@ def stop(run_id: str, ws: Workspace | None = None, *, wait: float = 0.0, grace: 
         ws: the workspace.
         wait: seconds to wait for the run to leave the running state (0: return at once).
         grace: seconds between the stop request and SIGTERM.
+        actor: who stops it (default: the local user); recorded in the run's ``audit.jsonl``.
 
     Returns:
         The run's (true) status afterwards.
 
     Raises:
         ValueError: the run is not queued or running.
+        AccessDenied: ``actor`` may not stop this run.
     """
     import signal
 
+    actor = actor or local_actor()
     ws = ws or get_workspace()
     run = open_run(run_id, ws)
+    run.require(actor, "stop")
     done = run.transition(("queued",), state="stopped", message="stopped before it started", finished_at=iso())
     if done is not None:
+        run.record(actor, "stop", "before it started")
         return done
     status = run.true_status()
     if status.get("state") != "running":
         raise ValueError(f"run {run.run_id} is {status.get('state')}, not queued or running; nothing to stop")
+    run.record(actor, "stop", f"at epoch {status.get('epoch', 0)}")
     on_ray = status.get("engine") == "ray"
     if on_ray and status.get("pid") is None:  # submitted, still waiting for resources: no process to ask
         from segcore.training.ray_engine import stop_job
@@ -306,7 +322,7 @@ def _stop_age_origin(run: RunFolder) -> float:
         return time.time()
 
 
-def resume(run_id: str, ws: Workspace | None = None, *, start_worker: bool = True) -> str:
+def resume(run_id: str, ws: Workspace | None = None, *, start_worker: bool = True, actor: Actor | None = None) -> str:
     """Queue a stopped, interrupted or failed run again; it continues from its last checkpoint.
 
     Returns:
@@ -314,9 +330,12 @@ def resume(run_id: str, ws: Workspace | None = None, *, start_worker: bool = Tru
 
     Raises:
         ValueError: the run is queued, running or finished.
+        AccessDenied: ``actor`` (default: the local user) may not resume this run.
     """
+    actor = actor or local_actor()
     ws = ws or get_workspace()
     run = open_run(run_id, ws)
+    run.require(actor, "resume")
     status = run.true_status()
     if status.get("state") == DAMAGED and status.get("process_alive"):
         raise ValueError(f"run {run.run_id} is damaged but its training process still runs; wait for its next "
@@ -338,16 +357,18 @@ def resume(run_id: str, ws: Workspace | None = None, *, start_worker: bool = Tru
     if done is None:
         state = run.true_status().get("state")
         raise ValueError(f"run {run.run_id} is {state}; only stopped, interrupted, failed or damaged runs can be resumed")
+    run.record(actor, "resume", f"from {status.get('state')}")
     if start_worker:
         ensure_worker(ws)
     return run.run_id
 
 
-def rerun(run_id: str, ws: Workspace | None = None, *, start_worker: bool = True) -> str:
-    """Queue a new run with the same settings and split as ``run_id``; returns the new id."""
+def rerun(run_id: str, ws: Workspace | None = None, *, start_worker: bool = True, actor: Actor | None = None) -> str:
+    """Queue a new run with the same settings and split as ``run_id``; returns the new id (a launch by ``actor``)."""
     run = open_run(run_id, ws)
     meta = run.read_meta()
-    return launch(run.read_config(), ws, split=meta.get("split"), extra={"rerun_of": run.run_id}, start_worker=start_worker)
+    return launch(run.read_config(), ws, split=meta.get("split"), extra={"rerun_of": run.run_id}, start_worker=start_worker,
+                  actor=actor, detail=f"re-run of {run.run_id}")
 
 
 def wait_for(run_ids: list[str], ws: Workspace | None = None, *, timeout: float | None = None, poll: float = 0.5,

@@ -24,6 +24,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from segcore.access import Actor, local_actor, require
 from segcore.config import RunConfig
 from segcore.fsutil import check_name, read_json, write_json_atomic
 from segcore.runs import open_run
@@ -55,8 +56,11 @@ def fold_splits(split: dict[str, list[str]], folds: int, seed: int) -> list[dict
 
 
 def _queue(base: RunConfig, ws: Workspace, kind: str, members: Sequence[tuple[RunConfig, dict[str, list[str]], dict]],
-           split: dict[str, list[str]]) -> dict[str, Any]:
+           split: dict[str, list[str]], actor: Actor | None = None) -> dict[str, Any]:
     from segcore.training.launcher import dataset_record, ensure_worker, launch
+
+    actor = actor or local_actor()
+    require(actor, "launch")
 
     _, record = dataset_record(ws, base.train.dataset)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
@@ -68,7 +72,8 @@ def _queue(base: RunConfig, ws: Workspace, kind: str, members: Sequence[tuple[Ru
         check_config(cfg)
     runs = []
     for cfg, (_, run_split, info) in zip(configs, members):
-        run_id = launch(cfg, ws, split=run_split, extra={"group": {"id": group_id, "kind": kind, **info}}, start_worker=False)
+        run_id = launch(cfg, ws, split=run_split, extra={"group": {"id": group_id, "kind": kind, **info}}, start_worker=False,
+                        actor=actor, detail=f"{kind} group {group_id}")
         runs.append({"run_id": run_id, **info})
     ensure_worker(ws)
     out = {"group_id": group_id, "kind": kind, "dataset": record, "test": list(split.get("test", [])), "runs": runs,
@@ -86,7 +91,7 @@ def _base_split(base: RunConfig, ws: Workspace) -> dict[str, list[str]]:
     return split_ids(dataset.ids, base.train.split, subsets).to_dict()
 
 
-def queue_seeds(base: RunConfig, ws: Workspace | None = None, *, seeds: int) -> dict[str, Any]:
+def queue_seeds(base: RunConfig, ws: Workspace | None = None, *, seeds: int, actor: Actor | None = None) -> dict[str, Any]:
     """Queue ``seeds`` runs of ``base`` on one split, training seeds ``seed``, ``seed + 1``, ...; returns the group record."""
     ws = ws or get_workspace()
     if seeds < 2:
@@ -98,10 +103,10 @@ def queue_seeds(base: RunConfig, ws: Workspace | None = None, *, seeds: int) -> 
         name = f"{base.name} seed {first + n}" if base.name else f"seed {first + n}"
         cfg = replace(base, train=replace(base.train, seed=first + n), name=name)
         members.append((cfg, split, {"index": n, "seed": first + n}))
-    return _queue(base, ws, "seeds", members, split)
+    return _queue(base, ws, "seeds", members, split, actor)
 
 
-def queue_folds(base: RunConfig, ws: Workspace | None = None, *, folds: int) -> dict[str, Any]:
+def queue_folds(base: RunConfig, ws: Workspace | None = None, *, folds: int, actor: Actor | None = None) -> dict[str, Any]:
     """Queue ``folds`` runs of ``base``, run k validating on fold k of the pooled training images; returns the group record."""
     ws = ws or get_workspace()
     split = _base_split(base, ws)
@@ -109,7 +114,7 @@ def queue_folds(base: RunConfig, ws: Workspace | None = None, *, folds: int) -> 
     for k, run_split in enumerate(fold_splits(split, folds, int(base.train.split.seed))):
         name = f"{base.name} fold {k + 1}/{folds}" if base.name else f"fold {k + 1}/{folds}"
         members.append((replace(base, name=name), run_split, {"index": k, "fold": k + 1, "folds": folds}))
-    return _queue(base, ws, "folds", members, split)
+    return _queue(base, ws, "folds", members, split, actor)
 
 
 def read_group(ws: Workspace, group_id: str) -> dict[str, Any]:

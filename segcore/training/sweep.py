@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from segcore.access import Actor, local_actor, require
 from segcore.config import RunConfig
 from segcore.fsutil import read_json, write_json_atomic, write_text_atomic
 from segcore.models import encoders
@@ -118,6 +119,7 @@ def queue_sweep(
     weights: str = "imagenet",
     fine_tune_after: int | None = None,
     models: tuple[str, ...] | None = None,
+    actor: Actor | None = None,
 ) -> dict[str, Any]:
     """Queue the paper's set on ``base.train.dataset`` with one split and seed: every run, or none.
 
@@ -131,6 +133,7 @@ def queue_sweep(
         weights: ``"imagenet"`` (where cached, else none with a note), ``"none"`` or a file path.
         fine_tune_after: frozen epochs of "VGG16 fine-tuned" (default: half the epochs).
         models: labels from ``PAPER_SET`` to run (default: all).
+        actor: who queues them (default: the local user); AccessDenied before anything is queued if they may not launch.
 
     Returns:
         The sweep record (``sweep_id``, ``runs`` with label and run id, ``notes``),
@@ -143,6 +146,8 @@ def queue_sweep(
     from segcore.runs import delete_run
     from segcore.training.launcher import dataset_record, ensure_worker, launch, prepare_launch
 
+    actor = actor or local_actor()
+    require(actor, "launch")
     ws = ws or get_workspace()
     planned, notes = study_configs(base, weights=weights, fine_tune_after=fine_tune_after, models=models)
     dataset, record = dataset_record(ws, base.train.dataset)
@@ -160,12 +165,13 @@ def queue_sweep(
         for entry in planned:
             cfg = entry["config"]
             cfg = replace(cfg, tags=tuple(dict.fromkeys([*cfg.tags, sweep_id])))
-            run_id = launch(cfg, ws, split=split, extra={"sweep": {"id": sweep_id, "label": entry["label"]}}, start_worker=False)
+            run_id = launch(cfg, ws, split=split, extra={"sweep": {"id": sweep_id, "label": entry["label"]}}, start_worker=False,
+                            actor=actor, detail=f"study {sweep_id}: {entry['label']}")
             runs.append({k: entry[k] for k in ("label", "encoder", "weights", "freeze")} | {"run_id": run_id})
     except BaseException:
         for r in runs:  # a study is queued whole or not at all
             try:
-                delete_run(r["run_id"], ws, force=True)
+                delete_run(r["run_id"], ws, force=True, actor=actor)
             except (OSError, ValueError):
                 pass
         raise

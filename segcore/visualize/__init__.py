@@ -66,8 +66,10 @@ from segcore.visualize.review import (
 from segcore.visualize.notes import imbalance_warning, size_summary, subset_split_note
 from segcore.visualize.problems import PROBLEM_COLUMNS, problems_frame
 from segcore.visualize.runtable import (
+    audit_rows,
     filter_runs,
     format_duration,
+    imported_by_text,
     quick_start_duration_note,
     run_device,
     run_label,

@@ -186,3 +186,26 @@ def _parse_time(value: Any) -> float | None:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
     return moment.timestamp()
+
+
+ACTION_WORDS = {"launch": "launched", "stop": "stopped", "resume": "resumed", "notes": "edited the notes",
+                "tags": "set the tags", "delete": "deleted"}
+
+
+def audit_rows(entries) -> list[dict[str, str]]:
+    """A run's audit records (``RunFolder.read_audit``) as table rows, newest first: When (UTC), Who, Role, Action, Detail."""
+    rows = []
+    for e in reversed(list(entries)):
+        when = e.at.replace("T", " ").rstrip("Z")[:19] if e.at else ""
+        rows.append({"When (UTC)": when, "Who": e.who, "Role": e.role, "Action": ACTION_WORDS.get(e.action, e.action),
+                     "Detail": e.detail})
+    return rows
+
+
+def imported_by_text(source: dict) -> str | None:
+    """"Imported by ana@lab.org (trainer), 2026-12-04 20:30 UTC" from a dataset's ``source`` record, or None if absent."""
+    by = source.get("imported_by") if isinstance(source, dict) else None
+    if not isinstance(by, dict) or not isinstance(by.get("who"), str):
+        return None
+    at = str(by.get("at") or "").replace("T", " ")[:16]
+    return f"Imported by {by['who']}" + (f" ({by['role']})" if isinstance(by.get("role"), str) else "") + (f", {at} UTC" if at else "")
