@@ -221,26 +221,34 @@ def fake_training(monkeypatch):
     (no training process is started)."""
     import segcore.training as training
 
-    calls = {"launch": [], "stop": [], "resume": []}
+    calls = {"launch": [], "stop": [], "resume": [], "actors": []}
 
     def launch(cfg, ws, **kwargs):
         calls["launch"].append(cfg)
+        calls["actors"].append(("launch", kwargs.get("actor")))
         run = runs_mod.create_run(ws, cfg, dataset={"name": cfg.train.dataset}, split=kwargs.get("split") or {"train": [], "val": [], "test": []},
                                   extra=kwargs.get("extra"))
         return run.run_id
 
-    def stop(run_id, ws=None):
+    def stop(run_id, ws=None, *, wait=0.0, grace=None, actor=None):
         calls["stop"].append(run_id)
+        calls["actors"].append(("stop", actor))
         run = runs_mod.open_run(run_id, ws)
         if run.transition(("queued",), state="stopped") is None:  # as the real stop: a queued run stops at once
             run.request_stop()
 
-    def resume(run_id, ws=None):
+    def resume(run_id, ws=None, *, start_worker=True, actor=None):
         calls["resume"].append(run_id)
+        calls["actors"].append(("resume", actor))
         runs_mod.open_run(run_id, ws).update_status(state="queued")
+
+    import inspect
 
     import segcore.training.launcher as launcher
 
+    for name, fake in (("stop", stop), ("resume", resume)):  # the stand-ins take what the real ones take
+        real = set(inspect.signature(getattr(launcher, name)).parameters)
+        assert real == set(inspect.signature(fake).parameters), f"fake {name} drifted from launcher.{name}"
     for module in (training, launcher):  # launcher.rerun calls launcher.launch directly
         monkeypatch.setattr(module, "launch", launch)
         monkeypatch.setattr(module, "stop", stop)
@@ -297,6 +305,8 @@ def test_train_live_progress_and_stop(demo_ws, fake_training):
     at.button(key=f"stop_{running.run_id}").click().run()
     assert fake_training["stop"] == [running.run_id]
     assert running.stop_requested()
+    from segcore.access import local_actor
+    assert fake_training["actors"][-1] == ("stop", local_actor())  # the page says who stopped it
 
 
 @pytest.mark.slow
