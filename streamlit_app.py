@@ -12,6 +12,7 @@ import streamlit as st
 from pages import _ui
 from segcore.access import NO_ACCESS, allow_open, exposure_problem, role_summary
 from segcore.safetext import markdown_text
+from segcore.training.launcher import wake_queue
 from segcore.workspace import get_workspace
 
 st.set_page_config(page_title="segcore", page_icon=":material/blur_on:", layout="wide")
@@ -87,6 +88,9 @@ except Exception as exc:  # a broken demo must not take the dashboard down
     _problem = f"{type(exc).__name__}: {exc}"
 if _problem:
     st.sidebar.warning(f"Demo dataset not available: {_problem}")
+
+# Runs waiting with no worker (one may have been killed) start one: once per page load, here at the entry.
+wake_queue(get_workspace())
 
 page = st.navigation(
     [

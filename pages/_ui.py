@@ -49,14 +49,9 @@ _route_through_app()
 def workspace() -> Workspace:
     """The workspace of this server (``$SEGCORE_WORKSPACE`` or the project default).
 
-    Every page load also makes sure a queue worker serves runs that are waiting
-    (one may have been killed), so the queue never stalls.
+    Reading it starts nothing: ``streamlit_app.py`` wakes the run queue once per page load.
     """
-    ws = get_workspace()
-    from segcore.training import launcher
-
-    launcher.wake_queue(ws)
-    return ws
+    return get_workspace()
 
 
 def signin_on() -> bool:

@@ -13,7 +13,7 @@ from segcore.config import (  # the settings' own lists and defaults; no Keras i
     AugmentConfig, ModelConfig, RunConfig, SplitConfig, TrainConfig,
 )
 from segcore.labels import Labels
-from segcore.models import encoders
+from segcore.catalog import encoders
 from segcore.safetext import markdown_text
 from segcore.training import sweep
 M, T = ModelConfig(), TrainConfig()  # the defaults every widget starts from

@@ -31,8 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping, TypeVar
 
-from segcore.models import encoders as _encoders  # the registries import neither Keras nor this module
-from segcore.training import optim as _optim
+from segcore.catalog import encoders as _encoders  # the catalog is beneath the settings: it imports neither Keras nor this module
+from segcore.catalog import optim as _optim
+from segcore.catalog.heads import MODES  # dataset modes, each with its own head
 
 T = TypeVar("T")
 
@@ -43,7 +44,6 @@ FREEZE_MODES = ("trainable", "frozen", "fine_tune")
 DEPTHS = (3, 4, 5)
 ACTIVATIONS = ("relu", "elu")
 UPSAMPLING = ("transpose", "upsample")
-MODES = ("binary", "multiclass", "multilabel")  # dataset modes, each with its own head
 OPTIMIZERS = _optim.optimizer_names()
 LR_SCHEDULES = _optim.schedule_names()
 # The loss settings, each with what it does: the names of segcore.losses' classes plus "auto" (that module

@@ -158,3 +158,31 @@ def mean_over(values: Sequence[float | None], classes: Sequence[int]) -> float:
     picked = [values[k] for k in classes if k < len(values)]
     picked = [float(v) for v in picked if v is not None and v == v]
     return float(np.mean(picked)) if picked else float("nan")
+
+
+_FALLBACK_PALETTE = (
+    (0, 0, 0), (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
+    (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212),
+    (0, 128, 128), (220, 190, 255), (170, 110, 40), (255, 250, 200), (128, 0, 0),
+)
+
+
+def class_colors(classes: Sequence[Any]) -> np.ndarray:
+    """The display colour of each class.
+
+    Args:
+        classes: ``DatasetInfo.classes`` (objects with ``.color``), dicts with
+            ``"color"``, or plain class names (colours then come from a fixed palette).
+
+    Returns:
+        ``(K, 3)`` uint8 array, row ``k`` the RGB colour of class ``k``.
+    """
+    colors = []
+    for k, c in enumerate(classes):
+        color = getattr(c, "color", None)
+        if color is None and isinstance(c, Mapping):
+            color = c.get("color")
+        if color is None:
+            color = _FALLBACK_PALETTE[k % len(_FALLBACK_PALETTE)]
+        colors.append(tuple(int(v) for v in color)[:3])
+    return np.asarray(colors, dtype=np.uint8).reshape(-1, 3)

@@ -24,7 +24,7 @@ import numpy as np
 from keras import ops
 
 from segcore.config import LOSSES
-from segcore.models.heads import MODES
+from segcore.catalog.heads import MODES
 
 EPSILON = 1e-7
 AUTO_LOSS = "dice_ce"

@@ -19,7 +19,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from segcore.models.heads import head_for
+from segcore.catalog.heads import head_for
 
 
 class _OverlapScore(keras.metrics.Metric):

@@ -92,7 +92,7 @@ def iso(ts: float | None = None) -> str:
 
 def model_tag(cfg: RunConfig) -> str:
     """A short readable description of the model: ``unet-d4f32``, ``vgg16-frozen``, ``resnet50``."""
-    from segcore.models import encoders
+    from segcore.catalog import encoders
 
     m = cfg.model
     return encoders.get(m.encoder).tag(depth=m.depth, filters=m.filters, freeze=m.freeze,

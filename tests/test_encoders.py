@@ -8,7 +8,8 @@ import pytest
 
 keras = pytest.importorskip("keras")
 from segcore.config import ModelConfig  # noqa: E402
-from segcore.models import build_model, encoder_param_count, encoders, get_encoder, set_encoder_trainable  # noqa: E402
+from segcore.catalog import encoders  # noqa: E402
+from segcore.models import build_model, encoder_param_count, get_encoder, set_encoder_trainable  # noqa: E402
 
 pytestmark = pytest.mark.backend
 

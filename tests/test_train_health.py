@@ -7,7 +7,7 @@ import pytest
 
 from segcore.training.health import check_setup, epoch_health, health_warnings, nan_message
 from segcore.training.pipeline import check_masks, class_frequencies, make_targets
-from segcore.training.optim import scheduled_lr
+from segcore.catalog.optim import scheduled_lr
 
 
 def test_multiclass_targets_one_hot_and_void_minus_one_everywhere():
@@ -138,7 +138,7 @@ def test_batches_are_seeded_per_epoch_and_augmented_jointly():
 
 def test_optimizers_and_schedules_are_registries_the_settings_read():
     from segcore import config
-    from segcore.training import optim
+    from segcore.catalog import optim
 
     assert config.OPTIMIZERS == optim.optimizer_names() and config.LR_SCHEDULES == optim.schedule_names()
     sgd = optim.make_optimizer("sgd", 0.01)

@@ -37,7 +37,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from segcore.models.heads import head_for
+from segcore.catalog.heads import head_for
 
 SWEEP_BINS = 100
 SWEEP_THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(1, 20))

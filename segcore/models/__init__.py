@@ -6,17 +6,19 @@ Public API::
     build_model(cfg, *, image_size, channels, mode, num_classes) -> keras.Model
     set_encoder_trainable(model, trainable)
     count_params(model), encoder_param_count(model), forward_gflops(model_or_cfg, image_size)
-    encoders.get(name)                      # registry of every encoder, the plain U-Net's included
+    segcore.catalog.encoders.get(name)      # registry of every encoder, the plain U-Net's included
     transfer.load_matching_weights(model, source) -> TransferReport
 
-``head_for`` and the encoder registry do not import Keras; the builder
-functions import it on first use. This package imports nothing itself, so
-``segcore.config`` can read the encoder registry.
+``head_for`` and the encoder registry live in ``segcore.catalog`` (no Keras);
+the builder functions import Keras on first use, so importing this package
+stays cheap.
 """
 
 from __future__ import annotations
 
 import importlib
+
+from segcore.catalog.heads import MODES, head_for
 
 _BUILDER_NAMES = (
     "build_model",
@@ -33,6 +35,4 @@ __all__ = ["MODES", "head_for", *_BUILDER_NAMES]
 def __getattr__(name):
     if name in _BUILDER_NAMES:
         return getattr(importlib.import_module("segcore.models.builder"), name)
-    if name in ("MODES", "head_for"):
-        return getattr(importlib.import_module("segcore.models.heads"), name)
     raise AttributeError(f"module 'segcore.models' has no attribute {name!r}")

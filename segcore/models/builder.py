@@ -17,8 +17,8 @@ from typing import Any
 import keras
 
 from segcore.config import ACTIVATIONS, DEPTHS, FREEZE_MODES, UPSAMPLING, ModelConfig
-from segcore.models import encoders as encoder_registry
-from segcore.models.heads import head_for
+from segcore.catalog import encoders as encoder_registry
+from segcore.catalog.heads import head_for
 from segcore.models.layers import Preprocess
 
 

@@ -21,7 +21,8 @@ def register(subparsers) -> None:
 def variants_table(image_size: int = 256) -> list[dict]:
     """One row per model variant: name, params, encoder_params, gflops at ``image_size``."""
     from segcore.config import ModelConfig
-    from segcore.models import build_model, count_params, encoder_param_count, encoders, forward_gflops
+    from segcore.catalog import encoders
+    from segcore.models import build_model, count_params, encoder_param_count, forward_gflops
 
     rows = []
     for name in encoders.names():

@@ -11,6 +11,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from segcore.labels import class_colors
 from segcore.prediction.predictor import Predictor, run_head
 from segcore.runs import RunFolder, RunSummary
 
@@ -56,8 +57,6 @@ def prediction_setup(meta: Mapping[str, Any], open_dataset: Callable[[], Any] | 
         The setup: colours from the dataset's classes when it opens, else
         from the palette by the run's class names.
     """
-    from segcore.visualize.images import class_colors
-
     mode, class_names = run_head(meta)
     dataset, colors = None, None
     if open_dataset is not None:

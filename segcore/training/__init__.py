@@ -20,13 +20,6 @@ training process started by the queue worker.
 
 from __future__ import annotations
 
-import importlib
+from segcore.training.launcher import ensure_worker, launch, rerun, resume, stop, wait_for
 
 __all__ = ["launch", "stop", "resume", "rerun", "wait_for", "ensure_worker"]
-
-
-def __getattr__(name):
-    # Imported on first use, so that segcore.config can read the optimizer registry (training.optim).
-    if name in __all__:
-        return getattr(importlib.import_module("segcore.training.launcher"), name)
-    raise AttributeError(f"module 'segcore.training' has no attribute {name!r}")

@@ -23,7 +23,7 @@ from typing import Any
 from segcore.access import Actor, local_actor, require
 from segcore.config import RunConfig
 from segcore.fsutil import read_json, write_json_atomic, write_text_atomic
-from segcore.models import encoders
+from segcore.catalog import encoders
 from segcore.runs import open_run
 from segcore.safetext import markdown_cell, spreadsheet_text
 from segcore.workspace import Workspace, get_workspace

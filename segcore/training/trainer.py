@@ -31,7 +31,7 @@ from segcore.data.dataset import load_dataset
 from segcore.evaluation import evaluate_run_model, summary_metrics
 from segcore.runs import LiveStatus, RunFolder
 from segcore.training import health
-from segcore.training.optim import make_optimizer, scheduled_lr
+from segcore.catalog.optim import make_optimizer, scheduled_lr
 from segcore.training.pipeline import check_masks, class_frequencies, feed, make_batches, windows
 
 log = logging.getLogger("segcore.training")

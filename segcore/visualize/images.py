@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 
 from segcore.data.resample import resize_image, resize_labels
+from segcore.labels import class_colors  # noqa: F401  (the pages find it here too)
 
 # Void pixels are drawn in a neutral grey so they never read as a class.
 IGNORE_COLOR = (128, 128, 128)
@@ -22,11 +23,6 @@ HEATMAP_COLORMAP = "viridis"
 _CV2_COLORMAPS = {"viridis": cv2.COLORMAP_VIRIDIS, "magma": cv2.COLORMAP_MAGMA, "inferno": cv2.COLORMAP_INFERNO}
 
 # Distinct colours for datasets whose dataset.json has none (index 0 = background).
-_FALLBACK_PALETTE = (
-    (0, 0, 0), (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
-    (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212),
-    (0, 128, 128), (220, 190, 255), (170, 110, 40), (255, 250, 200), (128, 0, 0),
-)
 
 
 def to_rgb(image: np.ndarray) -> np.ndarray:
@@ -58,27 +54,6 @@ def to_rgb(image: np.ndarray) -> np.ndarray:
     if img.ndim == 2:
         return np.repeat(img[..., None], 3, axis=-1)
     return np.ascontiguousarray(img[..., :3])
-
-
-def class_colors(classes: Sequence[Any]) -> np.ndarray:
-    """The display colour of each class.
-
-    Args:
-        classes: ``DatasetInfo.classes`` (objects with ``.color``), dicts with
-            ``"color"``, or plain class names (colours then come from a fixed palette).
-
-    Returns:
-        ``(K, 3)`` uint8 array, row ``k`` the RGB colour of class ``k``.
-    """
-    colors = []
-    for k, c in enumerate(classes):
-        color = getattr(c, "color", None)
-        if color is None and isinstance(c, Mapping):
-            color = c.get("color")
-        if color is None:
-            color = _FALLBACK_PALETTE[k % len(_FALLBACK_PALETTE)]
-        colors.append(tuple(int(v) for v in color)[:3])
-    return np.asarray(colors, dtype=np.uint8).reshape(-1, 3)
 
 
 def colorize_mask(mask: np.ndarray, colors: np.ndarray, ignore_index: int | None = 255) -> np.ndarray:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from segcore.config import MODES
+MODES = ("binary", "multiclass", "multilabel")  # dataset modes, each with its own head
 
 
 def head_for(mode: str, num_classes: int) -> tuple[str, int]:
