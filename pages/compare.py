@@ -94,7 +94,7 @@ except (FileNotFoundError, ValueError) as exc:
     st.stop()
 info = ds.info
 label_meaning = Labels.of_dataset(info)
-if viz.trained_on_older_data([_ui.readable(runs[r].read_meta, {}) for r in chosen], info.content_hash):
+if viz.trained_on_older_data([_ui.readable(runs[r].read_record, None) for r in chosen], info.content_hash):
     st.warning(f"Dataset {quoted(dataset_name)} has changed since some of these runs were trained; their scores refer to the older version.")
 
 # --------------------------------------------------------------------------- images
@@ -186,7 +186,7 @@ else:
                                   format_func=_ui.metric_label, help=_ui.METRICS_HELP)
     from segcore.training.repeats import run_spreads
 
-    spreads = run_spreads(ws, {r: _ui.readable(runs[r].read_meta, {}) for r in chosen})
+    spreads = run_spreads(ws, {r: _ui.readable(runs[r].read_record, None) for r in chosen})
     spread_of = {labels[r]: s["std"] for r, s in spreads.items()}
     ranking = viz.rank_runs(have, spread_of)
     by_label = {labels[r]: spreads.get(r) for r in chosen}

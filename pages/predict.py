@@ -15,7 +15,6 @@ from segcore import visualize as viz
 from segcore.data.uploads import UploadedFile
 from segcore.prediction import prediction_setup, probs_to_mask, runs_that_predict
 from segcore.prediction.batch import batch_images, predict_batch
-from segcore.labels import Labels
 from segcore.safetext import markdown_text, quoted
 
 IMAGE_TYPES = ["png", "jpg", "jpeg", "tif", "tiff", "bmp", "gif"]
@@ -64,7 +63,7 @@ s = by_id[run_id]
 folder = runs_mod.RunFolder(s.path)
 _ui.damage_notes(s, labels.get(run_id, run_id))
 model_file = folder.model_path
-meta = folder.read_meta()
+record = folder.read_record()
 # Handed over as bytes, as on the Runs page: a file id that stays valid across reruns.
 model_bytes = _ui.readable(model_file.read_bytes, b"") if model_file.is_file() else b""
 st.download_button("Model (.keras)", model_bytes, f"{run_id}.keras", "application/octet-stream", on_click="ignore",
@@ -77,7 +76,7 @@ def _open_info():
 
 
 if source == "Folder or zip":
-    setup = prediction_setup(meta, _open_info)
+    setup = prediction_setup(record.dataset, _open_info)
     batch = st.file_uploader("Images, or a zip of them", type=IMAGE_TYPES + ["zip"], accept_multiple_files=True,
                              key="pred_batch_upload",
                              help="A folder: select all its images in the file dialog, or zip the folder and upload the zip.")
@@ -136,7 +135,7 @@ else:
     except (FileNotFoundError, ValueError) as exc:
         st.error(f"The run's dataset {quoted(s.dataset)} cannot be opened: {markdown_text(exc)}")
         st.stop()
-    test_ids = [i for i in (meta.get("split") or {}).get("test", []) if i in set(ds.ids)]
+    test_ids = [i for i in record.test_ids if i in set(ds.ids)]
     options = test_ids + [i for i in ds.ids if i not in set(test_ids)]
     picked = st.multiselect("Samples (the run's test images first)", options, default=options[:1], max_selections=MAX_IMAGES, key="pred_samples")
     images = [(sid, ds.image(sid)) for sid in picked]
@@ -145,7 +144,7 @@ if not images:
     st.info("Upload an image (PNG, JPEG, TIFF, BMP or GIF) or pick a dataset sample to see the model's prediction.")
     st.stop()
 
-setup = prediction_setup(meta, _open_info)
+setup = prediction_setup(record.dataset, _open_info)
 mode, class_names, colors, dataset_info = setup.mode, setup.class_names, setup.colors, setup.dataset
 
 c = st.columns([2, 2, 1])
@@ -169,7 +168,7 @@ for n, (name, image) in enumerate(images):
         rgb = viz.to_rgb(image)
         cols = st.columns([2, 2, 2, 2])
         cols[0].image(rgb, caption=markdown_text(f"{name} ({image.shape[1]}x{image.shape[0]})"), width="stretch")
-        cols[1].image(viz.overlay(rgb, mask, colors, opacity, None, unpainted=Labels.of_run(meta).unpainted), caption="predicted mask over the image", width="stretch")
+        cols[1].image(viz.overlay(rgb, mask, colors, opacity, None, unpainted=record.dataset.labels.unpainted), caption="predicted mask over the image", width="stretch")
         cols[2].image(viz.heatmap_with_colorbar(viz.class_probability(probs, mode, class_index)), caption=f"probability of {markdown_text(class_names[class_index])} (0 to 1)", width="stretch")
         areas = viz.mask_areas(mask, class_names[: len(colors)])
         cols[3].dataframe(areas, hide_index=True, column_config={"percent": st.column_config.NumberColumn("% of image", format="%.2f")}, key=f"areas_{n}_{name}")

@@ -60,13 +60,6 @@ class Labels:
                    getattr(info, "ignore_index", VOID))
 
     @classmethod
-    def of_run(cls, meta: Mapping[str, Any]) -> "Labels":
-        """From a run's ``meta.json`` (its ``dataset`` record; runs that recorded no ``class0`` had a background)."""
-        record = meta.get("dataset") or {}
-        return cls(record.get("mode", "multiclass"), tuple(record.get("classes") or ()),
-                   record.get("class0", "background") != "class", record.get("ignore_index", VOID))
-
-    @classmethod
     def of_report(cls, report: Mapping[str, Any]) -> "Labels":
         """From an evaluation record (``include_background`` is the class-0 statement it was scored with)."""
         return cls(report.get("mode", "multiclass"), tuple(report.get("class_names") or ()),

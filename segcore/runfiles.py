@@ -174,12 +174,22 @@ def check_status(path: Path, data: Any) -> dict[str, Any]:
     return data
 
 
+def record_version(v: Any) -> str | None:
+    from segcore.runrecord import RECORD_VERSION
+
+    if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= RECORD_VERSION:
+        return f"expected a whole number from 1 to {RECORD_VERSION} (a newer segcore wrote this run?), found {_describe(v)}"
+    return None
+
+
 META_FIELDS = {
     "run_id": text, "created_at": text, "config": obj, "dataset": obj, "split": obj, "environment": obj,
-    "rerun_of": text, "sweep": optional(obj),
+    "rerun_of": text, "sweep": optional(obj), "version": record_version, "input": optional(obj), "content": optional(obj),
+    "group": optional(obj), "plan": optional(obj),
 }
 DATASET_FIELDS = {"name": text, "content_hash": optional(text), "mode": optional(text), "classes": texts,
-                  "channels": optional(positive_int), "num_samples": optional(count)}
+                  "channels": optional(positive_int), "num_samples": optional(count), "class0": optional(text),
+                  "ignore_index": optional(count)}
 
 
 def check_meta(path: Path, data: Any) -> dict[str, Any]:

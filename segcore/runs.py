@@ -60,6 +60,7 @@ from segcore.access import Actor, local_actor, require
 from segcore.config import RunConfig
 from segcore.fsutil import check_name, is_disk_full, write_bytes_atomic, write_json_atomic, write_text_atomic
 from segcore.runfiles import STATES, RunFileError
+from segcore.runrecord import RECORD_VERSION, RunRecord
 from segcore.workspace import Workspace, get_workspace
 
 ACTIVE_STATES = ("queued", "running")
@@ -326,9 +327,23 @@ class RunFolder:
             raise RunFileError(self.config_path, "the file is missing")
         return self._read_checked(self.config_path, runfiles.check_meta)
 
+    def read_record(self) -> RunRecord:
+        """``config.json`` as a typed ``RunRecord`` (settings, dataset, split, input, ...), migrated to this version.
+
+        Raises:
+            FileNotFoundError: not a run folder.
+            RunFileError: the file is not JSON or not of the expected shape.
+        """
+        try:
+            return RunRecord.from_dict(self.read_meta(), run_id=self.run_id)
+        except ValueError as exc:
+            if isinstance(exc, RunFileError):
+                raise
+            raise RunFileError(self.config_path, str(exc)) from None
+
     def read_config(self) -> RunConfig:
         """The run's settings as saved (machine-dependent checks are left to ``launch``)."""
-        return RunConfig.from_dict(self.read_meta()["config"], stored=True)
+        return self.read_record().config
 
     def write_meta(self, meta: dict[str, Any]) -> None:
         write_json_atomic(self.config_path, meta)
@@ -707,10 +722,11 @@ class RunFolder:
         is the damaged file.
         """
         damage: dict[str, str] = {}
+        record: RunRecord | None = None
         try:
-            meta = self.read_meta()
+            record = self.read_record()
         except RunFileError as exc:
-            meta, damage["config.json"] = {}, exc.reason
+            damage["config.json"] = exc.reason
         status = self.true_status()
         damage.update(status.get("damage") or {})
         try:
@@ -722,10 +738,9 @@ class RunFolder:
         except RunFileError as exc:
             damage["checkpoints/state.json"] = exc.reason
         damage.update(self.artifact_damage())
-        cfg = meta.get("config", {})
-        model, train = cfg.get("model", {}), cfg.get("train", {})
+        cfg = record.config if record else None
         best = status.get("best") or {}
-        tags = list(dict.fromkeys(list(cfg.get("tags", [])) + list(notes.get("tags", []))))
+        tags = list(dict.fromkeys(list(cfg.tags if cfg else ()) + list(notes.get("tags", []))))
         state = DAMAGED if any(name in damage for name in _DEFINING_FILES) else status.get("state", DAMAGED)
         message = status.get("message", "")
         if state == DAMAGED and "status.json" not in damage:
@@ -735,16 +750,16 @@ class RunFolder:
         return RunSummary(
             run_id=self.run_id,
             state=state,
-            name=cfg.get("name", ""),
-            dataset=train.get("dataset", ""),
-            mode=(meta.get("dataset") or {}).get("mode", "") or "",
-            model=model_tag(RunConfig.from_dict(cfg, stored=True)) if cfg else "",
-            encoder=model.get("encoder", "none"),
-            created_at=meta.get("created_at", "") or _mtime_iso(self.path),
+            name=cfg.name if cfg else "",
+            dataset=cfg.train.dataset if cfg else "",
+            mode=record.dataset.mode if record else "",
+            model=model_tag(cfg) if cfg else "",
+            encoder=cfg.model.encoder if cfg else "none",
+            created_at=(record.created_at if record else "") or _mtime_iso(self.path),
             started_at=status.get("started_at"),
             finished_at=status.get("finished_at"),
             epoch=int(status.get("epoch", 0) or 0),
-            epochs=int(status.get("epochs", train.get("epochs", 0)) or 0),
+            epochs=int(status.get("epochs", cfg.train.epochs if cfg else 0) or 0),
             message=message,
             warnings=warnings,
             best_val_dice=best.get("val_dice"),
@@ -868,6 +883,7 @@ def create_run(
         }
     )
     meta = {
+        "version": RECORD_VERSION,
         "run_id": run_id,
         "created_at": iso(now.timestamp()),
         "config": cfg.to_dict(),
@@ -958,10 +974,10 @@ def run_results(summaries: Iterable[RunSummary]) -> list[RunResult]:
         if not report:
             continue
         try:
-            sweep = folder.read_meta().get("sweep") or {}
+            sweep = folder.read_record().sweep or {}
         except (RunFileError, OSError):
             sweep = {}
-        out.append(RunResult(s, report, str(sweep.get("id", "")) if isinstance(sweep, dict) else str(sweep)))
+        out.append(RunResult(s, report, str(sweep.get("id", ""))))
     return out
 
 

@@ -200,8 +200,10 @@ def test_one_owner_of_label_meaning():
     vessels = Labels("binary", ("background", "vessel"))
     assert vessels.scored == (1,) and vessels.ranked == (0, 1) and vessels.unpainted == 0
     assert "foreground classes 1..1" in vessels.macro_caption()
-    assert Labels.of_run({"dataset": {"mode": "multiclass", "classes": ["Sky", "Road"], "class0": "class"}}).include_background
-    assert not Labels.of_run({"dataset": {"mode": "binary", "classes": ["bg", "fg"]}}).include_background
+    from segcore.runrecord import DatasetRecord
+
+    assert DatasetRecord.from_dict({"mode": "multiclass", "classes": ["Sky", "Road"], "class0": "class"}).labels.include_background
+    assert not DatasetRecord.from_dict({"mode": "binary", "classes": ["bg", "fg"]}).labels.include_background
 
 
 def test_overlays_paint_class_0_when_it_is_a_real_class():

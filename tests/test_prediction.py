@@ -41,12 +41,13 @@ def test_rgba_upload_drops_alpha_and_grey_model_gets_one_channel(tmp_path):
 # --------------------------------------------------------------------------- a run's setup and probabilities
 
 
-def test_run_head_reads_the_recorded_dataset_with_defaults():
-    from segcore.prediction import run_head
+def test_the_recorded_dataset_reads_with_defaults():
+    from segcore.runrecord import DatasetRecord
 
-    assert run_head({"dataset": {"mode": "binary", "classes": ["bg", "fg"]}}) == ("binary", ["bg", "fg"])
-    assert run_head({"dataset": {"classes": None}}) == ("multiclass", [])
-    assert run_head({}) == ("multiclass", [])
+    head = lambda d: (d.mode, list(d.classes))  # noqa: E731
+    assert head(DatasetRecord.from_dict({"mode": "binary", "classes": ["bg", "fg"]})) == ("binary", ["bg", "fg"])
+    assert head(DatasetRecord.from_dict({"classes": None})) == ("multiclass", [])
+    assert head(DatasetRecord.from_dict(None)) == ("multiclass", [])
 
 
 def test_prediction_setup_takes_colours_from_the_dataset_else_the_palette():
@@ -57,7 +58,9 @@ def test_prediction_setup_takes_colours_from_the_dataset_else_the_palette():
 
     classes = [SimpleNamespace(name="bg", color=(0, 0, 0)), SimpleNamespace(name="cell", color=(10, 200, 30))]
     info = SimpleNamespace(classes=classes)
-    meta = {"dataset": {"mode": "binary", "classes": ["bg", "cell"]}}
+    from segcore.runrecord import DatasetRecord
+
+    meta = DatasetRecord.from_dict({"mode": "binary", "classes": ["bg", "cell"]})
     setup = prediction_setup(meta, lambda: info)
     assert isinstance(setup, PredictionSetup)
     assert setup.mode == "binary" and setup.class_names == ["bg", "cell"] and setup.dataset is info
@@ -71,7 +74,7 @@ def test_prediction_setup_takes_colours_from_the_dataset_else_the_palette():
         assert setup.dataset is None and setup.class_names == ["bg", "cell"]
         np.testing.assert_array_equal(setup.colors, class_colors(["bg", "cell"]))
     # A run that recorded no classes: named by number, as many as its dataset has.
-    setup = prediction_setup({"dataset": {}}, lambda: info)
+    setup = prediction_setup(DatasetRecord.from_dict({}), lambda: info)
     assert setup.mode == "multiclass" and setup.class_names == ["class 0", "class 1"]
 
 

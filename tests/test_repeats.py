@@ -65,7 +65,7 @@ def test_folds_train_as_a_group_and_their_ensemble_averages_the_runs(workspace, 
         result = train_run(run)
         assert result["state"] == "finished"
         run.update_status(**result)  # as the training process records its end
-        metas[entry["run_id"]] = run.read_meta()
+        metas[entry["run_id"]] = run.read_record()
     summary = group_summary(workspace, group["group_id"])
     assert summary["metrics"]["all_dice"]["n"] == 3 and summary["metrics"]["all_dice"]["std"] >= 0
     spreads = run_spreads(workspace, metas)

@@ -360,9 +360,14 @@ def test_compare_page_choices_runs_and_images():
     groups = viz.comparable_runs(s)
     assert list(groups) == ["d1", "d2"] and [r.run_id for r in groups["d1"]] == ["a", "e"]
 
-    assert viz.trained_on_older_data([{"dataset": {"content_hash": "h1"}}, {"dataset": {"content_hash": "h2"}}], "h2")
-    assert not viz.trained_on_older_data([{"dataset": {"content_hash": "h2"}}, {}], "h2")
-    assert not viz.trained_on_older_data([{"dataset": {"content_hash": "h1"}}], None)
+    from types import SimpleNamespace
+
+    def rec(h):
+        return SimpleNamespace(dataset=SimpleNamespace(content_hash=h))
+
+    assert viz.trained_on_older_data([rec("h1"), rec("h2")], "h2")
+    assert not viz.trained_on_older_data([rec("h2"), None, rec(None)], "h2")
+    assert not viz.trained_on_older_data([rec("h1")], None)
 
     ids = ["1", "2", "3", "4"]
     assert viz.shared_images(ids, [{"ids": ["4", "2", "3"]}, {"ids": [2, "4"]}]) == ["2", "4"]

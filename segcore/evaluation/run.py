@@ -149,13 +149,13 @@ def evaluate_run(run: RunFolder, *, write: bool = False, workspace=None) -> dict
     from segcore.prediction import Predictor
     from segcore.workspace import get_workspace
 
-    meta = run.read_meta()
-    test_ids = meta["split"]["test"]
+    record = run.read_record()
+    test_ids = record.test_ids
     if not test_ids:
         raise ValueError(f"run {run.run_id} has no test split to evaluate")
     run.checked_model_path()  # a checkpoint cut short is named as damaged, not "File not found"
     predictor = Predictor.from_folder(run)
-    dataset = load_dataset(meta["config"]["train"]["dataset"], workspace or get_workspace())
+    dataset = load_dataset(record.dataset_name, workspace or get_workspace())
     evaluation = evaluate_run_model(run, predictor, dataset, test_ids, save_predictions=write, write=write)
     if write:
         run.update_status(test=summary_metrics(evaluation.report))  # the runs table shows the rewritten numbers
@@ -165,7 +165,7 @@ def evaluate_run(run: RunFolder, *, write: bool = False, workspace=None) -> dict
 def run_content(run: RunFolder) -> dict[str, dict[str, str]]:
     """``{"train": {id: hash}, "val": {id: hash}}``: the pixel hashes a run recorded of the images it learned from."""
     try:
-        content = run.read_meta().get("content") or {}
+        content = run.read_record().content
     except (OSError, ValueError):
         content = {}
     return {part: dict(content.get(part) or {}) for part in ("train", "val")}
@@ -302,13 +302,13 @@ def evaluate_on_dataset(run: RunFolder, dataset_name: str, *, subset: str | None
     if not ids:
         subsets = sorted({str(s.subset) for s in info.samples})
         raise ValueError(f"dataset {dataset_name!r} has no samples in subset {subset!r}; its subsets are {subsets}")
-    meta = run.read_meta()
+    record = run.read_record()
     result, hashes = score_images(predictor, dataset, ids)
     if any(run_content(run).values()):
         warnings.extend(leak_warnings(run, hashes))
-    elif dataset_name == (meta.get("config") or {}).get("train", {}).get("dataset"):
+    elif dataset_name == record.dataset_name:
         # a run from before pixel hashes were recorded: by sample id within its own dataset
-        seen = set((meta.get("split") or {}).get("train", [])) | set((meta.get("split") or {}).get("val", []))
+        seen = set(record.split["train"]) | set(record.split["val"])
         overlap = sum(1 for i in ids if i in seen)
         if overlap:
             warnings.append(f"{overlap} of these {len(ids)} images were in the run's training or validation split")

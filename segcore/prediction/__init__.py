@@ -15,11 +15,11 @@ One module per part:
 from __future__ import annotations
 
 from segcore.prediction.masks import label_plane_files, probs_to_mask, save_mask_png
-from segcore.prediction.predictor import Predictor, predict_tiled, read_image, resize_probs, run_head
+from segcore.prediction.predictor import Predictor, predict_tiled, read_image, resize_probs
 from segcore.prediction.run import PredictionSetup, prediction_setup, run_probabilities, runs_that_predict
 
 __all__ = [
-    "Predictor", "predict_tiled", "read_image", "resize_probs", "run_head",
+    "Predictor", "predict_tiled", "read_image", "resize_probs",
     "label_plane_files", "probs_to_mask", "save_mask_png",
     "PredictionSetup", "prediction_setup", "run_probabilities", "runs_that_predict",
 ]

@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import cv2
 import numpy as np
@@ -32,16 +32,6 @@ from segcore.data.resample import resize_image, resize_probs  # noqa: F401  (res
 from segcore.labels import Labels
 from segcore.runs import RunFolder, open_run
 from segcore.workspace import Workspace
-
-
-def run_head(meta: Mapping[str, Any]) -> tuple[str, list[str]]:
-    """A run's head from its ``meta.json``: ``(mode, class names)`` as its dataset was recorded.
-
-    A run that recorded no mode predicts ``multiclass``; one that recorded no
-    classes has an empty list of names.
-    """
-    record = meta.get("dataset") or {}
-    return record.get("mode", "multiclass"), list(record.get("classes") or [])
 
 
 @dataclass
@@ -82,23 +72,21 @@ class Predictor:
         if not path.is_file():
             state = run.true_status().get("state")
             raise FileNotFoundError(f"run {run.run_id} ({state}) has no model checkpoint yet: {path} is missing")
-        meta = run.read_meta()
-        mode, class_names = run_head(meta)
+        record = run.read_record()
         model = keras.models.load_model(path, compile=False)
         shape = model.input_shape
-        fitted = meta.get("input") or {}
         return cls(
             run_id=run.run_id,
             model=model,
             image_size=int(shape[1]),
             channels=int(shape[-1]),
-            mode=mode,
-            class_names=class_names,
+            mode=record.dataset.mode,
+            class_names=list(record.dataset.classes),
             checkpoint=str(path),
-            fit=fitted.get("fit", "squash"),
-            reference_short_side=fitted.get("reference_short_side"),
-            tta=bool(((meta.get("config") or {}).get("train") or {}).get("tta", False)),
-            _labels=Labels.of_run(meta),
+            fit=record.fit,
+            reference_short_side=record.input.reference_short_side if record.input else None,
+            tta=record.config.train.tta,
+            _labels=record.dataset.labels,
         )
 
     @property

@@ -7,12 +7,13 @@ Streamlit's caches and pass their cached loaders in.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from segcore.labels import class_colors
-from segcore.prediction.predictor import Predictor, run_head
+from segcore.prediction.predictor import Predictor
+from segcore.runrecord import DatasetRecord
 from segcore.runs import RunFolder, RunSummary
 
 # States whose model is kept; a damaged run predicts too while its settings (config.json) can be read.
@@ -44,11 +45,11 @@ class PredictionSetup:
     dataset: Any = None
 
 
-def prediction_setup(meta: Mapping[str, Any], open_dataset: Callable[[], Any] | None = None) -> PredictionSetup:
-    """The mode, classes and colours to predict with, from a run's ``meta.json``.
+def prediction_setup(recorded: DatasetRecord, open_dataset: Callable[[], Any] | None = None) -> PredictionSetup:
+    """The mode, classes and colours to predict with, from the dataset a run recorded.
 
     Args:
-        meta: the run's metadata (``RunFolder.read_meta()``).
+        recorded: the run's ``RunRecord.dataset`` (``RunFolder.read_record()``).
         open_dataset: returns the run's ``DatasetInfo`` (the pages pass their
             cached loader); it may raise ``FileNotFoundError`` or
             ``ValueError`` when the dataset is gone or unreadable.
@@ -57,7 +58,7 @@ def prediction_setup(meta: Mapping[str, Any], open_dataset: Callable[[], Any] | 
         The setup: colours from the dataset's classes when it opens, else
         from the palette by the run's class names.
     """
-    mode, class_names = run_head(meta)
+    mode, class_names = recorded.mode, list(recorded.classes)
     dataset, colors = None, None
     if open_dataset is not None:
         try:

@@ -366,8 +366,8 @@ def resume(run_id: str, ws: Workspace | None = None, *, start_worker: bool = Tru
 def rerun(run_id: str, ws: Workspace | None = None, *, start_worker: bool = True, actor: Actor | None = None) -> str:
     """Queue a new run with the same settings and split as ``run_id``; returns the new id (a launch by ``actor``)."""
     run = open_run(run_id, ws)
-    meta = run.read_meta()
-    return launch(run.read_config(), ws, split=meta.get("split"), extra={"rerun_of": run.run_id}, start_worker=start_worker,
+    record = run.read_record()
+    return launch(record.config, ws, split={part: list(ids) for part, ids in record.split.items()}, extra={"rerun_of": run.run_id}, start_worker=start_worker,
                   actor=actor, detail=f"re-run of {run.run_id}")
 
 

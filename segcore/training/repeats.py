@@ -27,6 +27,7 @@ import numpy as np
 from segcore.access import Actor, local_actor, require
 from segcore.config import RunConfig
 from segcore.fsutil import check_name, read_json, write_json_atomic
+from segcore.runrecord import RunRecord
 from segcore.runs import open_run
 from segcore.workspace import Workspace, get_workspace
 
@@ -208,8 +209,9 @@ def evaluate_ensemble(ws: Workspace, group_id: str, *, write: bool = True) -> di
     return record
 
 
-def run_spreads(ws: Workspace, metas: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """For each run (id -> its ``meta.json``) that belongs to a group: its group's spread of the headline.
+def run_spreads(ws: Workspace, records: dict[str, RunRecord | None]) -> dict[str, dict[str, Any]]:
+    """For each run (id -> its ``RunRecord``, None where unreadable) that belongs to a group: its group's spread
+    of the headline.
 
     Returns:
         ``{run_id: {"group_id", "kind", "n", "mean", "std"}}``; runs outside a group, or whose group has
@@ -217,9 +219,9 @@ def run_spreads(ws: Workspace, metas: dict[str, dict[str, Any]]) -> dict[str, di
     """
     out: dict[str, dict[str, Any]] = {}
     cache: dict[str, dict[str, Any]] = {}
-    for run_id, meta in metas.items():
-        group = (meta or {}).get("group") or {}
-        gid = group.get("id") if isinstance(group, dict) else None
+    for run_id, record in records.items():
+        group = (record.group if record is not None else None) or {}
+        gid = group.get("id")
         if not gid:
             continue
         if gid not in cache:

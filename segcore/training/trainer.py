@@ -274,8 +274,8 @@ class Trainer:
 
     def __init__(self, run: RunFolder, status: LiveStatus | None = None):
         self.run = run
-        self.meta = run.read_meta()
-        self.cfg: RunConfig = RunConfig.from_dict(self.meta["config"], stored=True)
+        self.record = run.read_record()
+        self.cfg: RunConfig = self.record.config
         self.status = status or LiveStatus(run, run.read_status())
         self.epochs = int(self.cfg.train.epochs)
         self.failure: str | None = None
@@ -297,7 +297,7 @@ class Trainer:
 
         self.dataset = load_dataset(t.dataset, get_workspace(self.run.workspace_root))
         info = self.dataset.info
-        recorded = (self.meta.get("dataset") or {}).get("content_hash")
+        recorded = self.record.dataset.content_hash
         if recorded and info.content_hash and recorded != info.content_hash:
             self.setup_warnings.append(
                 f"dataset {t.dataset!r} changed since the run was created (content hash {info.content_hash[:12]}, "
@@ -307,7 +307,7 @@ class Trainer:
         self.include_background = info.include_background
         self.num_classes = info.num_classes
         self.channels = info.channels
-        split = self.meta["split"]
+        split = self.record.split
         if not split.get("train"):
             raise ValueError(f"run {self.run.run_id} has no training samples in its split")
         size = t.image_size
@@ -546,8 +546,7 @@ class Trainer:
         keras.utils.set_random_seed(int(t.seed))
         env = dict(dev, requested_backend=t.backend, precision=policy, jit_compile=self.on_gpu,
                    versions=device.package_versions())
-        self.meta["environment"] = env
-        self.run.write_meta(self.meta)
+        self.run.update_meta(environment=env)
         self.status.update(message="loading data", phase="loading data", backend=dev["backend"], device=dev["device"])
         self.load_data()
         self.setup_warnings += health.check_setup(self.mode, self.num_classes, t.loss)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Mapping, Sequence
 
+from segcore.runrecord import RunRecord
 from segcore.visualize.tables import worst_images
 
 MAX_IMAGES = 8  # image rows the page shows at most
@@ -29,9 +30,10 @@ def comparable_runs(summaries: Iterable[Any]) -> dict[str, list[Any]]:
     return {name: runs for name, runs in groups.items() if len(runs) >= 2}
 
 
-def trained_on_older_data(metas: Iterable[Mapping[str, Any]], content_hash: str | None) -> bool:
-    """Whether any run was trained on another version of the dataset than ``content_hash`` (its scores are older)."""
-    hashes = {(meta.get("dataset") or {}).get("content_hash") for meta in metas} - {None, ""}
+def trained_on_older_data(records: Iterable[RunRecord | None], content_hash: str | None) -> bool:
+    """Whether any run (its ``RunRecord``; None where unreadable) was trained on another version of the dataset
+    than ``content_hash`` (its scores are older)."""
+    hashes = {r.dataset.content_hash for r in records if r is not None} - {None, ""}
     return bool(content_hash and hashes and hashes != {content_hash})
 
 
