@@ -76,3 +76,18 @@ def test_a_damaged_field_of_the_record_is_named(workspace):
     run.config_path.write_text(json.dumps(data))
     with pytest.raises(RunFileError, match=r"config\.json.*'input'"):
         run.read_record()
+
+
+def test_a_run_that_recorded_no_input_predicts_as_its_settings_say(workspace):
+    """A run stopped before its data loaded (or from before ``input`` was recorded) is not squashed:
+    its images meet the model as its settings asked."""
+    from segcore.models import build_model
+    from segcore.prediction import Predictor
+
+    run = make(workspace)
+    model = build_model(CFG.model, image_size=64, channels=3, mode="multiclass", num_classes=3)
+    run.checkpoints_dir.mkdir(parents=True, exist_ok=True)
+    model.save(run.best_model_path)
+    predictor = Predictor.from_folder(run)
+    assert predictor.fit == "short_side" and predictor.image_size == 64
+    assert predictor.labels.include_background and predictor.class_names == ["Sky", "Road", "Car"]
