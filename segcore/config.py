@@ -112,7 +112,8 @@ class Widget:
     ``"number"`` (``values`` = min, max[, step]), ``"toggle"``, ``"checkbox"``, ``"text"``, ``"list"``
     (comma-separated text for a tuple of strings) or ``"file"`` (a choice of ``values`` or a path typed in).
     ``labels`` are the texts shown for values; ``none`` is the text shown for None (a setting whose None
-    means a default), or, for a number, that 0 stands for None. ``width`` is its share of a row of 4.
+    means a default), or, for a number, that 0 stands for None. ``width`` is its share of a row of 4;
+    ``hint`` a text field's placeholder.
     """
 
     kind: str
@@ -122,6 +123,7 @@ class Widget:
     labels: Mapping[Any, str] = field(default_factory=dict)
     none: str = ""
     width: float = 1.0
+    hint: str = ""  # a text field's placeholder
 
 
 @dataclass(frozen=True)
@@ -692,9 +694,9 @@ class RunConfig:
 
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-    name: str = setting("", "a name shown in the runs table", widget=Widget("text", "Run name (optional)"))
+    name: str = setting("", "a name shown in the runs table", widget=Widget("text", "Run name (optional)", hint="e.g. baseline"))
     tags: tuple[str, ...] = setting((), "a tag (repeatable)", flag="--tag", repeat=True,
-                                    widget=Widget("list", "Tags (comma separated)"))
+                                    widget=Widget("list", "Tags (comma separated)", hint="e.g. depth-study"))
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, ModelConfig):
