@@ -89,7 +89,8 @@ def _add_settings(p: argparse.ArgumentParser, *, sweep: bool = False, root: type
         elif d.is_bool:
             kw.update(action=argparse.BooleanOptionalAction, default=None)
         else:
-            parse = _PARSERS.get(meta.parse or d.annotation)
+            # a repeated flag gives one item of the list each time
+            parse = str if meta.repeat and not meta.parse else _PARSERS.get(meta.parse or d.annotation)
             if parse is None:
                 raise TypeError(f"setting {d.path}: no parser for {meta.parse or d.annotation!r}; give its Setting a parse")
             kw.update(type=parse, metavar=meta.metavar or ("{" + ",".join(map(str, meta.choices)) + "}" if meta.choices else None))
