@@ -65,6 +65,7 @@ DISTRIBUTIONS = ("none", "mirrored", "data_parallel")
 # keras.json, else tensorflow), written into config.json at launch.
 BACKENDS = ("auto", "tensorflow", "torch", "jax")
 SPLIT_METHODS = ("random", "ids", "subset")
+_IDS_OFF_PAGE = "id lists are given on the command line or in a config file; the page splits at random or by subset"
 
 MAX_IMAGE_SIZE = 8192
 MAX_SEED = 2**32 - 1
@@ -91,6 +92,200 @@ def stored_settings() -> Iterator[None]:
         yield
     finally:
         _machine_checks.reset(token)
+
+
+# -- what each setting is, declared once ---------------------------------------------------
+#
+# Every field of the settings below carries a ``Setting`` in its metadata (``setting(...)``): its help,
+# its choices, its command-line flag and how the Train page shows it. The command line
+# (``segcore.training.cli``) and the Train page (``pages/_settings_form.py``) are generated from it, so
+# a new setting is one field here and the code that uses it. The values are still checked in each
+# class's ``__post_init__``, the one place of validation.
+
+
+@dataclass(frozen=True)
+class Widget:
+    """How the Train page shows a setting.
+
+    ``kind``: ``"choice"`` (a drop-down of ``values``, else the setting's choices), ``"radio"``,
+    ``"steps"`` (a slider over the ``values`` given), ``"slider"`` (``values`` = min, max, step),
+    ``"number"`` (``values`` = min, max[, step]), ``"toggle"``, ``"checkbox"``, ``"text"``, ``"list"``
+    (comma-separated text for a tuple of strings) or ``"file"`` (a choice of ``values`` or a path typed in).
+    ``labels`` are the texts shown for values; ``none`` is the text shown for None (a setting whose None
+    means a default), or, for a number, that 0 stands for None. ``width`` is its share of a row of 4;
+    ``hint`` a text field's placeholder.
+    """
+
+    kind: str
+    label: str
+    key: str = ""  # the widget's session-state key; "" is "train_" + the field name
+    values: tuple = ()
+    labels: Mapping[Any, str] = field(default_factory=dict)
+    none: str = ""
+    width: float = 1.0
+    hint: str = ""  # a text field's placeholder
+
+
+@dataclass(frozen=True)
+class Setting:
+    """What one setting is, for the command line and the Train page (``dataclasses.field`` metadata).
+
+    Args:
+        help: one or two sentences: what it does.
+        widget: how the Train page shows it, or None with ``no_widget`` saying why not.
+        flag: its command-line flag; "" is ``--`` + the field name with dashes. A ``bool`` flag has its
+            ``--no-`` twin. None: no flag, with ``no_flag`` saying why not.
+        aliases: more names for the flag.
+        choices: the values it takes, where it is a name from a list (checked in ``__post_init__``).
+        advanced: shown under "Advanced settings" on the page.
+        applies: ``"plain"`` (the plain U-Net's own), ``"pretrained"`` (a pretrained encoder's), or "" (both).
+        enabled_by: ``(sibling field, values)``: the widget is greyed out unless the sibling has one of them.
+        implies: ``((sibling field, value), ...)`` the flag also sets, unless the sibling's own flag is given.
+        follows: a setting (dotted) whose value this one takes where that one is given and this one is not.
+        switch: the flag takes no value and sets this one (``--freeze``: ``"frozen"``).
+        parse: how the flag's text is read, where the field's type does not say (``"duration"``).
+        repeat: the flag may be given several times, each adding to the list (``--tag``).
+        metavar: the flag's placeholder in ``--help``.
+        sweep: the encoder study takes it too (the study sets the encoder, its freezing and start itself).
+    """
+
+    help: str
+    widget: Widget | None = None
+    flag: str | None = ""
+    aliases: tuple[str, ...] = ()
+    choices: tuple = ()
+    advanced: bool = False
+    applies: str = ""
+    enabled_by: tuple[str, tuple] | None = None
+    implies: tuple[tuple[str, Any], ...] = ()
+    follows: str = ""
+    switch: Any = None
+    parse: str = ""
+    repeat: bool = False
+    metavar: str | None = None
+    sweep: bool = True
+    no_flag: str = ""
+    no_widget: str = ""
+
+
+def setting(default: Any = dataclasses.MISSING, help: str = "", **meta: Any) -> Any:
+    """A settings field with its ``Setting`` (see there for ``meta``)."""
+    return field(default=default, metadata={"setting": Setting(help=help, **meta)})
+
+
+@dataclass(frozen=True)
+class Declared:
+    """One setting found in a settings class: where it lives, its type and default, and its ``Setting``."""
+
+    path: str  # dotted, as errors name it: "train.augment.zoom"
+    name: str  # the field's name
+    owner: type
+    annotation: str
+    default: Any
+    meta: Setting
+
+    @property
+    def flag(self) -> str | None:
+        if self.meta.flag is None:
+            return None
+        return self.meta.flag or "--" + self.name.replace("_", "-")
+
+    @property
+    def dest(self) -> str | None:
+        """The ``argparse`` attribute the flag fills (argparse's own rule: the flag without dashes)."""
+        return None if self.flag is None else self.flag.lstrip("-").replace("-", "_")
+
+    @property
+    def key(self) -> str | None:
+        """The Train page widget's session-state key."""
+        w = self.meta.widget
+        return None if w is None else (w.key or "train_" + self.name)
+
+    @property
+    def is_bool(self) -> bool:
+        return self.annotation == "bool"
+
+
+def nested_class(f: dataclasses.Field) -> type | None:
+    """The settings class a field holds, where it holds one (``train``, ``train.augment``...), else None."""
+    factory = f.default_factory
+    return factory if isinstance(factory, type) and dataclasses.is_dataclass(factory) else None
+
+
+def declared(root: type | None = None) -> list[Declared]:
+    """Every setting of ``root`` (default ``RunConfig``) and the settings it holds, in field order.
+
+    Raises:
+        TypeError: for a field without its ``Setting`` (every setting says what it is, or why it is not
+            on the command line or the page).
+    """
+    root = root or RunConfig
+    out: list[Declared] = []
+
+    def walk(cls: type, prefix: str) -> None:
+        defaults = cls()
+        for f in dataclasses.fields(cls):
+            inner = nested_class(f)
+            if inner is not None:
+                walk(inner, prefix + f.name + ".")
+                continue
+            meta = f.metadata.get("setting")
+            if not isinstance(meta, Setting):
+                raise TypeError(f"setting {prefix}{f.name} of {cls.__name__} has no Setting in its metadata; "
+                                "declare it with config.setting(default, help=..., ...)")
+            if meta.flag is None and not meta.no_flag:
+                raise TypeError(f"setting {prefix}{f.name} has no flag and no reason (no_flag)")
+            if meta.widget is None and not meta.no_widget:
+                raise TypeError(f"setting {prefix}{f.name} has no widget and no reason (no_widget)")
+            out.append(Declared(prefix + f.name, f.name, cls, str(f.type), getattr(defaults, f.name), meta))
+
+    walk(root, "")
+    return out
+
+
+def defaults(root: type | None = None) -> dict[str, Any]:
+    """Every setting's default, by dotted path."""
+    return {d.path: d.default for d in declared(root)}
+
+
+def with_settings(obj: T, values: Mapping[str, Any]) -> T:
+    """``obj`` (a settings object) with the settings at the dotted paths of ``values`` replaced, checked.
+
+    A class's own settings are replaced before those of the settings it holds, so a bad ``train.seed``
+    is named before the ``train.split.seed`` that follows it.
+    """
+    own: dict[str, Any] = {}
+    inner: dict[str, dict[str, Any]] = {}
+    for path, value in values.items():
+        head, _, rest = path.partition(".")
+        if rest:
+            inner.setdefault(head, {})[rest] = value
+        else:
+            own[head] = value
+    out = dataclasses.replace(obj, **own) if own else obj
+    if inner:
+        out = dataclasses.replace(out, **{name: with_settings(getattr(out, name), sub) for name, sub in inner.items()})
+    return out
+
+
+def build(root: type[T], values: Mapping[str, Any]) -> T:
+    """A settings object of class ``root`` from the dotted ``values`` given (the rest their defaults), checked."""
+    own: dict[str, Any] = {}
+    inner: dict[str, dict[str, Any]] = {}
+    for path, value in values.items():
+        head, _, rest = path.partition(".")
+        if rest:
+            inner.setdefault(head, {})[rest] = value
+        else:
+            own[head] = value
+    kwargs: dict[str, Any] = {}
+    for f in dataclasses.fields(root):
+        cls = nested_class(f)
+        if cls is not None and f.name in inner:
+            kwargs[f.name] = build(cls, inner[f.name])
+        elif f.name in own:
+            kwargs[f.name] = own[f.name]
+    return root(**kwargs)
 
 
 # -- field checks (each returns the value to store) ---------------------------------------
@@ -186,31 +381,53 @@ class ModelConfig:
     the same in training and inference, so it works with 20 images and 3
     steps an epoch), ``"batch"`` (batch normalisation; its moving averages
     need many steps, so the health check compares training- and
-    inference-mode predictions), or ``"none"``. ``batch_norm`` is read from
-    settings written before ``norm`` existed (True: ``"batch"``, False:
-    ``"none"``) and wins over ``norm`` when set.
+    inference-mode predictions), or ``"none"``. Settings written before
+    ``norm`` existed hold ``batch_norm`` instead; ``from_dict`` reads it as
+    ``norm`` (True: ``"batch"``, False: ``"none"``).
     """
 
-    encoder: str = "none"
-    depth: int = 4
-    filters: int = 16
-    dropout: float = 0.0
-    activation: str = "relu"
-    norm: str = "group"
-    batch_norm: bool | None = None
-    upsampling: str = "transpose"
-    weights: str = "none"
-    freeze: str = "trainable"
-    fine_tune_after: int = 0
-    fine_tune_lr_factor: float = 0.1
-    init_from_run: str | None = None
-
-    @property
-    def normalization(self) -> str:
-        """The normalisation in effect: ``batch_norm`` from older settings, else ``norm``."""
-        if self.batch_norm is not None:
-            return "batch" if self.batch_norm else "none"
-        return self.norm
+    encoder: str = setting("none", "'none' is the plain U-Net; the others are pretrained keras.applications encoders",
+                           choices=ENCODERS, sweep=False,
+                           widget=Widget("choice", "Encoder", labels={n: _encoders.get(n).label for n in ENCODERS}))
+    depth: int = setting(4, "resolution levels of the plain U-Net", choices=DEPTHS, applies="plain",
+                         widget=Widget("steps", "Depth", values=DEPTHS))
+    filters: int = setting(16, "filters of the plain U-Net's first level (doubled at each level down)", applies="plain",
+                           widget=Widget("steps", "Base filters", values=(8, 16, 32, 64)))
+    dropout: float = setting(0.0, "dropout rate in the plain U-Net's blocks", applies="plain",
+                             widget=Widget("slider", "Dropout", values=(0.0, 0.5, 0.05)))
+    activation: str = setting("relu", "activation after each convolution of the plain U-Net", choices=ACTIVATIONS,
+                              applies="plain", widget=Widget("choice", "Activation"))
+    norm: str = setting(
+        "group", "normalisation after each convolution of the U-Net's blocks (a pretrained encoder's decoder; the "
+        "encoder keeps its own): group norm trains and predicts alike, safe with a few dozen images; batch norm "
+        "predicts with moving averages that need many steps to settle (the health check says when they lag)",
+        choices=NORMS, widget=Widget("choice", "Normalisation", labels={
+            "group": "group norm (safe with few images)", "batch": "batch norm (needs many steps)", "none": "none"}))
+    upsampling: str = setting("transpose", "how the plain U-Net's decoder doubles the resolution", choices=UPSAMPLING,
+                              applies="plain", widget=Widget("choice", "Decoder upsampling", labels={
+                                  "transpose": "transposed convolution", "upsample": "upsampling + convolution"}))
+    weights: str = setting("none", "none | imagenet | PATH to a weights file (.h5 of the encoder without top); ImageNet "
+                           "weights must be in ~/.keras/models on a machine without internet access",
+                           metavar="none|imagenet|PATH", applies="pretrained",
+                           widget=Widget("file", "Weights", values=("none", "imagenet")))
+    freeze: str = setting("trainable", "the pretrained encoder's layers: trainable, frozen, or frozen then fine-tuned "
+                          "(--freeze keeps them frozen; --fine-tune-after N fine-tunes)", choices=FREEZE_MODES,
+                          switch="frozen", applies="pretrained", sweep=False,
+                          widget=Widget("choice", "Encoder layers", labels={
+                              "trainable": "trainable", "frozen": "frozen", "fine_tune": "frozen, then fine-tuned"}))
+    fine_tune_after: int = setting(0, "frozen for N epochs, then fine-tuned (with freeze 'fine_tune')", metavar="N",
+                                   implies=(("freeze", "fine_tune"),), applies="pretrained", sweep=False,
+                                   enabled_by=("freeze", ("fine_tune",)),
+                                   widget=Widget("number", "Fine-tune after epoch", key="train_ft_after", values=(0, 500)))
+    fine_tune_lr_factor: float = setting(0.1, "the learning rate of the fine-tuning epochs, as a factor of the first",
+                                         applies="pretrained", advanced=True, metavar="F",
+                                         enabled_by=("freeze", ("fine_tune",)),
+                                         widget=Widget("number", "Fine-tuning rate factor", values=(0.001, 1.0, 0.01)))
+    init_from_run: str | None = setting(None, "start from another run's weights (layers matched by name and shape; "
+                                        "the head is new)", metavar="RUN", sweep=False,
+                                        widget=Widget("choice", "Start from the weights of an earlier run (layers "
+                                                      "matched by name and shape; the head is new)", key="train_init_from",
+                                                      none="no: random initialisation", width=4))
 
     def __post_init__(self) -> None:
         p = "model."
@@ -222,7 +439,6 @@ class ModelConfig:
             dropout=_float(p + "dropout", self.dropout, 0.0, 1.0, hi_open=True),
             activation=_choice(p + "activation", self.activation, ACTIVATIONS),
             norm=_choice(p + "norm", self.norm, NORMS),
-            batch_norm=None if self.batch_norm is None else _bool(p + "batch_norm", self.batch_norm),
             upsampling=_choice(p + "upsampling", self.upsampling, UPSAMPLING),
             freeze=_choice(p + "freeze", self.freeze, FREEZE_MODES),
             fine_tune_after=_int(p + "fine_tune_after", self.fine_tune_after, 0, _BIG),
@@ -254,14 +470,23 @@ class ModelConfig:
 class AugmentConfig:
     """Joint image and mask augmentation, applied to training batches only."""
 
-    enabled: bool = True
-    hflip: bool = True
-    vflip: bool = True
-    rotate_degrees: float = 15.0
-    zoom: float = 0.1  # scale drawn from [1 - zoom, 1 + zoom]: zoom in and out
-    shift: float = 0.05  # fraction of the image size
-    brightness: float = 0.1
-    contrast: float = 0.1
+    enabled: bool = setting(True, "augment the training images (--no-augment: train on them as they are)",
+                            flag="--augment", widget=Widget("toggle", "Augment training images", key="train_aug"))
+    hflip: bool = setting(True, "random horizontal flips", enabled_by=("enabled", (True,)),
+                          widget=Widget("checkbox", "Horizontal flips"))
+    vflip: bool = setting(True, "random vertical flips", enabled_by=("enabled", (True,)),
+                          widget=Widget("checkbox", "Vertical flips"))
+    rotate_degrees: float = setting(15.0, "random rotation of up to this many degrees either way",
+                                    metavar="DEGREES", enabled_by=("enabled", (True,)),
+                                    widget=Widget("slider", "Rotation (°)", key="train_rotate", values=(0.0, 90.0, 5.0)))
+    zoom: float = setting(0.1, "random scale drawn from [1 - zoom, 1 + zoom]: zoom in and out",
+                          enabled_by=("enabled", (True,)), widget=Widget("slider", "Zoom", values=(0.0, 0.5, 0.05)))
+    shift: float = setting(0.05, "random shift, as a fraction of the image size", enabled_by=("enabled", (True,)),
+                           widget=Widget("slider", "Shift", values=(0.0, 0.3, 0.05)))
+    brightness: float = setting(0.1, "random brightness change, as a fraction", enabled_by=("enabled", (True,)),
+                                widget=Widget("slider", "Brightness", values=(0.0, 0.5, 0.05)))
+    contrast: float = setting(0.1, "random contrast change, as a fraction", enabled_by=("enabled", (True,)),
+                              widget=Widget("slider", "Contrast", values=(0.0, 0.5, 0.05)))
 
     def __post_init__(self) -> None:
         p = "train.augment."
@@ -288,13 +513,23 @@ class SplitConfig:
     drawn from train with ``val_fraction``).
     """
 
-    method: str = "random"
-    val_fraction: float = 0.15
-    test_fraction: float = 0.15
-    seed: int = 0
-    train_ids: tuple[str, ...] = ()
-    val_ids: tuple[str, ...] = ()
-    test_ids: tuple[str, ...] = ()
+    method: str = setting("random", "split method: random ratios, ids (the id lists), or subset (the dataset's own "
+                          "train/test folders)", choices=SPLIT_METHODS, flag="--split",
+                          widget=Widget("choice", "Split", key="train_split"))
+    val_fraction: float = setting(0.15, "share of the images held out for validation",
+                                  widget=Widget("slider", "Validation fraction", key="train_val", values=(0.05, 0.5, 0.05)))
+    test_fraction: float = setting(0.15, "share of the images held out for the test (not used by 'subset': its test "
+                                   "images are the dataset's test folder)", enabled_by=("method", ("random", "ids")),
+                                   widget=Widget("slider", "Test fraction", key="train_test", values=(0.0, 0.5, 0.05)))
+    seed: int = setting(0, "the split's random seed", follows="train.seed",
+                        flag=None, no_flag="the split is drawn with the training seed (--seed)",
+                        no_widget="the split is drawn with the training seed (Seed)")
+    train_ids: tuple[str, ...] = setting((), "comma-separated ids or ranges, e.g. 1-27 (split ids)", metavar="IDS",
+                                         implies=(("method", "ids"),), no_widget=_IDS_OFF_PAGE)
+    val_ids: tuple[str, ...] = setting((), "comma-separated ids or ranges", metavar="IDS", implies=(("method", "ids"),),
+                                       no_widget=_IDS_OFF_PAGE)
+    test_ids: tuple[str, ...] = setting((), "comma-separated ids or ranges", metavar="IDS", implies=(("method", "ids"),),
+                                        no_widget=_IDS_OFF_PAGE)
 
     def __post_init__(self) -> None:
         p = "train.split."
@@ -355,25 +590,61 @@ class TrainConfig:
     many GPUs of one machine (the local engine) or of one Ray node.
     """
 
-    dataset: str = "demo"
-    image_size: int = 128
-    fit: str = "short_side"
-    tta: bool = False
-    patches_per_image: int = 1
-    budget_minutes: float | None = None
-    epochs: int = 20
-    batch_size: int = 8
-    optimizer: str = "adam"
-    learning_rate: float | None = None
-    lr_schedule: str = "none"
-    loss: str = "auto"
-    class_weighting: bool = False
-    early_stopping_patience: int = 5
-    seed: int = 0
-    mixed_precision: str = "auto"
-    distribution: str = "none"
-    devices: int | str = 1
-    backend: str = "auto"
+    dataset: str = setting("demo", "dataset name in the workspace", widget=Widget("choice", "Dataset"))
+    image_size: int = setting(128, "the model's square window in pixels (training size); bigger is slower",
+                              widget=Widget("steps", "Image size (px)", key="train_size",
+                                            values=(32, 64, 96, 128, 160, 192, 224, 256, 384, 512), width=2))
+    fit: str = setting(
+        "short_side", "how images of any shape meet the square size. short_side: keep the aspect ratio (each image "
+        "scaled so its shorter side is the image size; nothing is stretched), random windows in training, tiles in "
+        "prediction; squash: resize every image to the square size; native: every image at its own resolution, "
+        "random patches of the image size in training, tiles in prediction (thin structures keep their pixels)",
+        choices=FITS, widget=Widget("radio", "Image shape", width=4, labels={
+            "short_side": "keep the aspect ratio (random windows in training, tiles in prediction)",
+            "squash": "squash to the square size",
+            "native": "own resolution (patches of the image size in training, tiles in prediction)"}))
+    tta: bool = setting(False, "test-time augmentation: evaluate and predict on the image and its three flips, "
+                        "averaged (4x the inference time)", widget=Widget("toggle", "Test-time flips"))
+    patches_per_image: int = setting(1, "random windows of each training image per epoch (short_side and native fits, "
+                                     "when images are larger than the window)", metavar="N",
+                                     widget=Widget("number", "Windows per image", key="train_patches", values=(1, 64)))
+    budget_minutes: float | None = setting(
+        None, "time budget for training, e.g. 10m, 90s, 1.5h (a bare number is minutes): the run fits as many epochs "
+        "as the machine allows, at most the epochs, and the schedule (cosine) ends with the budget; none: the epochs "
+        "decide", flag="--budget", parse="duration", metavar="TIME",
+        widget=Widget("number", "Time budget (min)", key="train_budget", values=(0.0, 10080.0, 1.0), none="0"))
+    epochs: int = setting(20, "passes over the training images (with a budget: at most this many)",
+                          widget=Widget("number", "Epochs", values=(1, 1000)))
+    batch_size: int = setting(8, "images per training step, per device; lower it if memory runs out",
+                              widget=Widget("number", "Batch size", key="train_batch", values=(1, 256)))
+    optimizer: str = setting("adam", "the optimiser", choices=OPTIMIZERS, widget=Widget("choice", "Optimiser"))
+    learning_rate: float | None = setting(
+        None, "step size of the optimiser (default: the encoder's own, 1e-3 from scratch, 1e-4 pretrained): 1e-4 suits "
+        "pretrained encoders, 1e-3 small models trained from scratch", flag="--lr", aliases=("--learning-rate",),
+        widget=Widget("choice", "Learning rate", key="train_lr", values=(None, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2),
+                      none="the encoder's own", width=2))
+    lr_schedule: str = setting("none", "learning-rate schedule: how the learning rate changes over the epochs; none "
+                               "keeps it constant", choices=LR_SCHEDULES, widget=Widget("choice", "LR schedule"))
+    loss: str = setting("auto", "what training minimises; Dice-based losses cope best with small objects",
+                        choices=LOSSES, widget=Widget("choice", "Loss", labels={n: f"{n}: {h}" for n, h in LOSS_HELP.items()},
+                                                      width=3))
+    class_weighting: bool = setting(False, "weight the loss by inverse class frequency (helps rare classes)",
+                                    widget=Widget("toggle", "Class weighting", key="train_class_weights", width=1.5))
+    early_stopping_patience: int = setting(5, "early stopping: epochs without a lower validation loss before training "
+                                           "stops (0: never stop early)", flag="--patience",
+                                           widget=Widget("number", "Patience", key="train_patience", values=(0, 200)))
+    seed: int = setting(0, "same seed and settings: same split, same augmentation, same starting weights",
+                        widget=Widget("number", "Seed", values=(0, 2**31 - 1)))
+    mixed_precision: str = setting("auto", "auto/on: float16 mixed precision on a GPU; bfloat16; off (never on a CPU)",
+                                   choices=PRECISIONS, advanced=True, widget=Widget("choice", "Mixed precision"))
+    distribution: str = setting("none", "how one run spreads its batches over several devices", choices=DISTRIBUTIONS,
+                                advanced=True, widget=Widget("choice", "Distribution"))
+    devices: int | str = setting(1, "devices one run spreads its batches over (data parallel; the batch size is per "
+                                 "device)", metavar="all|N", advanced=True,
+                                 widget=Widget("choice", "Devices", values=(1, 2, 4, 8, "all")))
+    backend: str = setting("auto", "the Keras backend the run trains on; auto: the launching process's "
+                           "(KERAS_BACKEND, else keras.json, else tensorflow)", choices=BACKENDS, advanced=True,
+                           widget=Widget("choice", "Backend"))
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
 
@@ -423,8 +694,9 @@ class RunConfig:
 
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-    name: str = ""
-    tags: tuple[str, ...] = ()
+    name: str = setting("", "a name shown in the runs table", widget=Widget("text", "Run name (optional)", hint="e.g. baseline"))
+    tags: tuple[str, ...] = setting((), "a tag (repeatable)", flag="--tag", repeat=True,
+                                    widget=Widget("list", "Tags (comma separated)", hint="e.g. depth-study"))
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, ModelConfig):
@@ -547,20 +819,23 @@ def to_dict(obj: Any) -> Any:
     return obj
 
 
-_PREFIX = {"RunConfig": "", "ModelConfig": "model.", "TrainConfig": "train.", "AugmentConfig": "train.augment.",
-           "SplitConfig": "train.split."}
-
-
-def from_dict(cls: type[T], data: Mapping[str, Any]) -> T:
+def from_dict(cls: type[T], data: Mapping[str, Any], prefix: str | None = None) -> T:
     """Build config dataclass ``cls`` from ``data``, recursing into nested configs.
+
+    ``prefix`` is the dotted place of ``cls`` in the settings (``train.augment.``) that errors name.
+    ``model.batch_norm`` of settings written before ``model.norm`` existed is read as ``norm``
+    (true: ``"batch"``, false: ``"none"``; it wins over a ``norm`` beside it, as it did then).
 
     Raises:
         SettingError: on keys ``cls`` does not have (naming them and the valid
             ones) and on any value the settings refuse.
     """
-    prefix = _PREFIX.get(cls.__name__, "")
+    if prefix is None:
+        prefix = _PREFIX.get(cls.__name__, "")
     if not isinstance(data, Mapping):
         raise SettingError(prefix.rstrip(".") or "settings", data, f"a JSON object of {cls.__name__} settings")
+    if issubclass(cls, ModelConfig) and "batch_norm" in data:
+        data = _legacy_batch_norm(data, prefix)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
     if unknown:
@@ -571,17 +846,18 @@ def from_dict(cls: type[T], data: Mapping[str, Any]) -> T:
         )
     kwargs: dict[str, Any] = {}
     for name, value in data.items():
-        nested = _NESTED.get((cls.__name__, name))
-        if nested is not None:
-            kwargs[name] = from_dict(nested, value)
-        else:
-            kwargs[name] = value
+        nested = nested_class(fields[name])
+        kwargs[name] = from_dict(nested, value, f"{prefix}{name}.") if nested is not None else value
     return cls(**kwargs)
 
 
-_NESTED: dict[tuple[str, str], type] = {
-    ("RunConfig", "model"): ModelConfig,
-    ("RunConfig", "train"): TrainConfig,
-    ("TrainConfig", "augment"): AugmentConfig,
-    ("TrainConfig", "split"): SplitConfig,
-}
+_PREFIX = {"ModelConfig": "model.", "TrainConfig": "train.", "AugmentConfig": "train.augment.", "SplitConfig": "train.split."}
+
+
+def _legacy_batch_norm(data: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    """``model.batch_norm`` (settings from before ``model.norm``) as ``norm``; null (written later, unset) is dropped."""
+    out = dict(data)
+    value = out.pop("batch_norm")
+    if value is not None:
+        out["norm"] = "batch" if _bool(prefix + "batch_norm", value) else "none"
+    return out

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 keras = pytest.importorskip("keras")
-from segcore.config import ModelConfig  # noqa: E402
+from segcore.config import ModelConfig, RunConfig  # noqa: E402
 from segcore.models import (  # noqa: E402
     build_model,
     count_params,
@@ -43,7 +43,7 @@ def test_head_for():
         (ModelConfig(depth=4, filters=4, activation="elu", norm="none", upsampling="upsample"), 32, 1,
          "multiclass", 4),
         (ModelConfig(depth=5, filters=2, dropout=0.2, norm="batch"), 32, 3, "multilabel", 4),
-        (ModelConfig(depth=3, filters=6, batch_norm=True), 16, 3, "binary", 2),
+        (RunConfig.from_dict({"model": {"depth": 3, "filters": 6, "batch_norm": True}}).model, 16, 3, "binary", 2),
     ],
 )
 def test_unet_variants_round_trip_through_keras_file(tmp_path, cfg, size, channels, mode, k):
@@ -56,8 +56,8 @@ def test_unet_variants_round_trip_through_keras_file(tmp_path, cfg, size, channe
     assert tuple(model.output.shape) == (None, size, size, outputs)
     assert model.get_layer("head").get_config()["activation"] == activation
     assert len([layer for layer in model.layers if layer.name.startswith("pool")]) == cfg.depth
-    assert any(isinstance(layer, keras.layers.BatchNormalization) for layer in model.layers) == (cfg.normalization == "batch")
-    assert any(isinstance(layer, keras.layers.GroupNormalization) for layer in model.layers) == (cfg.normalization == "group")
+    assert any(isinstance(layer, keras.layers.BatchNormalization) for layer in model.layers) == (cfg.norm == "batch")
+    assert any(isinstance(layer, keras.layers.GroupNormalization) for layer in model.layers) == (cfg.norm == "group")
     # the compiled loss and metrics travel with the file: no custom_objects needed to load
     # run_eagerly: one step does not repay tracing a graph (seconds per model on a small CPU)
     model.compile(optimizer="adam", loss=losses.get("auto", mode=mode), metrics=segmentation_metrics(mode, k),

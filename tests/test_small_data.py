@@ -52,10 +52,10 @@ def _cfg(dataset="shapes", epochs=1, size=32, norm="group", **train):
 
 
 def test_default_norm_is_group_and_older_settings_keep_batch_norm():
-    assert ModelConfig().norm == "group" and ModelConfig().normalization == "group"
+    assert ModelConfig().norm == "group"
     old = RunConfig.from_dict({"model": {"batch_norm": True}})
-    assert old.model.normalization == "batch"
-    assert RunConfig.from_dict({"model": {"batch_norm": False}}).model.normalization == "none"
+    assert old.model.norm == "batch"
+    assert RunConfig.from_dict({"model": {"batch_norm": False}}).model.norm == "none"
     model = build_model(ModelConfig(depth=3, filters=8), image_size=16, channels=1, mode="binary", num_classes=2)
     assert any(isinstance(layer, keras.layers.GroupNormalization) for layer in model.layers)
     assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in model.layers)

@@ -69,7 +69,7 @@ GROUPS = 8  # group normalisation: at most 8 groups (fewer where the filters do 
 
 
 def _conv_block(x, filters: int, name: str, cfg: ModelConfig):
-    norm = cfg.normalization
+    norm = cfg.norm
     for i in (1, 2):
         x = keras.layers.Conv2D(
             filters, 3, padding="same", kernel_initializer="he_normal", use_bias=norm == "none",

@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from segcore.cliutil import err as _err
 from segcore.cliutil import print_json as _print_json
 from segcore.cliutil import waking as _waking
-from segcore.config import ENCODERS, FITS, NORMS, RunConfig
+from segcore.config import Declared, RunConfig, declared, from_dict, with_settings
 from segcore.runs import LISTED_STATES
 from segcore.training.sweep import PAPER_SET
 
@@ -47,53 +46,9 @@ def parse_budget(text: str) -> float:
     return minutes
 
 
-def _add_settings(p: argparse.ArgumentParser, *, sweep: bool = False) -> None:
-    g = p.add_argument_group("data")
-    g.add_argument("--dataset", help="dataset name in the workspace")
-    g.add_argument("--image-size", type=int, help="training size in pixels (square windows)")
-    g.add_argument("--fit", choices=FITS,
-                   help="short_side (default): keep the aspect ratio, train on random windows, predict in tiles; "
-                   "squash: resize every image to the square size; native: every image at its own resolution, "
-                   "random patches of the image size in training, tiles in prediction")
-    g.add_argument("--tta", action="store_true", help="test-time augmentation: average the predictions of the four flips")
-    g.add_argument("--split", choices=("random", "ids", "subset"), help="split method (default random)")
-    g.add_argument("--val-fraction", type=float)
-    g.add_argument("--test-fraction", type=float)
-    g.add_argument("--train-ids", help="comma-separated ids or ranges, e.g. 1-27 (split ids)")
-    g.add_argument("--val-ids", help="comma-separated ids or ranges")
-    g.add_argument("--test-ids", help="comma-separated ids or ranges")
-    g.add_argument("--no-augment", action="store_true", help="train without augmentation")
-    m = p.add_argument_group("model")
-    if not sweep:
-        m.add_argument("--encoder", choices=ENCODERS, help="'none' is the plain U-Net")
-        m.add_argument("--freeze", action="store_true", help="keep the pretrained encoder frozen")
-        m.add_argument("--fine-tune-after", type=int, metavar="N", help="frozen for N epochs, then fine-tuned")
-        m.add_argument("--init-from-run", metavar="RUN", help="start from another run's weights (matched by name and shape)")
-    m.add_argument("--weights", help="none | imagenet | PATH to a weights file")
-    m.add_argument("--depth", type=int, choices=(3, 4, 5))
-    m.add_argument("--filters", type=int)
-    m.add_argument("--dropout", type=float)
-    m.add_argument("--norm", choices=NORMS, help="normalisation in the U-Net blocks (default group: safe with few images)")
-    t = p.add_argument_group("training")
-    t.add_argument("--epochs", type=int, help="epochs at most (with --budget: the budget decides, up to this)")
-    t.add_argument("--budget", type=parse_budget, metavar="TIME",
-                   help="time budget for training, e.g. 10m, 90s, 1.5h (a bare number is minutes); the schedule follows it")
-    t.add_argument("--patches-per-image", type=int, metavar="N",
-                   help="random windows of each training image per epoch (short_side and native fits)")
-    t.add_argument("--batch-size", type=int)
-    t.add_argument("--lr", "--learning-rate", dest="learning_rate", type=float)
-    t.add_argument("--optimizer")
-    t.add_argument("--lr-schedule")
-    t.add_argument("--loss")
-    t.add_argument("--class-weighting", action="store_true")
-    t.add_argument("--patience", type=int, help="early stopping patience in epochs (0: off)")
-    t.add_argument("--seed", type=int)
-    t.add_argument("--mixed-precision")
-    t.add_argument("--distribution", choices=("none", "mirrored", "data_parallel"))
-    t.add_argument("--devices", type=_devices_arg, metavar="all|N",
-                   help="devices one run spreads its batches over (data parallel; --batch-size is per device)")
-    p.add_argument("--name", help="a name shown in the runs table")
-    p.add_argument("--tag", action="append", default=[], help="a tag (repeatable)")
+def _ids(text: str) -> tuple[str, ...]:
+    """Comma-separated ids or ranges (``1-27,30``) as a tuple."""
+    return tuple(x.strip() for x in str(text).split(",") if x.strip())
 
 
 def _devices_arg(text: str) -> int | str:
@@ -105,10 +60,47 @@ def _devices_arg(text: str) -> int | str:
         raise argparse.ArgumentTypeError(f"{text!r} is not 'all' or a whole number of devices") from None
 
 
-def _ids(text: str | None) -> tuple[str, ...] | None:
-    if text is None:
-        return None
-    return tuple(x.strip() for x in text.split(",") if x.strip())
+# How a flag's text becomes the setting's value: by the field's type, or the Setting's ``parse``.
+# A value that parses is then checked by the settings themselves (``segcore.config``), so a bad one is
+# named the same way from a flag, a config file or the Train page.
+_PARSERS = {
+    "int": int, "float": float, "float | None": float, "str": str, "str | None": str,
+    "int | str": _devices_arg, "tuple[str, ...]": _ids, "duration": parse_budget,
+}
+_GROUPS = {"ModelConfig": "model", "TrainConfig": "training", "AugmentConfig": "augmentation", "SplitConfig": "split"}
+
+
+def settings_flags(root: type | None = None, *, sweep: bool = False) -> list[Declared]:
+    """The settings with a command-line flag (for ``sweep``: those the encoder study takes)."""
+    return [d for d in declared(root) if d.flag is not None and (d.meta.sweep or not sweep)]
+
+
+def _add_settings(p: argparse.ArgumentParser, *, sweep: bool = False, root: type | None = None) -> None:
+    """One flag per setting, generated from the settings' declarations (``segcore.config.Setting``)."""
+    groups: dict[str, Any] = {}
+    for d in settings_flags(root, sweep=sweep):
+        group_name = next((g for cls, g in _GROUPS.items() if any(c.__name__ == cls for c in d.owner.__mro__)), "")
+        where = p if not group_name else groups.setdefault(group_name, p.add_argument_group(group_name))
+        meta = d.meta
+        help_text = meta.help + (f" (default {_shown(d.default)})" if d.default not in (None, (), "") and not d.is_bool else "")
+        kw: dict[str, Any] = {"dest": d.dest, "help": help_text}
+        if meta.switch is not None:
+            kw.update(action="store_const", const=meta.switch)
+        elif d.is_bool:
+            kw.update(action=argparse.BooleanOptionalAction, default=None)
+        else:
+            # a repeated flag gives one item of the list each time
+            parse = str if meta.repeat and not meta.parse else _PARSERS.get(meta.parse or d.annotation)
+            if parse is None:
+                raise TypeError(f"setting {d.path}: no parser for {meta.parse or d.annotation!r}; give its Setting a parse")
+            kw.update(type=parse, metavar=meta.metavar or ("{" + ",".join(map(str, meta.choices)) + "}" if meta.choices else None))
+            if meta.repeat:
+                kw.update(action="append", default=[])
+        where.add_argument(d.flag, *meta.aliases, **kw)
+
+
+def _shown(value: Any) -> str:
+    return value if isinstance(value, str) else repr(value)
 
 
 def settings_from_args(args: argparse.Namespace, base: RunConfig | None = None) -> RunConfig:
@@ -125,63 +117,31 @@ def settings_from_args(args: argparse.Namespace, base: RunConfig | None = None) 
             raise ValueError(f"config file {path} is not valid JSON: {exc}") from exc
         if isinstance(data, dict) and "config" in data and "model" not in data:
             data = data["config"]  # a run folder's config.json works too
-        cfg = RunConfig.from_dict(data)
-    m, t = cfg.model, cfg.train
-    model_kw: dict[str, Any] = {}
-    for flag, field in (("depth", "depth"), ("filters", "filters"), ("dropout", "dropout"), ("weights", "weights"), ("norm", "norm")):
-        value = getattr(args, flag, None)
-        if value is not None:
-            model_kw[field] = value
-    if getattr(args, "norm", None) is not None:
-        model_kw["batch_norm"] = None  # a settings file from before "norm" existed: the flag wins
-    if getattr(args, "encoder", None) is not None:
-        model_kw["encoder"] = args.encoder
-    if getattr(args, "init_from_run", None):
-        model_kw["init_from_run"] = args.init_from_run
-    if getattr(args, "freeze", False):
-        model_kw["freeze"] = "frozen"
-    if getattr(args, "fine_tune_after", None) is not None:
-        model_kw["freeze"] = "fine_tune"
-        model_kw["fine_tune_after"] = args.fine_tune_after
-    train_kw: dict[str, Any] = {}
-    for flag in ("dataset", "image_size", "fit", "epochs", "batch_size", "learning_rate", "optimizer", "lr_schedule", "loss", "seed", "mixed_precision", "distribution", "devices"):
-        value = getattr(args, flag, None)
-        if value is not None:
-            train_kw[flag] = value
-    if getattr(args, "patience", None) is not None:
-        train_kw["early_stopping_patience"] = args.patience
-    if getattr(args, "class_weighting", False):
-        train_kw["class_weighting"] = True
-    if getattr(args, "tta", False):
-        train_kw["tta"] = True
-    if getattr(args, "budget", None) is not None:
-        train_kw["budget_minutes"] = args.budget
-    if getattr(args, "patches_per_image", None) is not None:
-        train_kw["patches_per_image"] = args.patches_per_image
-    if getattr(args, "no_augment", False):
-        train_kw["augment"] = replace(t.augment, enabled=False)
-    split_kw: dict[str, Any] = {}
-    if getattr(args, "split", None):
-        split_kw["method"] = args.split
-    for flag in ("val_fraction", "test_fraction"):
-        if getattr(args, flag, None) is not None:
-            split_kw[flag] = getattr(args, flag)
-    for flag in ("train_ids", "val_ids", "test_ids"):
-        ids = _ids(getattr(args, flag, None))
-        if ids is not None:
-            split_kw[flag] = ids
-            split_kw.setdefault("method", "ids")
-    model = replace(m, **model_kw)
-    train = replace(t, **train_kw)  # checks the training flags before the split derived from them
-    if "seed" in train_kw:
-        split_kw.setdefault("seed", train_kw["seed"])
-    if split_kw:
-        train = replace(train, split=replace(t.split, **split_kw))
-    cfg = replace(cfg, model=model, train=train)
-    if getattr(args, "name", None):
-        cfg = replace(cfg, name=args.name)
-    if getattr(args, "tag", None):
-        cfg = replace(cfg, tags=tuple(dict.fromkeys([*cfg.tags, *args.tag])))
+        cfg = from_dict(type(cfg), data)
+    given: dict[str, Any] = {}
+    settings = declared(type(cfg))
+    for d in settings:
+        value = getattr(args, d.dest, None) if d.flag is not None else None
+        if value is None or (d.meta.repeat and not value):
+            continue
+        if d.meta.repeat:  # added to what the config file holds
+            value = tuple(dict.fromkeys([*_value_at(cfg, d.path), *value]))
+        given[d.path] = value
+    implied: dict[str, Any] = {}
+    for d in settings:
+        parent = d.path.rpartition(".")[0]
+        if d.path in given:
+            for sibling, value in d.meta.implies:
+                implied.setdefault(f"{parent}.{sibling}" if parent else sibling, value)
+        if d.meta.follows in given:
+            implied.setdefault(d.path, given[d.meta.follows])
+    given.update({path: value for path, value in implied.items() if path not in given})
+    return with_settings(cfg, given)
+
+
+def _value_at(cfg: Any, path: str) -> Any:
+    for part in path.split("."):
+        cfg = getattr(cfg, part)
     return cfg
 
 
