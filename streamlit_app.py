@@ -12,7 +12,7 @@ import streamlit as st
 from pages import _ui
 from segcore.access import NO_ACCESS, allow_open, exposure_problem, role_summary
 from segcore.safetext import markdown_text
-from segcore.training.launcher import wake_queue
+from segcore.queue.launcher import wake_queue
 from segcore.workspace import get_workspace
 
 st.set_page_config(page_title="segcore", page_icon=":material/blur_on:", layout="wide")

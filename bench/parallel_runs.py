@@ -34,7 +34,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 def measure(runs: int, concurrency: int, args) -> dict:
     from segcore.config import AugmentConfig, ModelConfig, RunConfig, TrainConfig
     from segcore.data.demo import make_demo
-    from segcore.training import launch, wait_for
+    from segcore.queue import launch, wait_for
     from segcore.workspace import get_workspace
 
     root = Path(tempfile.mkdtemp(prefix=f"parallel-{concurrency}-"))

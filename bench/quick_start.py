@@ -34,7 +34,7 @@ def main(argv=None) -> int:
     from segcore.data.demo import ensure_demo
     from segcore.quickstart import QUICK_START
     from segcore.runs import open_run
-    from segcore.training import launch, wait_for
+    from segcore.queue import launch, wait_for
     from segcore.workspace import get_workspace
 
     ws = get_workspace(args.workspace or tempfile.mkdtemp(prefix="segcore-quick-"))

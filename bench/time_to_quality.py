@@ -44,7 +44,7 @@ def main(argv=None) -> int:
     from segcore.config import ModelConfig, RunConfig, TrainConfig
     from segcore.data.demo import ensure_demo
     from segcore.runs import open_run
-    from segcore.training import launch, stop
+    from segcore.queue import launch, stop
     from segcore.workspace import get_workspace
 
     root = args.workspace or tempfile.mkdtemp(prefix="segcore-ttq-")

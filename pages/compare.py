@@ -184,7 +184,7 @@ if not have:
 else:
     metric = st.segmented_control("Metric", ["dice", "iou", "precision", "recall"], default="dice", key="cmp_metric",
                                   format_func=_ui.metric_label, help=_ui.METRICS_HELP)
-    from segcore.training.repeats import run_spreads
+    from segcore.queue.repeats import run_spreads
 
     spreads = run_spreads(ws, {r: _ui.readable(runs[r].read_record, None) for r in chosen})
     spread_of = {labels[r]: s["std"] for r, s in spreads.items()}

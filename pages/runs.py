@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import streamlit as st
 
-import segcore.training as training
+import segcore.queue as run_queue
 from pages import _ui
 from segcore import runs as runs_mod
 from segcore import visualize as viz
 from segcore.labels import Labels
 from segcore.safetext import csv_bytes, markdown_text
-from segcore.training import ray_engine as training_engines
+from segcore.queue import ray_engine as training_engines
 
 ws = _ui.workspace()
 st.title("Runs")
@@ -145,7 +145,7 @@ def one_run() -> None:
     if s.state == "queued":
         if a.button("Cancel", key=f"runs_stop_{run_id}", icon=":material/close:",
                     **_ui.permit("stop", owner, help="Takes the run out of the queue; Resume queues it again.")):
-            _act("cancel the run", training.stop, run_id, ws)
+            _act("cancel the run", run_queue.stop, run_id, ws)
         queue = [r.run_id for r in runs_mod.queued_runs(ws)]
         place = queue.index(run_id) + 1 if run_id in queue else 0
         if a.button("Move up the queue", key=f"runs_up_{run_id}", icon=":material/arrow_upward:",
@@ -155,14 +155,14 @@ def one_run() -> None:
     if s.state == "running" and not stopping:
         if a.button("Stop", key=f"runs_stop_{run_id}",
                     **_ui.permit("stop", owner, help="Stops after the current batch; Resume continues from the last checkpoint.")):
-            _act("stop the run", training.stop, run_id, ws)
+            _act("stop the run", run_queue.stop, run_id, ws)
     if s.state in ("stopped", "interrupted", "failed", "damaged"):
         if a.button("Resume", key=f"runs_resume_{run_id}", **_ui.permit("resume", owner)):
-            _act("resume the run", training.resume, run_id, ws)
+            _act("resume the run", run_queue.resume, run_id, ws)
     if a.button("Re-run with the same settings", key=f"rerun_{run_id}",
                 **_ui.permit("launch", help="Queues a new run with this config and split, and shows it here.")):
         with _ui.friendly_errors("re-run"):
-            new_id = training.rerun(run_id, ws, actor=_ui.actor())
+            new_id = run_queue.rerun(run_id, ws, actor=_ui.actor())
             st.session_state["rerun_of"] = (run_id, new_id)
             st.query_params["run"] = new_id
             st.rerun()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-import segcore.training as training
+import segcore.queue as run_queue
 from pages import _ui
 from segcore import runs as runs_mod
 from segcore import visualize as viz
@@ -12,7 +12,7 @@ from segcore.config import RunConfig, build, declared, defaults
 from segcore.labels import Labels
 from segcore.catalog import encoders
 from segcore.safetext import markdown_text
-from segcore.training import sweep
+from segcore.queue import sweep
 from pages import _settings_form as form
 
 SETTINGS = declared(RunConfig)  # every setting with its widget: the form below is generated from them
@@ -162,7 +162,7 @@ with st.container(border=True):
                 record["changed"] = changes(record, cfg)
                 record["used"] = st.session_state.get("train_plan_used") == info.name
                 extra = {"plan": record}
-            launched = launch_study(cfg, ws, study_weights) if study else training.launch(cfg, ws, extra=extra, actor=_ui.actor())
+            launched = launch_study(cfg, ws, study_weights) if study else run_queue.launch(cfg, ws, extra=extra, actor=_ui.actor())
             ids = list(launched) if isinstance(launched, (list, tuple)) else [launched]
             st.session_state["train_launched"] = ids
     if st.session_state.get("train_launched"):
@@ -224,7 +224,7 @@ def queue_panel(queued: list[str], by_id: dict, labels: dict) -> None:
             if row[2].button("Cancel", key=f"cancel_{run_id}", icon=":material/close:",
                              **_ui.permit("stop", owner, help="Takes it out of the queue (it shows as stopped; Resume queues it again).")):
                 with _ui.friendly_errors("cancel the run"):
-                    training.stop(run_id, ws, actor=_ui.actor())
+                    run_queue.stop(run_id, ws, actor=_ui.actor())
                     st.rerun()
 
 
@@ -241,12 +241,12 @@ def run_panel(s, labels: dict) -> None:
                 "Stop", key=f"stop_{s.run_id}",
                 **_ui.permit("stop", owner, help="Stops after the current batch; resume continues from the last checkpoint.")):
             with _ui.friendly_errors("stop the run"):
-                training.stop(s.run_id, ws, actor=_ui.actor())
+                run_queue.stop(s.run_id, ws, actor=_ui.actor())
                 st.rerun()
         if s.state in ("stopped", "interrupted", "failed", "damaged"):
             if c[1].button("Resume", key=f"resume_{s.run_id}", **_ui.permit("resume", owner)):
                 with _ui.friendly_errors("resume the run"):
-                    training.resume(s.run_id, ws, actor=_ui.actor())
+                    run_queue.resume(s.run_id, ws, actor=_ui.actor())
                     st.rerun()
         epochs = max(int(status.get("epochs") or s.epochs or 1), 1)
         epoch = int(status.get("epoch") or 0)

@@ -40,7 +40,7 @@ def waking(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.N
 
     @functools.wraps(handler)
     def run(args: argparse.Namespace) -> int:
-        from segcore.training.launcher import wake_queue
+        from segcore.queue.launcher import wake_queue
         from segcore.workspace import get_workspace
 
         if wake_queue(get_workspace()):

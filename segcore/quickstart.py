@@ -39,13 +39,13 @@ def active_quick_start(summaries: Iterable[Any]) -> Any | None:
 
 
 def start_quick_start(ws: Any = None, *, actor: Any = None) -> tuple[str, bool]:
-    """Queue the quick start unless one is already queued or running; ``actor`` launches it (``training.launch``).
+    """Queue the quick start unless one is already queued or running; ``actor`` launches it (``run_queue.launch``).
 
     Returns:
         ``(run_id, queued)``: the new run and True, or the quick start
         already under way and False (a second press never queues a duplicate).
     """
-    import segcore.training as training
+    import segcore.queue as run_queue
     from segcore.runs import list_runs
     from segcore.workspace import get_workspace
 
@@ -53,4 +53,4 @@ def start_quick_start(ws: Any = None, *, actor: Any = None) -> tuple[str, bool]:
     active = active_quick_start(list_runs(ws))
     if active is not None:
         return active.run_id, False
-    return training.launch(QUICK_START, ws, actor=actor), True
+    return run_queue.launch(QUICK_START, ws, actor=actor), True

@@ -13,7 +13,8 @@ import cv2
 import numpy as np
 import pytest
 
-from segcore import access, runs, training
+from segcore import access, runs
+from segcore import queue as run_queue
 from segcore.access import AccessDenied, Actor, actor_from_claims, denial, local_actor
 from segcore.config import ModelConfig, RunConfig, TrainConfig
 from segcore.data.imports import import_dataset
@@ -113,14 +114,14 @@ def demo(workspace):
 
 def test_launch_refuses_a_viewer_before_anything_is_written_and_records_a_trainer(demo):
     with pytest.raises(AccessDenied, match="vera@lab.org is a viewer; launch needs the trainer role"):
-        training.launch(CFG, demo, start_worker=False, actor=VIEWER)
+        run_queue.launch(CFG, demo, start_worker=False, actor=VIEWER)
     assert runs.list_runs(demo) == []
-    from segcore.training.sweep import queue_sweep
+    from segcore.queue.sweep import queue_sweep
 
     with pytest.raises(AccessDenied):
         queue_sweep(CFG, demo, weights="none", actor=VIEWER)
     assert runs.list_runs(demo) == []
-    run_id = training.launch(CFG, demo, start_worker=False, actor=TRAINER)
+    run_id = run_queue.launch(CFG, demo, start_worker=False, actor=TRAINER)
     run = runs.open_run(run_id, demo)
     (entry,) = run.read_audit()
     assert (entry.who, entry.role, entry.action) == ("tom@lab.org", "trainer", "launch") and entry.at.endswith("Z")
@@ -128,17 +129,17 @@ def test_launch_refuses_a_viewer_before_anything_is_written_and_records_a_traine
 
 
 def test_stop_resume_delete_and_notes_refuse_and_record(demo):
-    run_id = training.launch(CFG, demo, start_worker=False, actor=TRAINER)
+    run_id = run_queue.launch(CFG, demo, start_worker=False, actor=TRAINER)
     run = runs.open_run(run_id, demo)
-    for fn in (lambda a: training.stop(run_id, demo, actor=a), lambda a: runs.delete_run(run_id, demo, force=True, actor=a)):
+    for fn in (lambda a: run_queue.stop(run_id, demo, actor=a), lambda a: runs.delete_run(run_id, demo, force=True, actor=a)):
         for who in (VIEWER, OTHER_TRAINER):
             with pytest.raises(AccessDenied):
                 fn(who)
     assert run.true_status()["state"] == "queued" and run.exists()
-    training.stop(run_id, demo, actor=TRAINER)  # a queued run: cancelled at once
+    run_queue.stop(run_id, demo, actor=TRAINER)  # a queued run: cancelled at once
     with pytest.raises(AccessDenied, match="only their own runs"):
-        training.resume(run_id, demo, start_worker=False, actor=OTHER_TRAINER)
-    training.resume(run_id, demo, start_worker=False, actor=ADMIN)
+        run_queue.resume(run_id, demo, start_worker=False, actor=OTHER_TRAINER)
+    run_queue.resume(run_id, demo, start_worker=False, actor=ADMIN)
     runs.set_notes(run_id, "looks good", demo, actor=VIEWER)  # viewers may write notes
     runs.set_tags(run_id, ["keep"], demo, actor=VIEWER)
     runs.set_notes(run_id, "looks good", demo, actor=VIEWER)  # unchanged: nothing new recorded
@@ -148,10 +149,10 @@ def test_stop_resume_delete_and_notes_refuse_and_record(demo):
     assert got == [("tom@lab.org", "launch", ""), ("tom@lab.org", "stop", "before it started"),
                    ("ana@lab.org", "resume", "from stopped"), ("vera@lab.org", "notes", "10 characters"),
                    ("vera@lab.org", "tags", "keep")]
-    new_id = training.rerun(run_id, demo, start_worker=False, actor=OTHER_TRAINER)
+    new_id = run_queue.rerun(run_id, demo, start_worker=False, actor=OTHER_TRAINER)
     assert [(e.who, e.action, e.detail) for e in runs.open_run(new_id, demo).read_audit()] == [
         ("tina@lab.org", "launch", f"re-run of {run_id}")]
-    training.stop(run_id, demo, actor=TRAINER)
+    run_queue.stop(run_id, demo, actor=TRAINER)
     runs.delete_run(run_id, demo, actor=TRAINER)
     assert not run.exists()
     deleted = runs.read_audit(runs.workspace_audit_path(demo))
@@ -159,11 +160,11 @@ def test_stop_resume_delete_and_notes_refuse_and_record(demo):
 
 
 def test_a_torn_audit_line_is_skipped_and_the_rest_read(demo):
-    run_id = training.launch(CFG, demo, start_worker=False, actor=TRAINER)
+    run_id = run_queue.launch(CFG, demo, start_worker=False, actor=TRAINER)
     run = runs.open_run(run_id, demo)
     with open(run.audit_path, "ab") as f:
         f.write(b'{"at": "2026-01-01T00:00:00Z", "who": "x"\n["not a record"]\n')
-    training.stop(run_id, demo, actor=TRAINER)
+    run_queue.stop(run_id, demo, actor=TRAINER)
     assert [e.action for e in run.read_audit()] == ["launch", "stop"]
     from segcore import visualize as viz
 
@@ -283,8 +284,8 @@ def team(demo, monkeypatch):
     monkeypatch.setattr(demo_mod, "ensure_demo", lambda ws, *a, **k: None)
     demo.settings_path.write_text(json.dumps({"roles": {"tom@lab.org": "trainer", "group:leads": "admin"},
                                               "default_role": "viewer"}))
-    run_id = training.launch(CFG, demo, start_worker=False, actor=TRAINER)
-    training.stop(run_id, demo, actor=TRAINER)
+    run_id = run_queue.launch(CFG, demo, start_worker=False, actor=TRAINER)
+    run_queue.stop(run_id, demo, actor=TRAINER)
     return demo, run_id
 
 
@@ -369,7 +370,7 @@ def test_the_dashboard_serves_only_a_refusal_beyond_localhost_without_sign_in(de
 def test_the_command_line_acts_as_the_local_user(demo, capsys):
     from segcore.cli import main
 
-    run_id = training.launch(CFG, demo, start_worker=False)  # a library call without actor= is the local user too
+    run_id = run_queue.launch(CFG, demo, start_worker=False)  # a library call without actor= is the local user too
     assert main(["stop", run_id, "--wait", "0"]) == 0
     me = local_actor().who
     assert [(e.who, e.role, e.action) for e in runs.open_run(run_id, demo).read_audit()] == [

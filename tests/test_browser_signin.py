@@ -33,7 +33,7 @@ def signed_server(workspace, tmp_path):
     """A dashboard with sign-in against a provider on localhost; roles in server.json; two stopped runs."""
     from tests._oidc_provider import OIDCProvider
 
-    from segcore import training
+    from segcore import queue as run_queue
     from segcore.access import Actor
     from segcore.config import ModelConfig, RunConfig, TrainConfig
 
@@ -45,8 +45,8 @@ def signed_server(workspace, tmp_path):
         actor = Actor(who=who, role="trainer", signed_in=True)
         from dataclasses import replace
 
-        run_id = training.launch(replace(cfg, name=f"run-of-{who.split('@')[0]}"), workspace, start_worker=False, actor=actor)
-        training.stop(run_id, workspace, actor=actor)
+        run_id = run_queue.launch(replace(cfg, name=f"run-of-{who.split('@')[0]}"), workspace, start_worker=False, actor=actor)
+        run_queue.stop(run_id, workspace, actor=actor)
         run_ids[who] = run_id
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
@@ -83,7 +83,7 @@ def signed_server(workspace, tmp_path):
 
             for s in runs.list_runs(workspace):
                 if s.state in ("queued", "running"):
-                    training.stop(s.run_id, workspace, wait=30)
+                    run_queue.stop(s.run_id, workspace, wait=30)
             os.killpg(proc.pid, signal.SIGTERM)
             try:
                 proc.wait(15)

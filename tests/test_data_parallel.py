@@ -73,7 +73,7 @@ TWO_TF_CPUS = (
     "import sys, tensorflow as tf\n"
     "cpu = tf.config.list_physical_devices('CPU')[0]\n"
     "tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)\n"
-    "from segcore.training.process import main\n"
+    "from segcore.queue.process import main\n"
     "raise SystemExit(main(sys.argv[1:]))\n"
 )
 
@@ -87,7 +87,7 @@ TF_RTOL = 5e-3
 
 def test_mirrored_on_two_tensorflow_cpu_devices_repeats_one_device(workspace):
     from segcore.config import AugmentConfig, ModelConfig, RunConfig, SplitConfig, TrainConfig
-    from segcore.training import launch
+    from segcore.queue import launch
 
     make_demo(workspace, num_samples=40, size=32)
 

@@ -50,7 +50,7 @@ def test_bad_engine_settings_name_the_file_and_the_value(workspace, data, says):
 
 
 def test_the_queue_reads_max_concurrent_runs_from_server_json_then_the_older_queue_json(workspace):
-    from segcore.training.launcher import max_concurrent_runs
+    from segcore.queue.launcher import max_concurrent_runs
 
     assert max_concurrent_runs(workspace) == 0  # the engine's own rule
     (workspace.root / "queue.json").write_text('{"max_concurrent_runs": 2}')
@@ -60,7 +60,7 @@ def test_the_queue_reads_max_concurrent_runs_from_server_json_then_the_older_que
 
 
 def test_devices_setting_and_the_distribution_it_brings(workspace, monkeypatch):
-    from segcore.training import launcher
+    from segcore.queue import launcher
 
     make_shapes_dataset(workspace, "shapes", n=6)
     monkeypatch.setenv("KERAS_BACKEND", "tensorflow")
@@ -92,7 +92,7 @@ def test_the_cli_takes_devices(workspace, capsys):
 
 
 def test_gpu_plan():
-    from segcore.training.worker import gpu_plan
+    from segcore.queue.worker import gpu_plan
 
     assert gpu_plan(1, 0, set()) == []  # no GPU: nothing to pin
     assert gpu_plan(1, 4, {0, 2}) == [1]
@@ -107,7 +107,7 @@ def test_gpu_plan():
 def test_the_local_engine_runs_one_run_per_gpu_each_pinned(workspace, monkeypatch):
     """Four runs (the last asks for both GPUs) on a machine whose driver lists two GPUs: training
     processes are faked (each lives for a few polls), the scheduling and the pinning are real."""
-    from segcore.training import launcher, worker
+    from segcore.queue import launcher, worker
 
     make_shapes_dataset(workspace, "shapes", n=6)
     ids = [launcher.launch(tiny(), workspace, start_worker=False) for _ in range(3)]
@@ -154,7 +154,7 @@ def test_the_local_engine_runs_one_run_per_gpu_each_pinned(workspace, monkeypatc
 
 
 def test_max_concurrent_runs_caps_the_gpus_used(workspace, monkeypatch):
-    from segcore.training import launcher, worker
+    from segcore.queue import launcher, worker
 
     make_shapes_dataset(workspace, "shapes", n=6)
     workspace.settings_path.write_text('{"max_concurrent_runs": 1}')
@@ -199,7 +199,7 @@ def test_the_runs_table_shows_the_device(workspace):
     from segcore.runs import list_runs
 
     make_shapes_dataset(workspace, "shapes", n=6)
-    from segcore.training import launcher
+    from segcore.queue import launcher
 
     a = open_run(launcher.launch(tiny(), workspace, start_worker=False), workspace)
     b = open_run(launcher.launch(tiny(), workspace, start_worker=False), workspace)
@@ -224,7 +224,7 @@ def test_the_runs_page_names_the_engine_node_and_device_and_fetches_the_ray_job_
     cluster (none here, so it says why it cannot)."""
     from streamlit.testing.v1 import AppTest
 
-    from segcore.training import launcher
+    from segcore.queue import launcher
 
     make_shapes_dataset(workspace, "shapes", n=6)
     import segcore.data.demo as demo
@@ -262,7 +262,7 @@ def test_the_default_start_needs_no_ray():
     for name in ("requirements-core.txt", "requirements.txt", "requirements-gpu.txt"):
         assert "ray" not in pins(name), name
     assert pins("requirements-cluster.txt")["ray"] == pins("requirements-dev.txt")["ray"] == ("ray[default]", "2.60.0")
-    code = ("import sys, segcore.training.worker, segcore.training.launcher, segcore.training.ray_engine\n"
+    code = ("import sys, segcore.queue.worker, segcore.queue.launcher, segcore.queue.ray_engine\n"
             "assert 'ray' not in sys.modules, 'ray imported'\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=project,
                           env=dict(os.environ, PYTHONPATH=str(project)), timeout=120)
@@ -272,8 +272,8 @@ def test_the_default_start_needs_no_ray():
 def test_a_ray_worker_lets_go_of_ended_runs_even_when_the_cluster_is_gone(workspace):
     """The run folder is the truth: a run its process ended is not watched any more, so a worker whose
     cluster went away (nothing listens at this address) can still finish and exit."""
-    from segcore.training import launcher
-    from segcore.training.ray_engine import RayEngine
+    from segcore.queue import launcher
+    from segcore.queue.ray_engine import RayEngine
 
     make_shapes_dataset(workspace, "shapes", n=6)
     ended = open_run(launcher.launch(tiny(), workspace, start_worker=False), workspace)

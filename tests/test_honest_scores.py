@@ -111,7 +111,7 @@ def test_eval_per_image_equals_predict_and_numpy_on_the_original_files(workspace
     from segcore.config import AugmentConfig, ModelConfig, RunConfig, SplitConfig, TrainConfig
     from segcore.prediction import Predictor, read_image
     from segcore.runs import open_run
-    from segcore.training.launcher import launch
+    from segcore.queue.launcher import launch
     from segcore.training.trainer import train_run
 
     sizes = [(40, 60), (48, 64), (40, 60), (44, 70)] * 3
@@ -280,7 +280,7 @@ def test_an_evaluation_names_images_the_run_learned_from_by_their_pixels(workspa
     from segcore.config import AugmentConfig, ModelConfig, RunConfig, SplitConfig, TrainConfig
     from segcore.evaluation import evaluate_on_dataset
     from segcore.runs import open_run
-    from segcore.training.launcher import launch
+    from segcore.queue.launcher import launch
     from segcore.training.trainer import train_run
 
     make_shapes_dataset(workspace, n=16, size=32)

@@ -20,6 +20,7 @@ LAYERS = (
     ("model", {"losses", "metrics", "models"}),
     ("use", {"prediction", "evaluation"}),
     ("training", {"training"}),
+    ("queue", {"queue"}),
     ("surface", {"visualize", "quickstart", "cliutil", "cli", "__main__", "__init__"}),
 )
 LAYER_OF = {unit: i for i, (_, units) in enumerate(LAYERS) for unit in units}
@@ -101,7 +102,7 @@ def test_the_catalog_imports_nothing_of_segcore_and_no_keras():
 
 
 @pytest.mark.parametrize(("module", "source", "expected"), [
-    ("segcore.config", "def f():\n    from segcore.training.launcher import wake_queue\n", "segcore.training.launcher"),
+    ("segcore.config", "def f():\n    from segcore.queue.launcher import wake_queue\n", "segcore.queue.launcher"),
     ("segcore.prediction.run", "from segcore.visualize import images\n", "segcore.visualize.images"),
     ("segcore.models.builder", "from ..evaluation import report\n", "segcore.evaluation.report"),
 ])

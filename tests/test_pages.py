@@ -217,9 +217,9 @@ def make_run(ws, *, state="finished", epochs=5, done=None, name="", encoder="non
 
 @pytest.fixture
 def fake_training(monkeypatch):
-    """segcore.training.launch / stop / resume replaced by folder-only versions that record their calls
+    """segcore.queue.launch / stop / resume replaced by folder-only versions that record their calls
     (no training process is started)."""
-    import segcore.training as training
+    import segcore.queue as run_queue
 
     calls = {"launch": [], "stop": [], "resume": [], "actors": []}
 
@@ -244,12 +244,12 @@ def fake_training(monkeypatch):
 
     import inspect
 
-    import segcore.training.launcher as launcher
+    import segcore.queue.launcher as launcher
 
     for name, fake in (("stop", stop), ("resume", resume)):  # the stand-ins take what the real ones take
         real = set(inspect.signature(getattr(launcher, name)).parameters)
         assert real == set(inspect.signature(fake).parameters), f"fake {name} drifted from launcher.{name}"
-    for module in (training, launcher):  # launcher.rerun calls launcher.launch directly
+    for module in (run_queue, launcher):  # launcher.rerun calls launcher.launch directly
         monkeypatch.setattr(module, "launch", launch)
         monkeypatch.setattr(module, "stop", stop)
         monkeypatch.setattr(module, "resume", resume)
@@ -760,7 +760,7 @@ DAMAGED_FILES = ("config.json", "status.json", "notes.json", "checkpoints/state.
 def test_every_page_shows_damaged_runs_instead_of_crashing(demo_ws, monkeypatch, garbage):
     """One run per damaged file (finished, queued and running ones), beside two good finished runs:
     every page renders, the runs table lists each damaged run with the file, and its actions stay."""
-    import segcore.training.launcher as launcher
+    import segcore.queue.launcher as launcher
 
     woken = []
     monkeypatch.setattr(launcher, "ensure_worker", lambda ws=None: woken.append(ws) or True)

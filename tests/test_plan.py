@@ -180,7 +180,7 @@ def test_budget_parses_times():
 def test_a_time_budget_stops_the_run_and_the_schedule_ends_with_it(workspace):
     from segcore.config import AugmentConfig, ModelConfig, RunConfig, SplitConfig, TrainConfig
     from segcore.runs import open_run
-    from segcore.training.launcher import launch
+    from segcore.queue.launcher import launch
     from segcore.training.trainer import train_run
     from tests._train_helpers import make_shapes_dataset
 
@@ -238,7 +238,7 @@ def test_every_epoch_records_where_its_time_goes(workspace):
     from segcore import visualize as viz
     from segcore.config import AugmentConfig, ModelConfig, RunConfig, SplitConfig, TrainConfig
     from segcore.runs import open_run
-    from segcore.training.launcher import launch
+    from segcore.queue.launcher import launch
     from segcore.training.trainer import train_run
     from tests._train_helpers import make_shapes_dataset
 

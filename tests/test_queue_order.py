@@ -56,7 +56,7 @@ def test_move_up_with_equal_queue_times(workspace):
 
 
 def test_cancel_a_queued_run(workspace):
-    from segcore.training import stop
+    from segcore.queue import stop
 
     a, b = queue(workspace, 2)
     status = stop(a, workspace)

@@ -9,7 +9,7 @@ from test_pages import app, demo_ws, make_run  # noqa: F401  (demo_ws is a fixtu
 
 @pytest.fixture
 def started(monkeypatch):
-    import segcore.training.launcher as launcher
+    import segcore.queue.launcher as launcher
 
     calls = []
     monkeypatch.setattr(launcher, "ensure_worker", lambda ws=None: calls.append(ws) or True)

@@ -14,7 +14,7 @@ from _train_helpers import make_shapes_dataset, wait_until
 
 from segcore.config import AugmentConfig, ModelConfig, RunConfig, SplitConfig, TrainConfig
 from segcore.runs import open_run
-from segcore.training import launch, resume, stop, wait_for
+from segcore.queue import launch, resume, stop, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -61,7 +61,7 @@ def epoch_of(run):
 
 def test_with_no_address_the_worker_runs_its_own_ray_instance_and_stops_it(workspace, monkeypatch):
     """First in the module, before the shared instance starts: ``ray_address`` "" (here from the environment)."""
-    from segcore.training.launcher import worker_running
+    from segcore.queue.launcher import worker_running
 
     monkeypatch.setenv("SEGCORE_ENGINE", "ray")
     monkeypatch.setenv("SEGCORE_RAY_ADDRESS", "")
@@ -86,7 +86,7 @@ def test_two_runs_train_as_ray_jobs_to_finished(ray_ws, ray_address):
         assert status["host"] == socket.gethostname() and status["devices"] == "CPU"
         # the submission id is the run id; the job ends when the process exits, just after its last status write
         assert wait_until(lambda: job_status(ray_address, run_id) == "SUCCEEDED", timeout=60)
-    from segcore.training.ray_engine import job_log
+    from segcore.queue.ray_engine import job_log
 
     assert f"Running entrypoint for job {ids[0]}" in job_log(ray_ws, ids[0])  # what the Runs page fetches
     log = (ray_ws.root / ".queue" / "worker.log").read_text()
@@ -138,7 +138,7 @@ def test_a_job_waiting_for_resources_is_stopped_at_once(ray_ws, ray_address):
     status = stop(run_id, ray_ws)
     assert status["state"] == "stopped" and "its Ray job was stopped" in status["message"], status
     # Ray keeps a job that never got its resources pending; the worker lets it go and exits
-    from segcore.training.launcher import worker_running
+    from segcore.queue.launcher import worker_running
 
     assert wait_until(lambda: not worker_running(ray_ws), timeout=60)
     log = (ray_ws.root / ".queue" / "worker.log").read_text()

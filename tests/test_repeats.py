@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from segcore.training.repeats import fold_splits, spread
+from segcore.queue.repeats import fold_splits, spread
 
 
 def test_folds_cut_the_training_pool_and_keep_the_test_images():
@@ -40,12 +40,12 @@ def test_a_gap_inside_the_seed_spread_is_not_a_win():
 @pytest.mark.slow
 @pytest.mark.backend
 def test_folds_train_as_a_group_and_their_ensemble_averages_the_runs(workspace, monkeypatch):
-    import segcore.training.launcher as launcher
+    import segcore.queue.launcher as launcher
     from segcore.config import AugmentConfig, ModelConfig, RunConfig, SplitConfig, TrainConfig
     from segcore.data.dataset import load_dataset
     from segcore.prediction import Predictor
     from segcore.runs import open_run
-    from segcore.training.repeats import EnsemblePredictor, evaluate_ensemble, group_summary, queue_folds, run_spreads
+    from segcore.queue.repeats import EnsemblePredictor, evaluate_ensemble, group_summary, queue_folds, run_spreads
     from segcore.training.trainer import train_run
     from tests._train_helpers import make_shapes_dataset
 

@@ -77,7 +77,7 @@ COMPARED = ("loss", "dice", "iou", "val_loss", "val_dice", "val_iou", "lr", "val
 @pytest.mark.slow
 @pytest.mark.backend
 def test_stopped_and_resumed_run_repeats_the_uninterrupted_run(workspace):
-    from segcore.training import launch, resume, stop, wait_for
+    from segcore.queue import launch, resume, stop, wait_for
 
     make_demo(workspace, num_samples=24, size=32)
     epochs = 5
@@ -107,7 +107,7 @@ def test_a_torch_launch_trains_on_torch_beside_a_tensorflow_worker(workspace):
     """The queue worker lives in a TensorFlow environment; a run launched with KERAS_BACKEND=torch still
     trains on torch, and the run folder's environment block says so."""
     pytest.importorskip("torch")
-    from segcore.training import launch
+    from segcore.queue import launch
 
     make_demo(workspace, num_samples=16, size=32)
     env = dict(os.environ, SEGCORE_WORKSPACE=str(workspace.root), PYTHONPATH=str(PROJECT), KERAS_BACKEND="tensorflow")

@@ -9,7 +9,7 @@ import pytest
 
 from segcore import runs as runs_mod
 from segcore.config import RunConfig, TrainConfig
-from segcore.training import sweep
+from segcore.queue import sweep
 from test_pages import app, demo_ws, fake_training, make_dataset, make_run, texts  # noqa: F401  (fixtures)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -25,7 +25,7 @@ def study_ws(workspace, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(workspace.root / "no-keras-cache"))
     make_shapes_dataset(workspace, "shapes", n=20)
     started = []
-    monkeypatch.setattr("segcore.training.launcher.ensure_worker", lambda ws=None: started.append(ws) or True)
+    monkeypatch.setattr("segcore.queue.launcher.ensure_worker", lambda ws=None: started.append(ws) or True)
     return workspace, started
 
 
@@ -45,7 +45,7 @@ def test_a_study_with_one_epoch_names_the_epochs_and_queues_nothing(study_ws):
 
 def test_a_study_is_checked_whole_before_any_run_is_queued(study_ws, monkeypatch):
     ws, started = study_ws
-    import segcore.training.launcher as launcher
+    import segcore.queue.launcher as launcher
 
     real = launcher.prepare_launch
 
@@ -63,7 +63,7 @@ def test_a_study_is_checked_whole_before_any_run_is_queued(study_ws, monkeypatch
 
 def test_a_study_rolls_back_if_queueing_fails_half_way(study_ws, monkeypatch):
     ws, started = study_ws
-    import segcore.training.launcher as launcher
+    import segcore.queue.launcher as launcher
 
     real, calls = launcher.launch, []
 
@@ -394,8 +394,8 @@ def test_live_panel_says_what_a_run_does_before_its_first_batch(demo_ws, fake_tr
 @pytest.mark.backend
 def test_a_run_records_each_phase_before_its_first_batch_is_done(workspace):
     from segcore.config import AugmentConfig, ModelConfig
-    from segcore.training.launcher import launch
-    from segcore.training.process import LiveStatus
+    from segcore.queue.launcher import launch
+    from segcore.queue.process import LiveStatus
     from segcore.training.trainer import train_run
 
     make_shapes_dataset(workspace, "shapes", n=12)

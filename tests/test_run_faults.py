@@ -97,7 +97,7 @@ def damage(run: RunFolder, name: str, garbage: bytes) -> None:
 @pytest.fixture
 def no_worker(monkeypatch):
     """Record worker starts instead of starting real training processes."""
-    from segcore.training import launcher
+    from segcore.queue import launcher
 
     started = []
     monkeypatch.setattr(launcher, "ensure_worker", lambda ws=None: started.append(ws) or True)
@@ -162,7 +162,7 @@ def test_damaged_runs_can_be_deleted_and_resumed(workspace, no_worker):
     make_shapes_dataset(workspace, "shapes", n=6)
     run = make_run(workspace, "finished")
     damage(run, "status.json", b'{"pid": "abc"}')
-    from segcore.training import resume
+    from segcore.queue import resume
 
     assert resume(run.run_id, workspace) == run.run_id  # re-queued from its checkpoint record
     status = run.read_status()
@@ -191,7 +191,7 @@ def test_a_damaged_status_of_a_live_process_is_not_deleted_or_resumed(workspace)
         assert row.state == DAMAGED and "still running" in row.message
         with pytest.raises(ValueError, match="still runs"):
             delete_run(run.run_id, workspace)
-        from segcore.training import resume
+        from segcore.queue import resume
 
         with pytest.raises(ValueError, match="still runs"):
             resume(run.run_id, workspace, start_worker=False)
@@ -202,7 +202,7 @@ def test_a_damaged_status_of_a_live_process_is_not_deleted_or_resumed(workspace)
 
 def test_page_loads_and_cli_calls_wake_a_stalled_queue(workspace, capsys, no_worker):
     from segcore.cli import main
-    from segcore.training import launcher
+    from segcore.queue import launcher
 
     make_shapes_dataset(workspace, "shapes", n=6)
     assert main(["runs"]) == 0 and no_worker == []  # nothing queued: no worker
@@ -217,7 +217,7 @@ def test_page_loads_and_cli_calls_wake_a_stalled_queue(workspace, capsys, no_wor
 
 def test_the_worker_skips_damaged_runs_records_why_and_starts_the_rest(workspace, monkeypatch):
     """serve() with a queue of damaged runs around a good one: it logs each skip once and starts the good run."""
-    from segcore.training import launcher, worker
+    from segcore.queue import launcher, worker
 
     make_shapes_dataset(workspace, "shapes", n=6)
     bad_status = launcher.launch(tiny(), workspace, start_worker=False)
@@ -251,7 +251,7 @@ def test_the_worker_skips_damaged_runs_records_why_and_starts_the_rest(workspace
 
 
 def test_the_worker_starts_each_run_with_its_own_backend(workspace, monkeypatch):
-    from segcore.training import launcher, worker
+    from segcore.queue import launcher, worker
 
     make_shapes_dataset(workspace, "shapes", n=6)
     monkeypatch.setenv("KERAS_BACKEND", "torch")
@@ -278,7 +278,8 @@ def test_the_worker_starts_each_run_with_its_own_backend(workspace, monkeypatch)
 
 
 def test_a_backend_that_is_not_installed_is_refused_at_launch(workspace, monkeypatch):
-    from segcore.training import device, launcher
+    from segcore.queue import launcher
+    from segcore.training import device
 
     make_shapes_dataset(workspace, "shapes", n=6)
     monkeypatch.setattr(device, "BACKEND_PACKAGES", {**device.BACKEND_PACKAGES, "jax": "no_such_package_for_jax"})
@@ -399,7 +400,7 @@ def test_garbage_in_a_running_runs_status_does_not_stop_it(workspace):
     replaced at the next heartbeat, the run finishes, and the damaged run can be evaluated,
     resumed and deleted afterwards."""
     from segcore.cli import main
-    from segcore.training import launch, resume, wait_for
+    from segcore.queue import launch, resume, wait_for
 
     make_shapes_dataset(workspace, "shapes", n=16)
     run_id = launch(tiny(epochs=4), workspace)
@@ -429,7 +430,7 @@ def test_garbage_in_a_running_runs_status_does_not_stop_it(workspace):
 @pytest.mark.slow
 def test_a_killed_worker_does_not_leave_queued_runs_stuck(workspace):
     """SIGKILL the worker while a run waits: the next CLI call starts a new worker, which trains it."""
-    from segcore.training import launcher
+    from segcore.queue import launcher
 
     make_shapes_dataset(workspace, "shapes", n=16)
     first = launcher.launch(tiny(epochs=3), workspace)
@@ -524,7 +525,7 @@ def test_a_status_with_a_heartbeat_in_the_future_and_a_live_pid_does_not_hold_th
     """'running' with a live pid from another program (pid 1) and a heartbeat far in the future: once the
     file has not been renewed for HEARTBEAT_STALE_S the run is interrupted, and the worker counts no live run."""
     from segcore.runs import HEARTBEAT_STALE_S
-    from segcore.training import worker
+    from segcore.queue import worker
 
     run = make_run(workspace, "finished")
     run.update_status(state="running", pid=1, heartbeat=time.time() + 10**6)
@@ -541,7 +542,7 @@ def test_a_status_with_a_heartbeat_in_the_future_and_a_live_pid_does_not_hold_th
 
 @pytest.fixture
 def in_process(monkeypatch):
-    """Run ``segcore.training.process.execute`` here: its log handlers and SIGTERM handler are undone after."""
+    """Run ``segcore.queue.process.execute`` here: its log handlers and SIGTERM handler are undone after."""
     import logging
 
     root = logging.getLogger()
@@ -561,7 +562,8 @@ def test_a_full_disk_during_a_checkpoint_records_why_and_leaves_no_temp_files(wo
     is 'failed' with the reason (the status is written into the space the process kept in .reserve), and
     temporary files an earlier, killed process left are removed when the run starts again."""
     from segcore import fsutil
-    from segcore.training import process, trainer
+    from segcore.queue import process
+    from segcore.training import trainer
 
     run = make_run(workspace, "queued")
     leftover = run.checkpoints_dir / ".tmp-999999-last.keras"  # a process killed mid-save
@@ -608,7 +610,7 @@ def test_a_full_disk_during_a_checkpoint_records_why_and_leaves_no_temp_files(wo
 def test_resuming_from_half_a_last_checkpoint_fails_naming_it(workspace, in_process):
     """A run whose checkpoints/last.keras was cut short (its state.json says epoch 1) cannot resume: it
     fails with the file named and why, not with Keras's "File not found"."""
-    from segcore.training import launcher, process
+    from segcore.queue import launcher, process
 
     make_shapes_dataset(workspace, "shapes", n=16)
     run = open_run(launcher.launch(tiny(epochs=2), workspace, start_worker=False), workspace)

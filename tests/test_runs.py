@@ -155,7 +155,7 @@ def test_rerun_keeps_settings_and_split(workspace):
     import sys
     from pathlib import Path
 
-    from segcore.training import launch, rerun
+    from segcore.queue import launch, rerun
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from _train_helpers import make_shapes_dataset
@@ -180,7 +180,7 @@ def test_rerun_keeps_settings_and_split(workspace):
 
 
 def test_launch_refuses_bad_settings_before_queueing(workspace):
-    from segcore.training import launch
+    from segcore.queue import launch
 
     with pytest.raises(FileNotFoundError, match="no dataset named 'nope'"):
         launch(RunConfig(train=TrainConfig(dataset="nope")), workspace, start_worker=False)
@@ -195,7 +195,7 @@ def test_launch_checks_image_size_against_the_model(workspace):
     import sys
     from pathlib import Path
 
-    from segcore.training import launch
+    from segcore.queue import launch
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from _train_helpers import make_shapes_dataset

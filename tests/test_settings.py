@@ -75,7 +75,7 @@ def test_machine_checks_are_skipped_for_stored_settings_and_repeated_at_launch(w
     assert stored.model.weights == "/no/such/encoder.h5"
     with pytest.raises(SettingError, match="model.weights .* does not exist"):
         config.check_machine(stored)
-    from segcore.training import launch
+    from segcore.queue import launch
 
     with pytest.raises(SettingError, match="model.weights"):
         launch(stored, workspace, start_worker=False)
@@ -155,7 +155,7 @@ def test_sweep_refuses_flags_and_takes_its_weights_per_encoder(workspace, capsys
     code, _, err = _cli(capsys, "sweep", "--dataset", "shapes", "--seed", "-1")
     assert code == 1 and err.startswith("error: setting train.seed is -1")
     # --weights imagenet is for the encoders; the plain U-Net row is queued with weights none
-    from segcore.training import launcher
+    from segcore.queue import launcher
 
     queued = []
     original = launcher.launch

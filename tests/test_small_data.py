@@ -16,7 +16,7 @@ from segcore.data.resample import resize_labels
 from segcore.models import build_model
 from segcore.runs import open_run
 from segcore.training import health
-from segcore.training.launcher import launch
+from segcore.queue.launcher import launch
 from segcore.training.pipeline import make_batches
 from segcore.training.trainer import make_metrics, predict_with_batch_stats, train_run
 from tests._train_helpers import make_shapes_dataset

@@ -15,7 +15,7 @@ from _train_helpers import wait_until
 from segcore.config import AugmentConfig, ModelConfig, RunConfig, SplitConfig, TrainConfig
 from segcore.data.demo import make_demo
 from segcore.runs import RunFolder, open_run
-from segcore.training import launch, resume, stop, wait_for
+from segcore.queue import launch, resume, stop, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -123,7 +123,7 @@ def test_mirrored_strategy_builds_and_trains_on_one_cpu(demo_ws):
         pytest.skip("MirroredStrategy is the TensorFlow backend's engine")
     run_id = launch(tiny(epochs=1, distribution="mirrored"), demo_ws, start_worker=False)
     env = dict(os.environ, SEGCORE_WORKSPACE=str(demo_ws.root))
-    proc = subprocess.run([sys.executable, "-m", "segcore.training.process", str(demo_ws.run_dir(run_id))],
+    proc = subprocess.run([sys.executable, "-m", "segcore.queue.process", str(demo_ws.run_dir(run_id))],
                           capture_output=True, text=True, env=env, cwd=PROJECT, timeout=300)
     status = RunFolder(demo_ws.run_dir(run_id)).read_status()
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from segcore.config import RunConfig, TrainConfig
 from segcore.runs import open_run
-from segcore.training import stop
-from segcore.training.sweep import queue_sweep, write_table
+from segcore.queue import stop
+from segcore.queue.sweep import queue_sweep, write_table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _train_helpers import make_shapes_dataset  # noqa: E402
@@ -21,7 +21,7 @@ def test_sweep_queues_the_paper_set_on_one_split(workspace, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(workspace.root / "no-keras-cache"))
     make_shapes_dataset(workspace, "shapes", n=20)
     # the worker is not wanted here: stub it out, the runs stay queued
-    monkeypatch.setattr("segcore.training.launcher.ensure_worker", lambda ws=None: False)
+    monkeypatch.setattr("segcore.queue.launcher.ensure_worker", lambda ws=None: False)
     base = RunConfig(train=TrainConfig(dataset="shapes", image_size=32, epochs=4, seed=5))
     sweep = queue_sweep(base, workspace)
     labels = [r["label"] for r in sweep["runs"]]

@@ -12,7 +12,7 @@ import pytest
 
 from segcore.config import AugmentConfig, ModelConfig, RunConfig, SplitConfig, TrainConfig
 from segcore.runs import RunFolder
-from segcore.training import launch
+from segcore.queue import launch
 
 pytestmark = pytest.mark.slow
 
@@ -24,7 +24,7 @@ from _train_helpers import make_shapes_dataset  # noqa: E402
 def train_here(ws, cfg) -> RunFolder:
     run_id = launch(cfg, ws, start_worker=False)
     env = dict(os.environ, SEGCORE_WORKSPACE=str(ws.root), TF_CPP_MIN_LOG_LEVEL="2")
-    proc = subprocess.run([sys.executable, "-m", "segcore.training.process", str(ws.run_dir(run_id))],
+    proc = subprocess.run([sys.executable, "-m", "segcore.queue.process", str(ws.run_dir(run_id))],
                           capture_output=True, text=True, env=env, cwd=PROJECT, timeout=400)
     run = RunFolder(ws.run_dir(run_id))
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -1,25 +1,12 @@
-"""Training: runs in their own processes, a queue, the trainer, health checks.
+"""Training: the fit of one run, inside its training process.
 
-Public API (importing this package does not import Keras)::
+Modules: ``trainer`` (``train_run``: data, model, ``fit``, checkpoints, early
+stopping, the time budget), ``pipeline`` (batches, patches, augmentation fed
+to ``fit``), ``device`` (devices, precision, distribution), ``health`` (the
+checks after each epoch), ``plan`` (settings from a dataset's fingerprint) and
+``cli`` (the ``train``, ``sweep``, ``plan``, ``runs``, ``stop`` and ``resume``
+commands).
 
-    launch(cfg, ws=None, *, split=None) -> run_id     # queued; a worker trains it
-    stop(run_id, ws=None, *, wait=0.0)                 # graceful, then SIGTERM
-    resume(run_id, ws=None) -> run_id                  # continues from last.keras
-    rerun(run_id, ws=None) -> new run_id               # same settings and split, a new run
-    wait_for(run_ids, ws=None, *, timeout=None) -> {run_id: status}
-    ensure_worker(ws=None)
-
-Each of ``launch``, ``stop``, ``resume`` and ``rerun`` also takes ``actor=``
-(a ``segcore.access.Actor``; the local user when omitted): it is refused with
-``AccessDenied`` where that person's role may not, and recorded in the run's
-``audit.jsonl`` where it may.
-
-The trainer itself (``segcore.training.trainer.train_run``) runs inside the
-training process started by the queue worker.
+The queue that starts training processes is ``segcore.queue``; importing this
+package imports neither it nor Keras.
 """
-
-from __future__ import annotations
-
-from segcore.training.launcher import ensure_worker, launch, rerun, resume, stop, wait_for
-
-__all__ = ["launch", "stop", "resume", "rerun", "wait_for", "ensure_worker"]

@@ -21,7 +21,7 @@ from segcore.cliutil import print_json as _print_json
 from segcore.cliutil import waking as _waking
 from segcore.config import Declared, RunConfig, declared, from_dict, with_settings
 from segcore.runs import LISTED_STATES
-from segcore.training.sweep import PAPER_SET
+from segcore.queue.sweep import PAPER_SET
 
 
 # -- settings from a config file and flags ---------------------------------------------
@@ -191,7 +191,7 @@ def run_result(run_id: str, ws) -> dict[str, Any]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from segcore.training.launcher import launch, stop, wait_for
+    from segcore.queue.launcher import launch, stop, wait_for
     from segcore.workspace import get_workspace
 
     ws = get_workspace()
@@ -236,8 +236,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _train_group(args: argparse.Namespace, cfg, ws) -> int:
     """``train --seeds N`` / ``--folds K``: queue the group; with ``--wait``, its spread (and the folds' ensemble)."""
-    from segcore.training.launcher import wait_for
-    from segcore.training.repeats import evaluate_ensemble, group_summary, queue_folds, queue_seeds
+    from segcore.queue.launcher import wait_for
+    from segcore.queue.repeats import evaluate_ensemble, group_summary, queue_folds, queue_seeds
 
     if args.seeds and args.folds:
         raise ValueError("--seeds and --folds are two kinds of group; give one")
@@ -279,7 +279,7 @@ def _print_group(out: dict[str, Any]) -> None:
 
 
 def cmd_group(args: argparse.Namespace) -> int:
-    from segcore.training.repeats import evaluate_ensemble, group_summary
+    from segcore.queue.repeats import evaluate_ensemble, group_summary
     from segcore.workspace import get_workspace
 
     ws = get_workspace()
@@ -340,7 +340,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
-    from segcore.training.launcher import stop
+    from segcore.queue.launcher import stop
 
     status = stop(args.run, wait=args.wait)
     if args.json:
@@ -352,7 +352,7 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from segcore.training.launcher import resume, wait_for
+    from segcore.queue.launcher import resume, wait_for
     from segcore.workspace import get_workspace
 
     ws = get_workspace()
@@ -370,8 +370,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from segcore.training.launcher import wait_for
-    from segcore.training.sweep import queue_sweep, write_table
+    from segcore.queue.launcher import wait_for
+    from segcore.queue.sweep import queue_sweep, write_table
     from segcore.workspace import get_workspace
 
     ws = get_workspace()

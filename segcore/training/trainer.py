@@ -1,7 +1,7 @@
 """The trainer: one run, from its folder's config to its evaluation.
 
 ``train_run(run)`` is what the training process executes (see
-``segcore.training.process``). It is backend-agnostic Keras: ``model.fit`` over a
+``segcore.queue.process``). It is backend-agnostic Keras: ``model.fit`` over a
 ``keras.utils.PyDataset`` of in-memory arrays with joint augmentation. It
 resumes from ``checkpoints/last.keras`` when the folder has one, so a run
 killed mid-epoch loses at most that epoch.

@@ -144,7 +144,7 @@ def queue_sweep(
     """
     from segcore.data.split import split_ids
     from segcore.runs import delete_run
-    from segcore.training.launcher import dataset_record, ensure_worker, launch, prepare_launch
+    from segcore.queue.launcher import dataset_record, ensure_worker, launch, prepare_launch
 
     actor = actor or local_actor()
     require(actor, "launch")

@@ -4,7 +4,7 @@ With ``engine: "ray"`` in ``server.json`` (or ``SEGCORE_ENGINE=ray``) the
 queue worker still owns the queue (order, cancel, move-up, stop, resume are
 the local engine's), but instead of starting a training process itself it
 submits the front run to Ray: ``JobSubmissionClient.submit_job`` with the
-training process as the entrypoint (``python -m segcore.training.process
+training process as the entrypoint (``python -m segcore.queue.process
 RUN_DIR``), the run id as the submission id (``<run id>-2``, ``-3``... for
 the jobs of a resumed run; ``status.json``'s ``job`` names the current one), ``entrypoint_num_gpus`` from the
 run's ``train.devices`` when the cluster has GPUs and
@@ -282,7 +282,7 @@ class RayEngine:
             return True  # cancelled meanwhile: nothing to submit
         pythonpath = str(PROJECT_ROOT) + (os.pathsep + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH") else "")
         env_vars = {"SEGCORE_WORKSPACE": str(self.ws.root), "PYTHONPATH": pythonpath, JOB_ENV: job_id, **env}
-        entrypoint = f"{shlex.quote(sys.executable)} -m segcore.training.process {shlex.quote(str(run.path))}"
+        entrypoint = f"{shlex.quote(sys.executable)} -m segcore.queue.process {shlex.quote(str(run.path))}"
         try:
             client.submit_job(entrypoint=entrypoint, submission_id=job_id, runtime_env={"env_vars": env_vars},
                               entrypoint_num_cpus=num_cpus, entrypoint_num_gpus=num_gpus,

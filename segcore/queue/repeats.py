@@ -58,7 +58,7 @@ def fold_splits(split: dict[str, list[str]], folds: int, seed: int) -> list[dict
 
 def _queue(base: RunConfig, ws: Workspace, kind: str, members: Sequence[tuple[RunConfig, dict[str, list[str]], dict]],
            split: dict[str, list[str]], actor: Actor | None = None) -> dict[str, Any]:
-    from segcore.training.launcher import dataset_record, ensure_worker, launch
+    from segcore.queue.launcher import dataset_record, ensure_worker, launch
 
     actor = actor or local_actor()
     require(actor, "launch")
@@ -67,7 +67,7 @@ def _queue(base: RunConfig, ws: Workspace, kind: str, members: Sequence[tuple[Ru
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     group_id = f"{kind}-{stamp}-{base.train.dataset}"[:64]
     configs = [replace(cfg, tags=tuple(dict.fromkeys([*cfg.tags, group_id]))) for cfg, _, _ in members]
-    from segcore.training.launcher import check_config
+    from segcore.queue.launcher import check_config
 
     for cfg in configs:  # every run's settings are checked before any is queued: all or nothing
         check_config(cfg)

@@ -1,16 +1,16 @@
-"""The queue worker: ``python -m segcore.training.worker WORKSPACE``.
+"""The queue worker: ``python -m segcore.queue.worker WORKSPACE``.
 
 A singleton per workspace (an exclusive ``fcntl`` lock on
 ``.queue/worker.lock``). It starts queued runs in queue order on the engine of
 the server settings (``engine`` in ``server.json``, ``$SEGCORE_ENGINE``):
 
 - ``local`` (``LocalEngine``): each run in its own process on this machine
-  (``python -m segcore.training.process RUN_DIR``), at most
+  (``python -m segcore.queue.process RUN_DIR``), at most
   ``max_concurrent_runs`` at once (counting every live run in the workspace,
   also those of a worker that died; by default one per NVIDIA GPU, 1 without
   one), each pinned to its free GPUs with ``CUDA_VISIBLE_DEVICES`` before its
   backend loads; the run's ``gpus`` in ``status.json`` say which it holds.
-- ``ray`` (``segcore.training.ray_engine.RayEngine``): each run a Ray job.
+- ``ray`` (``segcore.queue.ray_engine.RayEngine``): each run a Ray job.
 
 It sends SIGTERM to a run that ignores a stop request for ``STOP_GRACE_S``
 (``stop_job`` on Ray), records how a training process ended if it could not
@@ -40,7 +40,7 @@ from pathlib import Path
 from segcore.runfiles import RunFileError
 from segcore.runs import DAMAGED, RunFolder, iso, iter_run_folders, queued_runs
 from segcore.training.device import nvidia_gpus
-from segcore.training.launcher import STOP_GRACE_S, lock_path, max_concurrent_runs, spawn_module
+from segcore.queue.launcher import STOP_GRACE_S, lock_path, max_concurrent_runs, spawn_module
 from segcore.workspace import Workspace, get_workspace
 
 POLL_S = 0.3
@@ -71,7 +71,7 @@ def _start(ws: Workspace, run: RunFolder, gpus: list[int] | None = None) -> subp
     env = _run_env(backend)
     if gpus:  # pinned before the backend loads: the process sees its GPUs only
         env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in gpus)
-    proc = spawn_module("segcore.training.process", str(run.path), ws, run.path / "process.log", env=env)
+    proc = spawn_module("segcore.queue.process", str(run.path), ws, run.path / "process.log", env=env)
     with run._lock():
         status = run.read_status()
         if status.get("pid") is None and status.get("state") == "running":
@@ -198,7 +198,7 @@ def _engine(ws: Workspace):
         _log(f"{exc}; using the local engine")
         return LocalEngine(ws)
     if settings.engine == "ray":
-        from segcore.training.ray_engine import RayEngine
+        from segcore.queue.ray_engine import RayEngine
 
         return RayEngine(ws, settings, _log)
     return LocalEngine(ws)
@@ -299,7 +299,7 @@ class RetryLater(Exception):
 def _try_start(ws: Workspace, engine, run: RunFolder) -> bool:
     if isinstance(engine, LocalEngine):
         return engine.try_start(run)
-    from segcore.training.ray_engine import RayUnavailable
+    from segcore.queue.ray_engine import RayUnavailable
 
     live, _ = _live_runs(ws)
     if not engine.can_start(live):

@@ -1,13 +1,13 @@
 """Launch, stop, resume and re-run runs; keep a queue worker alive.
 
 ``launch(cfg)`` writes a queued run folder and returns its id at once. A queue
-worker (``python -m segcore.training.worker``), a detached process that is a
+worker (``python -m segcore.queue.worker``), a detached process that is a
 singleton per workspace through an ``fcntl`` lock, starts queued runs in the
 order they were queued, each in its own training process, at most
 ``max_concurrent_runs`` at a time (by default one per GPU, 1 on a CPU; set
 ``SEGCORE_MAX_CONCURRENT_RUNS`` or ``{"max_concurrent_runs": N}`` in
 ``<workspace>/server.json``), or as Ray jobs (``engine: "ray"``; see
-``segcore.training.ray_engine``).
+``segcore.queue.ray_engine``).
 
 Why no launch is ever lost: a launch writes its run as queued *before* it
 looks for a worker, and a worker releases its lock *before* its last look at
@@ -205,7 +205,7 @@ def ensure_worker(ws: Workspace | None = None) -> bool:
     if worker_running(ws):
         return False
     # A new session: the worker outlives the dashboard or the shell that launched it.
-    spawn_module("segcore.training.worker", str(ws.root), ws, queue_dir(ws) / "worker.log", detach=True)
+    spawn_module("segcore.queue.worker", str(ws.root), ws, queue_dir(ws) / "worker.log", detach=True)
     return True
 
 
@@ -286,7 +286,7 @@ def stop(run_id: str, ws: Workspace | None = None, *, wait: float = 0.0, grace: 
     run.record(actor, "stop", f"at epoch {status.get('epoch', 0)}")
     on_ray = status.get("engine") == "ray"
     if on_ray and status.get("pid") is None:  # submitted, still waiting for resources: no process to ask
-        from segcore.training.ray_engine import stop_job
+        from segcore.queue.ray_engine import stop_job
 
         stop_job(ws, status.get("job") or run.run_id)
         done = run.transition(("running",), state="stopped", message="stopped before it started (its Ray job was stopped)",
@@ -302,7 +302,7 @@ def stop(run_id: str, ws: Workspace | None = None, *, wait: float = 0.0, grace: 
             return status
         if not termed and time.time() - _stop_age_origin(run) >= grace and status.get("pid"):
             if on_ray:  # the process may be on another node: Ray signals it
-                from segcore.training.ray_engine import stop_job
+                from segcore.queue.ray_engine import stop_job
 
                 stop_job(ws, status.get("job") or run.run_id)
             else:

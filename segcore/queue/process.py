@@ -1,4 +1,4 @@
-"""The training process: ``python -m segcore.training.process RUN_DIR``.
+"""The training process: ``python -m segcore.queue.process RUN_DIR``.
 
 One process per run, started by the queue worker, a Ray job (or by hand), so that a
 crash cannot take the worker or the dashboard down and ``stop`` can signal it.
@@ -170,7 +170,7 @@ def execute(run_dir: str | os.PathLike) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
-        print("usage: python -m segcore.training.process RUN_DIR", file=sys.stderr)
+        print("usage: python -m segcore.queue.process RUN_DIR", file=sys.stderr)
         return 2
     return execute(argv[0])
 
