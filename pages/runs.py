@@ -49,9 +49,10 @@ def runs_table() -> None:
     with_settings = c[1].toggle("Settings columns", value=True, key="runs_settings_columns",
                                 help="Learning rate, image size, batch, normalisation, loss, encoder and the most epochs of each run.")
     # Tags and warnings only take room when some run has them.
-    columns = ["run", "status", "dataset", "model", "best val Dice", "test Dice, all classes", "test Dice", "epochs", "duration", "device"]
+    columns = ["run", "status", "dataset", "model", "best val Dice", "test Dice, all classes", "test Dice", "epochs"]
     if with_settings:
         columns += list(run_review.SETTING_COLUMNS)
+    columns += ["duration", "device"]
     columns += [c for c in ("tags", "warnings") if shown[c].astype(bool).any()]
     st.dataframe(
         shown[columns], hide_index=True, key="runs_df",

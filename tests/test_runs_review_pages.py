@@ -24,12 +24,13 @@ def app(timeout=60) -> AppTest:
     return AppTest.from_file(APP, default_timeout=timeout)
 
 
-def timed_rows(epochs, seconds=42.0, ended_last=None):
-    """History rows with the trainer's time columns: ``seconds`` of wall time per epoch (the first 60 s)."""
+def timed_rows(epochs, seconds=42.0, ended_last=None, rate=1.0):
+    """History rows with the trainer's time columns: ``seconds`` of wall time per epoch (the first 60 s);
+    the loss falls as ``1 / (rate * epoch)``, with some noise."""
     rows = []
     for e in range(1, epochs + 1):
         t = 60.0 if e == 1 else seconds
-        rows.append({"epoch": e, "loss": 1.0 / e + 0.05 * (e % 2), "val_loss": 1.2 / e, "val_dice": 0.1 * e,
+        rows.append({"epoch": e, "loss": 1.0 / (rate * e) + 0.05 * (e % 2), "val_loss": 1.2 / (rate * e), "val_dice": 0.1 * e,
                      "seconds": t - 2.0, "time_steps": t - 4.0, "time_validation": 2.0, "time_health": 1.0,
                      "time_checkpoint": 0.5, "time_other": 0.5, "ended_at": (ended_last or time.time()) - (epochs - e) * t})
     return rows
@@ -49,8 +50,8 @@ def make_run(ws, name, *, lr=1e-3, loss="dice", encoder="none", image_size=32, b
     )
     done = epochs if done is None else done
     if done:
-        run.write_history(timed_rows(done, seconds, ended_last=time.time() - 10))
-    fields = dict(state=state, epoch=done, epochs=epochs, started_at="2026-01-01T00:00:00Z",
+        run.write_history(timed_rows(done, seconds, ended_last=time.time() - 10, rate=0.5 + (all_dice or 0.5)))
+    fields = dict(state=state, epoch=done, epochs=epochs, started_at=runs_mod.iso(time.time() - 300),
                   best={"val_dice": 0.1 * done, "epoch": done})
     if state == "running":
         fields.update(pid=os.getpid(), heartbeat=time.time(), message="training")

@@ -16,6 +16,7 @@ from segcore.run_review import CATEGORICAL_SETTINGS, SettingDifference, Settings
 from segcore.safetext import plotly_text
 
 DIFFERS_COLOR = "rgba(245, 166, 35, 0.25)"  # the rows that differ, when every setting is shown
+SCORE_COLORS = [[0.0, "#3b528b"], [0.5, "#21918c"], [1.0, "#fde725"]]  # low score blue, high yellow
 
 
 def settings_diff_frame(differences: Sequence[SettingDifference], label_a: str, label_b: str) -> pd.DataFrame:
@@ -33,20 +34,20 @@ def settings_diff_frame(differences: Sequence[SettingDifference], label_a: str, 
 
 
 def highlight_differences(frame: pd.DataFrame):
-    """``settings_diff_frame`` output with the rows that differ shaded, the ``differs`` column hidden (a pandas ``Styler``)."""
-    shade = [f"background-color: {DIFFERS_COLOR}"] * (len(frame.columns))
-
-    def row_style(row):
-        return shade if row["differs"] else [""] * len(row)
-
-    return frame.style.apply(row_style, axis=1).hide(["differs"], axis="columns")
+    """``settings_diff_frame`` output without its ``differs`` column, the rows that differ shaded (a pandas ``Styler``)."""
+    shown = frame.drop(columns=["differs"])
+    shade = [f"background-color: {DIFFERS_COLOR}"] * len(shown.columns)
+    plain = [""] * len(shown.columns)
+    differs = frame["differs"].tolist()
+    return shown.style.apply(lambda row: shade if differs[shown.index.get_loc(row.name)] else plain, axis=1)
 
 
 def settings_parallel_figure(view: SettingsAgainstScore):
     """Parallel coordinates of runs: an axis per varying setting, then the score; each run a line coloured by its score.
 
     Names (encoder, loss, norm) get one tick each, in alphabetical order; the learning rate is drawn
-    on a log scale (its ticks are the rates used); numbers with few values get a tick per value.
+    on a log scale (its ticks are the rates used); numbers with few values get a tick per value. The
+    score's axis is the colour scale's legend (low blue, high yellow).
 
     Returns:
         ``plotly.graph_objects.Figure``, or None when fewer than two runs are left to draw.
@@ -64,11 +65,11 @@ def settings_parallel_figure(view: SettingsAgainstScore):
                            tickformat=".3f"))
     fig = go.Figure(go.Parcoords(
         dimensions=dimensions,
-        line=dict(color=scores.tolist(), colorscale="Viridis", cmin=low, cmax=high, showscale=True,
-                  colorbar=dict(title=dict(text=plotly_text(view.score), side="right"), thickness=14)),
-        labelangle=0, labelside="top",
+        # The score's own axis is the colour's legend. Viridis without its near-black end: every line shows on a dark page.
+        line=dict(color=scores.tolist(), colorscale=SCORE_COLORS, cmin=low, cmax=high, showscale=False),
+        labelangle=0, labelside="top", labelfont=dict(size=13), tickfont=dict(size=12), rangefont=dict(size=10),
     ))
-    fig.update_layout(height=380, margin=dict(l=70, r=40, t=60, b=30))
+    fig.update_layout(height=400, margin=dict(l=80, r=80, t=70, b=30))
     return fig
 
 
