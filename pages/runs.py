@@ -99,8 +99,9 @@ if len(visible) < 2:
             + ("one." if visible else "none."))
 else:
     c = st.columns([2, 2, 1], vertical_alignment="bottom")
-    _ui.from_url("diff_a", "diff_a", visible, fallback=visible[0])
-    _ui.from_url("diff_b", "diff_b", visible, fallback=visible[1])
+    for key, fallback in (("diff_a", visible[0]), ("diff_b", visible[1])):  # the two newest, until others are picked
+        if st.session_state.get(key) not in visible:
+            st.session_state[key] = fallback
     run_a = c[0].selectbox("Run", visible, key="diff_a", format_func=lambda r: labels[r])
     run_b = c[1].selectbox("and run", visible, key="diff_b", format_func=lambda r: labels[r])
     everything = c[2].toggle("All settings", key="diff_all", help="Every setting, the ones that differ shaded; off: only those that differ.")
@@ -112,7 +113,8 @@ else:
             st.success(f"{markdown_text(labels[run_a])} and {markdown_text(labels[run_b])} have the same settings.")
         else:
             frame = viz.settings_diff_frame(differences, labels[run_a], labels[run_b])
-            st.dataframe(viz.highlight_differences(frame), hide_index=True, key="settings_diff",
+            # Shading tells the differing rows apart among all settings; when only those are shown it says nothing.
+            st.dataframe(viz.highlight_differences(frame) if everything else frame.drop(columns=["differs"]), hide_index=True, key="settings_diff",
                          column_config={"setting": st.column_config.TextColumn("setting", help="As in config.json: section.name.")})
             differ = int(frame["differs"].sum())
             st.caption(f"{differ} setting(s) differ" + (f" of {len(frame)}." if everything else "; *All settings* shows the rest."))

@@ -3,7 +3,7 @@ settings against a score, the pace of training, smoothed curves and where the Te
 
 Everything here is plain data in, plain data out (numbers, dicts, ``pandas`` frames); the Runs and
 Train pages show it, ``segcore.visualize`` draws it. Only ``run_pace`` and ``tensorboard_logdir`` look
-at a run folder, through ``segcore.runs``.
+at a run folder (a ``segcore.runs.RunFolder``, read through its own methods).
 """
 
 from __future__ import annotations

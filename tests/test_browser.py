@@ -331,6 +331,7 @@ def test_runs_page_settings_diff_and_parallel_view(chromium, server, workspace, 
             cells = page.locator('[data-testid="stDataFrame"]').nth(1).locator("td[role=gridcell]")
             expect(cells.filter(has_text="train.learning_rate").first).to_be_attached(timeout=30_000)
             expect(cells.filter(has_text="model.depth")).to_have_count(0)  # equal in both: not shown
+            page.screenshot(path=str(shots / "runs-settings-differ.png"))
             page.locator(".st-key-diff_all").get_by_text("All settings", exact=True).click()
             wait_idle(page)
             expect(page.get_by_text(re.compile(r"^\d+ setting\(s\) differ of \d+\.$"))).to_be_visible()
