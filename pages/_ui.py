@@ -212,6 +212,16 @@ def metric_label(name: str, class_names: list[str] | tuple[str, ...] = ()) -> st
     return METRIC_LABELS.get(name, name)
 
 
+def curve_options(key: str) -> tuple[float, bool]:
+    """The smoothing slider and the log-scale toggle above training curves; returns (smoothing weight, log y axis)."""
+    c = st.columns([3, 1], vertical_alignment="bottom")
+    smoothing = c[0].slider("Smoothing", 0.0, 0.99, 0.0, 0.01, key=f"{key}_smoothing",
+                            help="An exponential moving average, as TensorBoard's: 0 shows the curves as recorded, "
+                                 "0.9 evens out most of the noise. The raw curve stays faint behind the smoothed one.")
+    log_y = c[1].toggle("Log scale", key=f"{key}_log", help="A logarithmic y axis: a loss that keeps falling by factors stays readable.")
+    return smoothing, log_y
+
+
 MISSING = "–"  # what a table cell shows for a score not measured (yet): never the word None
 
 
@@ -236,6 +246,13 @@ def run_columns() -> dict:
         ),
         "epochs": st.column_config.TextColumn("epochs", help="Epochs done / epochs planned (early stopping may end a run sooner)."),
         "device": st.column_config.TextColumn("device", help="What the run trains on (the GPU numbers of its machine, or CPU); on the Ray engine also the node."),
+        "learning rate": st.column_config.NumberColumn("learning rate", format="%g", help="The learning rate the run starts from."),
+        "image size": st.column_config.NumberColumn("image size", format="%d", help="Side of the square the model sees, in pixels."),
+        "batch": st.column_config.NumberColumn("batch", format="%d", help="Images per batch, per device."),
+        "norm": st.column_config.TextColumn("norm", help="Normalisation after each convolution of the U-Net's own blocks: group, batch or none."),
+        "loss": st.column_config.TextColumn("loss", help="The loss as set; auto: Dice + cross-entropy of the head."),
+        "encoder": st.column_config.TextColumn("encoder", help="none: the plain U-Net."),
+        "max epochs": st.column_config.NumberColumn("max epochs", format="%d", help="The most epochs the run may train; early stopping or a time budget may end it sooner."),
     }
 
 

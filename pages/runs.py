@@ -1,5 +1,6 @@
-"""Runs: the table of runs with filters, curves of several runs overlaid, notes and tags,
-actions (stop, resume, re-run, delete), downloads, and the study results table."""
+"""Runs: the table of runs with their settings and filters, curves of several runs overlaid, two runs'
+settings side by side, settings against the score, notes and tags, the pace of training, actions (stop,
+resume, re-run, delete), downloads, and the study results table."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import streamlit as st
 
 import segcore.queue as run_queue
 from pages import _ui
+from segcore import run_review
 from segcore import runs as runs_mod
 from segcore import visualize as viz
 from segcore.labels import Labels
@@ -32,15 +34,25 @@ if not runs_mod.list_runs(ws):
 def runs_table() -> None:
     summaries = runs_mod.list_runs(ws)
     df = viz.runs_frame(summaries)
-    c = st.columns([2, 2, 3])
+    c = st.columns([2, 2, 2, 2, 3])
     states = c[0].multiselect("Status", sorted({s.state for s in summaries}), key="runs_status", placeholder="any")
     datasets = c[1].multiselect("Dataset", sorted({s.dataset for s in summaries}), key="runs_dataset", placeholder="any")
-    query = c[2].text_input("Search run, model, tags, notes", key="runs_query", placeholder="e.g. vgg16 or baseline")
-    kept = [s.run_id for s in viz.filter_runs(summaries, states, datasets, query)]
+    encoders = c[2].multiselect("Encoder", sorted({s.encoder for s in summaries}), key="runs_encoder", placeholder="any",
+                                help="none: the plain U-Net.")
+    losses = c[3].multiselect("Loss", sorted(df["loss"].dropna().unique()), key="runs_loss", placeholder="any",
+                              help="The loss as set on the Train form; auto: Dice + cross-entropy.")
+    query = c[4].text_input("Search run, model, tags, notes", key="runs_query", placeholder="e.g. vgg16 or baseline")
+    kept = [s.run_id for s in viz.filter_runs(summaries, states, datasets, query, encoders=encoders, losses=losses)]
     shown = df[df["id"].isin(kept)]
-    st.caption(f"{len(shown)} of {len(df)} runs · updates every 5 s")
+    c = st.columns([3, 1], vertical_alignment="center")
+    c[0].caption(f"{len(shown)} of {len(df)} runs · updates every 5 s · click a column header to sort")
+    with_settings = c[1].toggle("Settings columns", value=True, key="runs_settings_columns",
+                                help="Learning rate, image size, batch, normalisation, loss, encoder and the most epochs of each run.")
     # Tags and warnings only take room when some run has them.
-    columns = ["run", "status", "dataset", "model", "best val Dice", "test Dice, all classes", "test Dice", "epochs", "duration", "device"]
+    columns = ["run", "status", "dataset", "model", "best val Dice", "test Dice, all classes", "test Dice", "epochs"]
+    if with_settings:
+        columns += list(run_review.SETTING_COLUMNS)
+    columns += ["duration", "device"]
     columns += [c for c in ("tags", "warnings") if shown[c].astype(bool).any()]
     st.dataframe(
         shown[columns], hide_index=True, key="runs_df",
@@ -71,11 +83,74 @@ else:
     st.session_state["curve_runs_ids"] = list(chosen)
     histories = {labels[r]: h for r in chosen if (h := _ui.readable(runs_mod.RunFolder(by_id[r].path).read_history, warn=True))}
     metrics = viz.curve_metrics(histories) or ["loss"]
-    classes = next((_ui.readable(runs_mod.RunFolder(by_id[r].path).read_meta, {}).get("dataset") or {} for r in chosen), {}).get("classes") or []
+    records = [_ui.readable(runs_mod.RunFolder(by_id[r].path).read_record) for r in chosen]
+    classes = next((list(rec.dataset.classes) for rec in records if rec is not None), [])
     metric = c[1].selectbox("Metric", metrics, key="curve_metric", format_func=lambda m: _ui.metric_label(m, classes))
+    smoothing, log_y = _ui.curve_options("curve")
     if chosen:
-        st.plotly_chart(viz.curves_figure(histories, metric, f"{_ui.metric_label(metric, classes)}: solid = training, dashed = validation"),
+        st.plotly_chart(viz.curves_figure(histories, metric, f"{_ui.metric_label(metric, classes)}: solid = training, dashed = validation",
+                                          smoothing=smoothing, log_y=log_y),
                         key="runs_curves")
+
+# --------------------------------------------------------------------------- settings
+
+st.subheader("Settings of two runs")
+if len(visible) < 2:
+    st.info("Two runs are needed to compare their settings; the filters above leave "
+            + ("one." if visible else "none."))
+else:
+    c = st.columns([2, 2, 1], vertical_alignment="bottom")
+    for key, fallback in (("diff_a", visible[0]), ("diff_b", visible[1])):  # the two newest, until others are picked
+        if st.session_state.get(key) not in visible:
+            st.session_state[key] = fallback
+    run_a = c[0].selectbox("Run", visible, key="diff_a", format_func=lambda r: labels[r])
+    run_b = c[1].selectbox("and run", visible, key="diff_b", format_func=lambda r: labels[r])
+    everything = c[2].toggle("All settings", key="diff_all", help="Every setting, the ones that differ shaded; off: only those that differ.")
+    if run_a == run_b:
+        st.info("Pick two different runs.")
+    else:
+        differences = run_review.setting_differences(by_id[run_a].config, by_id[run_b].config, everything=everything)
+        if not differences:
+            st.success(f"{markdown_text(labels[run_a])} and {markdown_text(labels[run_b])} have the same settings.")
+        else:
+            frame = viz.settings_diff_frame(differences, labels[run_a], labels[run_b])
+            # Shading tells the differing rows apart among all settings; when only those are shown it says nothing.
+            st.dataframe(viz.highlight_differences(frame) if everything else frame.drop(columns=["differs"]), hide_index=True, key="settings_diff",
+                         column_config={"setting": st.column_config.TextColumn("setting", help="As in config.json: section.name.")})
+            differ = int(frame["differs"].sum())
+            st.caption(f"{differ} setting(s) differ" + (f" of {len(frame)}." if everything else "; *All settings* shows the rest."))
+
+st.subheader("Settings against the score")
+c = st.columns([2, 2])
+score = c[0].selectbox("Score", run_review.SCORES, key="parallel_score",
+                       help="Test Dice over every class ranks finished runs; best validation Dice is there while a run trains.")
+datasets_shown = sorted({by_id[r].dataset for r in visible})
+if len(datasets_shown) > 1:  # scores on different datasets are not comparable
+    parallel_dataset = c[1].selectbox("Dataset", datasets_shown, key="parallel_dataset", help="Scores are compared on one dataset at a time.")
+else:
+    parallel_dataset = datasets_shown[0] if datasets_shown else None
+drawn = [by_id[r] for r in visible if by_id[r].dataset == parallel_dataset]
+view = run_review.settings_against_score({labels[s.run_id]: run_review.run_settings(s.config) for s in drawn},
+                                         {labels[s.run_id]: run_review.run_score(s, score) for s in drawn}, score)
+figure = viz.settings_parallel_figure(view)
+if figure is None:
+    st.info(f"Each run with a score ({score}) is drawn here as one line across its settings: "
+            + ("none of the runs shown has one yet." if view.frame.empty else "only one run shown has one so far, and the view needs two."))
+elif not view.settings:
+    st.info(f"Every setting shown in the table is the same for these {len(view.frame)} runs, so there is nothing to draw "
+            "against the score. *Settings of two runs* above compares every setting.")
+else:
+    st.plotly_chart(figure, key="settings_parallel")
+    st.caption("One line per run, coloured by its score; drag along an axis to pick out runs.")
+if view.constant and figure is not None:
+    st.caption("Left out, the same for every run: " + ", ".join(
+        f"{name} {markdown_text(run_review.setting_text(value))}" for name, value in view.constant.items()) + ".")
+if view.left_out:
+    st.caption("Not drawn: " + ", ".join(f"{markdown_text(label)} ({why})" for label, why in view.left_out.items()) + ".")
+if len(view.frame) >= 2 and view.settings:
+    with st.expander("The runs drawn"):
+        st.dataframe(view.frame.sort_values(score, ascending=False), key="parallel_table",
+                     column_config={score: st.column_config.NumberColumn(format="%.3f")})
 
 # --------------------------------------------------------------------------- one run
 
@@ -125,6 +200,9 @@ def one_run() -> None:
                + (f" · {markdown_text(s.devices)}" if s.devices else "")
                + (f" · {markdown_text(s.engine)} engine on {markdown_text(s.host or 'a node not known yet')}" if s.engine else "")
                + (f" · {markdown_text(s.message)}" if s.message and s.state != "finished" else ""))
+    pace = run_review.run_pace(run).text()
+    if pace:
+        st.caption(f":material/timer: {pace}")
     for name, reason in s.damage.items():
         st.error(markdown_text(f"{name} is damaged: {reason}"))
     for w in s.warnings:
@@ -226,7 +304,14 @@ def one_run() -> None:
     if s.state == "finished":
         _ui.what_next(s, summaries, key="runs")
     with st.expander("Settings"):
-        st.json(_ui.readable(run.read_meta, {}).get("config", {}), expanded=False)
+        st.json(s.config, expanded=False)
+    if s.state != "queued":
+        logdir = run_review.tensorboard_logdir(run)
+        if logdir is not None:
+            st.markdown("**TensorBoard**: this run's logs, served by TensorBoard on the machine that holds the workspace:")
+            st.code(run_review.tensorboard_command(logdir), language="bash")
+        else:
+            st.caption("No TensorBoard logs for this run (they are written where TensorFlow and TensorBoard are installed).")
     log = _ui.readable(lambda: run.log_path.read_text(errors="replace"), "") if run.log_path.is_file() else ""
     if log:
         with st.expander("Log (last 40 lines)"):

@@ -6,6 +6,7 @@ import streamlit as st
 
 import segcore.queue as run_queue
 from pages import _ui
+from segcore import run_review
 from segcore import runs as runs_mod
 from segcore import visualize as viz
 from segcore.config import RunConfig, build, declared, defaults
@@ -195,8 +196,13 @@ def live() -> None:
     running = [x for x in active if x.state == "running"]
     # Full panels (progress and curves) for running runs and the run that ended last;
     # one line for the other recent ones.
-    for s in running + recent[:1]:
-        run_panel(s, labels)
+    panels = running + recent[:1]
+    if any(runs_mod.RunFolder(s.path).history_path.is_file() for s in panels):
+        smoothing, log_y = _ui.curve_options("train_curves")
+    else:
+        smoothing, log_y = 0.0, False
+    for s in panels:
+        run_panel(s, labels, smoothing, log_y)
     if recent and recent[0].state == "finished":
         _ui.what_next(recent[0], summaries, key="train")
     for s in recent[1:]:
@@ -228,7 +234,7 @@ def queue_panel(queued: list[str], by_id: dict, labels: dict) -> None:
                     st.rerun()
 
 
-def run_panel(s, labels: dict) -> None:
+def run_panel(s, labels: dict, smoothing: float = 0.0, log_y: bool = False) -> None:
     run = runs_mod.RunFolder(s.path)
     owner = run.owner()
     status = run.true_status()
@@ -257,6 +263,9 @@ def run_panel(s, labels: dict) -> None:
         # Before its first batch a run says what it is doing instead (the message: building, compiling, first batch).
         text = f"epoch {epoch}/{epochs}" + (f", batch {batch}/{batches}" if batch and batches else "")
         st.progress(min(max(frac, 0.0), 1.0), text=text + (f" · {status.get('message')}" if status.get("message") else ""))
+        pace = run_review.run_pace(run).text()
+        if pace:
+            st.caption(f":material/timer: {pace}")
         for w in status.get("warnings") or []:
             st.warning(markdown_text(w))
         for name, reason in s.damage.items():
@@ -267,7 +276,8 @@ def run_panel(s, labels: dict) -> None:
             metrics = [m for m in viz.curve_metrics(curves) if m in ("loss", "dice")]
             cols = st.columns(2)
             for col, metric in zip(cols, metrics):
-                col.plotly_chart(viz.curves_figure(curves, metric, f"{_ui.metric_label(metric)}: solid = training, dashed = validation"),
+                col.plotly_chart(viz.curves_figure(curves, metric, f"{_ui.metric_label(metric)}: solid = training, dashed = validation",
+                                                   smoothing=smoothing, log_y=log_y),
                                  key=f"curve_{s.run_id}_{metric}")
         elif s.state == "running":
             st.caption("The first epoch is under way; curves appear when it ends.")

@@ -166,6 +166,7 @@ class RunSummary:
     engine: str = ""  # "local" or "ray": what started the training process ("" before it was started)
     host: str = ""  # the machine (Ray node) the training process runs or ran on
     devices: str = ""  # what it trains on, as the process saw it: "CPU", "GPU 1 (NVIDIA H100)"
+    config: dict[str, Any] = field(default_factory=dict)  # the settings as saved (config.json's "config"); {} when unreadable
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -772,6 +773,7 @@ class RunFolder:
             engine=str(status.get("engine") or ""),
             host=str(status.get("host") or ""),
             devices=_devices_text(status),
+            config=cfg.to_dict() if cfg else {},
         )
 
 

@@ -286,3 +286,84 @@ def test_review_tools_compare_and_batch_predict(chromium, server, workspace, tmp
             raise
         finally:
             browser.close()
+
+
+def test_runs_page_settings_diff_and_parallel_view(chromium, server, workspace, tmp_path):
+    """Runs, on runs written by the test: the settings columns of the table, the settings of two runs side by
+    side, settings against the score as parallel coordinates, and a running run's pace (no training: fast)."""
+    import shutil
+
+    from playwright.sync_api import expect, sync_playwright
+
+    from test_pages import make_dataset
+    from test_runs_review_pages import make_run
+
+    shots = Path(os.environ.get("SEGCORE_SCREENSHOTS") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(workspace.dataset_dir("demo"), ignore_errors=True)  # the server may have made the real demo
+    make_dataset(workspace)
+    make_run(workspace, "baseline", lr=1e-3, loss="dice", all_dice=0.71)
+    make_run(workspace, "high-lr", lr=1e-2, loss="focal", batch=4, all_dice=0.58)
+    make_run(workspace, "vgg16-ft", lr=1e-4, loss="dice", encoder="vgg16", image_size=64, all_dice=0.83)
+    live = make_run(workspace, "live", state="running", epochs=20, done=6, lr=3e-4)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        try:
+            page.goto(server + "/runs")
+            wait_idle(page, 120_000)
+            expect(page.get_by_role("heading", name="Runs", exact=True)).to_be_visible(timeout=60_000)
+            # The grid draws on a canvas; its accessible copy holds the columns in view, so scroll it sideways.
+            table = page.locator('[data-testid="stDataFrame"]').first
+            headers = table.locator("th[role=columnheader]")
+            expect(headers.first).to_be_attached(timeout=30_000)
+            seen = set(headers.all_text_contents())
+            page.screenshot(path=str(shots / "runs-table.png"))
+            table.hover()
+            page.mouse.wheel(3000, 0)
+            page.wait_for_timeout(500)
+            seen |= set(headers.all_text_contents())
+            assert {"learning rate", "image size", "batch", "norm", "loss", "encoder", "max epochs"} <= seen, seen
+
+            diff = page.get_by_role("heading", name="Settings of two runs")
+            diff.scroll_into_view_if_needed()
+            expect(page.get_by_text(re.compile(r"^\d+ setting\(s\) differ; "))).to_be_visible()
+            cells = page.locator('[data-testid="stDataFrame"]').nth(1).locator("td[role=gridcell]")
+            expect(cells.filter(has_text="train.learning_rate").first).to_be_attached(timeout=30_000)
+            expect(cells.filter(has_text="model.depth")).to_have_count(0)  # equal in both: not shown
+            page.screenshot(path=str(shots / "runs-settings-differ.png"))
+            page.locator(".st-key-diff_all").get_by_text("All settings", exact=True).click()
+            wait_idle(page)
+            expect(page.get_by_text(re.compile(r"^\d+ setting\(s\) differ of \d+\.$"))).to_be_visible()
+            expect(cells.filter(has_text="model.depth").first).to_be_attached(timeout=30_000)
+            page.screenshot(path=str(shots / "runs-settings-diff.png"))
+
+            page.get_by_role("heading", name="Settings against the score").scroll_into_view_if_needed()
+            parallel = page.locator(".st-key-settings_parallel")
+            expect(parallel.locator(".main-svg").first).to_be_visible(timeout=30_000)
+            for axis in ("learning rate (log scale)", "encoder", "test Dice, all classes"):
+                expect(parallel.get_by_text(axis, exact=True).first).to_be_attached()
+            expect(page.get_by_text("Not drawn: live (no score yet).")).to_be_visible()
+            page.screenshot(path=str(shots / "runs-parallel.png"))
+
+            page.goto(server + f"/runs?run={live.run_id}")
+            wait_idle(page, 120_000)
+            pace = page.get_by_text(re.compile(r"42 s per epoch · about \d+ min left"))
+            expect(pace).to_be_visible(timeout=30_000)
+            pace.scroll_into_view_if_needed()
+            assert not page.locator('[data-testid="stException"]').count()
+            page.screenshot(path=str(shots / "runs-one-run.png"))
+
+            # Train's live panel: the same pace, and the curves smoothed on request
+            nav(page, "Train")
+            expect(page.get_by_text(re.compile(r"42 s per epoch · about \d+ min left"))).to_be_visible(timeout=30_000)
+            slider_move(page, "train_curves_smoothing", 80)
+            page.locator(".st-key-train_curves_smoothing").scroll_into_view_if_needed()
+            expect(page.locator(".st-key-train_curves_smoothing")).to_contain_text("0.80")
+            assert not page.locator('[data-testid="stException"]').count()
+            page.screenshot(path=str(shots / "train-live.png"))
+        except Exception:
+            page.screenshot(path=str(shots / "failure.png"), full_page=True)
+            raise
+        finally:
+            browser.close()

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 LAYERS = (
     ("base", {"catalog", "fsutil", "safetext"}),
     ("settings", {"config", "labels", "access"}),
-    ("storage", {"workspace", "runfiles", "runrecord", "runs", "data"}),
+    ("storage", {"workspace", "runfiles", "runrecord", "runs", "run_review", "data"}),
     ("model", {"losses", "metrics", "models"}),
     ("use", {"prediction", "evaluation"}),
     ("training", {"training"}),

@@ -10,7 +10,8 @@ figure, a ``pandas.DataFrame`` or a sentence. One module per kind of output:
 - ``tables``: class frequencies and areas, evaluation tables, best values marked, the study table;
 - ``notes``: sentences about a dataset (sizes, class imbalance, what its own split leaves out);
 - ``problems``: the problems an import found, as a table;
-- ``runtable``: run labels, the runs table and its filters, durations;
+- ``runtable``: run labels, the runs table (with each run's main settings) and its filters, durations;
+- ``settings``: two runs' settings side by side, settings against a score as parallel coordinates;
 - ``comparison``: which runs can be compared, and which images to show side by side;
 - ``review``: the confusion matrix, precision-recall and threshold curves, the map of where runs disagree.
 
@@ -77,6 +78,7 @@ from segcore.visualize.runtable import (
     runs_frame,
     short_run_id,
 )
+from segcore.visualize.settings import highlight_differences, settings_diff_frame, settings_parallel_figure
 from segcore.visualize.tables import (
     STUDY_COLUMNS,
     STUDY_HIGHER_IS_BETTER,

@@ -108,17 +108,23 @@ def curve_metrics(histories: Mapping[str, Any]) -> list[str]:
     return sorted(names, key=lambda n: (n != "loss", n))
 
 
-def curves_figure(histories: Mapping[str, Any], metric: str = "loss", title: str | None = None):
+def curves_figure(histories: Mapping[str, Any], metric: str = "loss", title: str | None = None, *,
+                  smoothing: float = 0.0, log_y: bool = False):
     """Overlay one metric's curves for several runs: solid = train, dashed = validation.
 
     Args:
         histories: run label -> history (see ``history_frame``).
         metric: base name, e.g. ``"loss"`` or ``"dice"``; ``val_<metric>`` is drawn dashed.
+        smoothing: TensorBoard's smoothing weight, 0 (raw curves) to 0.99 (``segcore.run_review.smooth``);
+            above 0 each curve is drawn smoothed, with the raw curve faint behind it.
+        log_y: a logarithmic y axis (values of 0 or below are then not drawn).
 
     Returns:
         ``plotly.graph_objects.Figure``.
     """
     import plotly.graph_objects as go
+
+    from segcore.run_review import smooth
 
     fig = go.Figure()
     for i, (label, h) in enumerate(histories.items()):
@@ -126,16 +132,27 @@ def curves_figure(histories: Mapping[str, Any], metric: str = "loss", title: str
         color = _CURVE_COLORS[i % len(_CURVE_COLORS)]
         for col, dash, part in ((metric, "solid", "train"), (f"val_{metric}", "dash", "validation")):
             if col in df.columns:
+                y = pd.to_numeric(df[col], errors="coerce")
+                name = plotly_text(f"{label} · {part}")
+                if smoothing > 0:
+                    fig.add_trace(go.Scatter(
+                        x=df["epoch"], y=y, mode="lines", name=name + " (raw)", legendgroup=name, showlegend=False,
+                        line=dict(color=color, dash=dash, width=1), opacity=0.25,
+                        hovertemplate="epoch %{x}: %{y:.4g} (raw)<extra></extra>",
+                    ))
+                    y = smooth(y.tolist(), smoothing)
                 fig.add_trace(
                     go.Scatter(
-                        x=df["epoch"], y=pd.to_numeric(df[col], errors="coerce"), mode="lines+markers",
-                        name=plotly_text(f"{label} · {part}"), line=dict(color=color, dash=dash), marker=dict(size=4),
+                        x=df["epoch"], y=y, mode="lines+markers", name=name, legendgroup=name,
+                        line=dict(color=color, dash=dash), marker=dict(size=4),
                     )
                 )
     fig.update_layout(
         title=plotly_text(title or metric), xaxis_title="epoch", yaxis_title=plotly_text(metric), height=360,
         margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.25),
     )
+    if log_y:
+        fig.update_yaxes(type="log")
     # Epochs are whole numbers: never label 1.5; about ten ticks on long runs.
     last = max((len(history_frame(h)) for h in histories.values()), default=1)
     fig.update_xaxes(tick0=1, dtick=max(1, math.ceil(last / 10)))

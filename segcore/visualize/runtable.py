@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 import pandas as pd
 
+from segcore.run_review import SETTING_COLUMNS, run_settings
+
 if TYPE_CHECKING:
     from segcore.runs import RunSummary
 
@@ -21,7 +23,9 @@ def runs_frame(summaries: Iterable[RunSummary], now: float | None = None) -> pd.
         ``epochs`` (done/planned), ``duration``
         (finished - started, or so far for a running run; ``now`` is the time
         in seconds since the epoch, default the current time), ``device`` (``run_device``), ``warnings``,
-        ``tags``, ``created``.
+        ``tags``, ``created``, then the settings of ``segcore.run_review.SETTING_COLUMNS`` (``learning rate``,
+        ``image size``, ``batch``, ``norm``, ``loss``, ``encoder``, ``max epochs``; empty for a run whose
+        settings cannot be read).
     """
     summaries = list(summaries)
     labels = run_labels(summaries)
@@ -44,11 +48,16 @@ def runs_frame(summaries: Iterable[RunSummary], now: float | None = None) -> pd.
                 "warnings": "; ".join(s.warnings),
                 "tags": ", ".join(s.tags),
                 "created": s.created_at,
+                # The encoder column is the summary's (as the search reads it); the other settings come from the config.
+                **{k: v for k, v in run_settings(s.config).items() if k != "encoder"},
             }
         )
     cols = ["run", "id", "status", "dataset", "model", "encoder", "best val Dice", "test Dice, all classes", "test Dice", "epochs",
             "duration", "device", "warnings", "tags", "created"]
+    cols += [c for c in SETTING_COLUMNS if c not in cols]
     df = pd.DataFrame(rows, columns=cols)
+    for col in ("learning rate", "image size", "batch", "max epochs"):
+        df[col] = pd.to_numeric(df[col], errors="coerce")
     # Scores not measured yet are missing numbers (a blank cell), not Python None shown as the word "None".
     for col in ("best val Dice", "test Dice, all classes", "test Dice"):
         df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
@@ -62,7 +71,7 @@ def run_device(summary: RunSummary) -> str:
 
 
 def filter_runs(summaries: Iterable[RunSummary], states: Iterable[str] = (), datasets: Iterable[str] = (),
-                query: str = "") -> list[RunSummary]:
+                query: str = "", *, encoders: Iterable[str] = (), losses: Iterable[str] = ()) -> list[RunSummary]:
     """The runs the Runs table shows for its filters, in the order given.
 
     Args:
@@ -71,14 +80,18 @@ def filter_runs(summaries: Iterable[RunSummary], states: Iterable[str] = (), dat
         datasets: keep runs on one of these datasets (none: any dataset).
         query: keep runs whose label, id, model, encoder, tags, notes or
             warnings contain it, ignoring case and surrounding spaces (blank: all).
+        encoders: keep runs with one of these encoders (``none``: the plain U-Net; none given: any).
+        losses: keep runs trained with one of these losses (as set: ``auto`` is a loss here; none given: any).
     """
     summaries = list(summaries)
     labels = run_labels(summaries)
-    states, datasets = set(states), set(datasets)
+    states, datasets, encoders, losses = set(states), set(datasets), set(encoders), set(losses)
     q = query.strip().lower()
     out = []
     for s in summaries:
         if (states and s.state not in states) or (datasets and s.dataset not in datasets):
+            continue
+        if (encoders and s.encoder not in encoders) or (losses and run_settings(s.config)["loss"] not in losses):
             continue
         if q:
             hay = " ".join([labels[s.run_id], s.run_id, s.model, s.encoder, ", ".join(s.tags), s.notes, "; ".join(s.warnings)])
