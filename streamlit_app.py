@@ -1,7 +1,7 @@
 """The segcore dashboard: ``streamlit run streamlit_app.py``.
 
 This file only routes: it prepares the demo dataset once per server and hands
-over to the pages in ``pages/``. All state lives in the workspace folder, so a
+over to the pages in ``app_pages/``. All state lives in the workspace folder, so a
 reload or a server restart loses nothing.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pages import _ui
+from app_pages import _ui
 from segcore.access import NO_ACCESS, allow_open, exposure_problem, role_summary
 from segcore.safetext import markdown_text
 from segcore.queue.launcher import wake_queue
@@ -94,12 +94,12 @@ wake_queue(get_workspace())
 
 page = st.navigation(
     [
-        st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
-        st.Page("pages/data.py", title="Data", icon=":material/photo_library:", url_path="data"),
-        st.Page("pages/train.py", title="Train", icon=":material/model_training:", url_path="train"),
-        st.Page("pages/runs.py", title="Runs", icon=":material/table_chart:", url_path="runs"),
-        st.Page("pages/compare.py", title="Compare", icon=":material/compare:", url_path="compare"),
-        st.Page("pages/predict.py", title="Predict", icon=":material/auto_fix_high:", url_path="predict"),
+        st.Page("app_pages/home.py", title="Home", icon=":material/home:", default=True),
+        st.Page("app_pages/data.py", title="Data", icon=":material/photo_library:", url_path="data"),
+        st.Page("app_pages/train.py", title="Train", icon=":material/model_training:", url_path="train"),
+        st.Page("app_pages/runs.py", title="Runs", icon=":material/table_chart:", url_path="runs"),
+        st.Page("app_pages/compare.py", title="Compare", icon=":material/compare:", url_path="compare"),
+        st.Page("app_pages/predict.py", title="Predict", icon=":material/auto_fix_high:", url_path="predict"),
     ]
 )
 st.sidebar.caption(f"Workspace: `{get_workspace().root}`")

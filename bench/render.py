@@ -96,7 +96,7 @@ def bench_compare(made: dict, repeats: int) -> dict:
 
     at = AppTest.from_file(str(PROJECT / "streamlit_app.py"), default_timeout=300)
     at.run()
-    at.switch_page("pages/compare.py")
+    at.switch_page("app_pages/compare.py")
     at.session_state["cmp_runs"] = made["compare_runs"]
     cold = timed(at)
     at.multiselect(key="cmp_ids").set_value(made["test_ids"])
@@ -122,7 +122,7 @@ def bench_predict(made: dict, repeats: int) -> dict:
 
     at = AppTest.from_file(str(PROJECT / "streamlit_app.py"), default_timeout=300)
     at.run()
-    at.switch_page("pages/predict.py")
+    at.switch_page("app_pages/predict.py")
     at.session_state["pred_run"] = made["predict_run"]
     timed(at)
     upload(at, 0)

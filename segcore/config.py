@@ -98,7 +98,7 @@ def stored_settings() -> Iterator[None]:
 #
 # Every field of the settings below carries a ``Setting`` in its metadata (``setting(...)``): its help,
 # its choices, its command-line flag and how the Train page shows it. The command line
-# (``segcore.training.cli``) and the Train page (``pages/_settings_form.py``) are generated from it, so
+# (``segcore.training.cli``) and the Train page (``app_pages/_settings_form.py``) are generated from it, so
 # a new setting is one field here and the code that uses it. The values are still checked in each
 # class's ``__post_init__``, the one place of validation.
 

@@ -196,11 +196,12 @@ def test_an_import_records_who_imported_it_and_refuses_a_viewer(workspace, tmp_p
 
 
 def test_pages_pass_the_session_actor_to_every_guarded_segcore_call():
-    """A page that forgot ``actor=`` would act as the local admin: every such call in pages/ names the actor."""
+    """A page that forgot ``actor=`` would act as the local admin: every such call in app_pages/ names the actor."""
     guarded = {"launch", "stop", "resume", "rerun", "delete_run", "set_notes", "set_tags", "move_up", "import_dataset",
                "import_upload", "queue_sweep", "queue_seeds", "queue_folds", "start_quick_start"}
-    missing = []
-    for path in sorted((PROJECT / "pages").glob("*.py")):
+    missing, pages = [], sorted((PROJECT / "app_pages").glob("*.py"))
+    assert len(pages) >= 6, "the pages were not found"
+    for path in pages:
         for node in ast.walk(ast.parse(path.read_text())):
             if not isinstance(node, ast.Call):
                 continue
@@ -299,13 +300,13 @@ def test_the_runs_and_train_pages_disable_what_a_viewer_may_not_do(team):
     assert "Signed in as **Vera** · viewer" in [m.value for m in at.sidebar.markdown]
     assert "A viewer: browse, compare, predict, notes." in [c.value for c in at.sidebar.caption]
     at.query_params["run"] = run_id
-    at.switch_page("pages/runs.py").run()
+    at.switch_page("app_pages/runs.py").run()
     assert not at.exception
     for key in (f"runs_resume_{run_id}", f"rerun_{run_id}"):
         assert _button(at, key).disabled, key
     assert "is a viewer; resume needs the trainer role" in _button(at, f"runs_resume_{run_id}").help
     assert not _button(at, f"save_notes_{run_id}").disabled
-    at.switch_page("pages/train.py").run()
+    at.switch_page("app_pages/train.py").run()
     assert _button(at, "train_launch").disabled
     assert any("launch needs the trainer role" in i.value for i in at.info)
 
@@ -314,18 +315,18 @@ def test_a_trainer_may_act_on_their_own_run_and_an_admin_group_on_any(team):
     ws, run_id = team
     at = signed_in_app("tom@lab.org")
     at.query_params["run"] = run_id
-    at.switch_page("pages/runs.py").run()
+    at.switch_page("app_pages/runs.py").run()
     assert not _button(at, f"runs_resume_{run_id}").disabled and not _button(at, f"rerun_{run_id}").disabled
-    at.switch_page("pages/train.py").run()
+    at.switch_page("app_pages/train.py").run()
     assert not at.info or not any("needs the trainer role" in i.value for i in at.info)
     other = signed_in_app("tina@lab.org", groups=["ml"])  # a viewer by default
     other.query_params["run"] = run_id
-    other.switch_page("pages/runs.py").run()
+    other.switch_page("app_pages/runs.py").run()
     assert _button(other, f"runs_resume_{run_id}").disabled
     lead = signed_in_app("lena@lab.org", groups=["leads"])
     assert "· admin" in lead.sidebar.markdown[0].value
     lead.query_params["run"] = run_id
-    lead.switch_page("pages/runs.py").run()
+    lead.switch_page("app_pages/runs.py").run()
     assert not lead.exception and not _button(lead, f"runs_resume_{run_id}").disabled
 
 
@@ -337,7 +338,7 @@ def test_someone_without_a_role_sees_only_why(team):
     assert "who has no role on this server" in at.warning[0].value and "else.org" in at.warning[0].value
     assert [t.value for t in at.title] == ["segcore"] and _button(at, "logout")
     with pytest.raises(ValueError, match="Could not find a navigation page"):  # the pages are not even registered
-        at.switch_page("pages/runs.py")
+        at.switch_page("app_pages/runs.py")
 
 
 def test_a_broken_server_json_is_one_message_naming_it(team):

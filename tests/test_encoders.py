@@ -210,6 +210,6 @@ def test_no_code_tests_an_encoder_by_name():
 
     root = Path(__file__).resolve().parent.parent
     pattern = re.compile(r"""encoder\s*[!=]=\s*["']none["']""")
-    found = [f"{p.relative_to(root)}:{n}" for p in [*root.glob("segcore/**/*.py"), *root.glob("pages/*.py")]
+    found = [f"{p.relative_to(root)}:{n}" for p in [*root.glob("segcore/**/*.py"), *root.glob("app_pages/*.py")]
              for n, line in enumerate(p.read_text().splitlines(), 1) if pattern.search(line)]
     assert not found, found

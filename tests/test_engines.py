@@ -233,7 +233,7 @@ def test_the_runs_page_names_the_engine_node_and_device_and_fetches_the_ray_job_
     run = open_run(launcher.launch(tiny(), workspace, start_worker=False), workspace)
     run.update_status(state="finished", engine="ray", host="node-3", job=run.run_id, devices="GPU 0 (NVIDIA H100)")
     at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "streamlit_app.py"), default_timeout=60).run()
-    at.switch_page("pages/runs.py").run()
+    at.switch_page("app_pages/runs.py").run()
     assert not at.exception, at.exception
     captions = "\n".join(c.value for c in at.caption)
     assert "GPU 0 (NVIDIA H100) · ray engine on node-3" in captions

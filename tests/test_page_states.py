@@ -18,7 +18,7 @@ from segcore import runs as runs_mod
 from segcore import visualize as viz
 from test_pages import APP, CLASSES, fake_training, make_dataset, make_report, make_run, texts  # noqa: F401  (fixture)
 
-PAGES = ("pages/home.py", "pages/data.py", "pages/train.py", "pages/runs.py", "pages/compare.py", "pages/predict.py")
+PAGES = ("app_pages/home.py", "app_pages/data.py", "app_pages/train.py", "app_pages/runs.py", "app_pages/compare.py", "app_pages/predict.py")
 
 
 @pytest.fixture
@@ -38,7 +38,7 @@ def app(timeout=60) -> AppTest:
 def open_page(page: str, query: dict | None = None) -> AppTest:
     at = app()
     at.run()
-    if page != "pages/home.py":
+    if page != "app_pages/home.py":
         at.switch_page(page)
     at.query_params.clear()
     at.query_params.update(query or {})
@@ -88,13 +88,13 @@ def test_every_page_opens_in_every_state(workspace, no_demo, fake_training, stat
         at.switch_page(page).run()
         assert not at.exception, (state, page, at.exception)
         body = texts(at)
-        if state == "empty" and page in ("pages/train.py",):
+        if state == "empty" and page in ("app_pages/train.py",):
             assert "no dataset to train on yet" in body
-        if state == "empty" and page == "pages/data.py":
+        if state == "empty" and page == "app_pages/data.py":
             assert "No datasets yet" in body
-        if state in ("empty", "one", "several") and page == "pages/runs.py":
+        if state in ("empty", "one", "several") and page == "app_pages/runs.py":
             assert "No runs yet" in body
-        if state in ("running", "queued") and page == "pages/compare.py":
+        if state in ("running", "queued") and page == "app_pages/compare.py":
             assert "at least two finished runs" in body
 
 
@@ -102,7 +102,7 @@ def test_every_page_opens_in_every_state(workspace, no_demo, fake_training, stat
 def test_train_opens_with_each_dataset_chosen(workspace, no_demo, fake_training, pick):
     """With several datasets, choosing any of them keeps the form whole (no duplicate widget keys) and queues on it."""
     setup_state(workspace, "several")
-    at = open_page("pages/train.py")
+    at = open_page("app_pages/train.py")
     at.selectbox(key="train_dataset").set_value(pick).run()
     assert not at.exception, at.exception
     assert any(c.value.startswith(f"{pick}: ") for c in at.caption)
@@ -114,10 +114,10 @@ def test_train_opens_with_each_dataset_chosen(workspace, no_demo, fake_training,
 
 def test_a_link_with_dataset_opens_data_and_train_on_it(workspace, no_demo):
     setup_state(workspace, "several")
-    at = open_page("pages/data.py", {"dataset": "roads"})
+    at = open_page("app_pages/data.py", {"dataset": "roads"})
     assert not at.exception
     assert at.selectbox(key="dataset").value == "roads"
-    at = open_page("pages/train.py", {"dataset": "cells"})
+    at = open_page("app_pages/train.py", {"dataset": "cells"})
     assert not at.exception and at.selectbox(key="train_dataset").value == "cells"
 
 
@@ -126,22 +126,22 @@ def test_links_with_a_run_open_it_on_runs_compare_and_predict(workspace, no_demo
 
     made = setup_state(workspace, "finished")
     a, b, c = made["a"], made["b"], made["c"]
-    at = open_page("pages/runs.py", {"run": a.run_id})
+    at = open_page("app_pages/runs.py", {"run": a.run_id})
     assert not at.exception and at.selectbox(key="run_detail").value == a.run_id
     # Compare: the linked run is chosen, with the other run on its dataset
-    at = open_page("pages/compare.py", {"run": a.run_id})
+    at = open_page("app_pages/compare.py", {"run": a.run_id})
     assert not at.exception
     assert at.selectbox(key="cmp_dataset").value == "demo"
     assert at.multiselect(key="cmp_runs").value[0] == a.run_id and set(at.multiselect(key="cmp_runs").value) == {a.run_id, b.run_id}
     # a run whose dataset has nothing to compare with says so
-    at = open_page("pages/compare.py", {"run": c.run_id})
+    at = open_page("app_pages/compare.py", {"run": c.run_id})
     assert not at.exception and any("no other finished run on its dataset" in w.value for w in at.warning)
     # Predict: the linked run's model is chosen
     save_tiny_model(a)
     save_tiny_model(b)
-    at = open_page("pages/predict.py", {"run": a.run_id})
+    at = open_page("app_pages/predict.py", {"run": a.run_id})
     assert not at.exception and at.selectbox(key="pred_run").value == a.run_id
-    at = open_page("pages/predict.py", {"run": b.run_id})
+    at = open_page("app_pages/predict.py", {"run": b.run_id})
     assert at.selectbox(key="pred_run").value == b.run_id
 
 
@@ -149,7 +149,7 @@ def test_runs_panel_shows_stop_resume_and_rerun_at_once(workspace, no_demo, fake
     """The one-run panel is read fresh after each action: no reload needed to see what happened."""
     made = setup_state(workspace, "running")
     live = made["run"]
-    at = open_page("pages/runs.py")
+    at = open_page("app_pages/runs.py")
     assert at.selectbox(key="run_detail").value == live.run_id
     assert {m.label: m.value for m in at.metric}["Status"] == "running"
     at.button(key=f"runs_stop_{live.run_id}").click().run()
@@ -178,7 +178,7 @@ def test_runs_panel_shows_stop_resume_and_rerun_at_once(workspace, no_demo, fake
 def test_queued_runs_can_be_moved_up_and_cancelled(workspace, no_demo, fake_training):
     made = setup_state(workspace, "queued")
     q1, q2 = made["q1"].run_id, made["q2"].run_id
-    at = open_page("pages/train.py")
+    at = open_page("app_pages/train.py")
     body = texts(at)
     assert "1. **first**" in body and "2. **second**" in body
     assert at.button(key=f"up_{q1}").disabled
@@ -191,7 +191,7 @@ def test_queued_runs_can_be_moved_up_and_cancelled(workspace, no_demo, fake_trai
     assert [r.run_id for r in runs_mod.queued_runs(workspace)] == [q2]
     assert runs_mod.open_run(q1, workspace).read_status()["state"] == "stopped"
     # the Runs page offers the same for a queued run
-    at = open_page("pages/runs.py", {"run": q2})
+    at = open_page("app_pages/runs.py", {"run": q2})
     assert at.button(key=f"runs_up_{q2}") and at.button(key=f"runs_stop_{q2}").proto.label == "Cancel"
     at.button(key=f"runs_stop_{q2}").click().run()
     assert not at.exception and runs_mod.queued_runs(workspace) == []
@@ -214,7 +214,7 @@ def test_after_a_run_finishes_home_and_train_say_what_next(workspace, no_demo, f
     # Train: the run that ended last
     last = made["c"]
     last.update_status(test={"macro_dice": 0.95})
-    at.switch_page("pages/train.py").run()
+    at.switch_page("app_pages/train.py").run()
     assert not at.exception
     assert any("**c** has finished: test Dice **0.950**" in m.value for m in at.markdown)
     assert links(at)["See its predictions (Predict)"]["query"] == {"run": [last.run_id]}
@@ -222,7 +222,7 @@ def test_after_a_run_finishes_home_and_train_say_what_next(workspace, no_demo, f
 
 def test_results_table_keeps_datasets_apart(workspace, no_demo):
     made = setup_state(workspace, "finished")
-    at = open_page("pages/runs.py", {"run": made["a"].run_id})
+    at = open_page("app_pages/runs.py", {"run": made["a"].run_id})
     assert not at.exception
     table = at.dataframe[-1].value
     assert sorted(table.index) == ["a", "b"]  # the run on 'cells' is not ranked against them
@@ -233,7 +233,7 @@ def test_results_table_keeps_datasets_apart(workspace, no_demo):
 def test_runs_table_and_legends_use_the_run_label(workspace, no_demo):
     made = setup_state(workspace, "finished")
     unnamed = make_run(workspace, name="", evaluation=make_report([0.5, 0.5, 0.5]))
-    at = open_page("pages/runs.py")
+    at = open_page("app_pages/runs.py")
     assert not at.exception
     shown = set(at.dataframe[0].value["run"])
     assert {"a", "b", "c", viz.short_run_id(unnamed.run_id)} == shown
@@ -250,7 +250,7 @@ def test_no_download_is_deferred(workspace, no_demo):
 
     made = setup_state(workspace, "finished")
     save_tiny_model(made["a"])
-    at = open_page("pages/runs.py")
+    at = open_page("app_pages/runs.py")
     at.selectbox(key="run_detail").set_value(made["a"].run_id).run()
     buttons = at.get("download_button")
     assert {b.proto.label for b in buttons} >= {"Model (.keras)", "Config (JSON)", "History (CSV)", "Evaluation (JSON)", "Download CSV"}
@@ -263,7 +263,7 @@ def test_data_page_problems_and_subset_split_explain_themselves(workspace, no_de
 
     message = "the foreground class 'foreground' covers 78% of all pixels; if the masks mark the background in white, import again with option invert=true"
     make_dataset(workspace, "demo", problems=(Problem("foreground_majority", message, (), "warning"),))
-    at = open_page("pages/data.py")
+    at = open_page("app_pages/data.py")
     at.session_state["data_tab"] = "Problems (1)"
     at.run()
     row = at.table[0].value.iloc[0]
@@ -301,7 +301,7 @@ def test_compare_shows_predictions_of_images_that_are_not_square(workspace, no_d
         ids = run.read_meta()["split"]["test"]
         probs = np.full((len(ids), 32, 32, len(CLASSES)), 1.0 / len(CLASSES), np.float32)
         run.write_prediction_cache(ids, probs, "multiclass", [c.name for c in CLASSES], 32)
-    at = open_page("pages/compare.py")
+    at = open_page("app_pages/compare.py")
     assert not at.exception
     assert not [e.value for e in at.error]
     assert len(at.get("image")) == 1 + 3 * 3 + 3 * 4  # the grid, then the disagreement rows (map, truth, 2 runs)

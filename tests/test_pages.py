@@ -104,14 +104,14 @@ def test_home_without_any_dataset_points_to_data_page(workspace, monkeypatch):
     assert not at.exception
     assert "Import your own data on the **Data** page" in texts(at)
     assert at.button(key="quick_start").disabled
-    at.switch_page("pages/data.py").run()
+    at.switch_page("app_pages/data.py").run()
     assert not at.exception
     assert "No datasets yet" in texts(at)
 
 
 def test_data_page_browse_overlay_and_opacity(demo_ws):
     at = app().run()
-    at.switch_page("pages/data.py").run()
+    at.switch_page("app_pages/data.py").run()
     assert not at.exception
     assert at.selectbox(key="dataset").value == "demo"
     metrics = {m.label: m.value for m in at.metric}
@@ -131,7 +131,7 @@ def test_data_page_browse_overlay_and_opacity(demo_ws):
 
 def test_data_page_class_frequencies_warn_about_rare_class(demo_ws):
     at = app().run()
-    at.switch_page("pages/data.py").run()
+    at.switch_page("app_pages/data.py").run()
     at.session_state["data_tab"] = "Class frequencies"
     at.run()
     assert not at.exception
@@ -144,7 +144,7 @@ def test_data_page_class_frequencies_warn_about_rare_class(demo_ws):
 
 def test_data_page_problems_name_the_files(demo_ws):
     at = app().run()
-    at.switch_page("pages/data.py").run()
+    at.switch_page("app_pages/data.py").run()
     at.session_state["data_tab"] = "Problems (1)"
     at.run()
     assert not at.exception
@@ -155,7 +155,7 @@ def test_data_page_problems_name_the_files(demo_ws):
 
 def test_data_page_split_counts_add_up(demo_ws):
     at = app().run()
-    at.switch_page("pages/data.py").run()
+    at.switch_page("app_pages/data.py").run()
     at.session_state["data_tab"] = "Split"
     at.run()
     assert not at.exception
@@ -168,7 +168,7 @@ def test_data_page_split_counts_add_up(demo_ws):
 
 def test_data_page_augmentation_preview(demo_ws):
     at = app().run()
-    at.switch_page("pages/data.py").run()
+    at.switch_page("app_pages/data.py").run()
     at.session_state["data_tab"] = "Augmentation"
     at.run()
     assert not at.exception
@@ -259,7 +259,7 @@ def fake_training(monkeypatch):
 
 def test_train_form_queues_the_config_it_shows(demo_ws, fake_training):
     at = app().run()
-    at.switch_page("pages/train.py").run()
+    at.switch_page("app_pages/train.py").run()
     assert not at.exception
     assert "Nothing queued" in texts(at)
     at.select_slider(key="train_depth").set_value(3)
@@ -283,7 +283,7 @@ def test_train_form_queues_the_config_it_shows(demo_ws, fake_training):
 
 def test_train_encoder_settings(demo_ws, fake_training):
     at = app().run()
-    at.switch_page("pages/train.py").run()
+    at.switch_page("app_pages/train.py").run()
     at.selectbox(key="train_encoder").set_value("vgg16").run()
     at.selectbox(key="train_weights").set_value("none")
     at.selectbox(key="train_freeze").set_value("fine_tune").run()
@@ -297,7 +297,7 @@ def test_train_encoder_settings(demo_ws, fake_training):
 def test_train_live_progress_and_stop(demo_ws, fake_training):
     running = make_run(demo_ws, state="running", epochs=5, done=2)
     at = app().run()
-    at.switch_page("pages/train.py").run()
+    at.switch_page("app_pages/train.py").run()
     assert not at.exception
     bars = at.get("progress")
     assert bars and "epoch 2/5" in bars[0].proto.text
@@ -316,13 +316,13 @@ def test_train_loss_names_match_the_registry(demo_ws):
     from segcore import config, losses
 
     # The page offers the settings' own list (which test_settings holds to the registry), not a copy.
-    tree = ast.parse((Path(APP).parent / "pages" / "train.py").read_text())
+    tree = ast.parse((Path(APP).parent / "app_pages" / "train.py").read_text())
     assert not any(isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") in ("LOSSES", "LOSS_HELP")
                    for n in tree.body)  # the names and their descriptions both come from segcore.config
     # the form is generated from the loss setting's declaration, whose choices are config.LOSSES itself
     assert next(d for d in config.declared() if d.path == "train.loss").meta.choices is config.LOSSES
     at = app().run()
-    at.switch_page("pages/train.py").run()
+    at.switch_page("app_pages/train.py").run()
     assert at.selectbox(key="train_loss").options == [f"{n}: {config.LOSS_HELP[n]}" for n in config.LOSSES]
     assert set(config.LOSSES) == set(losses.names())
 
@@ -343,7 +343,7 @@ def make_report(fg_dice, ids=("s017", "s018", "s019")):
 
 def test_runs_page_empty_state(demo_ws):
     at = app().run()
-    at.switch_page("pages/runs.py").run()
+    at.switch_page("app_pages/runs.py").run()
     assert not at.exception
     assert "No runs yet" in texts(at)
 
@@ -353,7 +353,7 @@ def test_runs_page_table_filters_notes_and_study_table(demo_ws, fake_training):
     b = make_run(demo_ws, name="b", encoder="vgg16", val_dice=0.9, evaluation=make_report([0.8, 0.9, 0.1]))
     c = make_run(demo_ws, state="running", epochs=5, done=1)
     at = app().run()
-    at.switch_page("pages/runs.py").run()
+    at.switch_page("app_pages/runs.py").run()
     assert not at.exception
     table = at.dataframe[0].value
     c_label = viz.short_run_id(c.run_id)  # no name: the id without its time stamp
@@ -385,7 +385,7 @@ def test_runs_page_curves_and_rerun(demo_ws, fake_training):
     a = make_run(demo_ws, name="a", epochs=4)
     b = make_run(demo_ws, name="b", epochs=6)
     at = app().run()
-    at.switch_page("pages/runs.py").run()
+    at.switch_page("app_pages/runs.py").run()
     assert not at.exception
     assert set(at.multiselect(key="curve_runs").value) == {a.run_id, b.run_id}
     assert at.selectbox(key="curve_metric").options == ["Loss", "Dice"]
@@ -411,7 +411,7 @@ def add_predictions(ws, run, quality, size=32):
 def test_compare_needs_two_runs(demo_ws):
     make_run(demo_ws, name="only")
     at = app().run()
-    at.switch_page("pages/compare.py").run()
+    at.switch_page("app_pages/compare.py").run()
     assert not at.exception
     assert "at least two finished runs" in texts(at) and "this workspace has 1" in texts(at)
 
@@ -422,7 +422,7 @@ def test_compare_grid_heatmaps_and_tables(demo_ws):
     add_predictions(demo_ws, a, 0.9)
     add_predictions(demo_ws, b, 0.6)
     at = app(60).run()
-    at.switch_page("pages/compare.py").run()
+    at.switch_page("app_pages/compare.py").run()
     assert not at.exception
     assert set(at.multiselect(key="cmp_runs").value) == {a.run_id, b.run_id}
     assert at.multiselect(key="cmp_ids").value == ["s017", "s018", "s019"]
@@ -470,7 +470,7 @@ def test_compare_offers_only_datasets_the_runs_can_be_scored_on(demo_ws):
     meta.update(name="binary-one", mode="binary", classes=meta["classes"][:2])
     (other / "dataset.json").write_text(json.dumps(meta))
     at = app(60).run()
-    at.switch_page("pages/compare.py").run()
+    at.switch_page("app_pages/compare.py").run()
     assert not at.exception
     assert info.num_classes == 4
     assert at.selectbox(key="cmp_eval_dataset").options == ["demo", "demo-copy"]
@@ -483,7 +483,7 @@ def test_compare_heatmap_shows_the_chosen_class(demo_ws, media):
     add_predictions(demo_ws, a, 1.0)
     add_predictions(demo_ws, b, 1.0)
     at = app(60).run()
-    at.switch_page("pages/compare.py").run()
+    at.switch_page("app_pages/compare.py").run()
     at.multiselect(key="cmp_ids").set_value(["s017"])
     at.multiselect(key="cmp_runs").set_value([a.run_id, b.run_id])
     at.selectbox(key="cmp_class").set_value(2).run()
@@ -527,7 +527,7 @@ def media(monkeypatch):
 def test_predict_without_models_says_how_to_get_one(demo_ws):
     make_run(demo_ws, name="no-model")  # finished, but no checkpoint
     at = app().run()
-    at.switch_page("pages/predict.py").run()
+    at.switch_page("app_pages/predict.py").run()
     assert not at.exception
     assert "No run has a trained model yet" in texts(at)
 
@@ -552,7 +552,7 @@ def test_predict_upload_overlay_areas_and_mask_download(demo_ws, media):
     image = rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)
     ok, png = cv2.imencode(".png", image)
     at = app(120).run()
-    at.switch_page("pages/predict.py").run()
+    at.switch_page("app_pages/predict.py").run()
     assert not at.exception
     assert "Upload an image" in texts(at)
     at.file_uploader(key="pred_upload").set_value([("cells.png", png.tobytes(), "image/png"), ("notes.png", b"not an image", "image/png")]).run()
@@ -578,7 +578,7 @@ def test_predict_dataset_samples(demo_ws):
     run = make_run(demo_ws, name="tiny")
     save_tiny_model(run)
     at = app(120).run()
-    at.switch_page("pages/predict.py").run()
+    at.switch_page("app_pages/predict.py").run()
     at.radio(key="pred_source").set_value("Dataset samples").run()
     assert not at.exception
     assert at.multiselect(key="pred_samples").value == ["s017"]  # the run's first test image
@@ -603,7 +603,7 @@ def paired_folder(root: Path, n=6, size=24) -> Path:
 def test_data_import_from_server_folder(demo_ws, tmp_path):
     src = paired_folder(demo_ws.incoming_dir / "src")  # server folders are imported from the import folders
     at = app().run()
-    at.switch_page("pages/data.py").run()
+    at.switch_page("app_pages/data.py").run()
     at.radio(key="import_source").set_value("A folder on the server").run()
     at.text_input(key="import_folder").input(str(src)).run()
     assert not at.exception
@@ -632,7 +632,7 @@ def test_data_import_zip_upload(demo_ws, tmp_path):
     src = paired_folder(tmp_path / "zsrc", n=4)
     archive = shutil.make_archive(str(tmp_path / "cells"), "zip", src)
     at = app().run()
-    at.switch_page("pages/data.py").run()
+    at.switch_page("app_pages/data.py").run()
     at.file_uploader(key="import_zip").set_value(("cells.zip", Path(archive).read_bytes(), "application/zip")).run()
     at.button(key="import_go").click().run()
     assert not at.exception
@@ -653,11 +653,11 @@ def test_home_data_train_runs_do_not_import_keras(demo_ws):
         "from streamlit.testing.v1 import AppTest\n"
         f"at = AppTest.from_file({APP!r}, default_timeout=60).run()\n"
         "assert not at.exception, at.exception\n"
-        "at.switch_page('pages/data.py').run()\n"
+        "at.switch_page('app_pages/data.py').run()\n"
         "assert not at.exception, at.exception\n"
         "at.session_state['data_tab'] = 'Augmentation'\n"
         "at.run()\n"
-        "for page in ('pages/train.py', 'pages/runs.py'):\n"
+        "for page in ('app_pages/train.py', 'app_pages/runs.py'):\n"
         "    at.switch_page(page).run()\n"
         "    assert not at.exception, at.exception\n"
         "print(sorted(m for m in ('keras', 'tensorflow', 'torch', 'jax') if m in sys.modules))\n"
@@ -669,7 +669,7 @@ def test_home_data_train_runs_do_not_import_keras(demo_ws):
 
 def test_train_study_queues_the_paper_set_and_runs_page_groups_it(demo_ws, fake_training):
     at = app().run()
-    at.switch_page("pages/train.py").run()
+    at.switch_page("app_pages/train.py").run()
     at.segmented_control(key="train_kind").set_value("Encoder study").run()
     at.selectbox(key="train_study_weights").set_value("none")
     at.number_input(key="train_epochs").set_value(4)
@@ -689,7 +689,7 @@ def test_train_study_queues_the_paper_set_and_runs_page_groups_it(demo_ws, fake_
         run.update_status(state="finished", epoch=4, epochs=4)
         run.write_evaluation(make_report([0.5 + 0.05 * i] * 3))
     other = make_run(demo_ws, name="not-in-study", evaluation=make_report([0.9, 0.9, 0.9]))
-    at.switch_page("pages/runs.py").run()
+    at.switch_page("app_pages/runs.py").run()
     assert not at.exception
     study_box = at.selectbox(key="study_pick")
     assert len(study_box.options) == 2 and study_box.options[1].startswith("sweep-")
@@ -715,7 +715,7 @@ def test_home_quick_start_queues_a_small_run(demo_ws, fake_training):
 def test_train_bad_settings_give_a_message_not_a_trace(demo_ws):
     """The real launcher refuses settings that cannot train, before anything is queued."""
     at = app().run()
-    at.switch_page("pages/train.py").run()
+    at.switch_page("app_pages/train.py").run()
     at.selectbox(key="train_encoder").set_value("vgg16").run()
     at.selectbox(key="train_weights").set_value("none")
     at.selectbox(key="train_freeze").set_value("fine_tune").run()
@@ -734,7 +734,7 @@ def test_runs_page_delete_refuses_an_active_run_and_deletes_a_finished_one(demo_
     done = make_run(demo_ws, name="done")
     live = make_run(demo_ws, state="running", epochs=5, done=1)
     at = app().run()
-    at.switch_page("pages/runs.py").run()
+    at.switch_page("app_pages/runs.py").run()
     at.selectbox(key="run_detail").set_value(live.run_id).run()
     at.button(key=f"delete_{live.run_id}").click().run()
     assert not at.exception
@@ -749,7 +749,7 @@ def test_runs_page_delete_refuses_an_active_run_and_deletes_a_finished_one(demo_
 
 # --------------------------------------------------------------------------- damaged runs on every page
 
-PAGES = ("pages/home.py", "pages/data.py", "pages/train.py", "pages/runs.py", "pages/compare.py", "pages/predict.py")
+PAGES = ("app_pages/home.py", "app_pages/data.py", "app_pages/train.py", "app_pages/runs.py", "app_pages/compare.py", "app_pages/predict.py")
 DAMAGED_FILES = ("config.json", "status.json", "notes.json", "checkpoints/state.json", "evaluation.json",
                  "predictions/index.json", "history.csv")
 
@@ -781,7 +781,7 @@ def test_every_page_shows_damaged_runs_instead_of_crashing(demo_ws, monkeypatch,
     for page in PAGES:
         at.switch_page(page).run()
         assert not at.exception, (page, at.exception)
-    at.switch_page("pages/runs.py").run()
+    at.switch_page("app_pages/runs.py").run()
     table = at.dataframe[0].value.set_index("run")
     from segcore import runs as runs_mod
     from segcore.visualize import run_labels
@@ -819,7 +819,7 @@ def test_compare_and_predict_name_a_damaged_cache_or_checkpoint_and_go_on(demo_w
     cache = a.predictions_dir / "s017.npz"
     cache.write_bytes(cache.read_bytes()[: cache.stat().st_size // 2])
     at = app(60).run()
-    at.switch_page("pages/compare.py").run()
+    at.switch_page("app_pages/compare.py").run()
     assert not at.exception, at.exception
     assert any("a: predictions/s017.npz is damaged: " in w.value for w in at.warning)
     assert any(e.value.startswith("No prediction: ") and "s017.npz is damaged" in e.value for e in at.error)
@@ -829,7 +829,7 @@ def test_compare_and_predict_name_a_damaged_cache_or_checkpoint_and_go_on(demo_w
         for member in ("metadata.json", "config.json", "model.weights.h5"):
             zf.writestr(member, b"{}" * 500)
     a.best_model_path.write_bytes(a.best_model_path.read_bytes()[:700])
-    at.switch_page("pages/predict.py")
+    at.switch_page("app_pages/predict.py")
     at.query_params["run"] = a.run_id
     at.run()
     at.radio(key="pred_source").set_value("Dataset samples").run()
@@ -841,7 +841,7 @@ def test_compare_and_predict_name_a_damaged_cache_or_checkpoint_and_go_on(demo_w
 
 def test_train_page_shows_the_plan_and_starts_from_it(demo_ws, fake_training):
     at = app(60).run()
-    at.switch_page("pages/train.py").run()
+    at.switch_page("app_pages/train.py").run()
     assert not at.exception
     assert any("The plan for demo" in e.label for e in at.expander)
     at.button(key="train_plan_apply").click().run()

@@ -27,12 +27,12 @@ def test_a_page_load_starts_a_worker_for_waiting_runs_once(demo_ws, started):
 def test_a_page_load_with_nothing_queued_starts_nothing(demo_ws, started):
     make_run(demo_ws, state="finished")
     at = app().run()
-    at.switch_page("pages/runs.py").run()
+    at.switch_page("app_pages/runs.py").run()
     assert not at.exception and started == []
 
 
 def test_reading_the_workspace_starts_nothing(demo_ws, started):
-    from pages import _ui
+    from app_pages import _ui
 
     make_run(demo_ws, state="queued")
     assert _ui.workspace().root == demo_ws.root

@@ -52,7 +52,7 @@ def test_compare_confusion_matrix_curves_and_disagreement(demo_ws):
     write_cache(demo_ws, a)
     write_cache(demo_ws, b, swap_square_in=("s018",))
     at = app().run()
-    at.switch_page("pages/compare.py").run()
+    at.switch_page("app_pages/compare.py").run()
     assert not at.exception, at.exception
     figs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
     heat = {f["layout"]["title"]["text"]: f for f in figs if f["data"][0]["type"] == "heatmap"}
@@ -88,7 +88,7 @@ def test_compare_says_when_no_run_has_saved_predictions(demo_ws):
     make_run(demo_ws, name="a", evaluation=make_report([0.6, 0.7, 0.2]))
     make_run(demo_ws, name="b", evaluation=make_report([0.8, 0.9, 0.1]))
     at = app().run()
-    at.switch_page("pages/compare.py").run()
+    at.switch_page("app_pages/compare.py").run()
     assert not at.exception
     assert "None of these runs has saved test predictions yet" in texts(at)
 
@@ -111,7 +111,7 @@ def test_predict_a_zip_of_images_gives_one_zip_of_masks_and_names_the_bad_file(d
             zf.writestr(name, _png(image))
         zf.writestr("set/broken.png", b"not a png")
     at = app(120).run()
-    at.switch_page("pages/predict.py").run()
+    at.switch_page("app_pages/predict.py").run()
     # the model can be downloaded here too
     model = next(b for b in at.get("download_button") if b.proto.label == "Model (.keras)")
     assert media[model.proto.url.rsplit("/", 1)[-1].split(".")[0]] == run.best_model_path.read_bytes()

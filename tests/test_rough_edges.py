@@ -94,7 +94,7 @@ def test_a_study_queues_every_run_named_as_typed_and_starts_the_queue_once(study
 
 def test_train_page_refuses_a_study_it_cannot_queue_before_the_button(demo_ws, fake_training):
     at = app().run()
-    at.switch_page("pages/train.py").run()
+    at.switch_page("app_pages/train.py").run()
     at.segmented_control(key="train_kind").set_value("Encoder study").run()
     at.number_input(key="train_epochs").set_value(1).run()
     assert not at.exception
@@ -112,7 +112,7 @@ def test_compare_keeps_the_runs_picked_after_clear_all(demo_ws):
 
     runs = [make_run(demo_ws, name=n, evaluation=make_report([0.5, 0.6, 0.2])) for n in ("a", "b", "c")]
     at = app(60).run()
-    at.switch_page("pages/compare.py").run()
+    at.switch_page("app_pages/compare.py").run()
     assert len(at.multiselect(key="cmp_runs").value) == 3
     at.multiselect(key="cmp_runs").set_value([]).run()  # "Clear all"
     assert at.multiselect(key="cmp_runs").value == []
@@ -129,7 +129,7 @@ def test_compare_still_fills_out_a_link_to_one_run(demo_ws):
 
     runs = [make_run(demo_ws, name=n, evaluation=make_report([0.5, 0.6, 0.2])) for n in ("a", "b", "c")]
     at = app(60).run()
-    at.switch_page("pages/compare.py")
+    at.switch_page("app_pages/compare.py")
     at.query_params["run"] = runs[0].run_id
     at.run()
     chosen = at.multiselect(key="cmp_runs").value
@@ -164,7 +164,7 @@ def test_runs_page_warns_about_a_link_to_a_run_it_does_not_have(demo_ws):
     other = make_run(demo_ws, name="other")
     kept = make_run(demo_ws, name="kept")
     at = app().run()
-    at.switch_page("pages/runs.py")
+    at.switch_page("app_pages/runs.py")
     at.query_params["run"] = "20260101-000000-gone-run"
     at.run()
     assert not at.exception
@@ -183,7 +183,7 @@ def test_runs_page_warns_about_a_link_to_a_run_it_does_not_have(demo_ws):
 def test_train_learning_rate_and_start_from_show_their_default_not_choose_an_option(demo_ws, fake_training):
     make_run(demo_ws, name="earlier")
     at = app().run()
-    at.switch_page("pages/train.py").run()
+    at.switch_page("app_pages/train.py").run()
     assert not at.exception
     lr = at.selectbox(key="train_lr")
     assert lr.index == 0 and lr.options[0].startswith("the encoder's own")  # a value, not the "Choose an option" placeholder
@@ -203,7 +203,7 @@ def test_train_recent_runs_read_as_sentences(demo_ws, fake_training):
     make_run(demo_ws, name="later", state="finished", epochs=2)
     make_run(demo_ws, name="last", state="finished", epochs=2)
     at = app().run()
-    at.switch_page("pages/train.py").run()
+    at.switch_page("app_pages/train.py").run()
     line = next(c.value for c in at.caption if c.value.startswith("never"))
     assert line == "never: stopped (stopped before it started)."
 
@@ -231,7 +231,7 @@ def test_runs_table_has_blank_scores_for_runs_not_measured_yet(demo_ws):
     # ...and the tables of runs show a missing score as a dash, not the word None
     at = app().run()
     assert at.dataframe[0].proto.placeholder == "–"
-    at.switch_page("pages/runs.py").run()
+    at.switch_page("app_pages/runs.py").run()
     assert at.dataframe[0].proto.placeholder == "–"
 
 
@@ -254,19 +254,19 @@ def test_data_page_counts_a_real_class_0_and_paints_it(workspace, monkeypatch):
     monkeypatch.setattr(demo, "ensure_demo", lambda ws, *a, **k: None)
     _sky_dataset(workspace)
     at = app().run()
-    at.switch_page("pages/data.py").run()
+    at.switch_page("app_pages/data.py").run()
     assert not at.exception
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Classes"] == "4"  # Sky, disc, square, speck: 4 real classes, not 3
     legend = next(m.value for m in at.markdown if "Sky" in m.value)
     assert "not painted" not in legend
-    at.switch_page("pages/train.py").run()
+    at.switch_page("app_pages/train.py").run()
     assert any("classes Sky, disc, square, speck" in c.value for c in at.caption)
 
 
 def test_data_page_still_leaves_a_background_unpainted(demo_ws):
     at = app().run()
-    at.switch_page("pages/data.py").run()
+    at.switch_page("app_pages/data.py").run()
     assert {m.label: m.value for m in at.metric}["Classes"] == "3"
     assert any("background (not painted)" in m.value for m in at.markdown)
 
@@ -278,7 +278,7 @@ def test_an_upload_records_its_file_name_as_the_source_not_a_deleted_folder(demo
 
     archive = shutil.make_archive(str(tmp_path / "cells"), "zip", paired_folder(tmp_path / "zsrc", n=4))
     at = app().run()
-    at.switch_page("pages/data.py").run()
+    at.switch_page("app_pages/data.py").run()
     at.file_uploader(key="import_zip").set_value(("cells.zip", Path(archive).read_bytes(), "application/zip")).run()
     at.button(key="import_go").click().run()
     assert not at.exception
@@ -319,7 +319,7 @@ def test_data_page_import_messages_name_its_own_fields(demo_ws, tmp_path):
         cv2.imwrite(str(root / "cells" / "masks" / f"c{i}.png"), mask)
     (demo_ws.root / "server.json").write_text('{"import_roots": ["%s"]}' % root)
     at = app().run()
-    at.switch_page("pages/data.py").run()
+    at.switch_page("app_pages/data.py").run()
     at.radio(key="import_source").set_value("A folder on the server").run()
     at.text_input(key="import_folder").set_value("cells").run()
     at.text_area(key="import_classes").set_value("sky\nroad\ncar").run()
@@ -380,7 +380,7 @@ def test_live_panel_says_what_a_run_does_before_its_first_batch(demo_ws, fake_tr
     run.update_status(batch=0, batches=3, epoch=0, phase="first batch", best=None,
                       message="first batch: the training step is compiled on it, the slowest step")
     at = app().run()
-    at.switch_page("pages/train.py").run()
+    at.switch_page("app_pages/train.py").run()
     assert not at.exception
     bars = [el.proto.text for el in at.get("progress")]
     assert any(t.startswith("epoch 0/2 · first batch: the training step is compiled") for t in bars), bars

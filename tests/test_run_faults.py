@@ -365,7 +365,7 @@ def test_read_only_workspace_data_page_upload_says_so(workspace, tmp_path):
         "from pathlib import Path\n"
         "from streamlit.testing.v1 import AppTest\n"
         f"at = AppTest.from_file({str(app)!r}, default_timeout=60).run()\n"
-        "at.switch_page('pages/data.py').run()\n"
+        "at.switch_page('app_pages/data.py').run()\n"
         f"at.file_uploader(key='import_zip').set_value(('cells.zip', Path({archive!r}).read_bytes(), 'application/zip')).run()\n"
         "at.button(key='import_go').click().run()\n"
         "assert not at.exception, at.exception\n"

@@ -65,7 +65,7 @@ def make_run(ws, name, *, lr=1e-3, loss="dice", encoder="none", image_size=32, b
 
 def open_runs(at: AppTest) -> AppTest:
     at.run()
-    at.switch_page("pages/runs.py").run()
+    at.switch_page("app_pages/runs.py").run()
     assert not at.exception, at.exception
     return at
 
@@ -174,7 +174,7 @@ def test_running_run_shows_its_pace_on_runs_and_train(demo_ws):
     captions = [c.value for c in at.caption]
     pace = next(c for c in captions if "per epoch" in c)
     assert pace.startswith(":material/timer: 42 s per epoch · about ") and pace.endswith(" min left")
-    at.switch_page("pages/train.py").run()
+    at.switch_page("app_pages/train.py").run()
     assert not at.exception
     assert any(c.value.startswith(":material/timer: 42 s per epoch · about ") for c in at.caption)
 
@@ -198,7 +198,7 @@ def test_curves_smoothing_and_log_scale_on_runs_and_train(demo_ws):
     assert len(spec["data"]) == 8 and spec["layout"]["yaxis"]["type"] == "log"
     raw = [t for t in spec["data"] if t.get("opacity") == 0.25]
     assert len(raw) == 4 and all(t["showlegend"] is False for t in raw)
-    at.switch_page("pages/train.py").run()
+    at.switch_page("app_pages/train.py").run()
     at.slider(key="train_curves_smoothing").set_value(0.6).run()
     assert not at.exception
     loss = next(json.loads(c.proto.spec) for c in at.get("plotly_chart") if "_loss" in c.proto.id)

@@ -175,7 +175,7 @@ def _zip_bytes(path: Path) -> tuple[str, bytes, str]:
 
 def _data_page(timeout: int = 60) -> AppTest:
     at = AppTest.from_file(APP, default_timeout=timeout).run()
-    at.switch_page("pages/data.py").run()
+    at.switch_page("app_pages/data.py").run()
     assert not at.exception
     return at
 
@@ -734,16 +734,16 @@ def test_every_page_shows_hostile_names_notes_tags_classes_and_links_as_text(wor
     a, b = made["a"], made["b"]
     at = AppTest.from_file(APP, default_timeout=90).run()
     _assert_no_markup(at, "home")
-    at.switch_page("pages/data.py").run()
+    at.switch_page("app_pages/data.py").run()
     for tab in ("Samples", "Class frequencies", "Problems (1)", "Augmentation", "Split"):
         at.session_state["data_tab"] = tab
         at.run()
         _assert_no_markup(at, f"data/{tab}")
     exports: dict[str, bytes] = {}
-    for page, query in (("pages/data.py", {"dataset": HOSTILE_RUN}), ("pages/train.py", {"dataset": HOSTILE_RUN}),
-                        ("pages/runs.py", {"run": HOSTILE_RUN}), ("pages/runs.py", {"run": a.run_id}),
-                        ("pages/compare.py", {"run": a.run_id}), ("pages/compare.py", {"run": HOSTILE_RUN}),
-                        ("pages/predict.py", {"run": HOSTILE_RUN}), ("pages/predict.py", {"run": a.run_id})):
+    for page, query in (("app_pages/data.py", {"dataset": HOSTILE_RUN}), ("app_pages/train.py", {"dataset": HOSTILE_RUN}),
+                        ("app_pages/runs.py", {"run": HOSTILE_RUN}), ("app_pages/runs.py", {"run": a.run_id}),
+                        ("app_pages/compare.py", {"run": a.run_id}), ("app_pages/compare.py", {"run": HOSTILE_RUN}),
+                        ("app_pages/predict.py", {"run": HOSTILE_RUN}), ("app_pages/predict.py", {"run": a.run_id})):
         at.switch_page(page)
         at.query_params.clear()
         at.query_params.update(query)
@@ -752,12 +752,12 @@ def test_every_page_shows_hostile_names_notes_tags_classes_and_links_as_text(wor
         exports.update(_downloads(at, media))
     # the runs page: the hostile runs' own view (notes, tags, warnings, messages) and the results table
     for run in (a, made["failed"]):
-        at.switch_page("pages/runs.py").run()
+        at.switch_page("app_pages/runs.py").run()
         at.selectbox(key="run_detail").set_value(run.run_id).run()
         _assert_no_markup(at, f"runs/{run.run_id}")
         exports.update(_downloads(at, media))
     # the compare page with both hostile runs side by side
-    at.switch_page("pages/compare.py").run()
+    at.switch_page("app_pages/compare.py").run()
     at.multiselect(key="cmp_runs").set_value([a.run_id, b.run_id]).run()
     _assert_no_markup(at, "compare a+b")
     exports.update(_downloads(at, media))

@@ -148,7 +148,7 @@ def test_a_new_setting_is_a_flag_without_touching_the_command_line():
 def test_a_new_setting_is_a_widget_without_touching_the_page(demo_ws, fake_training, monkeypatch):
     monkeypatch.setattr(config, "RunConfig", WarmupRun)  # as if the field were written into TrainConfig
     at = app().run()
-    at.switch_page("pages/train.py").run()
+    at.switch_page("app_pages/train.py").run()
     assert not at.exception
     widget = at.number_input(key="train_warmup_epochs")
     assert widget.label == "Warm-up epochs" and widget.value == 0
@@ -169,7 +169,7 @@ def page_keys(at) -> set[str]:
 def test_every_declared_widget_is_on_the_train_page_with_its_default(demo_ws, fake_training):
     make_run(demo_ws, name="earlier")  # a finished run: "start from the weights of an earlier run" is offered
     at = app().run()
-    at.switch_page("pages/train.py").run()
+    at.switch_page("app_pages/train.py").run()
     assert not at.exception
     seen = page_keys(at)
     at.button(key="train_launch").click().run()

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from pages import _ui
+from app_pages import _ui
 from segcore import runs as runs_mod
 from segcore import visualize as viz
 from segcore.data.uploads import UploadedFile
@@ -30,7 +30,7 @@ if not summaries:
         "No run has a trained model yet. Train one on the **Train** page (or from **Home** with one click); "
         "when it has finished at least one epoch its model can predict here."
     )
-    st.page_link("pages/train.py", label="Go to Train", icon=":material/model_training:")
+    st.page_link("app_pages/train.py", label="Go to Train", icon=":material/model_training:")
     st.stop()
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pages import _ui
+from app_pages import _ui
 from segcore import runs as runs_mod
 from segcore import visualize as viz
 from segcore.labels import Labels
@@ -33,7 +33,7 @@ with col_data:
             f"**1. The demo dataset is ready:** {len(demo.samples)} images, {demo.mode}, "
             f"{len(real)} classes ({', '.join(markdown_text(n) for n in real)})."
         )
-        st.page_link("pages/data.py", label="Browse it on the Data page", icon=":material/photo_library:")
+        st.page_link("app_pages/data.py", label="Browse it on the Data page", icon=":material/photo_library:")
 with col_train:
     st.markdown(
         f"**2. Train a small U-Net on it:** depth {QUICK_START.model.depth}, {QUICK_START.model.filters} filters, "
@@ -64,10 +64,10 @@ def recent_runs() -> None:
             elif launched.state in ("queued", "running"):
                 where = "waiting in the queue" if launched.state == "queued" else f"training, epoch {launched.epoch}/{launched.epochs}"
                 st.success(f"Run {_ui.code_text(label)} is {where}; it trains in its own process.")
-                st.page_link("pages/train.py", label="Watch it learn on the Train page", icon=":material/model_training:")
+                st.page_link("app_pages/train.py", label="Watch it learn on the Train page", icon=":material/model_training:")
             else:
                 st.warning(f"Run {_ui.code_text(label)} is {launched.state}: {markdown_text(launched.message or 'see the Runs page')}")
-                st.page_link("pages/runs.py", label="Open it on the Runs page", icon=":material/table_chart:",
+                st.page_link("app_pages/runs.py", label="Open it on the Runs page", icon=":material/table_chart:",
                              query_params={"run": launched.run_id})
         if not summaries:
             st.info("No runs yet. Start one with the button above, or set one up on the **Train** page.")
@@ -82,7 +82,7 @@ def recent_runs() -> None:
             column_config=_ui.run_columns(),
             placeholder=_ui.MISSING,
         )
-        st.page_link("pages/runs.py", label="All runs", icon=":material/table_chart:")
+        st.page_link("app_pages/runs.py", label="All runs", icon=":material/table_chart:")
 
 
 recent_runs()

@@ -25,27 +25,6 @@ from segcore.workspace import Workspace, get_workspace
 DISPLAY_SIZE = 256  # longest side of browse thumbnails, in pixels
 
 
-def _route_through_app() -> None:
-    """Make sure pages run under ``streamlit_app.py``'s ``st.navigation``.
-
-    Streamlit treats an app with a ``pages/`` folder as an old-style multipage
-    app until its main script has called ``st.navigation`` once. When a freshly
-    started server's first visitor opens a page URL directly (a bookmark of
-    ``/data``), the page would run on its own with an automatic sidebar. Clear
-    that mode and rerun, so the router (demo dataset, page titles) runs first.
-    """
-    try:
-        from streamlit.runtime.pages_manager import PagesManager
-    except ImportError:  # a Streamlit without this internal: nothing to correct
-        return
-    if getattr(PagesManager, "uses_pages_directory", None):
-        PagesManager.uses_pages_directory = False
-        st.rerun()
-
-
-_route_through_app()
-
-
 def workspace() -> Workspace:
     """The workspace of this server (``$SEGCORE_WORKSPACE`` or the project default).
 
@@ -360,11 +339,11 @@ def what_next(summary, summaries, key: str) -> None:
             score = f"test Dice **{dice:.3f}** (held-out images, macro)"
         st.markdown(f":material/check_circle: **{markdown_text(label)}** has finished: {score}. What next?")
         c = st.columns(2)
-        c[0].page_link("pages/predict.py", label="See its predictions (Predict)", icon=":material/auto_fix_high:",
+        c[0].page_link("app_pages/predict.py", label="See its predictions (Predict)", icon=":material/auto_fix_high:",
                        query_params={"run": summary.run_id})
         others = [s for s in summaries if s.state == "finished" and s.dataset == summary.dataset and s.run_id != summary.run_id]
         if others:
-            c[1].page_link("pages/compare.py", label=f"Compare it with {len(others)} other run(s) on {markdown_text(summary.dataset)}",
+            c[1].page_link("app_pages/compare.py", label=f"Compare it with {len(others)} other run(s) on {markdown_text(summary.dataset)}",
                            icon=":material/compare:", query_params={"run": summary.run_id})
         else:
             c[1].caption(f"Train another model on {markdown_text(summary.dataset)} to compare the two side by side.")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 import segcore.queue as run_queue
-from pages import _ui
+from app_pages import _ui
 from segcore import run_review
 from segcore import runs as runs_mod
 from segcore import visualize as viz
@@ -14,7 +14,7 @@ from segcore.labels import Labels
 from segcore.catalog import encoders
 from segcore.safetext import markdown_text
 from segcore.queue import sweep
-from pages import _settings_form as form
+from app_pages import _settings_form as form
 
 SETTINGS = declared(RunConfig)  # every setting with its widget: the form below is generated from them
 BY_PATH = {d.path: d for d in SETTINGS}
@@ -63,7 +63,7 @@ def apply_plan(plan) -> None:
 infos = _ui.datasets(ws)
 if not infos:
     st.info("There is no dataset to train on yet. Import one on the **Data** page first.")
-    st.page_link("pages/data.py", label="Go to Data", icon=":material/photo_library:")
+    st.page_link("app_pages/data.py", label="Go to Data", icon=":material/photo_library:")
     st.stop()
 
 # --------------------------------------------------------------------------- the form
@@ -211,7 +211,7 @@ def live() -> None:
         done = f" after {s.epoch}/{s.epochs} epochs" if s.epoch else ""  # "stopped after 0/2 epochs" says nothing
         st.caption(f"{markdown_text(labels[s.run_id])}: {s.state}{done}{best}{markdown_text(detail)}.")
     if recent or running:
-        st.page_link("pages/runs.py", label="Every run, with notes and downloads, is on the Runs page", icon=":material/table_chart:")
+        st.page_link("app_pages/runs.py", label="Every run, with notes and downloads, is on the Runs page", icon=":material/table_chart:")
 
 
 def queue_panel(queued: list[str], by_id: dict, labels: dict) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import streamlit as st
 
 import segcore.queue as run_queue
-from pages import _ui
+from app_pages import _ui
 from segcore import run_review
 from segcore import runs as runs_mod
 from segcore import visualize as viz
@@ -23,7 +23,7 @@ if not runs_mod.list_runs(ws):
         "No runs yet. Start one from **Home** (one click on the demo data) or set one up on the **Train** page; "
         "runs started from the command line (`python -m segcore train ...`) appear here too."
     )
-    st.page_link("pages/train.py", label="Go to Train", icon=":material/model_training:")
+    st.page_link("app_pages/train.py", label="Go to Train", icon=":material/model_training:")
     st.stop()
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from pages import _ui
+from app_pages import _ui
 from segcore import visualize as viz
 from segcore.config import AugmentConfig, SplitConfig
 from segcore.data import augment, imports, uploads

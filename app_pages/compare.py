@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from pages import _ui
+from app_pages import _ui
 from segcore import runs as runs_mod
 from segcore import visualize as viz
 from segcore.data.dataset import list_datasets
@@ -27,7 +27,7 @@ if len(summaries) < 2:
         f"Compare needs at least two finished runs on the same dataset; this workspace has {len(summaries)}. "
         "Queue a second model on the **Train** page (the encoder study queues six at once)."
     )
-    st.page_link("pages/train.py", label="Go to Train", icon=":material/model_training:")
+    st.page_link("app_pages/train.py", label="Go to Train", icon=":material/model_training:")
     st.stop()
 
 
