@@ -8,6 +8,7 @@ as root). Skipped with a reason where it is absent outside CI; a failure in CI.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -42,42 +43,51 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def server(workspace, tmp_path):
-    """A dashboard server on a free port over a fresh workspace; stopped (with any training) afterwards."""
-    port = _free_port()
+@contextlib.contextmanager
+def dashboard(workspace, tmp_path, *args: str, port: int | None = None):
+    """A dashboard server on ``port`` (a free one by default) over ``workspace`` (extra ``streamlit run`` arguments
+    in ``args``); yields its URL. Afterwards any training is stopped, the server too, and the end of its log printed."""
+    port = port or _free_port()
     env = dict(os.environ, SEGCORE_WORKSPACE=str(workspace.root))
     log = open(tmp_path / "server.log", "wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(PROJECT / "streamlit_app.py"), "--server.port", str(port),
-         "--server.headless", "true", "--server.address", "127.0.0.1"],
+         "--server.headless", "true", "--server.address", "127.0.0.1", *args],
         cwd=PROJECT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        try:
-            if urllib.request.urlopen(url + "/_stcore/health", timeout=2).read() == b"ok":
-                break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail("the dashboard did not start: " + (tmp_path / "server.log").read_text()[-2000:])
     try:
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            try:
+                if urllib.request.urlopen(url + "/_stcore/health", timeout=2).read() == b"ok":
+                    break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("the dashboard did not start: " + (tmp_path / "server.log").read_text()[-2000:])
         yield url
     finally:
-        from segcore import runs, training
+        from segcore import queue as run_queue
+        from segcore import runs
 
         for s in runs.list_runs(workspace):
             if s.state in ("queued", "running"):
-                training.stop(s.run_id, workspace, wait=30)
+                run_queue.stop(s.run_id, workspace, wait=30)
         os.killpg(proc.pid, signal.SIGTERM)
         try:
             proc.wait(15)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
         log.close()
+        print((tmp_path / "server.log").read_text()[-3000:])
+
+
+@pytest.fixture
+def server(workspace, tmp_path):
+    """A dashboard server on a free port over a fresh workspace; stopped (with any training) afterwards."""
+    with dashboard(workspace, tmp_path) as url:
+        yield url
 
 
 def wait_idle(page, timeout=60_000) -> None:

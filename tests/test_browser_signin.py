@@ -8,16 +8,11 @@ Needs Chromium at /usr/bin/chromium (see tests/test_browser.py) and Authlib (req
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.test_browser import PROJECT, _free_port, chromium, nav, wait_idle  # noqa: F401 (chromium is a fixture)
+from tests.test_browser import _free_port, chromium, dashboard, nav, wait_idle  # noqa: F401 (chromium is a fixture)
 from tests.test_pages import make_dataset
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -59,38 +54,8 @@ def signed_server(workspace, tmp_path):
             'client_id = "segcore-test"\nclient_secret = "s3cret"\n'
             f'server_metadata_url = "{idp.metadata_url}"\n'
         )
-        env = dict(os.environ, SEGCORE_WORKSPACE=str(workspace.root))
-        log = open(tmp_path / "server.log", "wb")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", str(PROJECT / "streamlit_app.py"), "--server.port", str(port),
-             "--server.headless", "true", "--server.address", "127.0.0.1", "--secrets.files", str(secrets_file)],
-            cwd=PROJECT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-        deadline = time.time() + 90
-        while time.time() < deadline:
-            try:
-                if urllib.request.urlopen(url + "/_stcore/health", timeout=2).read() == b"ok":
-                    break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            proc.kill()
-            pytest.fail("the dashboard did not start: " + (tmp_path / "server.log").read_text()[-2000:])
-        try:
+        with dashboard(workspace, tmp_path, "--secrets.files", str(secrets_file), port=port):
             yield url, run_ids, idp
-        finally:
-            from segcore import runs
-
-            for s in runs.list_runs(workspace):
-                if s.state in ("queued", "running"):
-                    run_queue.stop(s.run_id, workspace, wait=30)
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-            log.close()
-            print((tmp_path / "server.log").read_text()[-3000:])
 
 
 def shot(page, name: str) -> None:
