@@ -61,7 +61,7 @@ def recent_runs() -> None:
             label = _ui.run_labels(summaries)[launched.run_id]
             if launched.state == "finished":
                 _ui.what_next(launched, summaries, key="home")
-            elif launched.state in ("queued", "running"):
+            elif launched.state in runs_mod.ACTIVE_STATES:
                 where = "waiting in the queue" if launched.state == "queued" else f"training, epoch {launched.epoch}/{launched.epochs}"
                 st.success(f"Run {_ui.code_text(label)} is {where}; it trains in its own process.")
                 st.page_link("app_pages/train.py", label="Watch it learn on the Train page", icon=":material/model_training:")

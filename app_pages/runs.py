@@ -234,7 +234,7 @@ def one_run() -> None:
         if a.button("Stop", key=f"runs_stop_{run_id}",
                     **_ui.permit("stop", owner, help="Stops after the current batch; Resume continues from the last checkpoint.")):
             _act("stop the run", run_queue.stop, run_id, ws)
-    if s.state in ("stopped", "interrupted", "failed", "damaged"):
+    if s.state in runs_mod.RESUMABLE_STATES:
         if a.button("Resume", key=f"runs_resume_{run_id}", **_ui.permit("resume", owner)):
             _act("resume the run", run_queue.resume, run_id, ws)
     if a.button("Re-run with the same settings", key=f"rerun_{run_id}",
@@ -324,7 +324,7 @@ def one_run() -> None:
 
 # While a run is queued or running its panel polls the folder, so Stop, Resume and the end of
 # training show without a reload; otherwise it redraws only when something is pressed.
-active = any(s.state in ("queued", "running") for s in summaries)
+active = any(s.state in runs_mod.ACTIVE_STATES for s in summaries)
 st.fragment(run_every=3 if active else None)(one_run)()
 
 # --------------------------------------------------------------------------- study table

@@ -185,8 +185,8 @@ st.subheader("Queue and progress")
 def live() -> None:
     summaries = runs_mod.list_runs(ws)
     labels = _ui.run_labels(summaries)
-    active = [s for s in summaries if s.state in ("queued", "running")]
-    recent = [s for s in summaries if s.state not in ("queued", "running")][:3]
+    active = [s for s in summaries if s.state in runs_mod.ACTIVE_STATES]
+    recent = [s for s in summaries if s.state not in runs_mod.ACTIVE_STATES][:3]
     if not active and not recent:
         st.info("Nothing queued. Set up a run above and press **Queue this run**; its progress appears here by itself.")
         return
@@ -249,7 +249,7 @@ def run_panel(s, labels: dict, smoothing: float = 0.0, log_y: bool = False) -> N
             with _ui.friendly_errors("stop the run"):
                 run_queue.stop(s.run_id, ws, actor=_ui.actor())
                 st.rerun()
-        if s.state in ("stopped", "interrupted", "failed", "damaged"):
+        if s.state in runs_mod.RESUMABLE_STATES:
             if c[1].button("Resume", key=f"resume_{s.run_id}", **_ui.permit("resume", owner)):
                 with _ui.friendly_errors("resume the run"):
                     run_queue.resume(s.run_id, ws, actor=_ui.actor())

@@ -63,10 +63,13 @@ from segcore.runfiles import STATES, RunFileError
 from segcore.runrecord import RECORD_VERSION, RunRecord
 from segcore.workspace import Workspace, get_workspace
 
-ACTIVE_STATES = ("queued", "running")
+# The run states' vocabulary, in one place (every page, command and the queue ask these).
+ACTIVE_STATES = ("queued", "running")  # waiting or training: not to be deleted, stopped by stop()
 # What a reader may report besides STATES: a run whose config.json or status.json cannot be read.
 DAMAGED = "damaged"
 LISTED_STATES = STATES + (DAMAGED,)
+RESUMABLE_STATES = ("stopped", "interrupted", "failed", DAMAGED)  # resume() continues them from a checkpoint
+PREDICTABLE_STATES = ("finished", "stopped", "interrupted", DAMAGED)  # a checkpoint may be there to predict with
 # Files whose damage leaves the run's state unknown (the others are reported as warnings).
 _DEFINING_FILES = ("config.json", "status.json")
 # A running process refreshes its heartbeat every few seconds from a thread;

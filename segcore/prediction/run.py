@@ -14,10 +14,9 @@ import numpy as np
 from segcore.labels import class_colors
 from segcore.prediction.predictor import Predictor
 from segcore.runrecord import DatasetRecord
-from segcore.runs import RunFolder, RunSummary
+from segcore.runs import PREDICTABLE_STATES, RunFolder, RunSummary
 
 # States whose model is kept; a damaged run predicts too while its settings (config.json) can be read.
-PREDICTABLE_STATES = ("finished", "stopped", "interrupted", "damaged")
 
 
 def runs_that_predict(summaries: Sequence[RunSummary]) -> list[RunSummary]:

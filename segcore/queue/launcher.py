@@ -31,10 +31,9 @@ from segcore.config import RunConfig, check_memory
 from segcore.data.dataset import load_dataset
 from segcore.data.split import split_ids
 from segcore.runfiles import RunFileError
-from segcore.runs import ACTIVE_STATES, DAMAGED, RunFolder, create_run, iso, open_run, queued_runs
+from segcore.runs import ACTIVE_STATES, DAMAGED, RESUMABLE_STATES, RunFolder, create_run, iso, open_run, queued_runs
 from segcore.workspace import Workspace, get_workspace
 
-FINAL_STATES = ("finished", "failed", "stopped", "interrupted")
 STOP_GRACE_S = 30.0  # after a stop request, SIGTERM follows this many seconds later
 
 
@@ -347,7 +346,7 @@ def resume(run_id: str, ws: Workspace | None = None, *, start_worker: bool = Tru
         raise ValueError(f"run {run.run_id} cannot be resumed: {exc}; delete it, or re-run it with new settings") from None
     run.clear_stop()
     done = run.transition(
-        ("stopped", "interrupted", "failed", DAMAGED),
+        RESUMABLE_STATES,
         state="queued",
         queued_at=time.time(),
         message="queued to resume from the last checkpoint",
