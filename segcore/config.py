@@ -612,7 +612,7 @@ class TrainConfig:
         None, "time budget for training, e.g. 10m, 90s, 1.5h (a bare number is minutes): the run fits as many epochs "
         "as the machine allows, at most the epochs, and the schedule (cosine) ends with the budget; none: the epochs "
         "decide", flag="--budget", parse="duration", metavar="TIME",
-        widget=Widget("number", "Time budget (min)", key="train_budget", values=(0.0, 10080.0, 1.0), none="0"))
+        widget=Widget("number", "Time budget (min; 0: none)", key="train_budget", values=(0.0, 10080.0, 1.0), none="0"))
     epochs: int = setting(20, "passes over the training images (with a budget: at most this many)",
                           widget=Widget("number", "Epochs", values=(1, 1000)))
     batch_size: int = setting(8, "images per training step, per device; lower it if memory runs out",
