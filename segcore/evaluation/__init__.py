@@ -18,7 +18,7 @@ evaluation, never the other way.
 
 from __future__ import annotations
 
-from segcore.evaluation.metrics import (
+from segcore.evaluation.scores import (
     METRIC_NAMES,
     SWEEP_BINS,
     SWEEP_THRESHOLDS,

@@ -1,7 +1,7 @@
 """The evaluation report of a split: ``evaluate_predictions`` and its ``EvaluationReport``.
 
 The counting and the metric rules (absent classes, macro and micro means)
-are in :mod:`segcore.evaluation.metrics`.
+are in :mod:`segcore.evaluation.scores`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from segcore.evaluation.metrics import (
+from segcore.evaluation.scores import (
     METRIC_NAMES,
     ConfusionAccumulator,
     accuracy_is_lying,

@@ -20,7 +20,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from segcore.evaluation.metrics import degenerate_output
+from segcore.evaluation.scores import degenerate_output
 from segcore.labels import Labels, probs_to_mask
 
 COLLAPSE_EPOCHS = 3  # a class missing from every prediction this many epochs in a row
