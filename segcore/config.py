@@ -33,7 +33,7 @@ from typing import Any, Iterator, Mapping, TypeVar
 
 from segcore.catalog import encoders as _encoders  # the catalog is beneath the settings: it imports neither Keras nor this module
 from segcore.catalog import optim as _optim
-from segcore.catalog.heads import MODES  # dataset modes, each with its own head
+from segcore.catalog.heads import MODES  # dataset modes, each with its own head (read from here by the data layer)
 
 T = TypeVar("T")
 
@@ -248,12 +248,8 @@ def defaults(root: type | None = None) -> dict[str, Any]:
     return {d.path: d.default for d in declared(root)}
 
 
-def with_settings(obj: T, values: Mapping[str, Any]) -> T:
-    """``obj`` (a settings object) with the settings at the dotted paths of ``values`` replaced, checked.
-
-    A class's own settings are replaced before those of the settings it holds, so a bad ``train.seed``
-    is named before the ``train.split.seed`` that follows it.
-    """
+def _by_head(values: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """Dotted ``values`` split into a class's own settings and, per field holding settings, theirs."""
     own: dict[str, Any] = {}
     inner: dict[str, dict[str, Any]] = {}
     for path, value in values.items():
@@ -262,6 +258,16 @@ def with_settings(obj: T, values: Mapping[str, Any]) -> T:
             inner.setdefault(head, {})[rest] = value
         else:
             own[head] = value
+    return own, inner
+
+
+def with_settings(obj: T, values: Mapping[str, Any]) -> T:
+    """``obj`` (a settings object) with the settings at the dotted paths of ``values`` replaced, checked.
+
+    A class's own settings are replaced before those of the settings it holds, so a bad ``train.seed``
+    is named before the ``train.split.seed`` that follows it.
+    """
+    own, inner = _by_head(values)
     out = dataclasses.replace(obj, **own) if own else obj
     if inner:
         out = dataclasses.replace(out, **{name: with_settings(getattr(out, name), sub) for name, sub in inner.items()})
@@ -270,14 +276,7 @@ def with_settings(obj: T, values: Mapping[str, Any]) -> T:
 
 def build(root: type[T], values: Mapping[str, Any]) -> T:
     """A settings object of class ``root`` from the dotted ``values`` given (the rest their defaults), checked."""
-    own: dict[str, Any] = {}
-    inner: dict[str, dict[str, Any]] = {}
-    for path, value in values.items():
-        head, _, rest = path.partition(".")
-        if rest:
-            inner.setdefault(head, {})[rest] = value
-        else:
-            own[head] = value
+    own, inner = _by_head(values)
     kwargs: dict[str, Any] = {}
     for f in dataclasses.fields(root):
         cls = nested_class(f)
