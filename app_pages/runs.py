@@ -83,7 +83,7 @@ else:
     st.session_state["curve_runs_ids"] = list(chosen)
     histories = {labels[r]: h for r in chosen if (h := _ui.readable(runs_mod.RunFolder(by_id[r].path).read_history, warn=True))}
     metrics = viz.curve_metrics(histories) or ["loss"]
-    records = [_ui.readable(runs_mod.RunFolder(by_id[r].path).read_record) for r in chosen]
+    records = (_ui.readable(runs_mod.RunFolder(by_id[r].path).read_record) for r in chosen)  # read until one opens
     classes = next((list(rec.dataset.classes) for rec in records if rec is not None), [])
     metric = c[1].selectbox("Metric", metrics, key="curve_metric", format_func=lambda m: _ui.metric_label(m, classes))
     smoothing, log_y = _ui.curve_options("curve")
