@@ -83,6 +83,50 @@ def test_the_plan_is_deterministic_and_every_setting_has_a_reason():
     assert many.value("train.patches_per_image") == 1 and many.value("model.norm") in ("group", "batch")
 
 
+def _street_scene(**kw) -> Fingerprint:
+    names = ("sky", "road", "pole", "car")
+    base = dict(mode="multiclass", num_classes=4, class_names=names, class0_is_background=False, channels=3,
+                num_images=100, median_height=360, median_width=480, min_short_side=360,
+                class_fraction=(0.3, 0.6, 0.01, 0.09), thickness={"sky": 30.0, "road": 70.0, "pole": 1.5, "car": 38.0},
+                survival={"128": {n: 0.99 for n in names} | {"pole": 0.79}, "256": {n: 0.99 for n in names} | {"pole": 0.91}})
+    return _fp(**(base | kw))
+
+
+def test_class_weighting_when_several_classes_are_scored_and_one_is_rare():
+    street = make_plan(_street_scene())
+    assert street.value("train.class_weighting") is True and street.config().train.class_weighting
+    assert make_plan(_fp()).value("train.class_weighting") is False  # one scored class: the Dice term weighs it
+    even = make_plan(_street_scene(class_fraction=(0.3, 0.3, 0.2, 0.2)))
+    assert even.value("train.class_weighting") is False
+
+
+def test_an_epoch_trains_on_more_windows_than_validation_predicts():
+    """Large images cut into many validation windows: the epoch grows so that validation stays a small part of it."""
+    from segcore.data.arrays import window_starts
+    from segcore.training.plan import PATCHES_PER_EPOCH, TRAIN_PER_VALIDATION
+
+    street = make_plan(_street_scene())  # 15 validation images of 360x480: 6 windows of 256 each
+    per_val_image = len(window_starts(360, 256)) * len(window_starts(480, 256))
+    drawn = street.value("train.patches_per_image") * 70
+    assert drawn >= TRAIN_PER_VALIDATION * 15 * per_val_image > PATCHES_PER_EPOCH
+    small = make_plan(_fp(num_images=30, median_height=96, median_width=96, min_short_side=96))  # one window each
+    train_images = 30 - 2 * round(30 * 0.15)  # the default split's share
+    assert small.value("train.patches_per_image") == -(-PATCHES_PER_EPOCH // train_images)
+
+
+def test_the_budget_grows_with_the_training_pixels_within_its_bounds():
+    from segcore.training.plan import BUDGET_MINUTES, MAX_BUDGET_MINUTES
+
+    isbi, street = make_plan(_fp()), make_plan(_street_scene())
+    assert isbi.value("train.budget_minutes") == BUDGET_MINUTES  # 21 images of 512x512: under the floor
+    assert BUDGET_MINUTES < street.value("train.budget_minutes") < MAX_BUDGET_MINUTES  # 70 of 360x480 at native
+    huge = make_plan(_street_scene(num_images=5000))
+    assert huge.value("train.budget_minutes") == MAX_BUDGET_MINUTES
+    scaled = make_plan(_street_scene(survival={"128": {"sky": 0.99, "road": 0.99, "pole": 0.98, "car": 0.99}}))
+    assert scaled.value("train.fit") == "short_side" and scaled.value("train.budget_minutes") == BUDGET_MINUTES
+    assert "passes over 70 images of 360x480" in next(p.reason for p in street.settings if p.setting == "train.budget_minutes")
+
+
 def test_plan_changes_name_what_the_user_set():
     from dataclasses import replace
 

@@ -87,6 +87,37 @@ def test_epoch_health_golden_and_collapse_after_three_epochs():
     assert len(third) == 1 and "class 'b' has not been predicted" in third[0] and "3 epochs" in third[0]
 
 
+def test_a_check_that_skipped_epochs_counts_them_toward_a_collapse():
+    names = ["bg", "a"]
+    masks = np.zeros((1, 4, 4), np.uint8)
+    masks[0, 0, 0] = 1
+    probs = np.zeros((1, 4, 4, 2), np.float32)
+    probs[..., 0] = 1.0  # 'a' never predicted
+    h = epoch_health(masks, probs, "multiclass", names)
+    missing: dict[str, int] = {}
+    assert health_warnings(h, missing, 1) == []
+    later = health_warnings(h, missing, 4, epochs_since=3)  # the next check came 3 epochs later
+    assert any("class 'a' has not been predicted" in w and "4 epochs" in w for w in later)
+
+
+def test_a_costly_health_check_runs_every_few_epochs_and_a_cheap_one_every_epoch():
+    """The check repeats validation's predictions: at 2.5 s against 25 s epochs it keeps to about 5% of the time."""
+    from types import SimpleNamespace
+
+    from segcore.training.trainer import HEALTH_SHARE, Trainer
+
+    def due(epoch, cost, seconds=25.0, row_keys=("val_dice",), last=1):
+        t = SimpleNamespace(state={"health_epoch": last, "health_seconds": cost})
+        return Trainer._health_due(t, epoch, {"seconds": seconds, **{k: 0.5 for k in row_keys}})
+
+    every = int(np.ceil(2.5 / (HEALTH_SHARE * 25.0)))
+    assert every == 2
+    assert [due(e, 2.5) for e in (2, 3, 4)] == [False, True, True]  # counted from the last check (epoch 1)
+    assert all(due(e, 0.4) for e in (2, 3))  # cheap: every epoch
+    assert due(2, 2.5, row_keys=()) is True  # validation gave no Dice: the check supplies it
+    assert Trainer._health_due(SimpleNamespace(state={}), 1, {"seconds": 25.0, "val_dice": 0.5}) is True
+
+
 def test_accuracy_is_lying_warning():
     names = ["bg", "a"]
     masks = np.zeros((1, 10, 10), np.uint8)

@@ -162,7 +162,7 @@ def _dice(t: np.ndarray, p: np.ndarray) -> float:
     return 1.0 if denom == 0 else float(2 * int((t & p).sum()) / denom)
 
 
-def health_warnings(health: dict[str, Any], missing_epochs: dict[str, int], epoch: int) -> list[str]:
+def health_warnings(health: dict[str, Any], missing_epochs: dict[str, int], epoch: int, epochs_since: int = 1) -> list[str]:
     """Warnings for the latest epoch: collapsed classes, near-constant output and "accuracy is lying".
 
     Args:
@@ -170,6 +170,8 @@ def health_warnings(health: dict[str, Any], missing_epochs: dict[str, int], epoc
         missing_epochs: class name (or a check's name) -> consecutive epochs it held
             (updated in place).
         epoch: completed epochs so far (1-based).
+        epochs_since: epochs since the previous check (the check may skip
+            epochs when it is costly): what a state that holds now adds.
 
     Returns:
         The warnings that hold now.
@@ -177,7 +179,7 @@ def health_warnings(health: dict[str, Any], missing_epochs: dict[str, int], epoc
     warnings = []
     for name, frac in health["true_fraction"].items():
         if frac > 0 and health["pred_fraction"].get(name, 0.0) == 0.0:
-            missing_epochs[name] = missing_epochs.get(name, 0) + 1
+            missing_epochs[name] = missing_epochs.get(name, 0) + epochs_since
         else:
             missing_epochs[name] = 0
         if missing_epochs[name] >= COLLAPSE_EPOCHS:
@@ -189,7 +191,7 @@ def health_warnings(health: dict[str, Any], missing_epochs: dict[str, int], epoc
     degenerate = [w for w in degenerate_output(health["true_fraction"], health["pred_fraction"], health["dice"])
                   if w.startswith("near-constant")]
     key = "(near-constant output)"
-    missing_epochs[key] = missing_epochs.get(key, 0) + 1 if degenerate else 0
+    missing_epochs[key] = missing_epochs.get(key, 0) + epochs_since if degenerate else 0
     if degenerate and missing_epochs[key] >= COLLAPSE_EPOCHS:
         warnings.append(f"{degenerate[0]} (for {missing_epochs[key]} epochs)")
     acc, dice = health["pixel_accuracy"], health.get("mean_dice", health.get("mean_foreground_dice"))

@@ -19,6 +19,7 @@ only on (seed, epoch), a stopped-and-resumed run repeats an uninterrupted one.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from typing import Any
@@ -37,6 +38,8 @@ from segcore.training.pipeline import check_masks, class_frequencies, feed, make
 log = logging.getLogger("segcore.training")
 
 HEALTH_SAMPLES = 32  # validation images the per-epoch health check predicts
+HEALTH_SHARE = 0.05  # beyond this share of an epoch's time (and a second), the health check runs every few epochs
+HEALTH_FREE_S = 1.0  # a health check cheaper than this runs every epoch
 STATUS_EVERY_S = 1.0  # batch progress is written at most this often
 
 
@@ -417,6 +420,24 @@ class Trainer:
         return self.current_lr
 
     # -- epoch end: history, checkpoints, early stopping, health ------------------
+    def _health_due(self, completed: int, row: dict[str, Any]) -> bool:
+        """Whether the health check runs after this epoch.
+
+        Every epoch while it is cheap (under ``HEALTH_FREE_S`` or ``HEALTH_SHARE``
+        of the epoch). When it is not (large validation images on a CPU), every
+        few epochs, so that it keeps to about that share: it repeats what
+        validation already predicted, and its warnings can wait an epoch or
+        two. It always runs when validation reported no Dice of its own (the
+        check supplies it) and on the first epoch.
+        """
+        if "val_dice" not in row and "val_all_dice" not in row:
+            return True
+        last, cost = self.state.get("health_epoch"), self.state.get("health_seconds")
+        if not last or cost is None or float(cost) <= HEALTH_FREE_S:
+            return True
+        every = math.ceil(float(cost) / max(HEALTH_SHARE * float(row.get("seconds") or 0.0), 1e-6))
+        return completed - int(last) >= max(1, every)
+
     def end_epoch(self, model, epoch: int, logs: dict[str, Any], seconds: float, validation_seconds: float = 0.0) -> None:
         """History, health, checkpoints, early stopping and the budget after an epoch.
 
@@ -444,7 +465,10 @@ class Trainer:
         row["ended_at"] = round(time.time(), 3)  # wall clock: epoch-to-epoch time includes everything
         warnings: list[str] = []
         health_start = time.time()
-        if self.val_x is not None:
+        if self.val_x is not None and not self._health_due(completed, row):
+            pass  # validation's own figures are in the row; the last check's health stands
+        elif self.val_x is not None:
+            since = completed - int(self.state.get("health_epoch") or 0)
             n = health_sample_count(len(self.val_x), int(self.cfg.train.batch_size))
             x = self.val_x[:n].astype(np.float32)
             probs = model.predict(x, batch_size=min(int(self.cfg.train.batch_size), n), verbose=0)
@@ -452,7 +476,7 @@ class Trainer:
                 self.val_m[:n], np.asarray(probs, np.float32), self.mode, self.class_names,
                 include_background=self.include_background,
             )
-            warnings = health.health_warnings(h, self.health_missing, completed)
+            warnings = health.health_warnings(h, self.health_missing, completed, epochs_since=since)
             row["val_pixel_accuracy"] = h["pixel_accuracy"]
             if "val_dice" not in row and h["mean_dice"] is not None:
                 row["val_dice"] = h["mean_dice"]
@@ -472,6 +496,8 @@ class Trainer:
                 if gap:
                     warnings.append(gap)
             self.last_health = h
+            self.state["health_epoch"] = completed
+            self.state["health_seconds"] = round(time.time() - health_start, 3)
         else:
             self.last_health = None
         health_timer = time.time() - health_start
