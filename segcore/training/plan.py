@@ -196,12 +196,14 @@ def make_plan(fp: Fingerprint) -> Plan:
     else:
         out.append(Planned("train.loss", "auto", "classes are not rare"
                            + (f" (smallest share {min(fractions):.0%})" if fractions else "") + ": the head's own loss"))
-    # Never inverse-frequency weights: on CamVid (weights up to 50x) they made the model paint rare classes
-    # wherever it was unsure (precision 2-8%) and cost the largest class most of its pixels.
-    out.append(Planned("train.class_weighting", False,
-                       "one class is scored: the Dice term weighs it" if len(fractions) <= 1
-                       else "the Dice term is a mean over classes, so a rare class weighs as much as a large one; "
-                       "inverse-frequency weights on top make the model over-paint the rare classes"))
+    if rare and len(fractions) > 1:
+        out.append(Planned("train.class_weighting", True,
+                           f"{len(fractions)} classes are scored and {len(rare)} are rare: cross-entropy weighted by "
+                           "inverse class frequency (at most 50x), so the large classes do not drown the rare ones"))
+    else:
+        out.append(Planned("train.class_weighting", False,
+                           "one class is scored: the Dice term weighs it" if len(fractions) <= 1
+                           else "no class is rare: plain cross-entropy"))
     # augmentation
     few = fp.num_images < 50
     out.append(Planned("train.augment.rotate_degrees", 30.0 if few else 15.0,
