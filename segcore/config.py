@@ -53,7 +53,7 @@ LOSS_HELP = {
     "dice": "soft Dice: robust to class imbalance",
     "bce": "binary cross-entropy per channel",
     "cce": "categorical cross-entropy (exclusive classes)",
-    "weighted_cce": "cross-entropy weighted by inverse class frequency",
+    "weighted_cce": "cross-entropy weighted by the square root of inverse class frequency",
     "focal": "focal loss: down-weights easy pixels",
     "dice_ce": "Dice + cross-entropy",
     "jaccard": "soft IoU",
@@ -564,7 +564,9 @@ class TrainConfig:
     model over the whole image at scale 1; thin structures keep their pixels.
 
     ``tta``: test-time augmentation: evaluation and prediction average the
-    predictions of the image and its three flips (4x the inference time).
+    predictions of the image and its flips along the axes training flipped
+    (``augment.hflip``, ``augment.vflip``): up to 4x the inference time, and
+    no view the model never saw.
 
     ``patches_per_image``: an epoch draws this many random windows of each
     training image (with ``short_side`` or ``native``), so a few large images
@@ -602,8 +604,8 @@ class TrainConfig:
             "short_side": "keep the aspect ratio (random windows in training, tiles in prediction)",
             "squash": "squash to the square size",
             "native": "own resolution (patches of the image size in training, tiles in prediction)"}))
-    tta: bool = setting(False, "test-time augmentation: evaluate and predict on the image and its three flips, "
-                        "averaged (4x the inference time)", widget=Widget("toggle", "Test-time flips"))
+    tta: bool = setting(False, "test-time augmentation: evaluate and predict on the image and its flips along the "
+                        "axes training flipped, averaged (up to 4x the inference time)", widget=Widget("toggle", "Test-time flips"))
     patches_per_image: int = setting(1, "random windows of each training image per epoch (short_side and native fits, "
                                      "when images are larger than the window)", metavar="N",
                                      widget=Widget("number", "Windows per image", key="train_patches", values=(1, 64)))
@@ -627,7 +629,7 @@ class TrainConfig:
     loss: str = setting("auto", "what training minimises; Dice-based losses cope best with small objects",
                         choices=LOSSES, widget=Widget("choice", "Loss", labels={n: f"{n}: {h}" for n, h in LOSS_HELP.items()},
                                                       width=3))
-    class_weighting: bool = setting(False, "weight the loss by inverse class frequency (helps rare classes)",
+    class_weighting: bool = setting(False, "weight the loss by the square root of inverse class frequency (helps rare classes)",
                                     widget=Widget("toggle", "Class weighting", key="train_class_weights", width=1.5))
     early_stopping_patience: int = setting(5, "early stopping: epochs without a lower validation loss before training "
                                            "stops (0: never stop early)", flag="--patience",

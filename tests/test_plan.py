@@ -8,7 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from segcore.data.fingerprint import Fingerprint, fingerprint, label_survival, structure_thickness
+from segcore.data.fingerprint import (Fingerprint, class_profile, fingerprint, label_survival, mirror_asymmetry,
+                                     structure_thickness)
 from segcore.training.plan import make_plan
 
 
@@ -100,6 +101,46 @@ def test_class_weighting_when_several_classes_are_scored_and_one_is_rare():
     assert even.value("train.class_weighting") is False
 
 
+def test_layout_asymmetry_tells_an_upright_scene_from_a_micrograph():
+    """Sky above road: far from its mirror image top to bottom, itself left to right. Scattered blobs: neither."""
+    scene = np.zeros((60, 80), np.uint8)
+    scene[:20] = 0  # sky
+    scene[20:40] = 1  # buildings
+    scene[40:] = 2  # road
+    scene[45:50, 10:20] = 3  # a car
+    scene[45:50, 60:70] = 3
+    scene[0, :] = 255  # a void row: left out of the shares
+    top_bottom = mirror_asymmetry(class_profile(scene, 0, 4))
+    left_right = mirror_asymmetry(class_profile(scene, 1, 4))
+    assert top_bottom > 0.5 and left_right < 0.01
+    rng = np.random.default_rng(0)
+    blobs = []
+    for _ in range(30):
+        m = np.zeros((64, 64), np.uint8)
+        for _ in range(5):
+            cv2.circle(m, tuple(int(v) for v in rng.integers(0, 64, 2)), 5, 1, -1)
+        blobs.append(m)
+    for axis in (0, 1):
+        assert mirror_asymmetry(np.mean([class_profile(m, axis, 2) for m in blobs], axis=0)) < 0.1
+    # multi-label planes: one plane on in the top rows only
+    planes = np.zeros((40, 40, 2), np.uint8)
+    planes[:10, :, 0] = 1
+    assert mirror_asymmetry(class_profile(planes, 0, 3, multilabel=True), multilabel=True) == pytest.approx(0.25)
+    assert mirror_asymmetry(class_profile(planes, 1, 3, multilabel=True), multilabel=True) == pytest.approx(0.0)
+
+
+def test_flips_only_along_axes_the_layout_is_symmetric_along():
+    upright = make_plan(_street_scene(layout_asymmetry={"vertical": 0.74, "horizontal": 0.16}))
+    cfg = upright.config()
+    assert (cfg.train.augment.vflip, cfg.train.augment.hflip, cfg.train.tta) == (False, True, True)
+    assert "74%" in next(p.reason for p in upright.settings if p.setting == "train.augment.vflip")
+    both = make_plan(_street_scene(layout_asymmetry={"vertical": 0.74, "horizontal": 0.4})).config()
+    assert (both.train.augment.vflip, both.train.augment.hflip, both.train.tta) == (False, False, False)
+    free = make_plan(_fp(layout_asymmetry={"vertical": 0.03, "horizontal": 0.03})).config()
+    assert (free.train.augment.vflip, free.train.augment.hflip, free.train.tta) == (True, True, True)
+    assert make_plan(_fp()).config().train.augment.vflip  # an older fingerprint without the measure: flips as before
+
+
 def test_an_epoch_trains_on_more_windows_than_validation_predicts():
     """Large images cut into many validation windows: the epoch grows so that validation stays a small part of it."""
     from segcore.data.arrays import window_starts
@@ -151,6 +192,25 @@ def test_fingerprint_of_a_real_thin_structure_dataset(shared_datasets, workspace
     assert 2.0 <= thin <= 10.0  # membranes a few pixels wide
     assert fp.weakest_at(128)[1] < fp.weakest_at(256)[1] < 0.97  # membranes are lost when the images are scaled down
     assert make_plan(fp).value("train.fit") == "native"
+    # membranes look the same mirrored either way: flipped in training and averaged over 4 views at test time
+    assert max(fp.layout_asymmetry.values()) < 0.1
+    plan = make_plan(fp)
+    assert plan.value("train.augment.vflip") and plan.value("train.augment.hflip") and plan.value("train.tta")
+
+
+def test_fingerprint_of_a_real_street_scene_dataset_is_upright(shared_datasets, workspace):
+    """CamVid: sky above, road below. The plan does not flip it upside down, in training or at test time."""
+    from segcore.data.dataset import load_dataset
+    from segcore.data.imports import import_dataset
+
+    names = ["Sky", "Building", "Pole", "Road", "Pavement", "Tree", "SignSymbol", "Fence", "Car", "Pedestrian", "Bicyclist"]
+    path = shared_datasets / "camvid-subset" / "CamVid"
+    assert import_dataset(path, "camvid", options={"ignore": [11], "class0": "class", "classes": names},
+                          workspace=workspace).ok
+    fp = fingerprint(load_dataset("camvid", workspace))
+    assert fp.layout_asymmetry["vertical"] > 0.5 > fp.layout_asymmetry["horizontal"]
+    cfg = make_plan(fp).config()
+    assert cfg.train.augment.vflip is False and cfg.train.augment.hflip is True and cfg.train.tta is True
 
 
 def test_plan_command_prints_every_setting_with_its_reason(workspace, capsys):

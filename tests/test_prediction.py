@@ -149,3 +149,46 @@ def test_runs_that_predict_have_a_saved_model_and_readable_settings(tmp_path):
         run("bad-config", "damaged", damage={"config.json": "not JSON"}),
     ]
     assert [s.run_id for s in runs_that_predict(summaries)] == ["finished", "stopped", "bad-status"]
+
+
+def test_test_time_views_are_the_flips_training_used():
+    """A model never shown a street scene upside down is not asked about one: tta averages the flips it trained on."""
+    class Recorder:
+        """A 'model' that records the views it is given and answers with their top row's brightness."""
+
+        def __init__(self):
+            self.seen = []
+
+        def predict_on_batch(self, x):
+            self.seen.append(np.asarray(x).copy())
+            return np.ones(x.shape[:3] + (1,), np.float32) * 0.5
+
+    image = np.zeros((32, 32, 1), np.float32)
+    image[:8] = 255.0  # bright at the top
+    for vertical, horizontal, views in ((True, True, 4), (False, True, 2), (True, False, 2), (False, False, 1)):
+        model = Recorder()
+        p = Predictor(run_id="r", model=model, image_size=32, channels=1, mode="binary", class_names=["bg", "fg"],
+                      checkpoint="", fit="native", tta=True, tta_vertical=vertical, tta_horizontal=horizontal)
+        assert len(p.views()) == views
+        p.predict_probs(image)
+        tops = {float(np.asarray(x)[0, 0, :, 0].mean()) for x in model.seen}
+        assert tops == ({255.0, 0.0} if vertical else {255.0})  # upside down only when training flipped vertically
+    assert Predictor(run_id="r", model=None, image_size=32, channels=1, mode="binary", class_names=["bg", "fg"],
+                     checkpoint="", tta=False).views() == [(False, False)]
+
+
+@pytest.mark.slow
+def test_a_run_without_vertical_flips_predicts_without_them(workspace):
+    from tests._train_helpers import make_shapes_dataset
+    from segcore.config import AugmentConfig, ModelConfig, RunConfig, TrainConfig
+    from segcore.queue.launcher import launch
+    from segcore.runs import open_run
+    from segcore.training.trainer import train_run
+
+    make_shapes_dataset(workspace, n=8, size=32)
+    cfg = RunConfig(model=ModelConfig(depth=3, filters=4),
+                    train=TrainConfig(dataset="shapes", image_size=32, epochs=1, batch_size=4, tta=True,
+                                      augment=AugmentConfig(vflip=False)))
+    run = open_run(launch(cfg, workspace, start_worker=False), workspace)
+    assert train_run(run)["state"] == "finished"
+    assert Predictor.from_folder(run).views() == [(False, False), (False, True)]

@@ -19,6 +19,14 @@ when class 0 is a real class):
   width: a class whose pixels lie in a few wide regions is not called thin
   because of many specks. A retinal vessel or a cell membrane comes out at
   2 to 6 px, a skin lesion at hundreds.
+- **Layout asymmetry** (what decides the flips): the labels' class shares
+  along each axis (``LAYOUT_BINS`` bands of rows, then of columns, each mask
+  weighed alike) compared with their mirror image: the mean over bands of
+  the total variation between a band's class shares and those of the band
+  at the mirrored position, 0 when a flip leaves the layout as it is, 1
+  when it swaps every class for another. A street scene measures about 0.7
+  top to bottom (sky above, road below), microscopy and dermoscopy under
+  0.05, so a flip along that axis shows the model scenes that never occur.
 
 At most ``MAX_MASKS`` masks are read (spread evenly over the dataset), so a
 fingerprint takes a second or two.
@@ -34,6 +42,7 @@ import numpy as np
 
 MAX_MASKS = 40
 SURVIVAL_SIDES = (128, 256)
+LAYOUT_BINS = 16
 
 
 @dataclass(frozen=True)
@@ -54,6 +63,8 @@ class Fingerprint:
     thickness: dict[str, float | None] = field(default_factory=dict)  # per class name: typical thickness in px
     # per shorter side (as text, "128"): per class name, the Dice of the labels scaled there and back
     survival: dict[str, dict[str, float]] = field(default_factory=dict)
+    # "vertical" (top against bottom) and "horizontal" (left against right): 0 mirror-symmetric .. 1 (module notes)
+    layout_asymmetry: dict[str, float] = field(default_factory=dict)
 
     @property
     def median_short_side(self) -> int:
@@ -130,6 +141,39 @@ def label_survival(mask: np.ndarray, short_side: int, classes: list[int], num_cl
     return out
 
 
+def class_profile(mask: np.ndarray, axis: int, num_classes: int, multilabel: bool = False,
+                  bins: int = LAYOUT_BINS) -> np.ndarray:
+    """The class shares of ``mask`` in ``bins`` bands along ``axis`` (0: bands of rows, 1: of columns).
+
+    Returns (bins, K): for a class-index mask the share of each class among the band's labelled pixels (void
+    and other values left out; a band with none is all 0), for multi-label planes (H, W, P) the share of the
+    band's pixels in each plane (K = P).
+    """
+    n = mask.shape[axis]
+    band = (np.arange(n) * bins) // max(1, n)
+    if multilabel:
+        on = (np.moveaxis(mask, axis, 0) == 1).reshape(n, -1, mask.shape[-1]).mean(axis=1)  # (n, P)
+        counts = np.stack([on[band == b].mean(axis=0) if (band == b).any() else np.zeros(on.shape[1])
+                           for b in range(bins)])
+        return counts
+    lines = np.moveaxis(mask, axis, 0).reshape(n, -1)
+    per_line = np.stack([(lines == k).sum(axis=1) for k in range(num_classes)], axis=-1).astype(np.float64)
+    counts = np.stack([per_line[band == b].sum(axis=0) for b in range(bins)])
+    total = counts.sum(axis=1, keepdims=True)
+    return np.divide(counts, total, out=np.zeros_like(counts), where=total > 0)
+
+
+def mirror_asymmetry(profile: np.ndarray, multilabel: bool = False) -> float:
+    """How much a (bins, K) class profile changes when mirrored: mean total variation between mirrored bands.
+
+    Class shares: half the sum of absolute differences (0 .. 1). Multi-label planes: each plane is its own
+    on/off share, so the mean absolute difference over planes.
+    """
+    diff = np.abs(profile - profile[::-1])
+    per_band = diff.mean(axis=1) if multilabel else 0.5 * diff.sum(axis=1)
+    return float(per_band.mean()) if per_band.size else 0.0
+
+
 def fingerprint(dataset) -> Fingerprint:
     """The fingerprint of a ``Dataset`` (reads up to ``MAX_MASKS`` of its masks)."""
     info = dataset.info
@@ -142,8 +186,11 @@ def fingerprint(dataset) -> Fingerprint:
     per_class: dict[int, list[float]] = {k: [] for k in range(first, info.num_classes)}
     multilabel = info.mode == "multilabel"
     kept = {side: {k: [0, 0] for k in per_class} for side in SURVIVAL_SIDES}
+    profiles: dict[int, list[np.ndarray]] = {0: [], 1: []}
     for sample in chosen:
         mask = dataset.mask(sample.id)
+        for axis in profiles:
+            profiles[axis].append(class_profile(mask, axis, info.num_classes, multilabel))
         for side in SURVIVAL_SIDES:
             if side < min(mask.shape[:2]):
                 for k, (both, total) in label_survival(mask, side, list(per_class), info.num_classes, multilabel).items():
@@ -161,10 +208,12 @@ def fingerprint(dataset) -> Fingerprint:
     survival = {str(side): {info.class_names[k]: round(both / total, 4) for k, (both, total) in counts.items() if total}
                 for side, counts in kept.items() if any(total for _, total in counts.values())}
     fractions = tuple(float(f) for f in info.class_pixel_fraction) or tuple(0.0 for _ in info.class_names)
+    layout = {name: round(mirror_asymmetry(np.mean(profiles[axis], axis=0), multilabel), 4)
+              for axis, name in ((0, "vertical"), (1, "horizontal")) if profiles[axis]}
     return Fingerprint(
         name=info.name, mode=info.mode, num_classes=info.num_classes, class_names=tuple(info.class_names),
         class0_is_background=bool(info.class0_is_background), channels=int(info.channels), num_images=len(samples),
         median_height=int(np.median(heights)), median_width=int(np.median(widths)),
         min_short_side=int(min(min(h, w) for h, w in zip(heights, widths))), class_fraction=fractions,
-        thickness=thickness, survival=survival,
+        thickness=thickness, survival=survival, layout_asymmetry=layout,
     )

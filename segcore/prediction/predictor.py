@@ -9,8 +9,10 @@ Gaussian weights (:func:`predict_tiled`). A run trained with
 ``fit="native"`` predicts every image at its own resolution the same way. A
 large image is tiled, never squashed. Runs trained with ``fit="squash"`` (and
 runs from before the fit was recorded) resize the image to the square
-training size as they were trained. With ``train.tta`` the four flips of the
-image are predicted and averaged. Either way the probabilities are resized
+training size as they were trained. With ``train.tta`` the image is also
+predicted flipped, along the axes the run's augmentation flipped (up to four
+views), and the views are averaged: a view the model never saw in training
+(a street scene upside down) is not averaged in. Either way the probabilities are resized
 back to the image's size (bilinear, centred), so the mask lines up with the
 original pixels. ``Predictor``
 holds the loaded model; the dashboard keeps one per run in
@@ -47,7 +49,9 @@ class Predictor:
     checkpoint: str
     fit: str = "squash"
     reference_short_side: float | None = None  # median shorter side of the training images (fit short_side)
-    tta: bool = False  # test-time augmentation: average the predictions of the four flips
+    tta: bool = False  # test-time augmentation: average the predictions of the flipped views
+    tta_vertical: bool = True  # with tta: the axes the run's training flipped along
+    tta_horizontal: bool = True
     _labels: Labels | None = None
 
     @classmethod
@@ -75,6 +79,7 @@ class Predictor:
         record = run.read_record()
         model = keras.models.load_model(path, compile=False)
         shape = model.input_shape
+        augment = record.config.train.augment
         return cls(
             run_id=run.run_id,
             model=model,
@@ -86,6 +91,8 @@ class Predictor:
             fit=record.fit,
             reference_short_side=record.input.reference_short_side if record.input else None,
             tta=record.config.train.tta,
+            tta_vertical=bool(augment.enabled and augment.vflip),
+            tta_horizontal=bool(augment.enabled and augment.hflip),
             _labels=record.dataset.labels,
         )
 
@@ -108,7 +115,7 @@ class Predictor:
         """
         h, w = np.asarray(image).shape[:2]
         x = self.prepare_scaled(image) if self.fit in ("short_side", "native") else self.prepare(image)
-        flips = ((False, False), (False, True), (True, False), (True, True)) if self.tta else ((False, False),)
+        flips = self.views()
         probs = None
         for vertical, horizontal in flips:  # test-time augmentation: each flip predicted, flipped back, averaged
             view = x[::-1] if vertical else x
@@ -118,6 +125,13 @@ class Predictor:
             p = p[:, ::-1] if horizontal else p
             probs = p if probs is None else probs + p
         return resize_probs(np.ascontiguousarray(probs / len(flips)), h, w)
+
+    def views(self) -> list[tuple[bool, bool]]:
+        """The ``(vertical, horizontal)`` flips predicted and averaged: the image alone, or with ``tta`` each flip
+        the run trained with."""
+        vertical = (False, True) if self.tta and self.tta_vertical else (False,)
+        horizontal = (False, True) if self.tta and self.tta_horizontal else (False,)
+        return [(v, h) for v in vertical for h in horizontal]
 
     def scaled_size(self, height: int, width: int) -> tuple[int, int]:
         """The size an image of ``height`` x ``width`` is predicted at: the training scale (``native``: its own size;

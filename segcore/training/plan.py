@@ -26,11 +26,16 @@ The rules (each value names its reason in the plan):
 - **Loss.** Dice + cross-entropy when a scored class is rare (under 10% of
   the pixels) or a structure is thin, else the head's default.
 - **Class weighting.** On when several classes are scored and one of them
-  is rare: the cross-entropy is then weighted by inverse class frequency
-  (capped at 50x), so that each class pulls about as much as the mean over
-  classes scores it; the Dice term is a mean over classes already. With one
+  is rare: the cross-entropy is then weighted by the square root of the
+  inverse class frequency (capped at 50x), so that rare classes pull more
+  than their share without being painted wherever the model is unsure; the
+  Dice term is a mean over classes already. With one
   scored class (a foreground against its background) the Dice term does it.
 - **Augmentation.** On; rotations and zoom a little stronger under 50 images.
+  Flips only along an axis whose label layout is mirror-symmetric (the
+  fingerprint's layout asymmetry under ``UPRIGHT_ASYMMETRY``): a street
+  scene is not flipped upside down (sky above, road below is what the
+  model should learn), a micrograph is flipped both ways.
 - **Budget.** Enough minutes for about ``PASSES`` passes over the training
   images' pixels at the chosen scale, at ``TRAIN_PIXELS_PER_SECOND`` (what
   a U-Net of 16 filters trains on 2 CPU cores, measured on ISBI and CamVid
@@ -39,8 +44,9 @@ The rules (each value names its reason in the plan):
   fits more epochs in the same minutes. A cosine schedule ends when the
   budget does (``budget_minutes``); ``epochs`` is only a cap. Early
   stopping is off: the schedule's end is the stop.
-- **Test-time augmentation.** On: averaging the four flips costs 4x the
-  inference time, which is small next to training here.
+- **Test-time augmentation.** On: averaging the flips training used (up to
+  four views) costs up to 4x the inference time, which is small next to
+  training here.
 
 The plan is deterministic: the same fingerprint gives the same plan.
 """
@@ -67,6 +73,7 @@ PASSES = 25  # passes over the training pixels the budget is sized for
 TRAIN_PIXELS_PER_SECOND = 250_000  # 16-filter U-Net, 2 CPU cores: 271k (ISBI) and 233k (CamVid) measured
 MAX_EPOCHS = 1000
 RARE_CLASS = 0.10
+UPRIGHT_ASYMMETRY = 0.3  # a layout this far from its mirror image along an axis is not flipped along it
 
 
 @dataclass(frozen=True)
@@ -199,7 +206,8 @@ def make_plan(fp: Fingerprint) -> Plan:
     if rare and len(fractions) > 1:
         out.append(Planned("train.class_weighting", True,
                            f"{len(fractions)} classes are scored and {len(rare)} are rare: cross-entropy weighted by "
-                           "inverse class frequency (at most 50x), so the large classes do not drown the rare ones"))
+                           "the square root of the inverse class frequency, so the large classes do not drown the rare ones "
+                           "and the rare ones are not painted wherever the model is unsure"))
     else:
         out.append(Planned("train.class_weighting", False,
                            "one class is scored: the Dice term weighs it" if len(fractions) <= 1
@@ -209,6 +217,16 @@ def make_plan(fp: Fingerprint) -> Plan:
     out.append(Planned("train.augment.rotate_degrees", 30.0 if few else 15.0,
                        f"{fp.num_images} images: " + ("stronger rotations" if few else "the usual rotations")))
     out.append(Planned("train.augment.zoom", 0.2 if few else 0.1, "zoom in and out " + ("by up to 20%" if few else "by up to 10%")))
+    for key, axis, sides in (("vflip", "vertical", "top and bottom"), ("hflip", "horizontal", "left and right")):
+        asym = fp.layout_asymmetry.get(axis)
+        if asym is not None and asym >= UPRIGHT_ASYMMETRY:
+            out.append(Planned(f"train.augment.{key}", False,
+                               f"the classes' layout differs {asym:.0%} between {sides} (mirrored; at least "
+                               f"{UPRIGHT_ASYMMETRY:.0%} counts as upright): a {axis} flip would show scenes that never occur"))
+        else:
+            measured = f"the classes' layout differs {asym:.0%} between {sides}" if asym is not None else "no layout measured"
+            out.append(Planned(f"train.augment.{key}", True, f"{measured} (under {UPRIGHT_ASYMMETRY:.0%}): {axis} flips are "
+                               "as likely as the originals"))
     # budget and schedule
     pass_pixels = train_images * height * width
     minutes = PASSES * pass_pixels / TRAIN_PIXELS_PER_SECOND / 60 * 1.25
@@ -220,7 +238,13 @@ def make_plan(fp: Fingerprint) -> Plan:
     out.append(Planned("train.epochs", MAX_EPOCHS, "a cap only: the budget decides"))
     out.append(Planned("train.lr_schedule", "cosine", "the learning rate falls to 0 as the budget ends"))
     out.append(Planned("train.early_stopping_patience", 0, "off: the cosine schedule's end is the stop"))
-    out.append(Planned("train.tta", True, "average the four flips at evaluation and prediction: 4x a small inference time"))
+    flips = [a for a, k in (("horizontal", "hflip"), ("vertical", "vflip")) if next(p.value for p in out if p.setting == f"train.augment.{k}")]
+    views = 2 ** len(flips)
+    if flips:
+        out.append(Planned("train.tta", True, f"average the {views} views of the {' and '.join(flips)} flips training used "
+                           f"at evaluation and prediction: {views}x a small inference time"))
+    else:
+        out.append(Planned("train.tta", False, "no flip is used in training, so there is no view to average"))
     return Plan(fp, tuple(out))
 
 

@@ -127,11 +127,12 @@ def predict_with_batch_stats(model, images: np.ndarray, batch_size: int) -> np.n
 
 
 def compute_class_weights(masks: np.ndarray, mode: str, num_classes: int) -> np.ndarray:
-    """Class weights (K values) from the training masks' pixel frequencies (inverse frequency, capped at 50)."""
+    """Class weights (K values) from the training masks' pixel frequencies: the square root of the inverse
+    frequency, capped at 50 (see ``losses.class_weights_from_frequencies``)."""
     from segcore import losses
 
     freqs = class_frequencies(masks, mode, num_classes)
-    return np.asarray(losses.class_weights_from_frequencies(freqs, max_weight=50.0), dtype=np.float64)
+    return np.asarray(losses.class_weights_from_frequencies(freqs, method="sqrt", max_weight=50.0), dtype=np.float64)
 
 
 # -- the per-run callback ----------------------------------------------------------
