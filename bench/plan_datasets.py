@@ -20,7 +20,9 @@ the headline (Dice over every class), macro Dice, mean IoU, CPU seconds of
 the training process and wall seconds.
 
 Usage:
-    python bench/plan_datasets.py [--only isbi,camvid] [--workspace DIR]
+    python bench/plan_datasets.py [--only isbi,camvid] [--workspace DIR] [--plan-only]
+
+``--plan-only`` prints each dataset's layout asymmetry and plan and trains nothing.
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default=",".join(DATASETS))
     parser.add_argument("--workspace", default=None)
+    parser.add_argument("--plan-only", action="store_true", help="print each dataset's fingerprint and plan, train nothing")
     args = parser.parse_args()
 
     from segcore.data.imports import import_dataset
@@ -79,6 +82,10 @@ def main() -> None:
                 raise SystemExit(f"import of {path} failed: {report.error}")
         plan = json.loads(_segcore(["plan", name, "--json"], env).strip().splitlines()[-1])
         print(f"{name}: " + ", ".join(f"{k}={v['value']}" for k, v in plan["settings"].items()), file=sys.stderr, flush=True)
+        if args.plan_only:
+            results[name] = {"layout_asymmetry": plan["fingerprint"].get("layout_asymmetry"),
+                             "settings": {k: v["value"] for k, v in plan["settings"].items()}}
+            continue
         t0 = time.time()
         result = json.loads(_segcore(["train", "--plan", "--dataset", name, *split, "--wait", "--json", "--quiet"], env)
                             .strip().splitlines()[-1])

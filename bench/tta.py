@@ -1,15 +1,17 @@
-"""Test-time augmentation measured apart: a run's test images scored with and without the four flips.
+"""Test-time augmentation measured apart: a run's test images scored with and without its views.
 
-For a finished run, predicts its test split twice with the kept checkpoint
+For a finished run, predicts its test split with the kept checkpoint
 (``Predictor`` as ``eval`` uses it, at the labels' own resolution): once
-with the run's TTA setting off, once on, and prints the Dice of every
-scored class and the mean, with the inference time of each. Nothing in the
-run folder is written.
+with the run's TTA setting off, once on (the flips, and transpositions,
+its training used), and with ``--transpose`` once more with the
+transposed views added whether or not training used them. Prints the Dice
+of every scored class and the mean, with the inference time of each.
+Nothing in the run folder is written.
 
 Usage:
-    python bench/tta.py RUN_ID [--workspace DIR]
+    python bench/tta.py RUN_ID [--workspace DIR] [--transpose]
 
-The last line is one JSON object: ``{"off": {...}, "on": {...}}``.
+The last line is one JSON object: ``{"off": {...}, "on": {...}[, "on+transpose": {...}]}``.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run")
     parser.add_argument("--workspace", default=None)
+    parser.add_argument("--transpose", action="store_true", help="also score the views with transpositions added")
     args = parser.parse_args()
     import numpy as np
 
@@ -49,8 +52,10 @@ def main() -> None:
         raise SystemExit(f"run {args.run} has no test split")
     labels = predictor.labels
     out = {}
-    for name, tta in (("off", False), ("on", True)):
-        p = replace(predictor, tta=tta)
+    variants = [("off", replace(predictor, tta=False)), ("on", replace(predictor, tta=True))]
+    if args.transpose:
+        variants.append(("on+transpose", replace(predictor, tta=True, tta_transpose=True)))
+    for name, p in variants:
         inter = union = None
         start = time.perf_counter()
         for sid in test_ids:

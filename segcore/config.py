@@ -475,6 +475,9 @@ class AugmentConfig:
                           widget=Widget("checkbox", "Horizontal flips"))
     vflip: bool = setting(True, "random vertical flips", enabled_by=("enabled", (True,)),
                           widget=Widget("checkbox", "Vertical flips"))
+    transpose: bool = setting(False, "random transposition of square windows (rows for columns: a quarter turn and "
+                              "a flip), for data with no up, down, left or right, such as microscopy",
+                              enabled_by=("enabled", (True,)), widget=Widget("checkbox", "Transpositions"))
     rotate_degrees: float = setting(15.0, "random rotation of up to this many degrees either way",
                                     metavar="DEGREES", enabled_by=("enabled", (True,)),
                                     widget=Widget("slider", "Rotation (°)", key="train_rotate", values=(0.0, 90.0, 5.0)))
@@ -494,6 +497,7 @@ class AugmentConfig:
             enabled=_bool(p + "enabled", self.enabled),
             hflip=_bool(p + "hflip", self.hflip),
             vflip=_bool(p + "vflip", self.vflip),
+            transpose=_bool(p + "transpose", self.transpose),
             rotate_degrees=_float(p + "rotate_degrees", self.rotate_degrees, 0.0, 180.0),
             zoom=_float(p + "zoom", self.zoom, 0.0, 1.0, hi_open=True),
             shift=_float(p + "shift", self.shift, 0.0, 0.5),

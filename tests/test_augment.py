@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from segcore.config import AugmentConfig
-from segcore.data.augment import AugmentParams, apply_params, augment_pair, sample_rng
+from segcore.data.augment import AugmentParams, apply_params, augment_pair, draw_params, sample_rng
 
 NONE = AugmentParams(False, False, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
 
@@ -26,6 +26,31 @@ def test_flip_is_exact_on_both():
     np.testing.assert_array_equal(m2, mask[:, ::-1])
     img3, m3 = apply_params(image, mask, AugmentParams(False, True, 0, 1, 0, 0, 0, 1))
     np.testing.assert_array_equal(m3, mask[::-1])
+
+
+def test_transposition_is_exact_on_both_and_only_for_square_windows():
+    image, mask = blocks()
+    turned = AugmentParams(False, False, 0, 1, 0, 0, 0, 1, transpose=True)
+    img2, m2 = apply_params(image, mask, turned)
+    np.testing.assert_array_equal(m2, mask.T)
+    np.testing.assert_array_equal(img2, image.transpose(1, 0, 2))
+    wide_img, wide_mask = image[:32], mask[:32]
+    img3, m3 = apply_params(wide_img, wide_mask, turned)  # 32x64: a transposition would change the shape
+    np.testing.assert_array_equal(m3, wide_mask)
+    assert img3.shape == wide_img.shape
+
+
+def test_transposition_is_drawn_half_the_time_and_leaves_the_other_draws_alone():
+    plain, turning = AugmentConfig(), AugmentConfig(transpose=True)
+    drawn = []
+    for j in range(200):
+        a = draw_params(plain, (64, 64), sample_rng(5, 0, j))
+        b = draw_params(turning, (64, 64), sample_rng(5, 0, j))
+        assert not a.transpose
+        assert (a.hflip, a.vflip, a.angle, a.scale) == (b.hflip, b.vflip, b.angle, b.scale)  # same draws as before
+        drawn.append(b.transpose)
+        assert not draw_params(turning, (64, 96), sample_rng(5, 0, j)).transpose  # never for a non-square window
+    assert 0.35 < np.mean(drawn) < 0.65
 
 
 def test_shift_fills_mask_border_with_void_and_image_with_zero():

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from segcore.data.fingerprint import (Fingerprint, class_profile, fingerprint, label_survival, mirror_asymmetry,
-                                     structure_thickness)
+                                     profile_difference, structure_thickness)
 from segcore.training.plan import make_plan
 
 
@@ -141,6 +141,37 @@ def test_flips_only_along_axes_the_layout_is_symmetric_along():
     assert make_plan(_fp()).config().train.augment.vflip  # an older fingerprint without the measure: flips as before
 
 
+def test_layout_alike_down_rows_and_across_columns_is_transposed():
+    """Scattered blobs look the same with rows for columns; vertical stripes of classes do not, though mirror-symmetric."""
+    rng = np.random.default_rng(1)
+    blobs = []
+    for _ in range(30):
+        m = np.zeros((64, 64), np.uint8)
+        for _ in range(5):
+            cv2.circle(m, tuple(int(v) for v in rng.integers(0, 64, 2)), 5, 1, -1)
+        blobs.append(m)
+    rows, cols = (np.mean([class_profile(m, axis, 2) for m in blobs], axis=0) for axis in (0, 1))
+    assert profile_difference(rows, cols) < 0.1
+    centre = np.zeros((64, 64), np.uint8)
+    centre[:, 16:48] = 1  # a class in a central column band only: symmetric both ways, not under transposition
+    rows, cols = class_profile(centre, 0, 2), class_profile(centre, 1, 2)
+    assert mirror_asymmetry(rows) < 0.01 and mirror_asymmetry(cols) < 0.01
+    assert profile_difference(rows, cols) > 0.3
+
+
+def test_windows_are_transposed_only_where_no_axis_is_special():
+    free = make_plan(_fp(layout_asymmetry={"vertical": 0.03, "horizontal": 0.03, "transpose": 0.02}))
+    cfg = free.config()
+    assert cfg.train.augment.transpose is True and cfg.train.tta is True
+    assert "8 views" in next(p.reason for p in free.settings if p.setting == "train.tta")
+    for layout in ({"vertical": 0.74, "horizontal": 0.16, "transpose": 0.05},  # upright: no quarter turns
+                   {"vertical": 0.03, "horizontal": 0.03, "transpose": 0.45},  # rows and columns differ
+                   {"vertical": 0.03, "horizontal": 0.03}):  # an older fingerprint: not measured
+        plan = make_plan(_fp(layout_asymmetry=layout))
+        assert plan.config().train.augment.transpose is False, layout
+        assert "8 views" not in next(p.reason for p in plan.settings if p.setting == "train.tta")
+
+
 def test_an_epoch_trains_on_more_windows_than_validation_predicts():
     """Large images cut into many validation windows: the epoch grows so that validation stays a small part of it."""
     from segcore.data.arrays import window_starts
@@ -196,6 +227,7 @@ def test_fingerprint_of_a_real_thin_structure_dataset(shared_datasets, workspace
     assert max(fp.layout_asymmetry.values()) < 0.1
     plan = make_plan(fp)
     assert plan.value("train.augment.vflip") and plan.value("train.augment.hflip") and plan.value("train.tta")
+    assert plan.value("train.augment.transpose")  # and alike with rows for columns: eight views
 
 
 def test_fingerprint_of_a_real_street_scene_dataset_is_upright(shared_datasets, workspace):
@@ -211,6 +243,7 @@ def test_fingerprint_of_a_real_street_scene_dataset_is_upright(shared_datasets, 
     assert fp.layout_asymmetry["vertical"] > 0.5 > fp.layout_asymmetry["horizontal"]
     cfg = make_plan(fp).config()
     assert cfg.train.augment.vflip is False and cfg.train.augment.hflip is True and cfg.train.tta is True
+    assert cfg.train.augment.transpose is False
 
 
 def test_plan_command_prints_every_setting_with_its_reason(workspace, capsys):

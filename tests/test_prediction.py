@@ -174,7 +174,35 @@ def test_test_time_views_are_the_flips_training_used():
         tops = {float(np.asarray(x)[0, 0, :, 0].mean()) for x in model.seen}
         assert tops == ({255.0, 0.0} if vertical else {255.0})  # upside down only when training flipped vertically
     assert Predictor(run_id="r", model=None, image_size=32, channels=1, mode="binary", class_names=["bg", "fg"],
-                     checkpoint="", tta=False).views() == [(False, False)]
+                     checkpoint="", tta=False).views() == [(False, False, False)]
+
+
+def test_transposed_views_are_the_eight_symmetries_and_turn_back_exactly():
+    """With a run trained on transposed windows, tta averages eight views, each turned back before averaging."""
+    from segcore.prediction.predictor import View
+
+    class TopRow:
+        """A 'model' whose foreground probability is 1 on the first row of what it is given, else 0."""
+
+        def predict_on_batch(self, x):
+            out = np.zeros(x.shape[:3] + (1,), np.float32)
+            out[:, 0] = 1.0
+            return out
+
+    p = Predictor(run_id="r", model=TopRow(), image_size=32, channels=1, mode="binary", class_names=["bg", "fg"],
+                  checkpoint="", fit="native", tta=True, tta_transpose=True)
+    views = p.views()
+    assert len(views) == len(set(views)) == 8 and views[0] == View(False, False, False)
+    x = np.arange(6 * 4 * 2).reshape(6, 4, 2)
+    for view in views:
+        np.testing.assert_array_equal(view.undo(view.apply(x)), x)
+    probs = p.predict_probs(np.zeros((32, 48, 1), np.float32))
+    assert probs.shape == (32, 48, 1)
+    # each view's first row, turned back, is one side of the image: the top, bottom, left or right edge twice
+    edges = probs[..., 0]
+    assert edges[0, 20] == pytest.approx(0.25) and edges[-1, 20] == pytest.approx(0.25)
+    assert edges[16, 0] == pytest.approx(0.25) and edges[16, -1] == pytest.approx(0.25)
+    assert edges[16, 20] == pytest.approx(0.0)
 
 
 @pytest.mark.slow
@@ -191,4 +219,4 @@ def test_a_run_without_vertical_flips_predicts_without_them(workspace):
                                       augment=AugmentConfig(vflip=False)))
     run = open_run(launch(cfg, workspace, start_worker=False), workspace)
     assert train_run(run)["state"] == "finished"
-    assert Predictor.from_folder(run).views() == [(False, False), (False, True)]
+    assert Predictor.from_folder(run).views() == [(False, False, False), (False, True, False)]

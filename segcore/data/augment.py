@@ -1,7 +1,7 @@
 """Joint image and mask augmentation with OpenCV, seeded and deterministic.
 
-One random affine transform (rotation, zoom in or out, shift) and random flips
-are drawn per sample and applied to the image and to its mask alike: the image
+One random affine transform (rotation, zoom in or out, shift), random flips and,
+for square windows where asked, a random transposition (rows for columns) are drawn per sample and applied to the image and to its mask alike: the image
 with bilinear interpolation, the mask with nearest-neighbour interpolation so
 that class indices are never blended. Pixels that the transform brings in from
 outside the image are void in the mask (``ignore_index``, 255), so no loss or
@@ -37,6 +37,7 @@ class AugmentParams:
     shift_y: float
     brightness: float  # added, as a fraction of 255
     contrast: float  # multiplier around the image mean
+    transpose: bool = False  # rows for columns, after the flips (square images only)
 
 
 def draw_params(config: AugmentConfig, size: tuple[int, int], rng: np.random.Generator) -> AugmentParams:
@@ -48,6 +49,7 @@ def draw_params(config: AugmentConfig, size: tuple[int, int], rng: np.random.Gen
     h, w = size
     u = rng.uniform(-1.0, 1.0, size=6)
     flips = rng.uniform(0.0, 1.0, size=2)
+    turn = rng.uniform(0.0, 1.0)  # drawn last, so the draws above are those of runs from before it
     return AugmentParams(
         hflip=bool(config.hflip and flips[0] < 0.5),
         vflip=bool(config.vflip and flips[1] < 0.5),
@@ -57,6 +59,7 @@ def draw_params(config: AugmentConfig, size: tuple[int, int], rng: np.random.Gen
         shift_y=float(config.shift * h * u[3]),
         brightness=float(config.brightness * u[4]),
         contrast=float(1.0 + config.contrast * u[5]),
+        transpose=bool(config.transpose and turn < 0.5 and h == w),
     )
 
 
@@ -99,6 +102,8 @@ def apply_params(
         image, mask = image[:, ::-1], mask[:, ::-1]
     if params.vflip:
         image, mask = image[::-1], mask[::-1]
+    if params.transpose and h == w:
+        image, mask = np.swapaxes(image, 0, 1), np.swapaxes(mask, 0, 1)
     image, mask = np.ascontiguousarray(image), np.ascontiguousarray(mask)
     if params.angle != 0.0 or params.scale != 1.0 or params.shift_x != 0.0 or params.shift_y != 0.0:
         matrix = cv2.getRotationMatrix2D(((w - 1) / 2.0, (h - 1) / 2.0), params.angle, params.scale)

@@ -27,6 +27,9 @@ when class 0 is a real class):
   when it swaps every class for another. A street scene measures about 0.7
   top to bottom (sky above, road below), microscopy and dermoscopy under
   0.05, so a flip along that axis shows the model scenes that never occur.
+  ``transpose`` compares the profile down the rows with the one across the
+  columns in the same way: 0 when swapping rows for columns leaves the
+  layout as it is.
 
 At most ``MAX_MASKS`` masks are read (spread evenly over the dataset), so a
 fingerprint takes a second or two.
@@ -63,7 +66,8 @@ class Fingerprint:
     thickness: dict[str, float | None] = field(default_factory=dict)  # per class name: typical thickness in px
     # per shorter side (as text, "128"): per class name, the Dice of the labels scaled there and back
     survival: dict[str, dict[str, float]] = field(default_factory=dict)
-    # "vertical" (top against bottom) and "horizontal" (left against right): 0 mirror-symmetric .. 1 (module notes)
+    # "vertical" (top against bottom) and "horizontal" (left against right): 0 mirror-symmetric .. 1 (module notes);
+    # "transpose" (rows against columns): 0 the same both ways .. 1
     layout_asymmetry: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -169,7 +173,16 @@ def mirror_asymmetry(profile: np.ndarray, multilabel: bool = False) -> float:
     Class shares: half the sum of absolute differences (0 .. 1). Multi-label planes: each plane is its own
     on/off share, so the mean absolute difference over planes.
     """
-    diff = np.abs(profile - profile[::-1])
+    return profile_difference(profile, profile[::-1], multilabel)
+
+
+def profile_difference(a: np.ndarray, b: np.ndarray, multilabel: bool = False) -> float:
+    """Mean total variation between the bands of two (bins, K) class profiles (as ``mirror_asymmetry``).
+
+    Between the profile down the rows and the one across the columns it says how much a transposition (rows
+    for columns) changes the layout: 0 for a layout the same both ways.
+    """
+    diff = np.abs(a - b)
     per_band = diff.mean(axis=1) if multilabel else 0.5 * diff.sum(axis=1)
     return float(per_band.mean()) if per_band.size else 0.0
 
@@ -208,8 +221,11 @@ def fingerprint(dataset) -> Fingerprint:
     survival = {str(side): {info.class_names[k]: round(both / total, 4) for k, (both, total) in counts.items() if total}
                 for side, counts in kept.items() if any(total for _, total in counts.values())}
     fractions = tuple(float(f) for f in info.class_pixel_fraction) or tuple(0.0 for _ in info.class_names)
-    layout = {name: round(mirror_asymmetry(np.mean(profiles[axis], axis=0), multilabel), 4)
-              for axis, name in ((0, "vertical"), (1, "horizontal")) if profiles[axis]}
+    mean_profiles = {axis: np.mean(v, axis=0) for axis, v in profiles.items() if v}
+    layout = {name: round(mirror_asymmetry(mean_profiles[axis], multilabel), 4)
+              for axis, name in ((0, "vertical"), (1, "horizontal")) if axis in mean_profiles}
+    if len(mean_profiles) == 2:
+        layout["transpose"] = round(profile_difference(mean_profiles[0], mean_profiles[1], multilabel), 4)
     return Fingerprint(
         name=info.name, mode=info.mode, num_classes=info.num_classes, class_names=tuple(info.class_names),
         class0_is_background=bool(info.class0_is_background), channels=int(info.channels), num_images=len(samples),

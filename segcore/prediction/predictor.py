@@ -11,7 +11,8 @@ large image is tiled, never squashed. Runs trained with ``fit="squash"`` (and
 runs from before the fit was recorded) resize the image to the square
 training size as they were trained. With ``train.tta`` the image is also
 predicted flipped, along the axes the run's augmentation flipped (up to four
-views), and the views are averaged: a view the model never saw in training
+views; eight where training also transposed its windows, ``augment.transpose``),
+and the views are averaged: a view the model never saw in training
 (a street scene upside down) is not averaged in. Either way the probabilities are resized
 back to the image's size (bilinear, centred), so the mask lines up with the
 original pixels. ``Predictor``
@@ -24,7 +25,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
@@ -34,6 +35,29 @@ from segcore.data.resample import resize_image, resize_probs  # noqa: F401  (res
 from segcore.labels import Labels
 from segcore.runs import RunFolder, open_run
 from segcore.workspace import Workspace
+
+
+class View(NamedTuple):
+    """One test-time view of an image: flipped top to bottom, left to right, then transposed (rows for columns).
+
+    The four flips with and without the transposition are the eight symmetries of a square.
+    """
+
+    vertical: bool
+    horizontal: bool
+    transpose: bool = False
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        """The view of an (H, W, ...) array."""
+        x = x[::-1] if self.vertical else x
+        x = x[:, ::-1] if self.horizontal else x
+        return np.swapaxes(x, 0, 1) if self.transpose else x
+
+    def undo(self, x: np.ndarray) -> np.ndarray:
+        """An (H', W', ...) array predicted on the view, back in the image's own orientation."""
+        x = np.swapaxes(x, 0, 1) if self.transpose else x
+        x = x[:, ::-1] if self.horizontal else x
+        return x[::-1] if self.vertical else x
 
 
 @dataclass
@@ -52,6 +76,7 @@ class Predictor:
     tta: bool = False  # test-time augmentation: average the predictions of the flipped views
     tta_vertical: bool = True  # with tta: the axes the run's training flipped along
     tta_horizontal: bool = True
+    tta_transpose: bool = False  # with tta: the run's training also transposed its windows
     _labels: Labels | None = None
 
     @classmethod
@@ -93,6 +118,7 @@ class Predictor:
             tta=record.config.train.tta,
             tta_vertical=bool(augment.enabled and augment.vflip),
             tta_horizontal=bool(augment.enabled and augment.hflip),
+            tta_transpose=bool(augment.enabled and augment.transpose),
             _labels=record.dataset.labels,
         )
 
@@ -115,23 +141,21 @@ class Predictor:
         """
         h, w = np.asarray(image).shape[:2]
         x = self.prepare_scaled(image) if self.fit in ("short_side", "native") else self.prepare(image)
-        flips = self.views()
+        views = self.views()
         probs = None
-        for vertical, horizontal in flips:  # test-time augmentation: each flip predicted, flipped back, averaged
-            view = x[::-1] if vertical else x
-            view = view[:, ::-1] if horizontal else view
-            p = predict_tiled(self.model, np.ascontiguousarray(view)[None], self.image_size)[0]
-            p = p[::-1] if vertical else p
-            p = p[:, ::-1] if horizontal else p
+        for view in views:  # test-time augmentation: each view predicted, turned back, averaged
+            p = predict_tiled(self.model, np.ascontiguousarray(view.apply(x))[None], self.image_size)[0]
+            p = view.undo(p)
             probs = p if probs is None else probs + p
-        return resize_probs(np.ascontiguousarray(probs / len(flips)), h, w)
+        return resize_probs(np.ascontiguousarray(probs / len(views)), h, w)
 
-    def views(self) -> list[tuple[bool, bool]]:
-        """The ``(vertical, horizontal)`` flips predicted and averaged: the image alone, or with ``tta`` each flip
-        the run trained with."""
+    def views(self) -> list[View]:
+        """The views predicted and averaged: the image alone, or with ``tta`` each flip the run trained with,
+        each also transposed where the run's training transposed its windows."""
         vertical = (False, True) if self.tta and self.tta_vertical else (False,)
         horizontal = (False, True) if self.tta and self.tta_horizontal else (False,)
-        return [(v, h) for v in vertical for h in horizontal]
+        transpose = (False, True) if self.tta and self.tta_transpose else (False,)
+        return [View(v, h, t) for t in transpose for v in vertical for h in horizontal]
 
     def scaled_size(self, height: int, width: int) -> tuple[int, int]:
         """The size an image of ``height`` x ``width`` is predicted at: the training scale (``native``: its own size;

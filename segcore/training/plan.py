@@ -35,7 +35,10 @@ The rules (each value names its reason in the plan):
   Flips only along an axis whose label layout is mirror-symmetric (the
   fingerprint's layout asymmetry under ``UPRIGHT_ASYMMETRY``): a street
   scene is not flipped upside down (sky above, road below is what the
-  model should learn), a micrograph is flipped both ways.
+  model should learn), a micrograph is flipped both ways. Where both
+  flips are on and the layout down the rows is like the one across the
+  columns (``transpose`` under the same threshold), square windows are also
+  transposed: with the flips, the eight symmetries of a square.
 - **Budget.** Enough minutes for about ``PASSES`` passes over the training
   images' pixels at the chosen scale, at ``TRAIN_PIXELS_PER_SECOND`` (what
   a U-Net of 16 filters trains on 2 CPU cores, measured on ISBI and CamVid
@@ -44,9 +47,9 @@ The rules (each value names its reason in the plan):
   fits more epochs in the same minutes. A cosine schedule ends when the
   budget does (``budget_minutes``); ``epochs`` is only a cap. Early
   stopping is off: the schedule's end is the stop.
-- **Test-time augmentation.** On: averaging the flips training used (up to
-  four views) costs up to 4x the inference time, which is small next to
-  training here.
+- **Test-time augmentation.** On: averaging the flips (and transpositions)
+  training used, up to eight views, costs up to 8x the inference time,
+  which is small next to training here.
 
 The plan is deterministic: the same fingerprint gives the same plan.
 """
@@ -227,6 +230,21 @@ def make_plan(fp: Fingerprint) -> Plan:
             measured = f"the classes' layout differs {asym:.0%} between {sides}" if asym is not None else "no layout measured"
             out.append(Planned(f"train.augment.{key}", True, f"{measured} (under {UPRIGHT_ASYMMETRY:.0%}): {axis} flips are "
                                "as likely as the originals"))
+    both_flips = all(p.value for p in out if p.setting in ("train.augment.vflip", "train.augment.hflip"))
+    turn = fp.layout_asymmetry.get("transpose")
+    if not both_flips:
+        out.append(Planned("train.augment.transpose", False, "the layout has an up or a side (above): a quarter turn "
+                           "would show scenes that never occur"))
+    elif turn is None:
+        out.append(Planned("train.augment.transpose", False, "no layout measured: windows are not transposed"))
+    elif turn >= UPRIGHT_ASYMMETRY:
+        out.append(Planned("train.augment.transpose", False, f"the classes' layout down the rows differs {turn:.0%} from "
+                           f"the one across the columns (at least {UPRIGHT_ASYMMETRY:.0%}): rows and columns are not "
+                           "alike, windows are not transposed"))
+    else:
+        out.append(Planned("train.augment.transpose", True, f"no up or side, and the layout down the rows differs "
+                           f"{turn:.0%} from the one across the columns (under {UPRIGHT_ASYMMETRY:.0%}): windows are "
+                           "also transposed (a quarter turn and a flip), the eight symmetries of a square"))
     # budget and schedule
     pass_pixels = train_images * height * width
     minutes = PASSES * pass_pixels / TRAIN_PIXELS_PER_SECOND / 60 * 1.25
@@ -238,11 +256,13 @@ def make_plan(fp: Fingerprint) -> Plan:
     out.append(Planned("train.epochs", MAX_EPOCHS, "a cap only: the budget decides"))
     out.append(Planned("train.lr_schedule", "cosine", "the learning rate falls to 0 as the budget ends"))
     out.append(Planned("train.early_stopping_patience", 0, "off: the cosine schedule's end is the stop"))
-    flips = [a for a, k in (("horizontal", "hflip"), ("vertical", "vflip")) if next(p.value for p in out if p.setting == f"train.augment.{k}")]
-    views = 2 ** len(flips)
+    chosen = {p.setting: p.value for p in out}
+    flips = [a for a, k in (("horizontal", "hflip"), ("vertical", "vflip")) if chosen[f"train.augment.{k}"]]
+    views = 2 ** len(flips) * (2 if chosen["train.augment.transpose"] else 1)
     if flips:
-        out.append(Planned("train.tta", True, f"average the {views} views of the {' and '.join(flips)} flips training used "
-                           f"at evaluation and prediction: {views}x a small inference time"))
+        turned = ", each also transposed," if chosen["train.augment.transpose"] else ""
+        out.append(Planned("train.tta", True, f"average the {views} views of the {' and '.join(flips)} flips{turned} "
+                           f"training used at evaluation and prediction: {views}x a small inference time"))
     else:
         out.append(Planned("train.tta", False, "no flip is used in training, so there is no view to average"))
     return Plan(fp, tuple(out))
