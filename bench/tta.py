@@ -3,15 +3,16 @@
 For a finished run, predicts its test split with the kept checkpoint
 (``Predictor`` as ``eval`` uses it, at the labels' own resolution): once
 with the run's TTA setting off, once on (the flips, and transpositions,
-its training used), and with ``--transpose`` once more with the
-transposed views added whether or not training used them. Prints the Dice
+its training used); for a run that trained with transpositions once more
+with the flips alone, and for one that did not, with ``--transpose``, once
+more with the transposed views added. Prints the Dice
 of every scored class and the mean, with the inference time of each.
 Nothing in the run folder is written.
 
 Usage:
     python bench/tta.py RUN_ID [--workspace DIR] [--transpose]
 
-The last line is one JSON object: ``{"off": {...}, "on": {...}[, "on+transpose": {...}]}``.
+The last line is one JSON object: ``{"off": {...}, "on": {...}[, "flips only" or "on+transpose": {...}]}``.
 """
 
 from __future__ import annotations
@@ -53,7 +54,9 @@ def main() -> None:
     labels = predictor.labels
     out = {}
     variants = [("off", replace(predictor, tta=False)), ("on", replace(predictor, tta=True))]
-    if args.transpose:
+    if predictor.tta_transpose:  # trained with transpositions: the flips alone as well, to see what the turns add
+        variants.append(("flips only", replace(predictor, tta=True, tta_transpose=False)))
+    elif args.transpose:
         variants.append(("on+transpose", replace(predictor, tta=True, tta_transpose=True)))
     for name, p in variants:
         inter = union = None

@@ -101,6 +101,18 @@ def test_class_weighting_when_several_classes_are_scored_and_one_is_rare():
     assert even.value("train.class_weighting") is False
 
 
+def _scattered_blobs(seed: int, n: int = 30, size: int = 64) -> list[np.ndarray]:
+    """Masks of five random discs each: no up, down, left or right."""
+    rng = np.random.default_rng(seed)
+    masks = []
+    for _ in range(n):
+        m = np.zeros((size, size), np.uint8)
+        for _ in range(5):
+            cv2.circle(m, tuple(int(v) for v in rng.integers(0, size, 2)), 5, 1, -1)
+        masks.append(m)
+    return masks
+
+
 def test_layout_asymmetry_tells_an_upright_scene_from_a_micrograph():
     """Sky above road: far from its mirror image top to bottom, itself left to right. Scattered blobs: neither."""
     scene = np.zeros((60, 80), np.uint8)
@@ -113,13 +125,7 @@ def test_layout_asymmetry_tells_an_upright_scene_from_a_micrograph():
     top_bottom = mirror_asymmetry(class_profile(scene, 0, 4))
     left_right = mirror_asymmetry(class_profile(scene, 1, 4))
     assert top_bottom > 0.5 and left_right < 0.01
-    rng = np.random.default_rng(0)
-    blobs = []
-    for _ in range(30):
-        m = np.zeros((64, 64), np.uint8)
-        for _ in range(5):
-            cv2.circle(m, tuple(int(v) for v in rng.integers(0, 64, 2)), 5, 1, -1)
-        blobs.append(m)
+    blobs = _scattered_blobs(seed=0)
     for axis in (0, 1):
         assert mirror_asymmetry(np.mean([class_profile(m, axis, 2) for m in blobs], axis=0)) < 0.1
     # multi-label planes: one plane on in the top rows only
@@ -143,13 +149,7 @@ def test_flips_only_along_axes_the_layout_is_symmetric_along():
 
 def test_layout_alike_down_rows_and_across_columns_is_transposed():
     """Scattered blobs look the same with rows for columns; vertical stripes of classes do not, though mirror-symmetric."""
-    rng = np.random.default_rng(1)
-    blobs = []
-    for _ in range(30):
-        m = np.zeros((64, 64), np.uint8)
-        for _ in range(5):
-            cv2.circle(m, tuple(int(v) for v in rng.integers(0, 64, 2)), 5, 1, -1)
-        blobs.append(m)
+    blobs = _scattered_blobs(seed=1)
     rows, cols = (np.mean([class_profile(m, axis, 2) for m in blobs], axis=0) for axis in (0, 1))
     assert profile_difference(rows, cols) < 0.1
     centre = np.zeros((64, 64), np.uint8)
