@@ -2,17 +2,16 @@
 
 For a finished run, predicts its test split with the kept checkpoint
 (``Predictor`` as ``eval`` uses it, at the labels' own resolution): once
-with the run's TTA setting off, once on (the flips, and transpositions,
-its training used); for a run that trained with transpositions once more
-with the flips alone, and for one that did not, with ``--transpose``, once
-more with the transposed views added. Prints the Dice
+with the run's TTA setting off, once on (the flips its training used),
+and, for a run that trained with transposed windows or with
+``--transpose``, once more with each flip also transposed (eight views). Prints the Dice
 of every scored class and the mean, with the inference time of each.
 Nothing in the run folder is written.
 
 Usage:
     python bench/tta.py RUN_ID [--workspace DIR] [--transpose]
 
-The last line is one JSON object: ``{"off": {...}, "on": {...}[, "flips only" or "on+transpose": {...}]}``.
+The last line is one JSON object: ``{"off": {...}, "on": {...}[, "on+transpose": {...}]}``.
 """
 
 from __future__ import annotations
@@ -54,9 +53,7 @@ def main() -> None:
     labels = predictor.labels
     out = {}
     variants = [("off", replace(predictor, tta=False)), ("on", replace(predictor, tta=True))]
-    if predictor.tta_transpose:  # trained with transpositions: the flips alone as well, to see what the turns add
-        variants.append(("flips only", replace(predictor, tta=True, tta_transpose=False)))
-    elif args.transpose:
+    if args.transpose or cfg.train.augment.transpose:  # the transposed views as well, to see what they add
         variants.append(("on+transpose", replace(predictor, tta=True, tta_transpose=True)))
     for name, p in variants:
         inter = union = None

@@ -178,7 +178,7 @@ def test_test_time_views_are_the_flips_training_used():
 
 
 def test_transposed_views_are_the_eight_symmetries_and_turn_back_exactly():
-    """With a run trained on transposed windows, tta averages eight views, each turned back before averaging."""
+    """With ``tta_transpose`` tta averages eight views, each turned back before averaging."""
     from segcore.prediction.predictor import View
 
     class TopRow:
@@ -206,7 +206,7 @@ def test_transposed_views_are_the_eight_symmetries_and_turn_back_exactly():
 
 
 @pytest.mark.slow
-def test_a_run_without_vertical_flips_predicts_without_them(workspace):
+def test_a_run_without_vertical_flips_predicts_without_them_and_without_transposed_views(workspace):
     from tests._train_helpers import make_shapes_dataset
     from segcore.config import AugmentConfig, ModelConfig, RunConfig, TrainConfig
     from segcore.queue.launcher import launch
@@ -216,7 +216,7 @@ def test_a_run_without_vertical_flips_predicts_without_them(workspace):
     make_shapes_dataset(workspace, n=8, size=32)
     cfg = RunConfig(model=ModelConfig(depth=3, filters=4),
                     train=TrainConfig(dataset="shapes", image_size=32, epochs=1, batch_size=4, tta=True,
-                                      augment=AugmentConfig(vflip=False)))
+                                      augment=AugmentConfig(vflip=False, transpose=True)))
     run = open_run(launch(cfg, workspace, start_worker=False), workspace)
     assert train_run(run)["state"] == "finished"
     assert Predictor.from_folder(run).views() == [(False, False, False), (False, True, False)]

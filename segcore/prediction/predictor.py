@@ -11,9 +11,12 @@ large image is tiled, never squashed. Runs trained with ``fit="squash"`` (and
 runs from before the fit was recorded) resize the image to the square
 training size as they were trained. With ``train.tta`` the image is also
 predicted flipped, along the axes the run's augmentation flipped (up to four
-views; eight where training also transposed its windows, ``augment.transpose``),
-and the views are averaged: a view the model never saw in training
-(a street scene upside down) is not averaged in. Either way the probabilities are resized
+views), and the views are averaged: a view the model never saw in training
+(a street scene upside down) is not averaged in. A run that also transposed
+its training windows (``augment.transpose``) is still averaged over its flips
+only: the four transposed views more changed no score by more than 0.001 on
+ISBI, DSB or PH2 and doubled the time (``bench/tta.py``); ``tta_transpose``
+adds them. Either way the probabilities are resized
 back to the image's size (bilinear, centred), so the mask lines up with the
 original pixels. ``Predictor``
 holds the loaded model; the dashboard keeps one per run in
@@ -76,7 +79,7 @@ class Predictor:
     tta: bool = False  # test-time augmentation: average the predictions of the flipped views
     tta_vertical: bool = True  # with tta: the axes the run's training flipped along
     tta_horizontal: bool = True
-    tta_transpose: bool = False  # with tta: the run's training also transposed its windows
+    tta_transpose: bool = False  # with tta: also each flip transposed (eight views; not set from the run, see above)
     _labels: Labels | None = None
 
     @classmethod
@@ -118,7 +121,6 @@ class Predictor:
             tta=record.config.train.tta,
             tta_vertical=bool(augment.enabled and augment.vflip),
             tta_horizontal=bool(augment.enabled and augment.hflip),
-            tta_transpose=bool(augment.enabled and augment.transpose),
             _labels=record.dataset.labels,
         )
 
@@ -151,7 +153,7 @@ class Predictor:
 
     def views(self) -> list[View]:
         """The views predicted and averaged: the image alone, or with ``tta`` each flip the run trained with,
-        each also transposed where the run's training transposed its windows."""
+        each also transposed with ``tta_transpose``."""
         vertical = (False, True) if self.tta and self.tta_vertical else (False,)
         horizontal = (False, True) if self.tta and self.tta_horizontal else (False,)
         transpose = (False, True) if self.tta and self.tta_transpose else (False,)
