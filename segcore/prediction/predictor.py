@@ -15,7 +15,7 @@ views), and the views are averaged: a view the model never saw in training
 (a street scene upside down) is not averaged in. A run that also transposed
 its training windows (``augment.transpose``) is still averaged over its flips
 only: the four transposed views more changed no score by more than 0.001 on
-ISBI, DSB or PH2 and doubled the time (``bench/tta.py``); ``tta_transpose``
+ISBI, DSB, PH2 or EPFL and doubled the time (``bench/tta.py``); ``tta_transpose``
 adds them. Either way the probabilities are resized
 back to the image's size (bilinear, centred), so the mask lines up with the
 original pixels. ``Predictor``
