@@ -14,8 +14,8 @@ predicted flipped, along the axes the run's augmentation flipped (up to four
 views), and the views are averaged: a view the model never saw in training
 (a street scene upside down) is not averaged in. A run that also transposed
 its training windows (``augment.transpose``) is still averaged over its flips
-only: the four transposed views more changed no score by more than 0.001 on
-ISBI, DSB, PH2 or EPFL and doubled the time (``bench/tta.py``); ``tta_transpose``
+only: adding the four transposed views changed no score by more than 0.001
+on ISBI, DSB, PH2 or EPFL and doubled the time (``bench/tta.py``); ``tta_transpose``
 adds them. Either way the probabilities are resized
 back to the image's size (bilinear, centred), so the mask lines up with the
 original pixels. ``Predictor``
