@@ -308,3 +308,56 @@ def test_an_evaluation_names_images_the_run_learned_from_by_their_pixels(workspa
     leaks = [w for w in report["warnings"] if w.startswith("leak:")]
     assert len(leaks) == 1 and f"{len(val)} of these {len(val) + 1} images" in leaks[0] and "validation" in leaks[0]
     assert "other_0" in leaks[0] and "new" not in leaks[0].split("(")[1]
+
+
+def test_the_last_checkpoint_is_scored_on_request_and_validation_that_chose_nothing_is_no_leak(workspace, capsys):
+    """``eval --checkpoint last`` loads ``last.keras``; images that only validated the run are a leak for the
+    best checkpoint (they chose it) and for a run that stopped early on them, a note for the last of a run without."""
+    import keras
+
+    from tests._train_helpers import make_shapes_dataset
+
+    from segcore.cli import main as cli_main
+    from segcore.config import AugmentConfig, ModelConfig, RunConfig, SplitConfig, TrainConfig
+    from segcore.evaluation import evaluate_on_dataset, evaluate_run
+    from segcore.queue.launcher import launch
+    from segcore.runs import open_run
+    from segcore.training.trainer import train_run
+
+    make_shapes_dataset(workspace, n=16, size=32)
+    runs = {}
+    for patience in (0, 3):
+        cfg = RunConfig(model=ModelConfig(depth=3, filters=4),
+                        train=TrainConfig(dataset="shapes", image_size=32, epochs=1, batch_size=4, early_stopping_patience=patience,
+                                          augment=AugmentConfig(enabled=False),
+                                          split=SplitConfig(val_fraction=0.25, test_fraction=0.25)))
+        runs[patience] = run = open_run(launch(cfg, workspace, start_worker=False), workspace)
+        assert train_run(run)["state"] == "finished"
+    run = runs[0]
+    # last.keras made unmistakable: a model that paints class 0 everywhere
+    model = keras.models.load_model(run.last_model_path, compile=False)
+    bias = next(layer for layer in reversed(model.layers) if layer.weights).weights[-1]  # the head's bias
+    bias.assign(np.array([50.0] + [-50.0] * (bias.shape[0] - 1), np.float32))
+    run.last_model_path.unlink()  # best.keras may be a second name for the same file: write a new one
+    model.save(run.last_model_path)
+    best, last = evaluate_run(run), evaluate_run(run, checkpoint="last")
+    assert best["checkpoint"] == "best" and last["checkpoint"] == "last"
+    assert last["macro"]["dice"] < 0.05 < best["macro"]["dice"]  # nothing but class 0: no foreground class found
+    with pytest.raises(ValueError, match="best checkpoint"):
+        evaluate_run(run, checkpoint="last", write=True)
+
+    val = run.read_meta()["split"]["val"]
+    assert val  # scored on the run's own dataset, every image: its validation images are among them
+    as_best = evaluate_on_dataset(run, "shapes", workspace=workspace)
+    as_last = evaluate_on_dataset(run, "shapes", workspace=workspace, checkpoint="last")
+    early = evaluate_on_dataset(runs[3], "shapes", workspace=workspace, checkpoint="last")
+    leaks = lambda report: [w for w in report["warnings"] if w.startswith("leak:")]  # noqa: E731
+    assert any("validation, which chose the best checkpoint" in w for w in leaks(as_best))
+    assert any("validation, which chose when training stopped" in w for w in leaks(early))
+    assert [w for w in leaks(as_last) if "validation" in w] == []
+    assert any(w.startswith(f"note: {len(val)} of these") and "did not choose" in w for w in as_last["warnings"])
+    assert any("training" in w for w in leaks(as_last))  # training images leak whatever the checkpoint
+    assert not (run.path / "evaluations" / "shapes.json").read_text().count('"checkpoint": "last"')  # only best is kept
+
+    assert cli_main(["eval", run.run_id, "--checkpoint", "last"]) == 0
+    assert "last checkpoint" in capsys.readouterr().out

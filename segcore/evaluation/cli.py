@@ -18,17 +18,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.dataset:
         from segcore.evaluation.run import evaluate_on_dataset
 
-        report = evaluate_on_dataset(run, args.dataset, subset=args.subset)
+        report = evaluate_on_dataset(run, args.dataset, subset=args.subset, checkpoint=args.checkpoint)
     elif args.subset:
         raise ValueError("--subset needs --dataset (the run's own test split is evaluated without them)")
     elif args.cached:
+        if args.checkpoint != "best":
+            raise ValueError("--cached prints evaluation.json, the best checkpoint's figures; leave out --checkpoint")
         report = run.read_evaluation()
         if report is None:
             raise FileNotFoundError(f"run {run.run_id} has no evaluation.json yet (state {run.true_status().get('state')})")
     else:
         from segcore.evaluation.run import evaluate_run
 
-        report = evaluate_run(run, write=args.write)
+        report = evaluate_run(run, write=args.write, checkpoint=args.checkpoint)
     if args.json:
         print_json(report)
     else:
@@ -37,7 +39,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
         meaning = Labels.of_report(report)
         print(f"scored at the labels' own resolution: {report.get('resolution') == 'native'}; "
-              f"{report.get('num_images')} images")
+              f"{report.get('num_images')} images; {report.get('checkpoint', 'best')} checkpoint")
         for avg, words in (("all", "all classes (ranks runs)"), ("macro", meaning.macro_caption()), ("micro", meaning.micro_caption())):
             block = report.get(avg) or {}
             if block:
@@ -67,5 +69,8 @@ def register(subparsers) -> None:
     p.add_argument("--dataset", help="evaluate on this dataset (same classes) instead of the run's test split; "
                    "kept in the run folder as evaluations/<dataset>[-<subset>].json")
     p.add_argument("--subset", help="with --dataset: only its samples of this subset (e.g. test)")
+    p.add_argument("--checkpoint", choices=("best", "last"), default="best",
+                   help="best: the epoch with the best validation score (what every page uses); last: the final "
+                   "epoch's weights, which no validation score chose (printed, not kept)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=waking(cmd_eval))

@@ -95,6 +95,7 @@ def evaluate_run_model(
     *,
     save_predictions: bool = True,
     write: bool = True,
+    checkpoint: str = "best",
 ) -> RunEvaluation:
     """Evaluate a run's ``predictor`` on ``test_ids`` at full resolution and (optionally) write the report and cache.
 
@@ -105,6 +106,8 @@ def evaluate_run_model(
         test_ids: test sample ids.
         save_predictions: write ``predictions/`` (each image's probabilities at its own size).
         write: write ``evaluation.json``.
+        checkpoint: which of the run's checkpoints ``predictor`` holds (``best`` or ``last``): it decides
+            whether validation images among ``test_ids`` leaked (``leak_warnings``).
 
     Returns:
         The typed report and the record written as ``evaluation.json``.
@@ -114,8 +117,9 @@ def evaluate_run_model(
     cache = run.prediction_cache_writer(info.mode, info.class_names) if save_predictions else None
     report, hashes = score_images(predictor, dataset, test_ids, on_image=cache.add if cache else None)
     record = report_record(report, test_ids)
-    record["warnings"] = leak_warnings(run, hashes) + list(record.get("warnings") or [])
+    record["warnings"] = leak_warnings(run, hashes, checkpoint) + list(record.get("warnings") or [])
     record["run_id"] = run.run_id
+    record["checkpoint"] = checkpoint
     record["split"] = "test"
     record["image_size"] = predictor.image_size
     record["fit"] = predictor.fit
@@ -128,7 +132,7 @@ def evaluate_run_model(
     return RunEvaluation(report, record)
 
 
-def evaluate_run(run: RunFolder, *, write: bool = False, workspace=None) -> dict[str, Any]:
+def evaluate_run(run: RunFolder, *, write: bool = False, workspace=None, checkpoint: str = "best") -> dict[str, Any]:
     """Evaluate a run's best checkpoint on its test split again (the numbers ``evaluation.json`` holds).
 
     Args:
@@ -136,12 +140,14 @@ def evaluate_run(run: RunFolder, *, write: bool = False, workspace=None) -> dict
         write: rewrite ``evaluation.json``, the prediction cache and the
             test numbers of the run's status (the runs table shows them).
         workspace: where the run's dataset is (default: the current workspace).
+        checkpoint: ``best`` (the one every page uses) or ``last`` (the final epoch's weights, which no
+            validation score chose); ``last`` is only printed, never written.
 
     Returns:
         The evaluation record (as ``evaluation.json`` holds it).
 
     Raises:
-        ValueError: the run has no test split.
+        ValueError: the run has no test split, or ``write`` with a checkpoint other than ``best``.
         FileNotFoundError: the run has no checkpoint, or its dataset is gone.
         RunFileError: the checkpoint is damaged (cut short, not a Keras file).
     """
@@ -149,14 +155,18 @@ def evaluate_run(run: RunFolder, *, write: bool = False, workspace=None) -> dict
     from segcore.prediction import Predictor
     from segcore.workspace import get_workspace
 
+    if write and checkpoint != "best":
+        raise ValueError(f"evaluation.json holds the best checkpoint's figures; the {checkpoint!r} checkpoint's are "
+                         "printed only (leave out --write)")
     record = run.read_record()
     test_ids = record.test_ids
     if not test_ids:
         raise ValueError(f"run {run.run_id} has no test split to evaluate")
-    run.checked_model_path()  # a checkpoint cut short is named as damaged, not "File not found"
-    predictor = Predictor.from_folder(run)
+    run.checked_model_path(checkpoint)  # a checkpoint cut short is named as damaged, not "File not found"
+    predictor = Predictor.from_folder(run, checkpoint=checkpoint)
     dataset = load_dataset(record.dataset_name, workspace or get_workspace())
-    evaluation = evaluate_run_model(run, predictor, dataset, test_ids, save_predictions=write, write=write)
+    evaluation = evaluate_run_model(run, predictor, dataset, test_ids, save_predictions=write, write=write,
+                                    checkpoint=checkpoint)
     if write:
         run.update_status(test=summary_metrics(evaluation.report))  # the runs table shows the rewritten numbers
     return evaluation.record
@@ -187,12 +197,39 @@ def leaked_images(run: RunFolder, hashes: dict[str, str]) -> dict[str, list[str]
     return found
 
 
-def leak_warnings(run: RunFolder, hashes: dict[str, str]) -> list[str]:
-    """One warning per split part the evaluated images leaked from, naming up to 5 images."""
+def validation_chose(run: RunFolder, checkpoint: str = "best") -> str | None:
+    """What the run's validation images decided about ``checkpoint``'s weights (None: nothing).
+
+    The best checkpoint is the epoch with the best validation score; early
+    stopping and the plateau schedule follow the validation loss. The last
+    checkpoint of a run with neither was decided by its training images alone.
+    """
+    if checkpoint == "best":
+        return "the best checkpoint"
+    try:
+        train = run.read_record().config.train
+    except (OSError, ValueError, AttributeError):
+        return "the run's settings (unreadable)"
+    chose = [what for what, used in (("when training stopped", int(train.early_stopping_patience) > 0),
+                                     ("the learning rate", train.lr_schedule == "plateau")) if used]
+    return " and ".join(chose) or None
+
+
+def leak_warnings(run: RunFolder, hashes: dict[str, str], checkpoint: str = "best") -> list[str]:
+    """One warning per split part the evaluated images leaked from, naming up to 5 images.
+
+    Validation images scored with a checkpoint they decided nothing about (``validation_chose``)
+    are named in a note, not a leak: they were never trained on and chose nothing.
+    """
     out = []
     for part, ids in leaked_images(run, hashes).items():
         shown = ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
-        word = "training" if part == "train" else "validation"
+        if part == "val" and validation_chose(run, checkpoint) is None:
+            out.append(f"note: {len(ids)} of these {len(hashes)} images validated the run ({shown}); scored with its "
+                       f"{checkpoint} checkpoint, which they did not choose (no early stopping, no plateau schedule), "
+                       "their scores still measure generalisation")
+            continue
+        word = "training" if part == "train" else f"validation, which chose {validation_chose(run, checkpoint)}"
         out.append(f"leak: {len(ids)} of these {len(hashes)} images have the same pixels as images the run used for "
                    f"{word} ({shown}); their scores do not measure generalisation")
     return out
@@ -268,7 +305,7 @@ def check_compatible(run_mode: str, run_classes: list[str], run_channels: int, i
 
 
 def evaluate_on_dataset(run: RunFolder, dataset_name: str, *, subset: str | None = None, workspace=None,
-                        write: bool = True) -> dict[str, Any]:
+                        write: bool = True, checkpoint: str = "best") -> dict[str, Any]:
     """Evaluate a run's best model on (a subset of) any dataset with the same classes.
 
     The result is kept in the run folder per dataset and subset
@@ -282,7 +319,9 @@ def evaluate_on_dataset(run: RunFolder, dataset_name: str, *, subset: str | None
         subset: only samples of this subset (``train``, ``val``, ``test``, as
             the source folders named them); None: every sample.
         workspace: the workspace (default: the current one).
-        write: keep the report in the run folder.
+        write: keep the report in the run folder (the best checkpoint's only).
+        checkpoint: ``best`` or ``last`` (the final epoch's weights: images that only validated the run
+            chose nothing about them, so they are named in a note, not as a leak; see ``leak_warnings``).
 
     Raises:
         FileNotFoundError: no such dataset, or the run has no checkpoint.
@@ -293,8 +332,8 @@ def evaluate_on_dataset(run: RunFolder, dataset_name: str, *, subset: str | None
     from segcore.workspace import get_workspace
 
     ws = workspace or get_workspace()
-    run.checked_model_path()
-    predictor = Predictor.from_folder(run)
+    run.checked_model_path(checkpoint)
+    predictor = Predictor.from_folder(run, checkpoint=checkpoint)
     dataset = load_dataset(dataset_name, ws)
     info = dataset.info
     warnings = check_compatible(predictor.mode, predictor.class_names, predictor.channels, info)
@@ -305,7 +344,7 @@ def evaluate_on_dataset(run: RunFolder, dataset_name: str, *, subset: str | None
     record = run.read_record()
     result, hashes = score_images(predictor, dataset, ids)
     if any(run_content(run).values()):
-        warnings.extend(leak_warnings(run, hashes))
+        warnings.extend(leak_warnings(run, hashes, checkpoint))
     elif dataset_name == record.dataset_name:
         # a run from before pixel hashes were recorded: by sample id within its own dataset
         seen = set(record.split["train"]) | set(record.split["val"])
@@ -315,8 +354,9 @@ def evaluate_on_dataset(run: RunFolder, dataset_name: str, *, subset: str | None
     report = report_record(result, ids)
     report["warnings"] = warnings + list(result.warnings)
     report.update(run_id=run.run_id, dataset=dataset_name, subset=subset, image_size=predictor.image_size,
-                  resolution="native", class0="class" if info.include_background else "background", created_at=iso())
-    if write:
+                  resolution="native", class0="class" if info.include_background else "background", created_at=iso(),
+                  checkpoint=checkpoint)
+    if write and checkpoint == "best":
         from segcore.fsutil import write_json_atomic
 
         write_json_atomic(run.path / EVALUATIONS_DIR / f"{evaluation_key(dataset_name, subset)}.json", report)
