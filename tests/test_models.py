@@ -206,3 +206,67 @@ def test_models_cli_json(capsys):
     assert all(r["gflops"] > 0 and r["params"] > r["encoder_params"] > 0 for r in rows)
     assert main(["models", "--image-size", "40"]) == 1
     assert "image size 40 is not divisible" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("channels, groups", [(12, 4), (16, 8), (6, 6), (8, 1)])
+def test_group_norm_computes_what_keras_group_normalization_does(channels, groups):
+    """Same outputs as Keras's layer with the same weights, an offset far above the spread included (no
+    cancellation), gradients too where the backend is TensorFlow; other ranks fall back to Keras's path."""
+    from segcore.models.layers import GroupNorm
+
+    rng = np.random.default_rng(channels + groups)
+    x = (rng.normal(0, 1, (3, 9, 7, channels)) * rng.uniform(0.01, 5, channels) + rng.uniform(-300, 300, channels))
+    x = x.astype("float32")
+    ours, theirs = GroupNorm(groups=groups), keras.layers.GroupNormalization(groups=groups)
+    ours.build(x.shape)
+    theirs.build(x.shape)
+    weights = [rng.normal(1, 0.3, channels).astype("float32"), rng.normal(0, 0.3, channels).astype("float32")]
+    ours.set_weights(weights)
+    theirs.set_weights(weights)
+    grouped = x.astype("float64").reshape(3, 9, 7, groups, channels // groups)  # the definition, in float64
+    want = (grouped - grouped.mean(axis=(1, 2, 4), keepdims=True)) / np.sqrt(grouped.var(axis=(1, 2, 4), keepdims=True) + 1e-3)
+    want = want.reshape(x.shape) * weights[0] + weights[1]
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(ours(x)), want, atol=1e-3)  # x * scale + shift: ~1e-7 of 3e4
+    if keras.backend.backend() == "tensorflow":  # Keras's own, the same function (on PyTorch its moments
+        # come from E[x^2] - E[x]^2, and this input's offsets cost it up to 1.9 of cancellation)
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(theirs(x)), want, atol=3e-3)
+    assert ours.get_config() == {**theirs.get_config(), "name": ours.get_config()["name"]}
+    flat = rng.normal(0, 1, (2, 5, channels)).astype("float32")  # rank 3: Keras's own path
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(GroupNorm(groups=groups)(flat)),
+                               keras.ops.convert_to_numpy(keras.layers.GroupNormalization(groups=groups)(flat)), atol=1e-5)
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        def grads(layer):
+            xt = tf.constant(x)
+            with tf.GradientTape() as tape:
+                tape.watch(xt)
+                loss = tf.reduce_sum(layer(xt) * tf.constant(rng.normal(0, 1, x.shape).astype("float32")))
+            return [g.numpy() for g in tape.gradient(loss, [xt, *layer.trainable_weights])]
+
+        state = rng.bit_generator.state
+        mine = grads(ours)
+        rng.bit_generator.state = state  # the same upstream gradient for both
+        for a, b in zip(mine, grads(theirs)):
+            np.testing.assert_allclose(a, b, rtol=2e-3, atol=2e-3)
+
+
+def test_a_model_saved_with_keras_group_normalization_gives_its_weights_to_todays(tmp_path, monkeypatch):
+    """Runs trained before ``GroupNorm`` hold Keras's layer: their files load, and their weights (by layer
+    name, as ``init_from_run`` matches them) predict the same in a model built today."""
+    from segcore.models import builder
+    from segcore.models.layers import GroupNorm
+
+    cfg = ModelConfig(depth=3, filters=8)
+    with monkeypatch.context() as m:
+        m.setattr(builder, "GroupNorm", keras.layers.GroupNormalization)
+        old = build_model(cfg, image_size=32, channels=3, mode="multiclass", num_classes=3)
+    assert not any(isinstance(layer, GroupNorm) for layer in old.layers)
+    old.save(tmp_path / "old.keras")
+    loaded = keras.models.load_model(tmp_path / "old.keras", compile=False)
+    new = build_model(cfg, image_size=32, channels=3, mode="multiclass", num_classes=3)
+    assert sum(isinstance(layer, GroupNorm) for layer in new.layers) == 2 * (2 * cfg.depth + 1)
+    for layer in new.layers:
+        layer.set_weights(loaded.get_layer(layer.name).get_weights())
+    x = np.random.default_rng(1).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(new(x)), keras.ops.convert_to_numpy(loaded(x)), atol=1e-4)

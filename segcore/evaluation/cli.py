@@ -15,14 +15,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from segcore.runs import open_run
 
     run = open_run(args.run)
+    checkpoint = getattr(args, "checkpoint", "best")
     if args.dataset:
         from segcore.evaluation.run import evaluate_on_dataset
 
-        report = evaluate_on_dataset(run, args.dataset, subset=args.subset, checkpoint=args.checkpoint)
+        report = evaluate_on_dataset(run, args.dataset, subset=args.subset, checkpoint=checkpoint)
     elif args.subset:
         raise ValueError("--subset needs --dataset (the run's own test split is evaluated without them)")
     elif args.cached:
-        if args.checkpoint != "best":
+        if checkpoint != "best":
             raise ValueError("--cached prints evaluation.json, the best checkpoint's figures; leave out --checkpoint")
         report = run.read_evaluation()
         if report is None:
@@ -30,7 +31,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     else:
         from segcore.evaluation.run import evaluate_run
 
-        report = evaluate_run(run, write=args.write, checkpoint=args.checkpoint)
+        report = evaluate_run(run, write=args.write, checkpoint=checkpoint)
     if args.json:
         print_json(report)
     else:

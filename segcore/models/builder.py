@@ -19,7 +19,7 @@ import keras
 from segcore.config import ACTIVATIONS, DEPTHS, FREEZE_MODES, UPSAMPLING, ModelConfig
 from segcore.catalog import encoders as encoder_registry
 from segcore.catalog.heads import head_for
-from segcore.models.layers import Preprocess
+from segcore.models.layers import GroupNorm, Preprocess
 
 
 def _check_config(cfg: ModelConfig, image_size: int, channels: int) -> None:
@@ -78,7 +78,7 @@ def _conv_block(x, filters: int, name: str, cfg: ModelConfig):
         if norm == "batch":
             x = keras.layers.BatchNormalization(name=f"{name}_bn{i}")(x)
         elif norm == "group":
-            x = keras.layers.GroupNormalization(groups=math.gcd(filters, GROUPS), name=f"{name}_gn{i}")(x)
+            x = GroupNorm(groups=math.gcd(filters, GROUPS), name=f"{name}_gn{i}")(x)
         x = keras.layers.Activation(cfg.activation, name=f"{name}_act{i}")(x)
     if cfg.dropout > 0:
         x = keras.layers.Dropout(cfg.dropout, name=f"{name}_drop")(x)

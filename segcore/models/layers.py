@@ -66,3 +66,50 @@ class Preprocess(keras.layers.Layer):
         config = super().get_config()
         config.update(style=self.style, to_rgb=self.to_rgb)
         return config
+
+
+@keras.saving.register_keras_serializable(package="segcore")
+class GroupNorm(keras.layers.GroupNormalization):
+    """Group normalisation (Wu & He 2018), the same function and weights as Keras's, in fewer passes.
+
+    Keras's layer reshapes every feature map into ``(N, H, W, groups,
+    C / groups)`` and takes its moments and gradients there; on a CPU that
+    five-dimensional broadcast made group norm 42% of a 16-filter U-Net's
+    training step. This one reduces the map per channel first (the mean,
+    then the centred second moment), pools the channel statistics into
+    their groups by the law of total variance (exact: each group's variance
+    is the mean of its channels' variances plus the spread of their means),
+    and applies one per-channel scale and shift. ``bench/group_norm.py``
+    measures both.
+
+    The configuration, the weights (``gamma``, ``beta``) and the outputs are
+    Keras's (equal up to float rounding), so a model saved with either loads
+    into the other's place. Inputs other than channels-last images (axis
+    -1, rank 4) take Keras's own path.
+    """
+
+    def call(self, inputs):
+        if len(inputs.shape) != 4 or self.axis not in (-1, 3):
+            return super().call(inputs)
+        channels = int(inputs.shape[-1])
+        size = channels // self.groups
+        x = ops.cast(inputs, _statistics_dtype(inputs.dtype))  # float16 inputs overflow: statistics in float32
+        mean_c = ops.mean(x, axis=(1, 2), keepdims=True)  # (N, 1, 1, C)
+        var_c = ops.mean(ops.square(x - mean_c), axis=(1, 2))  # (N, C), centred: no cancellation
+        mean_c = ops.reshape(mean_c, (-1, self.groups, size))
+        mean_g = ops.mean(mean_c, axis=-1, keepdims=True)  # (N, G, 1)
+        var_g = ops.mean(ops.reshape(var_c, (-1, self.groups, size)) + ops.square(mean_c - mean_g), axis=-1, keepdims=True)
+        scale = ops.rsqrt(var_g + self.epsilon) * ops.ones_like(mean_c)  # (N, G, C/G)
+        shift = -mean_g * scale
+        scale, shift = ops.reshape(scale, (-1, 1, 1, channels)), ops.reshape(shift, (-1, 1, 1, channels))
+        if self.scale:
+            gamma = ops.cast(self.gamma, x.dtype)
+            scale, shift = scale * gamma, shift * gamma
+        if self.center:
+            shift = shift + ops.cast(self.beta, x.dtype)
+        return ops.cast(x * scale + shift, self.compute_dtype)
+
+
+def _statistics_dtype(dtype) -> str:
+    """The dtype group statistics are taken in: float32 at least (float64 stays)."""
+    return "float64" if str(dtype).endswith("float64") else "float32"
