@@ -53,7 +53,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from segcore import runfiles
 from segcore.access import Actor, local_actor, require
@@ -461,15 +461,28 @@ class RunFolder:
         A damaged ``status.json`` is replaced when ``fields`` sets a ``state``
         (the damage is noted in ``warnings``); otherwise RunFileError is raised.
         """
+        return self.update_status_if(None, **fields)
+
+    def update_status_if(self, expected: Callable[[dict[str, Any] | None], bool] | None, **fields: Any) -> dict[str, Any] | None:
+        """``update_status``, only if ``expected`` passes the status as written (None where it is unreadable).
+
+        The check and the write happen under the same folder lock, so a decision taken on
+        what ``status.json`` said cannot overwrite what another process wrote since (a
+        resume after a kill, say). Returns None when ``expected`` says no.
+        """
         if "state" in fields and fields["state"] not in STATES:
             raise ValueError(f"run state {fields['state']!r} is not one of {STATES}")
         with self._lock():
             try:
-                status = self.read_status()
+                status, damage = self.read_status(), None
             except RunFileError as exc:
                 if "state" not in fields:
                     raise
-                status = self.rebuilt_status(exc)
+                status, damage = None, exc
+            if expected is not None and not expected(status):
+                return None
+            if status is None:
+                status = self.rebuilt_status(damage)
             status.update(fields)
             self.write_status(status, use_reserve="state" in fields)
             return status

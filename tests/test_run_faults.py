@@ -620,3 +620,39 @@ def test_resuming_from_half_a_last_checkpoint_fails_naming_it(workspace, in_proc
     assert process.execute(run.path) == 1
     status = run.read_status()
     assert status["state"] == "failed" and "last.keras is damaged: cut short" in status["message"], status
+
+
+def test_a_resume_between_the_workers_look_and_its_write_is_not_overwritten(workspace, no_worker, monkeypatch):
+    """A killed training process: the worker decides from status.json that the run was its own and records the
+    kill, but a resume can queue the run in between (``true_status`` already calls it interrupted). The check
+    and the write must be one step under the run's lock, or the resume is lost and the run never trains."""
+    import threading
+    import types
+
+    from segcore.queue import resume, worker
+
+    make_shapes_dataset(workspace, "shapes", n=6)
+    run = make_run(workspace, "stopped")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    run.update_status(state="running", pid=dead.pid, heartbeat=time.time(), epoch=1)
+    assert run.true_status()["state"] == "interrupted"  # what a page or the CLI sees at once
+
+    real_read = RunFolder.read_status
+    calls = []
+
+    def read_then_resume(self):
+        status = real_read(self)
+        if not calls:  # the worker's look: a resume comes in right after it (it waits for the run's lock)
+            calls.append(threading.Thread(target=resume, args=(run.run_id, workspace), kwargs={"start_worker": False}))
+            calls[0].start()
+            calls[0].join(timeout=2)
+        return status
+
+    monkeypatch.setattr(RunFolder, "read_status", read_then_resume)
+    worker._reap(run, types.SimpleNamespace(pid=dead.pid, returncode=-signal.SIGKILL))
+    calls[0].join(timeout=30)
+    monkeypatch.setattr(RunFolder, "read_status", real_read)
+    status = run.read_status()
+    assert status["state"] == "queued", status  # the resume stands: the run trains again
+    assert any(json.loads(line)["action"] == "resume" for line in run.audit_path.read_text().splitlines())

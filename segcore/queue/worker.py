@@ -36,8 +36,8 @@ import sys
 import time
 import traceback
 from pathlib import Path
+from typing import Any
 
-from segcore.runfiles import RunFileError
 from segcore.runs import DAMAGED, RunFolder, iso, iter_run_folders, queued_runs
 from segcore.training.device import nvidia_gpus
 from segcore.queue.launcher import STOP_GRACE_S, lock_path, max_concurrent_runs, spawn_module
@@ -88,22 +88,30 @@ def _run_env(backend: str) -> dict[str, str]:
 
 
 def _reap(run: RunFolder, proc: subprocess.Popen) -> None:
+    """Record how a training process ended when it could not say so itself (killed, crashed).
+
+    Only while ``status.json`` still says this process runs, checked and written under
+    one lock: a run resumed (queued again) since the process died is left as it is.
+    """
     code = proc.returncode
-    try:
-        status = run.read_status()
-    except RunFileError as exc:
-        if code == 0:  # it wrote its result; someone damaged the file since
-            _log(f"{run.run_id} ended (exit code 0) but {exc}; it is listed as damaged")
-            return
-        status = {"state": "running", "pid": None}
-    if status.get("state") != "running" or status.get("pid") not in (proc.pid, None):
-        _log(f"{run.run_id} ended ({status.get('state')}, exit code {code})")
-        return
+    seen: dict[str, Any] = {}
+
+    def still_ours(status: dict[str, Any] | None) -> bool:
+        seen["status"] = status
+        if status is None:  # unreadable: a process that exited 0 wrote its result, someone damaged it since
+            return code != 0
+        return status.get("state") == "running" and status.get("pid") in (proc.pid, None)
+
     if code is not None and code < 0:
         name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
-        run.update_status(state="interrupted", message=f"interrupted: the training process was killed ({name}); resume continues from the last checkpoint", finished_at=iso())
+        fields = dict(state="interrupted", message=f"interrupted: the training process was killed ({name}); resume continues from the last checkpoint")
     else:
-        run.update_status(state="failed", message=f"the training process exited with code {code} without a result; see train.log and process.log", finished_at=iso())
+        fields = dict(state="failed", message=f"the training process exited with code {code} without a result; see train.log and process.log")
+    if run.update_status_if(still_ours, finished_at=iso(), **fields) is None:
+        status = seen.get("status")
+        _log(f"{run.run_id} ended (exit code 0) but its status.json is damaged; it is listed as damaged" if status is None
+             else f"{run.run_id} ended ({status.get('state')}, exit code {code})")
+        return
     _log(f"{run.run_id} ended abnormally (exit code {code})")
 
 
