@@ -222,14 +222,16 @@ def leak_warnings(run: RunFolder, hashes: dict[str, str], checkpoint: str = "bes
     are named in a note, not a leak: they were never trained on and chose nothing.
     """
     out = []
-    for part, ids in leaked_images(run, hashes).items():
+    leaked = leaked_images(run, hashes)
+    chose = validation_chose(run, checkpoint) if "val" in leaked else None  # the run's settings, read once
+    for part, ids in leaked.items():
         shown = ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
-        if part == "val" and validation_chose(run, checkpoint) is None:
+        if part == "val" and chose is None:
             out.append(f"note: {len(ids)} of these {len(hashes)} images validated the run ({shown}); scored with its "
                        f"{checkpoint} checkpoint, which they did not choose (no early stopping, no plateau schedule), "
                        "their scores still measure generalisation")
             continue
-        word = "training" if part == "train" else f"validation, which chose {validation_chose(run, checkpoint)}"
+        word = "training" if part == "train" else f"validation, which chose {chose}"
         out.append(f"leak: {len(ids)} of these {len(hashes)} images have the same pixels as images the run used for "
                    f"{word} ({shown}); their scores do not measure generalisation")
     return out
