@@ -5,14 +5,18 @@ cross-entropy, Adam) on 81 random 256 px patches (27 synthetic 360x480
 images, 3 windows each, drawn by ``make_batches`` once) for ``--epochs``
 epochs of 11 steps of 8, from in-memory arrays (``--feed arrays``: no input
 pipeline at all) or through the trainer's pipeline (``--feed pipeline``:
-``make_batches`` with augmentation, fed by ``pipeline.feed``), and prints
+``make_batches`` with augmentation, fed by ``pipeline.feed``; ``--autotune
+on`` puts tf.data's autotuner back, as it was before ``feed`` turned it
+off), and prints
 each epoch's wall seconds and the process's CPU seconds. Every epoch does
 the same work, so on a steady machine every epoch after the first (which
 traces the step) takes the same time; a time budget's epoch count depends
 on it.
 
 Usage:
-    python bench/epoch_speed.py [--epochs 8] [--feed arrays|pipeline]
+    python bench/epoch_speed.py [--epochs 8] [--feed arrays|pipeline] [--autotune off|on]
+
+``--feed arrays`` is Keras's own pipeline for in-memory arrays, autotuned.
 
 The last line is one JSON object with every epoch's figures.
 """
@@ -35,6 +39,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--feed", choices=("arrays", "pipeline"), default="arrays")
+    parser.add_argument("--autotune", choices=("off", "on"), default="off",
+                        help="with --feed pipeline: on gives the pipeline tf.data's autotuner back")
     args = parser.parse_args()
 
     import keras
@@ -43,7 +49,11 @@ def main() -> None:
     from segcore.config import AugmentConfig, ModelConfig
     from segcore.losses import DiceCrossentropy
     from segcore.models import build_model
+    from segcore.training import pipeline
     from segcore.training.pipeline import feed, make_batches
+
+    if args.autotune == "on":
+        pipeline.without_autotune = lambda data: data  # the pipeline as it was: tf.data's default options
 
     rng = np.random.default_rng(0)
     images = rng.uniform(0, 255, (27, 360, 480, 3)).astype(np.uint8)
@@ -72,7 +82,8 @@ def main() -> None:
                   epochs=args.epochs, verbose=0, callbacks=[Timer()], shuffle=False)
     else:
         model.fit(feed(batches), epochs=args.epochs, verbose=0, callbacks=[Timer()], shuffle=False)
-    print(json.dumps({"cores": os.cpu_count(), "feed": args.feed, "epochs": epochs}))
+    print(json.dumps({"cores": os.cpu_count(), "feed": args.feed, "autotune": args.autotune if args.feed == "pipeline" else "on",
+                      "epochs": epochs}))
 
 
 if __name__ == "__main__":

@@ -94,6 +94,31 @@ def test_batch_norm_run_with_few_steps_is_flagged(workspace):
     assert flagged, f"4 epochs of 2 steps: the averages lag far behind ({last})"
 
 
+def test_training_hands_keras_no_autotuned_pipeline_to_wait_for(workspace, monkeypatch):
+    """With tf.data's autotuner on, deleting an iterator waits for its thread to wake (seconds, both cores
+    idle); Keras makes a new one for every epoch's training and validation, and ``model.predict`` on arrays
+    makes an autotuned pipeline of its own. A run's epochs use neither."""
+    make_shapes_dataset(workspace, n=24, size=32)
+    fed = []
+    fit = keras.Model.fit
+
+    def recording_fit(self, x=None, *args, **kwargs):
+        fed.extend([x, kwargs.get("validation_data")])
+        return fit(self, x, *args, **kwargs)
+
+    def no_predict(self, *args, **kwargs):
+        raise AssertionError("model.predict was called during training")
+
+    monkeypatch.setattr(keras.Model, "fit", recording_fit)
+    monkeypatch.setattr(keras.Model, "predict", no_predict)
+    run, _ = _run(workspace, _cfg(epochs=2, seed=0))
+    assert all("val_pixel_accuracy" in row for row in run.read_history())  # the health check ran each epoch
+    assert len(fed) == 2 and all(data is not None for data in fed)
+    if keras.backend.backend() == "tensorflow":
+        for data in fed:
+            assert data.options().autotune.enabled is False, data
+
+
 # --------------------------------------------------------------------------- class 0
 
 

@@ -221,6 +221,18 @@ def gaussian_weights(window: int, sigma_scale: float = 0.125) -> np.ndarray:
     return np.maximum(weights, 1e-3)[..., None]  # every pixel keeps some weight (edges of the image)
 
 
+def predict_batches(model, images: np.ndarray, batch_size: int = 8) -> np.ndarray:
+    """Probabilities float32 for ``images`` as they are, ``batch_size`` at a time.
+
+    ``predict_on_batch``, not ``model.predict``: on TensorFlow, ``predict``
+    wraps the arrays in an autotuned ``tf.data`` pipeline whose iterator can
+    take seconds to delete (see ``segcore.training.pipeline.without_autotune``).
+    """
+    out = [np.asarray(model.predict_on_batch(images[i : i + batch_size].astype(np.float32)), np.float32)
+           for i in range(0, len(images), batch_size)]
+    return np.concatenate(out) if out else np.zeros(tuple(images.shape[:3]) + (1,), np.float32)
+
+
 def predict_tiled(model, images: np.ndarray, window: int, batch_size: int = 8) -> np.ndarray:
     """Probabilities float32 ``(N, H, W, outputs)`` for images ``(N, H, W, C)`` of any size.
 
@@ -233,9 +245,7 @@ def predict_tiled(model, images: np.ndarray, window: int, batch_size: int = 8) -
     images = np.asarray(images)
     n, h, w = images.shape[:3]
     if (h, w) == (window, window):
-        out = [np.asarray(model.predict_on_batch(images[i : i + batch_size].astype(np.float32)), np.float32)
-               for i in range(0, n, batch_size)]
-        return np.concatenate(out) if out else np.zeros((0, h, w, 1), np.float32)
+        return predict_batches(model, images, batch_size)
     if h < window or w < window:
         padded = np.zeros((n, max(h, window), max(w, window)) + images.shape[3:], images.dtype)
         padded[:, :h, :w] = images

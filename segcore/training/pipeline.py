@@ -247,6 +247,13 @@ def feed(batches, backend: str | None = None):
     do (``bench/fit_feed.py``). Keras calls no ``on_epoch_end`` on a
     ``tf.data`` dataset: the caller sets ``batches.epoch`` at the start of
     every epoch (the trainer's callback does).
+
+    tf.data's autotuning is off (:func:`without_autotune`): the pipeline's
+    parallelism and prefetch are fixed, and with autotuning on, every
+    iterator Keras dropped at an epoch's end (training and validation each
+    make one an epoch) waited for the autotuner's thread to wake from its
+    sleep, which grows to seconds: whole seconds an epoch with both cores idle.
+
     On JAX and PyTorch the ``PyDataset`` itself, which Keras reads directly.
     """
     import keras
@@ -269,7 +276,24 @@ def feed(batches, backend: str | None = None):
         return x, y
 
     data = tf.data.Dataset.range(len(batches)).map(batch, num_parallel_calls=batches.workers, deterministic=True)
-    return data.prefetch(1)
+    return without_autotune(data.prefetch(1))
+
+
+def without_autotune(data):
+    """A ``tf.data`` dataset with the autotuner off (nothing in it is ``AUTOTUNE``).
+
+    With autotuning on, ``tf.data`` runs a thread that re-tunes the pipeline
+    at intervals that double (up to a minute), and deleting an iterator waits
+    for that thread to wake: measured on 2 cores, 4.2 s for an iterator of
+    20 batches, at two of five deletions (``bench/epoch_speed.py --autotune
+    on``). Keras makes a new iterator for every epoch's training and
+    validation.
+    """
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return data.with_options(options)
 
 
 # The share of training patches centred on a pixel of a class that is not the sample's most common one.

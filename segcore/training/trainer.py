@@ -30,6 +30,7 @@ from segcore.config import RunConfig
 from segcore.data.arrays import load_arrays
 from segcore.data.dataset import load_dataset
 from segcore.evaluation import evaluate_run_model, summary_metrics
+from segcore.prediction.predictor import predict_batches
 from segcore.runs import LiveStatus, RunFolder
 from segcore.training import health
 from segcore.catalog.optim import make_optimizer, scheduled_lr
@@ -472,9 +473,9 @@ class Trainer:
             since = completed - int(self.state.get("health_epoch") or 0)
             n = health_sample_count(len(self.val_x), int(self.cfg.train.batch_size))
             x = self.val_x[:n].astype(np.float32)
-            probs = model.predict(x, batch_size=min(int(self.cfg.train.batch_size), n), verbose=0)
+            probs = predict_batches(model, x, min(int(self.cfg.train.batch_size), n))
             h = health.epoch_health(
-                self.val_m[:n], np.asarray(probs, np.float32), self.mode, self.class_names,
+                self.val_m[:n], probs, self.mode, self.class_names,
                 include_background=self.include_background,
             )
             warnings = health.health_warnings(h, self.health_missing, completed, epochs_since=since)
