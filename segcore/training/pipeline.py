@@ -283,10 +283,10 @@ def without_autotune(data):
     """A ``tf.data`` dataset with the autotuner off (nothing in it is ``AUTOTUNE``).
 
     With autotuning on, ``tf.data`` runs a thread that re-tunes the pipeline
-    at intervals that double (up to a minute), and deleting an iterator waits
+    at intervals that grow while the iterator lives, and deleting an iterator waits
     for that thread to wake: measured on 2 cores, 4.2 s for an iterator of
-    20 batches, at two of five deletions (``bench/epoch_speed.py --autotune
-    on``). Keras makes a new iterator for every epoch's training and
+    20 batches, at one of five deletions (``bench/epoch_speed.py
+    --deletions 5``). Keras makes a new iterator for every epoch's training and
     validation.
     """
     import tensorflow as tf
