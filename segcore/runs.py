@@ -487,18 +487,19 @@ class RunFolder:
             self.write_status(status, use_reserve="state" in fields)
             return status
 
-    def transition(self, allowed_from: tuple[str, ...], **fields: Any) -> dict[str, Any] | None:
-        """Update the status only if its current true state is in ``allowed_from``.
+    def transition(self, allowed_from: tuple[str, ...], when: Callable[[dict[str, Any]], bool] | None = None,
+                   **fields: Any) -> dict[str, Any] | None:
+        """Update the status only if its current true state is in ``allowed_from`` (and ``when(status)`` holds).
 
         ``allowed_from`` may include ``"damaged"``: a damaged status is then
         rebuilt (see ``rebuilt_status``) before ``fields`` are applied.
 
         Returns:
-            The new status, or None when the state was something else.
+            The new status, or None when the state was something else (or ``when`` said no).
         """
         with self._lock():
             status = self.true_status()
-            if status.get("state") not in allowed_from:
+            if status.get("state") not in allowed_from or (when is not None and not when(status)):
                 return None
             if status.get("state") == DAMAGED:
                 status = self.rebuilt_status(status.get("damage", {}).get("status.json"))

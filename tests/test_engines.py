@@ -287,3 +287,47 @@ def test_a_ray_worker_lets_go_of_ended_runs_even_when_the_cluster_is_gone(worksp
     engine.poll(30.0)
     assert set(engine.jobs) == {live.run_id} and engine.busy()  # the running one is still watched
     assert any("cannot reach the Ray cluster" in line for line in lines)
+
+
+class _RecordingJobClient:
+    """Stands in for Ray's ``JobSubmissionClient``: knows no job until it is submitted, and records what the run
+    said about itself at the moment of submission."""
+
+    def __init__(self, run, start_process: bool = False):
+        self.run, self.start_process, self.said_at_submit, self.jobs = run, start_process, None, set()
+
+    def get_job_status(self, job_id):
+        if job_id not in self.jobs:
+            raise RuntimeError(f"Request failed with status code 404: Job {job_id} does not exist.")
+        raise AssertionError("not asked in these tests")
+
+    def submit_job(self, submission_id, **kwargs):
+        self.said_at_submit = self.run.read_status()["message"]
+        self.jobs.add(submission_id)
+        if self.start_process:  # resources were free: the job's process started and wrote its own status at once
+            self.run.update_status(pid=12345, message="starting: loading Keras and its backend")
+        return submission_id
+
+
+@pytest.mark.parametrize("process_started", [False, True])
+def test_a_ray_run_says_submitted_only_once_ray_has_its_job(workspace, monkeypatch, process_started):
+    """A reader who sees "submitted to Ray as job X" may ask Ray about X at once (CI once got a 404 for a job
+    its run already called submitted); and the worker's word never overwrites what the job's process wrote."""
+    from segcore.queue import launcher
+    from segcore.queue.ray_engine import RayEngine
+
+    make_shapes_dataset(workspace, "shapes", n=6)
+    run = open_run(launcher.launch(tiny(), workspace, start_worker=False), workspace)
+    engine = RayEngine(workspace, ServerSettings(engine="ray", ray_address="http://127.0.0.1:9", ray_cpus_per_run=2), [].append)
+    client = _RecordingJobClient(run, start_process=process_started)
+    engine._client = client
+    monkeypatch.setattr(engine, "_gpus_per_node", lambda: 0)
+    assert engine.start(run, {}) is True
+    assert client.said_at_submit == f"submitting to Ray as job {run.run_id}"
+    status = run.read_status()
+    assert status["state"] == "running" and status["job"] == run.run_id and run.run_id in engine.jobs
+    if process_started:
+        assert status["message"] == "starting: loading Keras and its backend" and status["pid"] == 12345
+    else:
+        assert status["message"] == f"submitted to Ray as job {run.run_id}; waiting for a node with 2 CPU(s) free"
+        assert status["pid"] is None

@@ -131,8 +131,9 @@ def test_a_job_waiting_for_resources_is_stopped_at_once(ray_ws, ray_address):
     (ray_ws.root / "server.json").write_text(json.dumps({"engine": "ray", "ray_address": ray_address, "ray_cpus_per_run": 3}))
     run_id = launch(tiny(), ray_ws)
     run = open_run(run_id, ray_ws)
-    status = wait_until(lambda: (s := run.read_status()).get("job") and s, timeout=60)
-    assert status["state"] == "running" and status["pid"] is None
+    # "submitted" is said only once Ray has the job (before it, the run reads "submitting")
+    status = wait_until(lambda: (s := run.read_status()).get("message", "").startswith("submitted") and s, timeout=60)
+    assert status["state"] == "running" and status["pid"] is None and status["job"] == run_id
     assert status["message"] == f"submitted to Ray as job {run_id}; waiting for a node with 3 CPU(s) free"
     assert job_status(ray_address, run_id) == "PENDING"
     status = stop(run_id, ray_ws)

@@ -275,9 +275,7 @@ class RayEngine:
             raise ValueError(f"setting train.devices is {devices}; the largest node of the Ray cluster has {gpus_per_node} GPUs")
         num_cpus = self.settings.ray_cpus_per_run
         claimed = run.transition(("queued",), state="running", pid=None, host=None, heartbeat=time.time(), engine="ray",
-                                 job=job_id, gpus=[], devices=None,
-                                 message=f"submitted to Ray as job {job_id}; waiting for a node with {num_cpus} CPU(s)"
-                                 + (f" and {num_gpus} GPU(s)" if num_gpus else "") + " free")
+                                 job=job_id, gpus=[], devices=None, message=f"submitting to Ray as job {job_id}")
         if claimed is None:
             return True  # cancelled meanwhile: nothing to submit
         pythonpath = str(PROJECT_ROOT) + (os.pathsep + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH") else "")
@@ -292,6 +290,11 @@ class RayEngine:
                            message=f"waiting: the Ray cluster did not take the job ({type(exc).__name__}: {exc})")
             raise RayUnavailable(f"Ray did not take job {job_id}: {type(exc).__name__}: {exc}") from None
         self.jobs[job_id] = run
+        # Said only once Ray has the job: a reader who sees it may ask Ray about the job. The job's process
+        # may have started already (its pid is in the status then), or the run been stopped meanwhile.
+        run.transition(("running",), when=lambda s: s.get("job") == job_id and s.get("pid") is None,
+                       message=f"submitted to Ray as job {job_id}; waiting for a node with {num_cpus} CPU(s)"
+                       + (f" and {num_gpus} GPU(s)" if num_gpus else "") + " free")
         self.log(f"submitted {run.run_id} as Ray job {job_id} ({num_cpus} CPU, {num_gpus} GPU)")
         return True
 
