@@ -69,10 +69,20 @@ def test_two_devices_repeat_one_device_with_the_same_global_batch(workspace):
 
 # The training process, run with two logical CPU devices made before TensorFlow starts (what
 # two GPUs would be to MirroredStrategy).
+# It also records, in $PREDICT_LOG, what every model.predict call was given: the health check's
+# predict under a distribution must not build an autotuned tf.data pipeline (deleting one waits for the
+# autotuner's thread, seconds with the cores idle; see test_small_data).
 TWO_TF_CPUS = (
-    "import sys, tensorflow as tf\n"
+    "import json, os, sys, tensorflow as tf, keras\n"
     "cpu = tf.config.list_physical_devices('CPU')[0]\n"
     "tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)\n"
+    "predict = keras.Model.predict\n"
+    "def recording(self, x=None, *args, **kwargs):\n"
+    "    autotuned = x.options().autotune.enabled if isinstance(x, tf.data.Dataset) else 'arrays'\n"
+    "    with open(os.environ['PREDICT_LOG'], 'a') as f:\n"
+    "        f.write(json.dumps({'autotuned': autotuned}) + '\\n')\n"
+    "    return predict(self, x, *args, **kwargs)\n"
+    "keras.Model.predict = recording\n"
     "from segcore.queue.process import main\n"
     "raise SystemExit(main(sys.argv[1:]))\n"
 )
@@ -96,7 +106,8 @@ def test_mirrored_on_two_tensorflow_cpu_devices_repeats_one_device(workspace):
             dataset="demo", image_size=32, epochs=2, batch_size=batch_size, seed=0, early_stopping_patience=0,
             backend="tensorflow", devices=devices, augment=AugmentConfig(enabled=False), split=SplitConfig()))
         run_id = launch(cfg, workspace, start_worker=False)
-        env = dict(os.environ, SEGCORE_WORKSPACE=str(workspace.root), KERAS_BACKEND="tensorflow", PYTHONPATH=str(PROJECT))
+        env = dict(os.environ, SEGCORE_WORKSPACE=str(workspace.root), KERAS_BACKEND="tensorflow", PYTHONPATH=str(PROJECT),
+                   PREDICT_LOG=str(workspace.root / f"predict-{devices}.jsonl"))
         proc = subprocess.run([sys.executable, "-c", TWO_TF_CPUS, str(workspace.run_dir(run_id))], capture_output=True,
                               text=True, env=env, cwd=PROJECT, timeout=600)
         assert proc.returncode == 0, proc.stderr[-3000:]
@@ -113,3 +124,6 @@ def test_mirrored_on_two_tensorflow_cpu_devices_repeats_one_device(workspace):
         assert a == pytest.approx(b, rel=TF_RTOL), (key, a, b)
     a, b = [r["val_dice"] for r in h1], [r["val_dice"] for r in h2]
     assert a == pytest.approx(b, abs=DICE_ATOL), a
+    # the health check on two devices predicts through model.predict (every epoch), never on an autotuned pipeline
+    calls = [json.loads(line) for line in (workspace.root / "predict-2.jsonl").read_text().splitlines()]
+    assert len(calls) >= 2 and all(call["autotuned"] is False for call in calls), calls

@@ -34,7 +34,7 @@ from segcore.prediction.predictor import predict_batches
 from segcore.runs import LiveStatus, RunFolder
 from segcore.training import health
 from segcore.catalog.optim import make_optimizer, scheduled_lr
-from segcore.training.pipeline import check_masks, class_frequencies, feed, make_batches, windows
+from segcore.training.pipeline import check_masks, class_frequencies, feed, make_batches, windows, without_autotune
 
 log = logging.getLogger("segcore.training")
 
@@ -476,9 +476,8 @@ class Trainer:
             x = self.val_x[:n].astype(np.float32)
             if self.replicas > 1:
                 # Under a distribution, predict_on_batch gives every replica's outputs (measured: 8 for 4
-                # images on two devices); predict splits the batch. Its autotuned pipeline costs idle seconds.
-                probs = np.asarray(model.predict(x, batch_size=min(int(self.cfg.train.batch_size), n), verbose=0),
-                                   np.float32)
+                # images on two devices); predict splits the batch, fed with the autotuner off (see feed).
+                probs = _predict_split(model, x, min(int(self.cfg.train.batch_size), n))
             else:
                 probs = predict_batches(model, x, min(int(self.cfg.train.batch_size), n))
             h = health.epoch_health(
@@ -751,6 +750,22 @@ def _tensorboard(run: RunFolder):
     import keras
 
     return keras.callbacks.TensorBoard(log_dir=str(run.tensorboard_dir), write_graph=False, update_freq="epoch"), None
+
+
+def _predict_split(model, images: np.ndarray, batch_size: int) -> np.ndarray:
+    """``model.predict``, which splits each batch across a distribution's replicas.
+
+    On TensorFlow it is given a dataset of batches with tf.data's autotuner off: on arrays it builds an
+    autotuned one, whose deletion waits for the autotuner's thread (seconds with the cores idle).
+    """
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return np.asarray(model.predict(images, batch_size=batch_size, verbose=0), np.float32)
+    import tensorflow as tf
+
+    data = without_autotune(tf.data.Dataset.from_tensor_slices(images).batch(batch_size))
+    return np.asarray(model.predict(data, verbose=0), np.float32)
 
 
 def _is_number(value: Any) -> bool:
