@@ -625,10 +625,9 @@ class Trainer:
         health.check_setup(self.mode, self.num_classes, t.loss, int(model.output.shape[-1]))
         self.status.update(
             message="training", epoch=start, epochs=self.epochs, warnings=list(self.setup_warnings),
-            replicas=device.replicas(strategy), params=int(model.count_params()),
-            devices=device.device_label(self.gpus, device.replicas(strategy)),
+            replicas=replicas, params=int(model.count_params()), devices=device.device_label(self.gpus, replicas),
         )
-        batch_size = int(t.batch_size) * device.replicas(strategy)
+        batch_size = int(t.batch_size) * replicas
         common = dict(batch_size=batch_size, mode=self.mode, num_classes=self.num_classes, seed=int(t.seed))
         if self.state.get("early_stopped") or self.state.get("budget_stopped") or start >= self.epochs:
             return model
